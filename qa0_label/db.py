@@ -1,0 +1,180 @@
+"""Engine and session helpers: SQLite pragmas, schema creation and upgrade, bulk inserts."""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, SQLModel, create_engine
+
+from qa0_label import models
+from qa0_label.config import database_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db" / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+
+_engines: dict[str, Engine] = {}
+T = TypeVar("T")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True when the engine talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets AoDs read while another writes; busy_timeout turns short lock waits into waits, not errors.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """Create an engine for URL (default from the environment) with our connection settings."""
+    url = database_url(url)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """A process-wide engine per URL whose schema is created or upgraded on first use."""
+    url = database_url(url)
+    engine = _engines.get(url)
+    if engine is None:
+        engine = make_engine(url)
+        init_db(engine)
+        _engines[url] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests use this between temporary databases)."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One session per user action: commit on success, roll back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def retry_locked(fn: Callable[[], T], *, attempts: int = 5, delay_s: float = 0.05) -> T:
+    """Run fn again when SQLite reports a lock that outlived busy_timeout (safe for idempotent work)."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(delay_s * (2**attempt))
+    raise AssertionError("unreachable")
+
+
+# --- schema versioning -------------------------------------------------------------------------
+
+
+def schema_version(conn: Connection) -> int | None:
+    """The schema version recorded in the database, or None for an empty database."""
+    if not inspect(conn).has_table("meta"):
+        return None
+    row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).fetchone()
+    return int(row[0]) if row else None
+
+
+def _load_migration(version: int) -> Callable[[Connection], None]:
+    matches = sorted(MIGRATIONS_DIR.glob(f"{version:04d}_*.py"))
+    if not matches:
+        raise RuntimeError(f"no migration to schema version {version} in {MIGRATIONS_DIR}")
+    spec = importlib.util.spec_from_file_location(f"qa0_migration_{version:04d}", matches[0])
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.upgrade
+
+
+def init_db(engine: Engine) -> int:
+    """Create the schema on an empty database or upgrade an older one; returns the version."""
+    try:
+        return _init_db_once(engine)
+    except Exception:
+        # Two processes starting on a new database race to create it; the loser finds it made.
+        time.sleep(0.5)
+        return _init_db_once(engine)
+
+
+def _init_db_once(engine: Engine) -> int:
+    with engine.begin() as conn:
+        current = schema_version(conn)
+        if current is None:
+            if inspect(conn).has_table("execution_block"):
+                raise RuntimeError("database has qa0 tables but no schema version; refusing to guess")
+            SQLModel.metadata.create_all(conn)
+            _set_version(conn, models.SCHEMA_VERSION)
+            return models.SCHEMA_VERSION
+        if current > models.SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this program ({models.SCHEMA_VERSION})"
+            )
+        for version in range(current + 1, models.SCHEMA_VERSION + 1):
+            # Each step runs inside this one transaction: a failed upgrade leaves the old schema intact.
+            _load_migration(version)(conn)
+            _set_version(conn, version)
+        # New tables introduced by later versions are created idempotently.
+        SQLModel.metadata.create_all(conn)
+        return models.SCHEMA_VERSION
+
+
+def _set_version(conn: Connection, version: int) -> None:
+    updated = conn.execute(
+        text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(version)}
+    ).rowcount
+    if not updated:
+        conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
+
+
+# --- bulk writes -------------------------------------------------------------------------------
+
+
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Insert many rows through the DB-API cursor (an order of magnitude faster than ORM objects)."""
+    if not rows:
+        return 0
+    cols = ", ".join(columns)
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+    else:
+        marks = ", ".join("%s" for _ in columns)
+    sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+    return len(rows)

@@ -1,0 +1,259 @@
+"""Record, undo and revise labels (append-only events); current labels and consensus."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy import delete, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from qa0_label.models import CAUTION_ORDER, LABEL_VALUES, ROLES, ExecutionBlock, Label, Labeler, Lease, Skip
+
+
+class LabelError(ValueError):
+    """A label request that cannot be honoured (bad value, unknown EB, ...)."""
+
+
+class NotAllowed(PermissionError):
+    """The labeler's role does not allow this action."""
+
+
+_VALUE_LOOKUP = {v.lower(): v for v in LABEL_VALUES}
+
+
+def normalize_value(value: str) -> str:
+    """Return the canonical QA0 value for a case-insensitive input such as 'semipass'."""
+    canonical = _VALUE_LOOKUP.get(str(value).strip().lower().replace("-", "").replace(" ", ""))
+    if canonical is None:
+        raise LabelError(f"unknown QA0 value {value!r}; expected one of {', '.join(LABEL_VALUES)}")
+    return canonical
+
+
+def normalize_name(name: str) -> str:
+    """Trim a labeler name and refuse empty or absurdly long ones."""
+    clean = " ".join(str(name).split())
+    if not clean:
+        raise LabelError("labeler name is empty")
+    if len(clean) > 80:
+        raise LabelError("labeler name is longer than 80 characters")
+    return clean
+
+
+def get_or_create_labeler(*, session: Session, name: str, role: str = "aod") -> Labeler:
+    """The labeler called NAME, created with ROLE if new (an unknown name becomes an AoD)."""
+    name = normalize_name(name)
+    if role not in ROLES:
+        raise LabelError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    labeler = session.exec(select(Labeler).where(Labeler.name == name)).first()
+    if labeler is not None:
+        return labeler
+    labeler = Labeler(name=name, role=role)
+    try:
+        with session.begin_nested():
+            session.add(labeler)
+            session.flush()
+    except IntegrityError:
+        # Another process created the same name between our read and write.
+        labeler = session.exec(select(Labeler).where(Labeler.name == name)).one()
+    return labeler
+
+
+def set_role(*, session: Session, name: str, role: str) -> Labeler:
+    """Give an existing (or new) labeler a role."""
+    labeler = get_or_create_labeler(session=session, name=name, role=role)
+    labeler.role = role
+    session.add(labeler)
+    session.flush()
+    return labeler
+
+
+def eb_id_for_uid(*, session: Session, uid: str) -> int:
+    """Database id of the EB with this uid, or LabelError naming the uid."""
+    eb_id = session.exec(select(ExecutionBlock.id).where(ExecutionBlock.uid == uid.strip())).first()
+    if eb_id is None:
+        raise LabelError(f"no EB with uid {uid!r}")
+    return int(eb_id)
+
+
+def _current_review_value(session: Session, eb_id: int, labeler_id: int) -> tuple[int | None, str | None]:
+    row = session.exec(
+        select(Label.id, Label.value)
+        .where(Label.eb_id == eb_id, Label.labeler_id == labeler_id, Label.kind.in_(("review", "undo")))
+        .order_by(Label.id.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def record_label(
+    *,
+    session: Session,
+    eb_id: int,
+    labeler: str,
+    value: str,
+    comment: str | None = None,
+    seconds_on_eb: float | None = None,
+    client_event_id: str | None = None,
+    kind: str = "review",
+    reason: str | None = None,
+) -> Label:
+    """Append a label event; a repeated client_event_id returns the first event instead of a second one."""
+    value = normalize_value(value)
+    if kind not in ("review", "adjudication"):
+        raise LabelError(f"unknown label kind {kind!r}")
+    if client_event_id is not None:
+        existing = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
+        if existing is not None:
+            return existing
+    if session.get(ExecutionBlock, eb_id) is None:
+        raise LabelError(f"no EB with id {eb_id}")
+    who = get_or_create_labeler(session=session, name=labeler)
+    if kind == "adjudication":
+        if who.role != "lead":
+            raise NotAllowed(f"{who.name} is an AoD; only team leads can adjudicate")
+        if not (reason or "").strip():
+            raise LabelError("an adjudication needs a reason")
+    event = Label(
+        eb_id=eb_id,
+        labeler_id=who.id,
+        value=value,
+        comment=(comment or None),
+        reason=(reason or None),
+        seconds_on_eb=seconds_on_eb,
+        kind=kind,
+        client_event_id=client_event_id or uuid.uuid4().hex,
+    )
+    try:
+        with session.begin_nested():
+            session.add(event)
+            session.flush()
+    except IntegrityError:
+        # The same click arrived twice at once: the first insert won, hand back that one.
+        existing = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
+        if existing is None:
+            raise
+        return existing
+    release_lease(session=session, eb_id=eb_id, labeler_id=who.id)
+    return event
+
+
+def undo_last(*, session: Session, labeler: str, client_event_id: str | None = None) -> Label | None:
+    """Revert the labeler's newest review event by appending an undo event; returns it (None if nothing)."""
+    who = get_or_create_labeler(session=session, name=labeler)
+    if client_event_id is not None:
+        existing = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
+        if existing is not None:
+            return existing
+    # Undo walks back through this labeler's review events that are still in force.
+    events = session.exec(
+        select(Label)
+        .where(Label.labeler_id == who.id, Label.kind.in_(("review", "undo")))
+        .order_by(Label.id.desc())
+    ).all()
+    reverted = {e.reverts_id for e in events if e.kind == "undo"}
+    target = next((e for e in events if e.kind == "review" and e.id not in reverted), None)
+    if target is None:
+        return None
+    previous = next(
+        (
+            e
+            for e in events
+            if e.eb_id == target.eb_id and e.id < target.id and e.kind == "review" and e.id not in reverted
+        ),
+        None,
+    )
+    event = Label(
+        eb_id=target.eb_id,
+        labeler_id=who.id,
+        value=previous.value if previous else None,
+        kind="undo",
+        reverts_id=target.id,
+        client_event_id=client_event_id or uuid.uuid4().hex,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def record_skip(*, session: Session, eb_id: int, labeler: str) -> None:
+    """Remember that the labeler skipped this EB and release their lease on it."""
+    who = get_or_create_labeler(session=session, name=labeler)
+    exists = session.exec(select(Skip.id).where(Skip.eb_id == eb_id, Skip.labeler_id == who.id)).first()
+    if exists is None:
+        session.add(Skip(eb_id=eb_id, labeler_id=who.id))
+    release_lease(session=session, eb_id=eb_id, labeler_id=who.id)
+    session.flush()
+
+
+def release_lease(*, session: Session, eb_id: int, labeler_id: int) -> None:
+    """Drop the labeler's lease on the EB, if they hold one."""
+    session.exec(delete(Lease).where(Lease.eb_id == eb_id, Lease.labeler_id == labeler_id))  # type: ignore[call-overload]
+
+
+_CURRENT_SQL = """
+SELECT l.eb_id, l.labeler_id, lb.name AS labeler, lb.role AS role, l.value, l.comment,
+       l.seconds_on_eb, l.created_at, l.id AS event_id
+FROM label l
+JOIN (
+    SELECT eb_id, labeler_id, MAX(id) AS id FROM label
+    WHERE kind IN ('review', 'undo')
+    GROUP BY eb_id, labeler_id
+) newest ON newest.id = l.id
+JOIN labeler lb ON lb.id = l.labeler_id
+WHERE l.value IS NOT NULL
+"""
+
+
+def current_labels(session: Session, *, include_archive: bool = True) -> pd.DataFrame:
+    """Each labeler's current label per EB: the newest review/undo event, when it carries a value."""
+    sql = _CURRENT_SQL + ("" if include_archive else " AND lb.name <> 'archive'")
+    rows = session.connection().execute(text(sql + " ORDER BY l.id")).fetchall()
+    cols = ["eb_id", "labeler_id", "labeler", "role", "value", "comment", "seconds_on_eb", "created_at", "event_id"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def adjudications(session: Session) -> pd.DataFrame:
+    """The newest adjudication per EB."""
+    rows = session.connection().execute(
+        text(
+            """
+            SELECT l.eb_id, l.value, l.reason, lb.name AS labeler, l.created_at
+            FROM label l JOIN labeler lb ON lb.id = l.labeler_id
+            WHERE l.id IN (SELECT MAX(id) FROM label WHERE kind = 'adjudication' GROUP BY eb_id)
+            """
+        )
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["eb_id", "value", "reason", "labeler", "created_at"])
+
+
+def majority_value(values: Iterable[str]) -> str | None:
+    """Majority of values; a tie goes to the more cautious value (Fail before SemiPass before Pass)."""
+    counts = Counter(values)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(v for v in CAUTION_ORDER if counts.get(v, 0) == top)
+
+
+def consensus(session: Session) -> pd.DataFrame:
+    """Training label per EB: an adjudication wins, else the majority of current labels (cautious ties)."""
+    current = current_labels(session)
+    adjudicated = adjudications(session)
+    out: dict[int, tuple[str, str, int]] = {}
+    if not current.empty:
+        for eb_id, group in current.groupby("eb_id", sort=False):
+            vals = group["value"].tolist()
+            counts = Counter(vals)
+            source = "unanimous" if len(counts) == 1 else "majority"
+            out[int(eb_id)] = (majority_value(vals) or "", source, len(vals))
+    for row in adjudicated.itertuples(index=False):
+        n = out.get(int(row.eb_id), ("", "", 0))[2]
+        out[int(row.eb_id)] = (row.value, "adjudication", n)
+    frame = pd.DataFrame(
+        [(eb, v, s, n) for eb, (v, s, n) in out.items()], columns=["eb_id", "value", "source", "n_labels"]
+    )
+    return frame.sort_values("eb_id", ignore_index=True)
