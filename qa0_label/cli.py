@@ -1,0 +1,292 @@
+"""`python -m qa0_label`: a thin command-line layer over the library.
+
+Exit codes (DESIGN.md contract): 0 success, 2 bad input (message names file, row, column), 1 other failure.
+Heavy libraries (scikit-learn, modAL) are imported only inside the commands that need them, so that
+`label` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed without a traceback, exit code 2."""
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from qa0_label.db import get_engine
+
+    return get_engine(args.db)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from qa0_label.config import load_settings
+
+    return load_settings(args.db)
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=False, default=str))
+
+
+def _progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
+    if quiet:
+        return None
+
+    def show(fraction: float, message: str) -> None:
+        print(f"\r[{fraction * 100:5.1f}%] {message:<60}", end="", file=sys.stderr, flush=True)
+        if fraction >= 1.0:
+            print(file=sys.stderr)
+
+    return show
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Add simulated EBs (and optionally simulated AoD labels)."""
+    from qa0_label.simulate import simulate
+
+    if args.n < 0 or args.aods < 0 or args.labeled < 0:
+        raise UserError("--n, --aods and --labeled must not be negative")
+    if args.labeled and not args.aods:
+        raise UserError("--labeled needs --aods K (how many simulated AoDs give the labels)")
+    summary = simulate(
+        engine=_engine(args),
+        n=args.n,
+        seed=args.seed,
+        aods=args.aods,
+        labeled=args.labeled,
+        progress=_progress_printer(args.quiet or args.json),
+    )
+    if args.json:
+        _print_json(summary)
+    else:
+        for key, value in summary.items():
+            print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
+    from qa0_label.ingest import ImportRefused, import_file
+
+    try:
+        summary = import_file(
+            engine=_engine(args),
+            path=Path(args.path),
+            details_path=Path(args.details) if args.details else None,
+            progress=_progress_printer(args.quiet),
+        )
+    except ImportRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export label events (or current labels) to CSV or Parquet."""
+    from qa0_label.ingest import export_labels
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise UserError(f"{out}: --out must end in .csv or .parquet")
+    n = export_labels(engine=_engine(args), out=out, current=args.current)
+    print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")
+    return EXIT_OK
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """Record one label for the EB with this uid."""
+    from qa0_label.db import session_scope
+    from qa0_label.labels import LabelError, eb_id_for_uid, normalize_value, record_label
+
+    try:
+        value = normalize_value(args.value)
+        with session_scope(_engine(args)) as session:
+            eb_id = eb_id_for_uid(session=session, uid=args.uid)
+            event = record_label(
+                session=session, eb_id=eb_id, labeler=args.labeler, value=value, comment=args.comment
+            )
+            event_id = event.id
+    except LabelError as exc:
+        raise UserError(str(exc)) from None
+    print(f"recorded {value} for {args.uid} by {args.labeler} (event {event_id})")
+    return EXIT_OK
+
+
+def cmd_next(args: argparse.Namespace) -> int:
+    """The EB this AoD should review next, and why."""
+    from qa0_label.assign import next_for
+
+    result = next_for(engine=_engine(args), labeler=args.labeler, strategy=args.strategy, settings=_settings(args))
+    if result is None:
+        if args.json:
+            _print_json(None)
+        else:
+            print("nothing left to review for this labeler")
+        return EXIT_OK
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['uid']}  ({result['strategy']}, uncertainty {result['uncertainty']})")
+    return EXIT_OK
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Train, score the pool and store a model run."""
+    from qa0_label.training import RetrainRefused, retrain
+
+    try:
+        result = retrain(
+            engine=_engine(args),
+            settings=_settings(args),
+            trigger="cli",
+            progress=_progress_printer(args.quiet or args.json),
+        )
+    except RetrainRefused as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        _print_json(result)
+    else:
+        metrics = result.get("metrics", {})
+        print(
+            f"model version {result['version']} from {result['n_labels']} labels: "
+            f"macro-F1 {metrics.get('macro_f1', float('nan')):.3f}, "
+            f"balanced accuracy {metrics.get('balanced_accuracy', float('nan')):.3f}"
+        )
+    return EXIT_OK
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    """Agreement statistics over each labeler's current label."""
+    from qa0_label.agreement import agreement_report
+    from qa0_label.db import session_scope
+    from qa0_label.labels import current_labels
+
+    with session_scope(_engine(args)) as session:
+        report = agreement_report(current_labels(session, include_archive=False))
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"items rated by at least two labelers: {report['n_items']}")
+        for pair in report["cohen_kappa"]:
+            print(f"  Cohen kappa {pair['a']} vs {pair['b']}: {pair['kappa']:.3f} over {pair['n']} EBs")
+        for key in ("fleiss_kappa", "krippendorff_alpha_nominal", "krippendorff_alpha_ordinal"):
+            value = report.get(key)
+            print(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
+    return EXIT_OK
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Performance and label-efficiency figures."""
+    if args.what == "al":
+        from qa0_label.benchmark_al import run_benchmark
+
+        result = run_benchmark(
+            dataset=args.dataset, strategy=args.strategy, seeds=args.seeds, progress=_progress_printer(args.json)
+        )
+    else:
+        raise UserError(f"unknown benchmark {args.what!r}")
+    if args.json:
+        _print_json(result)
+    else:
+        for key, value in result.items():
+            if not isinstance(value, (list, dict)):
+                print(f"{key}: {value}")
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser = argparse.ArgumentParser(prog="python -m qa0_label", description="QA0 labelling with active learning")
+    parser.add_argument("--db", help="database URL (default: $QA0_DATABASE_URL or sqlite:///db/qa0.sqlite)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="add realistic simulated EBs")
+    p.add_argument("--n", type=int, required=True, help="number of EBs to add")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aods", type=int, default=0, help="number of simulated AoDs giving labels")
+    p.add_argument("--labeled", type=int, default=0, help="number of labels the simulated AoDs give")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("import", help="import EBs from CSV or Parquet (all or nothing)")
+    p.add_argument("path")
+    p.add_argument("--details", help="CSV or Parquet of per antenna x spw x scan rows")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="export label events or current labels")
+    p.add_argument("--out", required=True)
+    p.add_argument("--current", action="store_true", help="only each labeler's current label per EB")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("label", help="record one label")
+    p.add_argument("uid")
+    p.add_argument("--labeler", required=True)
+    p.add_argument("--value", required=True, help="Pass, SemiPass or Fail (any case)")
+    p.add_argument("--comment")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("next", help="the EB this labeler should review next")
+    p.add_argument("--labeler", required=True)
+    p.add_argument("--strategy", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_next)
+
+    p = sub.add_parser("retrain", help="train, score the pool, store a model run")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("agreement", help="agreement statistics")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_agreement)
+
+    p = sub.add_parser("benchmark", help="performance figures")
+    bsub = p.add_subparsers(dest="what", required=True)
+    b = bsub.add_parser("al", help="label efficiency of a query strategy against random order")
+    b.add_argument("--dataset", default="qa0-sim", choices=["qa0-sim", "breast_cancer", "wine", "digits"])
+    b.add_argument("--strategy", default="margin")
+    b.add_argument("--seeds", type=int, default=10)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its usage message
+        return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if __import__("os").environ.get("QA0_DEBUG"):
+            raise
+        return EXIT_FAILURE
