@@ -215,7 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(prog="python -m qa0_label", description="QA0 labelling with active learning")
     parser.add_argument("--db", help="database URL (default: $QA0_DATABASE_URL or sqlite:///db/qa0.sqlite)")
+    # --db is accepted before or after the command name; after it, it overrides.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("simulate", help="add realistic simulated EBs")
     p.add_argument("--n", type=int, required=True, help="number of EBs to add")
@@ -261,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="performance figures")
     bsub = p.add_subparsers(dest="what", required=True)
-    b = bsub.add_parser("al", help="label efficiency of a query strategy against random order")
+    b = bsub.add_parser("al", parents=[common], help="label efficiency of a query strategy against random order")
     b.add_argument("--dataset", default="qa0-sim", choices=["qa0-sim", "breast_cancer", "wine", "digits"])
     b.add_argument("--strategy", default="margin")
     b.add_argument("--seeds", type=int, default=10)
