@@ -114,7 +114,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     try:
         value = normalize_value(args.value)
-        with session_scope(_engine(args)) as session:
+        with session_scope(_engine(args), write=True) as session:
             eb_id = eb_id_for_uid(session=session, uid=args.uid)
             event = record_label(
                 session=session, eb_id=eb_id, labeler=args.labeler, value=value, comment=args.comment

@@ -31,6 +31,9 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # pysqlite's own transaction handling commits before DDL and breaks SAVEPOINTs; we emit BEGIN
+    # ourselves (see _sqlite_begin) so migrations and nested transactions are truly atomic.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets AoDs read while another writes; busy_timeout turns short lock waits into waits, not errors.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -38,6 +41,20 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front, so a writer waits (busy_timeout) instead of failing
+    # with "database is locked" when it upgrades a read transaction whose snapshot went stale.
+    if conn.get_execution_options().get("qa0_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but its transactions take SQLite's write lock at BEGIN (no-op elsewhere)."""
+    return engine.execution_options(qa0_write=True)
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -50,6 +67,7 @@ def make_engine(url: str | None = None) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     return engine
@@ -74,9 +92,13 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """One session per user action: commit on success, roll back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
+    """One session per user action: commit on success, roll back on any error.
+
+    write=True takes SQLite's write lock when the transaction starts; use it for actions that read
+    and then write (labels, leases) so concurrent AoDs queue instead of failing.
+    """
+    with Session(writer(engine) if write else engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
@@ -130,7 +152,7 @@ def init_db(engine: Engine) -> int:
 
 
 def _init_db_once(engine: Engine) -> int:
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         current = schema_version(conn)
         if current is None:
             if inspect(conn).has_table("execution_block"):

@@ -1,0 +1,142 @@
+"""Label events: append-only, idempotent clicks, undo, skips, consensus rules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlmodel import select
+
+from qa0_label import labels
+from qa0_label.db import session_scope
+from qa0_label.models import ExecutionBlock, Label, Lease, Skip, utcnow
+
+
+def _add_ebs(engine, n: int = 3) -> list[int]:
+    with session_scope(engine) as session:
+        ebs = [
+            ExecutionBlock(
+                uid=f"uid://A002/X1/X{i:x}", source="J1256-0547", band=3,
+                start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+            )
+            for i in range(n)
+        ]
+        session.add_all(ebs)
+        session.flush()
+        return [eb.id for eb in ebs]
+
+
+@pytest.mark.parametrize("raw,expected", [("pass", "Pass"), ("SEMIPASS", "SemiPass"), (" semi-pass ", "SemiPass"), ("Fail", "Fail")])
+def test_values_are_case_insensitive(raw: str, expected: str) -> None:
+    assert labels.normalize_value(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "ok", "Unset", "Pending", "passed"])
+def test_unknown_values_are_refused(raw: str) -> None:
+    with pytest.raises(labels.LabelError):
+        labels.normalize_value(raw)
+
+
+def test_double_submitted_click_stores_one_event(engine) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine) as s:
+        first = labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass", client_event_id="click-1")
+    with session_scope(engine) as s:
+        again = labels.record_label(session=s, eb_id=eb, labeler="ana", value="Fail", client_event_id="click-1")
+        assert again.id == first.id
+        assert len(s.exec(select(Label)).all()) == 1
+
+
+def test_revision_keeps_history_and_newest_counts(engine) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine) as s:
+        labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass")
+        labels.record_label(session=s, eb_id=eb, labeler="ana", value="Fail")
+        cur = labels.current_labels(s)
+        assert cur["value"].tolist() == ["Fail"]
+        assert len(s.exec(select(Label)).all()) == 2
+
+
+def test_undo_appends_and_restores_previous_value(engine) -> None:
+    a, b = _add_ebs(engine, 2)
+    with session_scope(engine) as s:
+        labels.record_label(session=s, eb_id=a, labeler="ana", value="Pass")
+        labels.record_label(session=s, eb_id=a, labeler="ana", value="SemiPass")
+        labels.record_label(session=s, eb_id=b, labeler="ana", value="Fail")
+    with session_scope(engine) as s:
+        undo = labels.undo_last(session=s, labeler="ana")
+        assert undo is not None and undo.eb_id == b and undo.value is None
+        assert set(labels.current_labels(s)["eb_id"]) == {a}
+        undo2 = labels.undo_last(session=s, labeler="ana")
+        assert undo2.eb_id == a and undo2.value == "Pass"
+        assert labels.current_labels(s)["value"].tolist() == ["Pass"]
+        assert len(s.exec(select(Label)).all()) == 5  # nothing deleted
+
+
+def test_undo_with_nothing_to_undo_returns_none(engine) -> None:
+    with session_scope(engine) as s:
+        assert labels.undo_last(session=s, labeler="nobody") is None
+
+
+def test_consensus_majority_tie_and_adjudication(engine) -> None:
+    a, b, c = _add_ebs(engine, 3)
+    with session_scope(engine) as s:
+        labels.set_role(session=s, name="lead", role="lead")
+        for who, val in [("x", "Pass"), ("y", "Pass"), ("z", "Fail")]:
+            labels.record_label(session=s, eb_id=a, labeler=who, value=val)
+        for who, val in [("x", "Pass"), ("y", "SemiPass")]:
+            labels.record_label(session=s, eb_id=b, labeler=who, value=val)
+        for who, val in [("x", "Pass"), ("y", "Pass")]:
+            labels.record_label(session=s, eb_id=c, labeler=who, value=val)
+        labels.record_label(session=s, eb_id=c, labeler="lead", value="Fail", kind="adjudication", reason="Tsys spike")
+        cons = labels.consensus(s).set_index("eb_id")
+    assert cons.loc[a, "value"] == "Pass" and cons.loc[a, "source"] == "majority"
+    assert cons.loc[b, "value"] == "SemiPass"  # tie: the more cautious value
+    assert cons.loc[c, "value"] == "Fail" and cons.loc[c, "source"] == "adjudication"
+
+
+def test_aod_cannot_adjudicate(engine) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine) as s:
+        with pytest.raises(labels.NotAllowed):
+            labels.record_label(session=s, eb_id=eb, labeler="ana", value="Fail", kind="adjudication", reason="x")
+
+
+def test_adjudication_needs_reason(engine) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine) as s:
+        labels.set_role(session=s, name="lead", role="lead")
+        with pytest.raises(labels.LabelError):
+            labels.record_label(session=s, eb_id=eb, labeler="lead", value="Fail", kind="adjudication", reason=" ")
+
+
+def test_label_and_skip_release_the_lease(engine) -> None:
+    a, b = _add_ebs(engine, 2)
+    with session_scope(engine) as s:
+        ana = labels.get_or_create_labeler(session=s, name="ana")
+        s.add(Lease(eb_id=a, labeler_id=ana.id, expires_at=utcnow()))
+        s.add(Lease(eb_id=b, labeler_id=ana.id, expires_at=utcnow()))
+    with session_scope(engine) as s:
+        labels.record_label(session=s, eb_id=a, labeler="ana", value="Pass")
+        labels.record_skip(session=s, eb_id=b, labeler="ana")
+        labels.record_skip(session=s, eb_id=b, labeler="ana")  # a repeated skip is harmless
+    with session_scope(engine) as s:
+        assert s.exec(select(Lease)).all() == []
+        assert len(s.exec(select(Skip)).all()) == 1
+
+
+def test_unknown_eb_is_refused(engine) -> None:
+    with session_scope(engine) as s:
+        with pytest.raises(labels.LabelError):
+            labels.record_label(session=s, eb_id=999, labeler="ana", value="Pass")
+        with pytest.raises(labels.LabelError):
+            labels.eb_id_for_uid(session=s, uid="uid://nope")
+
+
+def test_names_are_trimmed_and_validated(engine) -> None:
+    with session_scope(engine) as s:
+        assert labels.get_or_create_labeler(session=s, name="  Ana   Li ").name == "Ana Li"
+        with pytest.raises(labels.LabelError):
+            labels.get_or_create_labeler(session=s, name="   ")
+        with pytest.raises(labels.LabelError):
+            labels.get_or_create_labeler(session=s, name="x" * 81)
