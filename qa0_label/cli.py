@@ -54,12 +54,12 @@ def _progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Add simulated EBs (and optionally simulated AoD labels)."""
-    from qa0_label.simulate import simulate
-
     if args.n < 0 or args.aods < 0 or args.labeled < 0:
         raise UserError("--n, --aods and --labeled must not be negative")
     if args.labeled and not args.aods:
         raise UserError("--labeled needs --aods K (how many simulated AoDs give the labels)")
+    from qa0_label.simulate import simulate
+
     summary = simulate(
         engine=_engine(args),
         n=args.n,
@@ -97,11 +97,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export label events (or current labels) to CSV or Parquet."""
-    from qa0_label.ingest import export_labels
-
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"{out}: --out must end in .csv or .parquet")
+    from qa0_label.ingest import export_labels
+
     n = export_labels(engine=_engine(args), out=out, current=args.current)
     print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")
     return EXIT_OK
@@ -189,6 +189,18 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Consistent copy of a live SQLite database."""
+    from qa0_label.db import backup_sqlite
+
+    try:
+        size = backup_sqlite(_engine(args), Path(args.out))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"backed up to {args.out} ({size / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Performance and label-efficiency figures."""
     if args.what == "al":
@@ -267,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("agreement", help="agreement statistics")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_agreement)
+
+    p = sub.add_parser("backup", help="consistent copy of a live SQLite database")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("benchmark", help="performance figures")
     bsub = p.add_subparsers(dest="what", required=True)

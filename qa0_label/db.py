@@ -200,3 +200,29 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
     finally:
         cursor.close()
     return len(rows)
+
+
+def backup_sqlite(engine: Engine, out: Path) -> int:
+    """Consistent copy of a live SQLite database (online backup API); returns the size in bytes."""
+    if not is_sqlite(engine):
+        raise ValueError("backup copies SQLite databases; for PostgreSQL use pg_dump")
+    source_path = engine.url.database
+    if not source_path or source_path == ":memory:":
+        raise ValueError("an in-memory database cannot be backed up")
+    out = Path(out)
+    if out.resolve() == Path(source_path).resolve():
+        raise ValueError(f"{out}: the backup must not overwrite the live database")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    src = sqlite3.connect(source_path, timeout=BUSY_TIMEOUT_MS / 1000)
+    dst = sqlite3.connect(tmp)
+    try:
+        # The backup API copies a consistent snapshot even while AoDs keep writing.
+        src.backup(dst, pages=4096)
+        dst.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        dst.close()
+        src.close()
+    tmp.replace(out)
+    return out.stat().st_size

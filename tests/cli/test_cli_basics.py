@@ -1,0 +1,86 @@
+"""CLI contract: exit codes, messages without tracebacks, label command, backup, fast start."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from qa0_label import cli
+from qa0_label.db import get_engine, session_scope
+from qa0_label.models import ExecutionBlock
+
+
+def _seed_one(db_url: str) -> str:
+    uid = "uid://A002/X10d9399/Xae5e"
+    with session_scope(get_engine(db_url)) as s:
+        s.add(ExecutionBlock(uid=uid, source="J1256-0547", band=3, start_time=datetime(2024, 1, 1, tzinfo=timezone.utc)))
+    return uid
+
+
+def test_label_records_case_insensitive_value(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    uid = _seed_one(db_url)
+    assert cli.main(["--db", db_url, "label", uid, "--labeler", "Ana", "--value", "semipass", "--comment", "=1+1"]) == 0
+    assert "SemiPass" in capsys.readouterr().out
+    db = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    rows = db.execute("SELECT l.value, l.comment, b.name, b.role FROM label l JOIN labeler b ON b.id = l.labeler_id").fetchall()
+    assert rows == [("SemiPass", "=1+1", "Ana", "aod")]
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["label", "uid://none", "--labeler", "Ana", "--value", "Pass"], "no EB with uid"),
+        (["label", "UID", "--labeler", "Ana", "--value", "Maybe"], "unknown QA0 value"),
+        (["label", "UID", "--labeler", "  ", "--value", "Pass"], "labeler name is empty"),
+        (["export", "--out", "labels.txt"], "must end in .csv or .parquet"),
+        (["simulate", "--n", "-1"], "must not be negative"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_message(db_url: str, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    uid = _seed_one(db_url)
+    argv = [uid if a == "UID" else a for a in argv]
+    assert cli.main(["--db", db_url, *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_db_flag_after_command_is_honoured(db_url: str) -> None:
+    uid = _seed_one(db_url)
+    assert cli.main(["label", uid, "--labeler", "Bo", "--value", "fail", "--db", db_url]) == 0
+
+
+def test_label_subprocess_starts_without_sklearn(db_url: str, tmp_path: Path) -> None:
+    uid = _seed_one(db_url)
+    code = (
+        "import sys; from qa0_label.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'sklearn' not in sys.modules and 'modAL' not in sys.modules, 'heavy import'; sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--db", db_url, "label", uid, "--labeler", "Ana", "--value", "Pass"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_backup_makes_a_consistent_copy(db_url: str, tmp_path: Path) -> None:
+    uid = _seed_one(db_url)
+    assert cli.main(["--db", db_url, "label", uid, "--labeler", "Ana", "--value", "Pass"]) == 0
+    out = tmp_path / "copy" / "backup.sqlite"
+    assert cli.main(["--db", db_url, "backup", "--out", str(out)]) == 0
+    copy = sqlite3.connect(out)
+    assert copy.execute("SELECT value FROM label").fetchall() == [("Pass",)]
+    assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert not out.with_name(out.name + ".partial").exists()
+
+
+def test_backup_refuses_to_overwrite_live_database(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _seed_one(db_url)
+    assert cli.main(["--db", db_url, "backup", "--out", db_url.removeprefix("sqlite:///")]) == 2
+    assert "must not overwrite" in capsys.readouterr().err
