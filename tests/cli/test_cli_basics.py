@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from qa0_label import cli
 from qa0_label.db import get_engine, session_scope
@@ -26,9 +27,11 @@ def test_label_records_case_insensitive_value(db_url: str, capsys: pytest.Captur
     uid = _seed_one(db_url)
     assert cli.main(["--db", db_url, "label", uid, "--labeler", "Ana", "--value", "semipass", "--comment", "=1+1"]) == 0
     assert "SemiPass" in capsys.readouterr().out
-    db = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-    rows = db.execute("SELECT l.value, l.comment, b.name, b.role FROM label l JOIN labeler b ON b.id = l.labeler_id").fetchall()
-    assert rows == [("SemiPass", "=1+1", "Ana", "aod")]
+    with get_engine(db_url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT l.value, l.comment, b.name, b.role FROM label l JOIN labeler b ON b.id = l.labeler_id")
+        ).fetchall()
+    assert [tuple(r) for r in rows] == [("SemiPass", "=1+1", "Ana", "aod")]
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,7 @@ def test_label_subprocess_starts_without_sklearn(db_url: str, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.sqlite_only
 def test_backup_makes_a_consistent_copy(db_url: str, tmp_path: Path) -> None:
     uid = _seed_one(db_url)
     assert cli.main(["--db", db_url, "label", uid, "--labeler", "Ana", "--value", "Pass"]) == 0
@@ -80,7 +84,15 @@ def test_backup_makes_a_consistent_copy(db_url: str, tmp_path: Path) -> None:
     assert not out.with_name(out.name + ".partial").exists()
 
 
+@pytest.mark.sqlite_only
 def test_backup_refuses_to_overwrite_live_database(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     _seed_one(db_url)
     assert cli.main(["--db", db_url, "backup", "--out", db_url.removeprefix("sqlite:///")]) == 2
     assert "must not overwrite" in capsys.readouterr().err
+
+
+def test_backup_of_postgres_points_to_pg_dump(db_url: str, backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL only")
+    assert cli.main(["--db", db_url, "backup", "--out", str(tmp_path / "x.sqlite")]) == 2
+    assert "pg_dump" in capsys.readouterr().err
