@@ -1,0 +1,599 @@
+"""Data behind the AoD review view: one EB from the database as plain dicts and DataFrames (no Streamlit).
+
+Every function is keyword-only, reads through the caller's session, and costs one to three small indexed
+queries, so the label page can call all of them for every EB it shows. Nothing here reveals the current
+EB's own labels: overlap reviews stay blind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import bindparam, text
+from sqlmodel import Session
+
+from qa0_label import limits
+from qa0_label.models import CAUTION_ORDER, ExecutionBlock
+
+HEADER_FIELDS: tuple[str, ...] = (
+    "uid", "sb_name", "project", "source", "band", "array", "start_time", "duration_s", "n_antennas", "pwv_mm",
+    "elevation_deg", "tsys_median_k", "phase_rms_deg", "flagged_fraction", "exec_fraction", "freq_ghz",
+    "flux_jy", "flux_err_jy", "spectral_index", "spectral_index_err", "expected_flux_jy", "expected_flux_err_jy",
+    "extra",
+)
+
+HEATMAP_METRICS: tuple[str, ...] = ("tsys_k", "amplitude", "phase_deg", "bp_ripple_db")
+"""EBDetail columns the antenna x scan heatmap can show."""
+
+CONTEXT_METRICS: dict[str, str] = {
+    "pwv_mm": "e.pwv_mm",
+    "pwv_over_limit": "e.pwv_mm",  # divided by the band's limit in Python
+    "elevation_deg": "e.elevation_deg",
+    "n_antennas": "e.n_antennas",
+    "exec_fraction": "e.exec_fraction",
+    "tsys_median_k": "e.tsys_median_k",
+    "phase_rms_deg": "e.phase_rms_deg",
+    "flagged_fraction": "e.flagged_fraction",
+    "spectral_index": "e.spectral_index",
+    "duration_s": "e.duration_s",
+    "flux_deviation_sigma": "NULL",  # from the four flux columns in Python
+    "flux_ratio": "NULL",  # measured / expected flux
+}
+"""Metrics context() can place among labelled EBs (name -> SQL expression over execution_block e)."""
+
+DEFAULT_CONTEXT_METRICS: tuple[str, ...] = (
+    "pwv_over_limit", "elevation_deg", "phase_rms_deg", "flagged_fraction", "exec_fraction", "flux_deviation_sigma",
+)
+"""Band-independent metrics (PWV relative to the band's limit), so EBs of all bands can be compared."""
+
+CONTEXT_GROUPS: tuple[str, ...] = ("this EB", "Pass", "SemiPass", "Fail")
+
+GRID_SOURCE_ALPHA: dict[str, float] = {
+    "J1256-0547": -0.55, "J0319+4130": -0.68, "J2253+1608": -0.68, "J1229+0203": -0.92, "J1924-2914": -0.59,
+    "J0522-3627": -0.24, "J1058+0133": -0.57, "J0854+2006": -0.47, "J2258-2758": -0.62, "J0423-0120": -0.52,
+    "J1427-4206": -0.60, "J1751+0939": -0.46, "J1337-1257": -0.55, "J1517-2422": -0.32, "J0538-4405": -0.53,
+    "J0006-0623": -0.66, "J1107-4449": -0.73, "J1550+0527": -0.81,
+}
+"""Spectral index between 97.5 and 343.5 GHz from the catalogue's 60-day medians (DOMAIN.md)."""
+
+DEFAULT_ALPHA = -0.6
+"""Typical grid quasar spectral index when neither the database nor the table knows the source."""
+DEFAULT_ALPHA_SCATTER = 0.1
+"""Uncertainty of the extrapolating spectral index when the source's history cannot tell it."""
+MIN_HISTORY_FOR_ALPHA = 3
+"""Other EBs of a source needed before their mean spectral index replaces the catalogue table."""
+CONTEXT_CAP_PER_CLASS = 2000
+FIT_SAMPLES = 60
+
+_TIME_TYPE = ExecutionBlock.__table__.c.start_time.type  # type: ignore[attr-defined]
+_CAUTION_RANK = {v: i for i, v in enumerate(CAUTION_ORDER)}
+
+
+class EBNotFound(LookupError):
+    """No EB with the requested id."""
+
+
+# --- small helpers ---------------------------------------------------------------------------------
+
+
+def _utc(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime (SQLite and timestamp-without-zone columns return naive ones)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    # A raw SELECT returns SQLite's JSON column as text and PostgreSQL's as a parsed object.
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _eb_row(session: Session, eb_id: int, extra_sql: str = "") -> dict[str, Any]:
+    cols = ", ".join(f"e.{c}" for c in HEADER_FIELDS)
+    row = (
+        session.connection()
+        .execute(text(f"SELECT e.id AS eb_id, {cols}{extra_sql} FROM execution_block e WHERE e.id = :id"), {"id": int(eb_id)})
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise EBNotFound(f"no EB with id {eb_id}")
+    return dict(row)
+
+
+def _consensus_sql(filter_sql: str) -> str:
+    # Newest review/undo event per (EB, labeler) is the current label (NULL value: withdrawn); the newest
+    # adjudication per EB overrides the vote. FILTER_SQL restricts the EBs through the alias e.
+    return f"""
+        SELECT l.eb_id, l.value, l.kind FROM label l
+        WHERE l.value IS NOT NULL AND l.id IN (
+            SELECT MAX(l2.id) FROM label l2 JOIN execution_block e ON e.id = l2.eb_id
+            WHERE l2.kind IN ('review', 'undo') AND {filter_sql}
+            GROUP BY l2.eb_id, l2.labeler_id
+            UNION ALL
+            SELECT MAX(l3.id) FROM label l3 JOIN execution_block e ON e.id = l3.eb_id
+            WHERE l3.kind = 'adjudication' AND {filter_sql}
+            GROUP BY l3.eb_id
+        )
+    """
+
+
+def consensus_values(rows: Sequence[Sequence[Any]]) -> dict[int, str]:
+    """EB id -> consensus value from (eb_id, value, kind) rows of current labels and newest adjudications.
+
+    Same rule as labels.consensus, vectorised: an adjudication wins; else the majority; a tie goes to the more
+    cautious value.
+    """
+    frame = pd.DataFrame(list(rows), columns=["eb_id", "value", "kind"])
+    frame = frame[frame["value"].isin(_CAUTION_RANK)]
+    if frame.empty:
+        return {}
+    adjudicated = frame[frame["kind"] == "adjudication"]
+    votes = frame[frame["kind"] != "adjudication"].groupby(["eb_id", "value"]).size().rename("n").reset_index()
+    votes["rank"] = votes["value"].map(_CAUTION_RANK)
+    votes = votes.sort_values(["eb_id", "n", "rank"], ascending=[True, False, True]).drop_duplicates("eb_id")
+    out = {int(e): str(v) for e, v in zip(votes["eb_id"], votes["value"])}
+    out.update({int(e): str(v) for e, v in zip(adjudicated["eb_id"], adjudicated["value"])})
+    return out
+
+
+def _details(session: Session, eb_id: int, columns: Sequence[str]) -> pd.DataFrame:
+    cols = ", ".join(columns)
+    rows = session.connection().execute(
+        text(f"SELECT {cols} FROM eb_detail WHERE eb_id = :id"), {"id": int(eb_id)}
+    ).fetchall()
+    frame = pd.DataFrame(rows, columns=list(columns))
+    for col in columns:
+        if col not in ("antenna", "flagged"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if "flagged" in frame:
+        frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
+    return frame
+
+
+# --- header ----------------------------------------------------------------------------------------
+
+
+def tsys_outliers(details: pd.DataFrame, ratio: float = limits.TSYS_OUTLIER_RATIO) -> dict[str, float]:
+    """Antenna -> Tsys / array median for antennas above RATIO; DETAILS has antenna, spw, tsys_k.
+
+    Each spw is compared with its own array median (Tsys changes across the band), then an antenna's ratio
+    is its median over spws.
+    """
+    d = details.dropna(subset=["tsys_k"])
+    d = d[d["tsys_k"] > 0]
+    if d.empty or d["antenna"].nunique() < 3:
+        return {}
+    per = d.groupby(["antenna", "spw"])["tsys_k"].median().rename("tsys").reset_index()
+    per["ratio"] = per["tsys"] / per.groupby("spw")["tsys"].transform("median")
+    ant = per.groupby("antenna")["ratio"].median()
+    return {str(a): round(float(r), 2) for a, r in ant[ant > ratio].sort_values(ascending=False).items()}
+
+
+def bandpass_ripple(details: pd.DataFrame) -> dict[int, float]:
+    """Spw -> worst antenna's median ripple (dB) over unflagged scans; DETAILS has antenna, spw, bp_ripple_db, flagged.
+
+    The median over scans keeps one noisy scan from raising a warning; the worst antenna is reported because
+    a single bad receiver chain is already a reason for the AoD to look.
+    """
+    d = details.dropna(subset=["bp_ripple_db"])
+    if "flagged" in d:
+        d = d[~d["flagged"]]
+    if d.empty:
+        return {}
+    per = d.groupby(["spw", "antenna"])["bp_ripple_db"].median()
+    worst = per.groupby(level="spw").max()
+    return {int(s): round(float(v), 2) for s, v in worst.items()}
+
+
+def eb_header(*, session: Session, eb_id: int) -> dict[str, Any]:
+    """Everything the review form shows about one EB, plus warnings for metrics outside limits.py.
+
+    Keys: eb_id, uid (as stored), sb_name, project, source, band (int), band_name ("Band 3"), freq_ghz
+    (representative frequency, GHz; the spw mean or band centre when the EB has none), start_time (aware UTC),
+    array, n_antennas, pwv_mm, pwv_limit_mm, elevation_deg, exec_fraction, duration_s, tsys_median_k,
+    phase_rms_deg, flagged_fraction, flux_jy, flux_err_jy, expected_flux_jy, expected_flux_err_jy,
+    flux_deviation_sigma, spectral_index, spectral_index_err, extra (dict of imported numeric columns),
+    n_spw, n_scans, n_detail_antennas, tsys_outliers {antenna: ratio}, bp_ripple {spw: dB},
+    warnings {field: message} and warning_levels {field: "warn" | "bad"}. Missing numbers are None.
+    Raises EBNotFound for an unknown id.
+    """
+    head = _eb_row(session, eb_id)
+    det = _details(session, eb_id, ["antenna", "spw", "scan", "freq_ghz", "tsys_k", "bp_ripple_db", "flagged"])
+    for key in HEADER_FIELDS:
+        if key not in ("uid", "sb_name", "project", "source", "array", "start_time", "extra", "band"):
+            head[key] = _float(head[key])
+    head["n_antennas"] = int(head["n_antennas"]) if head["n_antennas"] is not None else None
+    head["band"] = int(head["band"])
+    head["band_name"] = limits.band_name(head["band"])
+    head["start_time"] = _utc(head["start_time"])
+    if head["freq_ghz"] is None:
+        spw_freq = det["freq_ghz"].dropna()
+        if not spw_freq.empty:
+            head["freq_ghz"] = float(spw_freq.mean())
+        elif head["band"] in limits.BAND_EDGES_GHZ:
+            head["freq_ghz"] = limits.band_center_ghz(head["band"])
+    head["pwv_limit_mm"] = (
+        limits.pwv_limit_mm(head["band"]) if head["band"] in limits.ACCEPTABLE_ZENITH_OPACITY else None
+    )
+    head["flux_deviation_sigma"] = limits.flux_deviation_sigma(
+        head["flux_jy"], head["flux_err_jy"], head["expected_flux_jy"], head["expected_flux_err_jy"]
+    )
+    head["extra"] = _json_dict(head["extra"])
+    head["n_spw"] = int(det["spw"].nunique())
+    head["n_scans"] = int(det["scan"].nunique())
+    head["n_detail_antennas"] = int(det["antenna"].nunique())
+    head["tsys_outliers"] = tsys_outliers(det)
+    head["bp_ripple"] = bandpass_ripple(det)
+    problems = limits.find_problems(head)
+    head["warnings"] = {p.field: p.message for p in problems}
+    head["warning_levels"] = {p.field: p.level for p in problems}
+    return head
+
+
+# --- spectrum --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpectrumData:
+    """Per-spw fluxes of one EB, the power law fitted to them, and the catalogue expectation.
+
+    spw: DataFrame[spw, freq_ghz, flux_jy, flux_err_jy, n] (mean unflagged amplitude, standard error, rows used);
+    fit: DataFrame[freq_ghz, flux_jy] sampled over the band (empty when fewer than 2 usable spws);
+    alpha, alpha_err: fitted spectral index (None without a fit); freq0_ghz, s0_jy: the fit's reference point;
+    expected: DataFrame[freq_ghz, flux_jy, low, high] over the band (empty when the EB has no expected flux);
+    expected_alpha, expected_alpha_err: the source's typical index used for the extrapolation.
+    """
+
+    spw: pd.DataFrame
+    fit: pd.DataFrame
+    alpha: float | None
+    alpha_err: float | None
+    expected: pd.DataFrame
+    freq0_ghz: float | None = None
+    s0_jy: float | None = None
+    expected_alpha: float | None = None
+    expected_alpha_err: float | None = None
+    band: int | None = None
+    band_edges_ghz: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_power_law(
+    freq_ghz: Sequence[float], flux_jy: Sequence[float], flux_err_jy: Sequence[float] | None = None,
+    *, freq0_ghz: float | None = None,
+) -> tuple[float, float, float | None, float]:
+    """Weighted least squares of ln S = ln S0 + alpha ln(nu/nu0); returns (S0, alpha, alpha_err, nu0).
+
+    Points with non-positive flux or frequency are ignored. Errors become weights in log space (sigma/S);
+    with missing or zero errors all points weigh the same. alpha_err is scaled by sqrt(reduced chi^2) when
+    the scatter exceeds the errors, and is None with only two points and no errors. Raises ValueError when
+    fewer than two distinct frequencies remain.
+    """
+    nu = np.asarray(freq_ghz, dtype=float)
+    s = np.asarray(flux_jy, dtype=float)
+    err = np.asarray(flux_err_jy, dtype=float) if flux_err_jy is not None else np.full_like(s, np.nan)
+    ok = np.isfinite(nu) & np.isfinite(s) & (nu > 0) & (s > 0)
+    nu, s, err = nu[ok], s[ok], err[ok]
+    if nu.size < 2 or np.ptp(nu) <= 0:
+        raise ValueError("a power-law fit needs at least two distinct frequencies with positive flux")
+    nu0 = float(freq0_ghz) if freq0_ghz and freq0_ghz > 0 else float(np.exp(np.mean(np.log(nu))))
+    x = np.log(nu / nu0)
+    y = np.log(s)
+    sig = err / s
+    have_errors = bool(np.all(np.isfinite(sig) & (sig > 0)))
+    w = 1.0 / sig**2 if have_errors else np.ones_like(x)
+    sw, sx, sy = w.sum(), (w * x).sum(), (w * y).sum()
+    sxx, sxy = (w * x * x).sum(), (w * x * y).sum()
+    det = sw * sxx - sx * sx
+    alpha = (sw * sxy - sx * sy) / det
+    ln_s0 = (sxx * sy - sx * sxy) / det
+    dof = nu.size - 2
+    chi2 = float((w * (y - ln_s0 - alpha * x) ** 2).sum())
+    if have_errors:
+        var = sw / det
+        if dof > 0:
+            var *= max(1.0, chi2 / dof)
+        alpha_err: float | None = math.sqrt(var)
+    elif dof > 0:
+        alpha_err = math.sqrt(chi2 / dof * sw / det)
+    else:
+        alpha_err = None
+    return float(math.exp(ln_s0)), float(alpha), alpha_err, nu0
+
+
+def _band_grid(band: int | None, freqs: np.ndarray) -> tuple[np.ndarray, tuple[float, float] | None]:
+    edges = limits.BAND_EDGES_GHZ.get(int(band)) if band is not None else None
+    if edges is not None:
+        lo, hi = edges
+        # Keep the spw points inside the drawn range even for odd imported frequencies.
+        if freqs.size:
+            lo, hi = min(lo, float(freqs.min())), max(hi, float(freqs.max()))
+    elif freqs.size:
+        lo, hi = float(freqs.min()) * 0.95, float(freqs.max()) * 1.05
+    else:
+        return np.array([]), None
+    return np.linspace(lo, hi, FIT_SAMPLES), edges
+
+
+def spectrum(*, session: Session, eb_id: int) -> SpectrumData:
+    """Per-spw flux of one EB, its fitted power law, and the catalogue-expected flux over the band.
+
+    The expected curve is the EB's expected_flux_jy (+- expected_flux_err_jy) at its freq_ghz, extrapolated
+    with the source's typical spectral index: the mean over the source's other EBs when there are at least
+    MIN_HISTORY_FOR_ALPHA, else GRID_SOURCE_ALPHA, else DEFAULT_ALPHA. The band widens away from freq_ghz by
+    the index's scatter. Raises EBNotFound for an unknown id.
+    """
+    lo_a, hi_a = limits.SPECTRAL_INDEX_RANGE
+    hist = f"""
+        FROM execution_block o WHERE o.source = e.source AND o.id <> e.id
+        AND o.spectral_index BETWEEN {lo_a} AND {hi_a}"""
+    head = _eb_row(
+        session,
+        eb_id,
+        f""", (SELECT AVG(o.spectral_index) {hist}) AS hist_alpha,
+              (SELECT AVG(o.spectral_index * o.spectral_index) {hist}) AS hist_alpha2,
+              (SELECT COUNT(o.spectral_index) {hist}) AS hist_n""",
+    )
+    conn = session.connection()
+    rows = conn.execute(
+        text(
+            """SELECT spw, AVG(freq_ghz), AVG(amplitude), AVG(amplitude * amplitude), COUNT(amplitude)
+               FROM eb_detail WHERE eb_id = :id AND NOT flagged AND amplitude IS NOT NULL
+               GROUP BY spw ORDER BY spw"""
+        ),
+        {"id": int(eb_id)},
+    ).fetchall()
+    spw = pd.DataFrame(rows, columns=["spw", "freq_ghz", "flux_jy", "mean_sq", "n"])
+    spw = spw.astype({"freq_ghz": float, "flux_jy": float, "mean_sq": float, "n": int})
+    n = spw["n"].to_numpy(dtype=float)
+    var = (spw["mean_sq"] - spw["flux_jy"] ** 2).clip(lower=0.0).to_numpy() * n / np.maximum(n - 1.0, 1.0)
+    spw["flux_err_jy"] = np.where(n > 1, np.sqrt(var / np.maximum(n, 1.0)), np.nan)
+    spw = spw[["spw", "freq_ghz", "flux_jy", "flux_err_jy", "n"]]
+
+    band = int(head["band"]) if head["band"] is not None else None
+    eb_freq = _float(head["freq_ghz"])
+    usable = spw.dropna(subset=["freq_ghz", "flux_jy"])
+    grid, edges = _band_grid(band, usable["freq_ghz"].to_numpy())
+    if grid.size == 0 and eb_freq:
+        grid, edges = _band_grid(None, np.array([eb_freq]))
+
+    alpha = alpha_err = s0 = nu0 = None
+    fit = pd.DataFrame(columns=["freq_ghz", "flux_jy"], dtype=float)
+    try:
+        s0, alpha, alpha_err, nu0 = fit_power_law(
+            usable["freq_ghz"], usable["flux_jy"], usable["flux_err_jy"], freq0_ghz=eb_freq
+        )
+        fit = pd.DataFrame({"freq_ghz": grid, "flux_jy": s0 * (grid / nu0) ** alpha})
+    except ValueError:
+        pass
+
+    hist_n = int(head["hist_n"] or 0)
+    if hist_n >= MIN_HISTORY_FOR_ALPHA:
+        exp_alpha = float(head["hist_alpha"])
+        spread = float(head["hist_alpha2"]) - exp_alpha**2
+        exp_alpha_err = math.sqrt(max(spread, 0.0) * hist_n / (hist_n - 1)) or DEFAULT_ALPHA_SCATTER
+    else:
+        exp_alpha = GRID_SOURCE_ALPHA.get(str(head["source"]), DEFAULT_ALPHA)
+        exp_alpha_err = DEFAULT_ALPHA_SCATTER
+    expected = pd.DataFrame(columns=["freq_ghz", "flux_jy", "low", "high"], dtype=float)
+    exp_flux = _float(head["expected_flux_jy"])
+    ref_freq = eb_freq or nu0
+    if exp_flux is not None and exp_flux > 0 and ref_freq and grid.size:
+        rel0 = (_float(head["expected_flux_err_jy"]) or 0.0) / exp_flux
+        curve = exp_flux * (grid / ref_freq) ** exp_alpha
+        rel = np.sqrt(rel0**2 + (exp_alpha_err * np.log(grid / ref_freq)) ** 2)
+        expected = pd.DataFrame(
+            {"freq_ghz": grid, "flux_jy": curve, "low": np.clip(curve * (1 - rel), 0.0, None), "high": curve * (1 + rel)}
+        )
+    return SpectrumData(
+        spw=spw.reset_index(drop=True),
+        fit=fit,
+        alpha=alpha,
+        alpha_err=alpha_err,
+        expected=expected,
+        freq0_ghz=nu0,
+        s0_jy=s0,
+        expected_alpha=exp_alpha,
+        expected_alpha_err=exp_alpha_err,
+        band=band,
+        band_edges_ghz=edges,
+    )
+
+
+# --- light curve -----------------------------------------------------------------------------------
+
+LIGHT_CURVE_COLUMNS: tuple[str, ...] = (
+    "eb_id", "uid", "start_time", "freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "low", "high",
+    "is_current", "label",
+)
+
+
+def light_curve(*, session: Session, eb_id: int, days: int = 365) -> pd.DataFrame:
+    """Flux history of this EB's source in this band, from DAYS before to DAYS after the EB.
+
+    Returns DataFrame[eb_id, uid, start_time (aware UTC), freq_ghz, flux_jy, flux_err_jy, expected_flux_jy,
+    low, high, is_current, label] sorted by time; low/high = expected_flux_jy -+ expected_flux_err_jy (NaN
+    when unknown) draw the expected band. label is the consensus QA0 of each other EB, or "unlabelled"; the
+    current EB's label is always "this EB" so an overlap review stays blind. Raises EBNotFound.
+    """
+    head = _eb_row(session, eb_id)
+    start = _utc(head["start_time"])
+    assert start is not None
+    window = timedelta(days=max(int(days), 0))
+    params = {"source": head["source"], "band": int(head["band"]), "t0": start - window, "t1": start + window}
+    where = "e.source = :source AND e.band = :band AND e.start_time >= :t0 AND e.start_time <= :t1"
+    binds = [bindparam("t0", type_=_TIME_TYPE), bindparam("t1", type_=_TIME_TYPE)]
+    conn = session.connection()
+    rows = conn.execute(
+        text(
+            f"""SELECT e.id, e.uid, e.start_time, e.freq_ghz, e.flux_jy, e.flux_err_jy, e.expected_flux_jy,
+                       e.expected_flux_err_jy
+                FROM execution_block e WHERE {where} ORDER BY e.start_time, e.id"""
+        ).bindparams(*binds),
+        params,
+    ).fetchall()
+    frame = pd.DataFrame(
+        rows,
+        columns=["eb_id", "uid", "start_time", "freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "exp_err"],
+    )
+    if frame.empty:
+        return pd.DataFrame(columns=list(LIGHT_CURVE_COLUMNS))
+    label_rows = conn.execute(text(_consensus_sql(where)).bindparams(*binds), params).fetchall()
+    labels_by_eb = consensus_values(label_rows)
+    for col in ("freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "exp_err"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True)
+    frame["low"] = frame["expected_flux_jy"] - frame["exp_err"]
+    frame["high"] = frame["expected_flux_jy"] + frame["exp_err"]
+    frame["is_current"] = frame["eb_id"] == int(eb_id)
+    frame["label"] = [labels_by_eb.get(int(e), "unlabelled") for e in frame["eb_id"]]
+    frame.loc[frame["is_current"], "label"] = "this EB"
+    return frame[list(LIGHT_CURVE_COLUMNS)].reset_index(drop=True)
+
+
+# --- heatmap ---------------------------------------------------------------------------------------
+
+
+def _circular_mean_deg(values: pd.Series) -> float:
+    rad = np.radians(values.dropna().to_numpy(dtype=float))
+    if rad.size == 0:
+        return float("nan")
+    return float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
+
+
+def heatmap(*, session: Session, eb_id: int, metric: str, by_spw: bool = False) -> pd.DataFrame:
+    """One value per antenna x scan (x spw when BY_SPW) of an EBDetail metric, so a bad antenna or scan stands out.
+
+    METRIC is one of HEATMAP_METRICS (ValueError otherwise). Over spws the value is the median (tsys_k,
+    amplitude, bp_ripple_db) or the circular mean (phase_deg, which wraps at +-180). All rows count, flagged
+    or not: the AoD needs to see what was flagged. Returns DataFrame[antenna, scan, (spw,) value, vs_array,
+    n, flagged_fraction] sorted by antenna name then scan; vs_array is value / the scan's median over antennas
+    (for phase: value - that median, in deg). Empty (same columns) when the EB has no detail rows.
+    """
+    if metric not in HEATMAP_METRICS:
+        raise ValueError(f"unknown heatmap metric {metric!r}; expected one of {', '.join(HEATMAP_METRICS)}")
+    det = _details(session, eb_id, ["antenna", "scan", "spw", metric, "flagged"]).rename(columns={metric: "value"})
+    keys = ["antenna", "scan", "spw"] if by_spw else ["antenna", "scan"]
+    out_cols = [*keys, "value", "vs_array", "n", "flagged_fraction"]
+    if det.empty:
+        return pd.DataFrame(columns=out_cols)
+    det["flagged"] = det["flagged"].astype(float)
+    grouped = det.groupby(keys, sort=True)
+    if metric == "phase_deg":
+        value = grouped["value"].apply(_circular_mean_deg)
+    else:
+        value = grouped["value"].median()
+    out = pd.DataFrame({"value": value, "n": grouped.size(), "flagged_fraction": grouped["flagged"].mean()}).reset_index()
+    ref_keys = ["scan", "spw"] if by_spw else ["scan"]
+    if metric == "phase_deg":
+        ref = out.groupby(ref_keys)["value"].transform("median")
+        out["vs_array"] = (out["value"] - ref + 180.0) % 360.0 - 180.0
+    else:
+        ref = out.groupby(ref_keys)["value"].transform("median")
+        out["vs_array"] = out["value"] / ref.where(ref != 0)
+    out["antenna"] = out["antenna"].astype(str)
+    return out.sort_values([*keys], ignore_index=True)[out_cols]
+
+
+# --- context among labelled EBs ----------------------------------------------------------------------
+
+
+def _sample_key(eb_ids: pd.Series) -> pd.Series:
+    # A fixed pseudo-random order: the sample is representative, and an EB stays in it as labels accumulate.
+    return (eb_ids.astype("int64") * 2654435761) % 4294967296
+
+
+def context(
+    *,
+    session: Session,
+    eb_id: int,
+    metrics: Sequence[str] = DEFAULT_CONTEXT_METRICS,
+    cap_per_class: int = CONTEXT_CAP_PER_CLASS,
+    same_band: bool = False,
+) -> pd.DataFrame:
+    """Where this EB's metrics sit among EBs already labelled Pass, SemiPass and Fail (consensus labels).
+
+    METRICS are keys of CONTEXT_METRICS (ValueError otherwise); up to CAP_PER_CLASS labelled EBs per class are
+    used (a fixed pseudo-random sample), optionally only of the EB's own band. This EB itself is never part
+    of a labelled group, and its own label is never read. Returns long DataFrame[eb_id, metric, value, group]
+    with group in CONTEXT_GROUPS ("this EB" first); rows with a missing value are dropped.
+    """
+    unknown = [m for m in metrics if m not in CONTEXT_METRICS]
+    if unknown:
+        raise ValueError(f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}")
+    head = _eb_row(session, eb_id)
+    conn = session.connection()
+    filter_sql = "e.id <> :eb" + (" AND e.band = :band" if same_band else "")
+    params: dict[str, Any] = {"eb": int(eb_id), "band": int(head["band"])}
+    labelled = consensus_values(conn.execute(text(_consensus_sql(filter_sql)), params).fetchall())
+    groups = pd.DataFrame({"eb_id": list(labelled), "group": list(labelled.values())}, dtype=object)
+    if not groups.empty:
+        groups["eb_id"] = groups["eb_id"].astype("int64")
+        groups["key"] = _sample_key(groups["eb_id"])
+        groups = groups.sort_values("key").groupby("group", sort=False).head(int(cap_per_class))
+    ids = [int(eb_id), *groups["eb_id"].tolist()] if not groups.empty else [int(eb_id)]
+    group_of = {int(eb_id): "this EB", **dict(zip(groups.get("eb_id", []), groups.get("group", [])))}
+
+    base_cols = ["band", "pwv_mm", "flux_jy", "flux_err_jy", "expected_flux_jy", "expected_flux_err_jy"]
+    sql_metrics = [m for m in metrics if CONTEXT_METRICS[m] != "NULL" and m not in base_cols]
+    select_cols = ", ".join(["e.id"] + [f"e.{c}" for c in base_cols] + [f"{CONTEXT_METRICS[m]} AS {m}" for m in sql_metrics])
+    rows: list[Any] = []
+    # Chunks keep the IN list under every backend's bound-parameter limit.
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        rows += conn.execute(
+            text(f"SELECT {select_cols} FROM execution_block e WHERE e.id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": chunk},
+        ).fetchall()
+    data = pd.DataFrame(rows, columns=["eb_id", *base_cols, *sql_metrics])
+    for col in data.columns:
+        data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
+    if "pwv_over_limit" in metrics:
+        limit = data["band"].map(
+            lambda b: limits.pwv_limit_mm(int(b)) if b == b and int(b) in limits.ACCEPTABLE_ZENITH_OPACITY else np.nan
+        )
+        data["pwv_over_limit"] = data["pwv_mm"] / limit
+    if "flux_deviation_sigma" in metrics:
+        err = np.hypot(data["flux_err_jy"].fillna(0.0), data["expected_flux_err_jy"].fillna(0.0))
+        data["flux_deviation_sigma"] = (data["flux_jy"] - data["expected_flux_jy"]) / err.where(err > 0)
+    if "flux_ratio" in metrics:
+        data["flux_ratio"] = data["flux_jy"] / data["expected_flux_jy"].where(data["expected_flux_jy"] > 0)
+    data["eb_id"] = data["eb_id"].astype("int64")
+    data["group"] = data["eb_id"].map(group_of)
+    long = data.melt(id_vars=["eb_id", "group"], value_vars=list(metrics), var_name="metric", value_name="value")
+    long = long.replace([np.inf, -np.inf], np.nan).dropna(subset=["value"])
+    long["group"] = pd.Categorical(long["group"], categories=list(CONTEXT_GROUPS), ordered=True)
+    long["metric"] = pd.Categorical(long["metric"], categories=list(dict.fromkeys(metrics)), ordered=True)
+    long = long.sort_values(["metric", "group", "eb_id"], ignore_index=True)
+    long["group"] = long["group"].astype(str)
+    long["metric"] = long["metric"].astype(str)
+    return long[["eb_id", "metric", "value", "group"]]
