@@ -1,0 +1,226 @@
+"""Data page: import EBs (CSV / Parquet, all or nothing), download labels, browse EBs and open one for review."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from qa0_label.browse import LABEL_STATES, BrowseFilter, browse_ebs, filter_options
+from qa0_label.db import session_scope
+from qa0_label.ui import widgets as w
+
+MAX_UPLOAD_MB = 200
+BROWSE_LIMIT = 500
+K_IMPORT_RESULT = "qa0_import_result"
+
+
+def _problems_frame(problems: list[Any]) -> pd.DataFrame:
+    rows = [
+        {
+            "file": getattr(p, "file", None),
+            "row": getattr(p, "row", None),
+            "column": getattr(p, "column", None),
+            "reason": getattr(p, "message", str(p)),
+        }
+        for p in problems
+    ]
+    return pd.DataFrame(rows, columns=["file", "row", "column", "reason"])
+
+
+def import_section(ctx: w.PageContext) -> None:
+    """Upload an EB table (and optionally its detail rows) and import it through ingest, all or nothing."""
+    st.subheader("Import EBs")
+    st.caption(
+        "One row per EB. Required columns: uid, source, band, start_time. qa0_status, when present, is "
+        "imported as a label by 'archive'. Re-importing the same uids updates them. Nothing is imported if "
+        "any row is invalid."
+    )
+    with st.form("qa0-import", clear_on_submit=False, border=True):
+        c1, c2 = st.columns(2)
+        ebs_file = c1.file_uploader(
+            "EB table (CSV or Parquet)", type=["csv", "parquet"], key="qa0-up-ebs", max_upload_size=MAX_UPLOAD_MB
+        )
+        details_file = c2.file_uploader(
+            "Detail rows (optional: uid, antenna, spw, scan, …)",
+            type=["csv", "parquet"],
+            key="qa0-up-details",
+            max_upload_size=MAX_UPLOAD_MB,
+        )
+        submitted = st.form_submit_button("Import", type="primary", icon=":material/upload:")
+    if submitted:
+        if ebs_file is None:
+            st.warning("Choose an EB table first.")
+        else:
+            _run_import(ctx, ebs_file, details_file)
+    result = st.session_state.get(K_IMPORT_RESULT)
+    if result:
+        kind, payload = result
+        if kind == "ok":
+            st.success("Import finished.")
+            st.dataframe(pd.DataFrame([payload]), hide_index=True)
+        else:
+            st.error(f"Nothing was imported: {len(payload)} problem(s) found.")
+            st.dataframe(pd.DataFrame(payload), hide_index=True, width="stretch")
+
+
+def _run_import(ctx: w.PageContext, ebs_file: Any, details_file: Any) -> None:
+    from qa0_label.ingest import ImportRefused, import_frames, read_table
+
+    bar = st.progress(0.0, text="Reading…")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=w.md_escape(message))
+
+    try:
+        ebs = read_table(ebs_file, name=ebs_file.name)
+        details = read_table(details_file, name=details_file.name) if details_file is not None else None
+        summary = import_frames(
+            engine=ctx.engine,
+            ebs=ebs,
+            details=details,
+            ebs_name=ebs_file.name,
+            details_name=details_file.name if details_file is not None else None,
+            progress=progress,
+        )
+    except ImportRefused as exc:
+        st.session_state[K_IMPORT_RESULT] = ("refused", _problems_frame(list(exc.problems)).to_dict("records"))
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is a user error, not a crash
+        st.session_state[K_IMPORT_RESULT] = (
+            "refused",
+            [{"file": ebs_file.name, "row": None, "column": None, "reason": f"{type(exc).__name__}: {exc}"}],
+        )
+    else:
+        st.session_state[K_IMPORT_RESULT] = ("ok", {k: v for k, v in dict(summary).items() if _plain(v)})
+        st.cache_data.clear()
+    finally:
+        bar.empty()
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def export_section(ctx: w.PageContext) -> None:
+    """Download label events or each labeler's current label as CSV."""
+    st.subheader("Download labels")
+    which = st.radio(
+        "What",
+        ["All label events", "Current label per EB and labeler"],
+        horizontal=True,
+        key="qa0-export-which",
+        label_visibility="collapsed",
+    )
+    current = which.startswith("Current")
+    url = ctx.settings.database_url
+
+    def build() -> bytes:
+        from qa0_label.ingest import export_labels_frame
+
+        frame = export_labels_frame(engine=w.engine_for(url), current=current)
+        return _csv_bytes(frame)
+
+    st.download_button(
+        "Download CSV",
+        data=build,
+        file_name="qa0_labels_current.csv" if current else "qa0_label_events.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="qa0-download",
+        on_click="ignore",
+    )
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    try:
+        from qa0_label.ingest import spreadsheet_safe  # type: ignore[attr-defined]
+
+        frame = spreadsheet_safe(frame)
+    except ImportError:
+        pass
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=8)
+def _options(url: str) -> dict[str, Any]:
+    with session_scope(w.engine_for(url)) as session:
+        return filter_options(session=session)
+
+
+def browse_section(ctx: w.PageContext) -> None:
+    """Filter EBs by source, band, date and label state; open one in the read-only review view."""
+    st.subheader("Browse EBs")
+    opts = _options(ctx.settings.database_url)
+    c1, c2, c3, c4, c5 = st.columns([2, 1, 2, 1.4, 2])
+    source = c1.selectbox("Source", ["All"] + opts["sources"], key="qa0-f-source")
+    band = c2.selectbox("Band", ["All"] + [f"B{b}" for b in opts["bands"]], key="qa0-f-band")
+    first: date | None = opts["first"]
+    last: date | None = opts["last"]
+    span = c3.date_input(
+        "Observed between",
+        value=(first, last) if first and last else (),
+        min_value=first,
+        max_value=last,
+        key="qa0-f-dates",
+    )
+    state = c4.selectbox("Label state", list(LABEL_STATES), key="qa0-f-state")
+    uid_part = c5.text_input("uid contains", key="qa0-f-uid", max_chars=64)
+    start, end = (span[0], span[1]) if isinstance(span, (tuple, list)) and len(span) == 2 else (None, None)
+    flt = BrowseFilter(
+        source=None if source == "All" else source,
+        band=None if band == "All" else int(str(band)[1:]),
+        start=start,
+        end=end,
+        label_state=state,
+        uid_contains=uid_part or None,
+    )
+    with session_scope(ctx.engine) as session:
+        frame, total = browse_ebs(session=session, flt=flt, limit=BROWSE_LIMIT)
+    st.caption(f"{total:,} EBs match" + (f"; showing the newest {BROWSE_LIMIT}" if total > BROWSE_LIMIT else ""))
+    event = st.dataframe(
+        frame.drop(columns=["eb_id"]),
+        hide_index=True,
+        width="stretch",
+        height=420,
+        key="qa0-browse",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={
+            "start_time": st.column_config.DatetimeColumn("observed (UTC)", format="YYYY-MM-DD HH:mm"),
+            "pwv_mm": st.column_config.NumberColumn("PWV mm", format="%.2f"),
+            "elevation_deg": st.column_config.NumberColumn("elev °", format="%.1f"),
+            "exec_fraction": st.column_config.NumberColumn("exec frac", format="%.2f"),
+        },
+    )
+    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    if rows and rows[0] < len(frame):
+        uid = str(frame.iloc[rows[0]]["uid"])
+        st.page_link(
+            "qa0_label/ui/label.py",
+            label="Open the selected EB in the review view",
+            icon=":material/open_in_new:",
+            query_params={"eb": uid},
+        )
+    else:
+        st.caption("Select a row to open that EB in the review view (read-only, with its labels).")
+
+
+def render() -> None:
+    """Draw the Data page."""
+    ctx = w.page_setup(title="Data")
+    with st.sidebar:
+        w.model_status_panel(ctx)
+    w.show_flash()
+    st.title("Data")
+    browse_section(ctx)
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        import_section(ctx)
+    with right:
+        export_section(ctx)
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,491 @@
+"""Label page: one EB's metadata and plots, and Pass / SemiPass / Fail with one key (P / S / F).
+
+Saving a label and fetching the next EB happen in the button's on_click callback, keyed by a client event id
+generated for the displayed EB: a double click, a second key press or a rerun never stores two labels.
+With ?eb=UID in the URL the page shows that EB read-only, with the labels the viewer may see.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from qa0_label.browse import eb_id_for_uid, eb_labels, uid_of
+from qa0_label.db import session_scope
+from qa0_label.labels import LabelError, record_label, record_skip, undo_last
+from qa0_label.ui import widgets as w
+
+K_ASSIGN = "qa0_assignment"  # plain dict from assign.next_for (+ "labeler"): ids and numbers only
+K_EVENT = "qa0_event_id"
+K_SHOWN = "qa0_shown_at"
+K_COMMENT = "qa0_comment"
+K_HEAT = "qa0_heat_metric"
+
+HEAT_METRICS: dict[str, str] = {"Tsys": "tsys_k", "Amplitude": "amplitude", "Phase": "phase_deg"}
+VALUE_KEYS: dict[str, str] = {"Pass": "P", "SemiPass": "S", "Fail": "F"}
+MIN_DWELL_S = 0.4
+"""A press within this time of an EB appearing is a double click or key repeat meant for the previous EB."""
+
+# Header tiles in two rows: (field, label, format). Warnings from review.eb_header() name these fields.
+TILE_ROWS: tuple[tuple[tuple[str, str, str], ...], ...] = (
+    (
+        ("band", "Band", "band"),
+        ("freq_ghz", "Rep. frequency", "{:.1f} GHz"),
+        ("array", "Array", "{}"),
+        ("n_antennas", "Antennas", "{:d}"),
+        ("pwv_mm", "PWV", "{:.2f} mm"),
+        ("elevation_deg", "Elevation", "{:.1f}°"),
+    ),
+    (
+        ("exec_fraction", "Exec. fraction", "{:.2f}"),
+        ("flux_jy", "Flux", "{:.2f} Jy"),
+        ("tsys_median_k", "Tsys median", "{:.0f} K"),
+        ("phase_rms_deg", "Phase RMS", "{:.1f}°"),
+        ("flagged_fraction", "Flagged", "{:.0%}"),
+        ("spectral_index", "Spectral index", "{:+.2f}"),
+    ),
+)
+TILE_NAMES: dict[str, str] = {f: label for row in TILE_ROWS for f, label, _ in row} | {
+    "bp_ripple_db": "Bandpass ripple",
+    "flux_deviation_sigma": "Flux vs catalogue",
+}
+
+
+# --- data (cached per EB: the same EB is drawn on every rerun until it is labelled) ------------------
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def review_data(url: str, eb_id: int) -> dict[str, Any]:
+    """Header and plot frames of one EB, read in one session (cached by database URL and EB id)."""
+    from qa0_label import review
+
+    with session_scope(w.engine_for(url)) as session:
+        return {
+            "header": review.eb_header(session=session, eb_id=eb_id),
+            "spectrum": review.spectrum(session=session, eb_id=eb_id),
+            "light_curve": review.light_curve(session=session, eb_id=eb_id),
+            "context": review.context(session=session, eb_id=eb_id),
+        }
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def heatmap_data(url: str, eb_id: int, metric: str) -> pd.DataFrame:
+    """Antenna x scan frame of one EB for one EBDetail metric (tsys_k, amplitude, phase_deg)."""
+    from qa0_label import review
+
+    with session_scope(w.engine_for(url)) as session:
+        return review.heatmap(session=session, eb_id=eb_id, metric=metric)
+
+
+# --- actions (callbacks run before the page is drawn again) --------------------------------------
+
+
+def _set_assignment(assignment: dict[str, Any] | None, who: str) -> None:
+    if assignment is None:
+        st.session_state.pop(K_ASSIGN, None)
+        return
+    plain = {k: assignment.get(k) for k in ("eb_id", "uid", "strategy", "reason", "uncertainty", "model_version")}
+    proba = assignment.get("proba")
+    plain["proba"] = {k: float(v) for k, v in proba.items()} if proba else None
+    plain["labeler"] = who
+    st.session_state[K_ASSIGN] = plain
+    st.session_state[K_EVENT] = w.new_event_id()
+    st.session_state[K_SHOWN] = time.time()
+
+
+def fetch_next(url: str, who: str) -> dict[str, Any] | None:
+    """Ask assign.next_for for this AoD's EB (the same leased EB until it is labelled or skipped)."""
+    from qa0_label.assign import next_for
+
+    strategy = st.session_state.get(w.K_STRATEGY)
+    assignment = next_for(engine=w.engine_for(url), labeler=who, strategy=strategy, settings=w.settings())
+    _set_assignment(assignment, who)
+    return st.session_state.get(K_ASSIGN)
+
+
+def press_is_current(
+    *, current: dict[str, Any] | None, event: str | None, shown_at: float | None, eb_id: int, event_id: str,
+    who: str, now: float, min_dwell_s: float = MIN_DWELL_S,
+) -> bool:
+    """True when a press belongs to the EB on screen and came after it had been visible for min_dwell_s.
+
+    A double click or a held key sends a second press that the server may bind to the next EB before the AoD
+    ever saw it; such presses are ignored (the first press was stored, nothing is lost).
+    """
+    if not current or current.get("eb_id") != eb_id or current.get("labeler") != who or event != event_id:
+        return False
+    return shown_at is None or now - shown_at >= min_dwell_s
+
+
+def _is_current(eb_id: int, event_id: str, who: str) -> bool:
+    ok = press_is_current(
+        current=st.session_state.get(K_ASSIGN),
+        event=st.session_state.get(K_EVENT),
+        shown_at=st.session_state.get(K_SHOWN),
+        eb_id=eb_id,
+        event_id=event_id,
+        who=who,
+        now=time.time(),
+    )
+    if not ok:
+        w.flash("info", "Press ignored: it arrived as the EB changed (double click or held key?)")
+    return ok
+
+
+def on_label(value: str, eb_id: int, event_id: str, who: str, url: str) -> None:
+    """Button callback: store the label (idempotent by event id), then fetch the next EB."""
+    if not _is_current(eb_id, event_id, who):
+        return
+    seconds = max(0.0, time.time() - float(st.session_state.get(K_SHOWN) or time.time()))
+    comment = str(st.session_state.get(K_COMMENT) or "").strip() or None
+    try:
+        with session_scope(w.engine_for(url), write=True) as session:
+            record_label(
+                session=session,
+                eb_id=eb_id,
+                labeler=who,
+                value=value,
+                comment=comment,
+                seconds_on_eb=round(seconds, 2),
+                client_event_id=event_id,
+            )
+    except (LabelError, Exception) as exc:  # noqa: BLE001 - keep the EB on screen, say what went wrong
+        w.flash("error", f"Label not saved: {exc}")
+        return
+    w.record_seconds(seconds)
+    st.session_state[K_COMMENT] = ""
+    w.maybe_auto_retrain(url)
+    _advance(url, who)
+
+
+def on_skip(eb_id: int, event_id: str, who: str, url: str) -> None:
+    """Button callback: move on without a label and release the lease."""
+    if not _is_current(eb_id, event_id, who):
+        return
+    try:
+        with session_scope(w.engine_for(url), write=True) as session:
+            record_skip(session=session, eb_id=eb_id, labeler=who)
+    except Exception as exc:  # noqa: BLE001
+        w.flash("error", f"Skip failed: {exc}")
+        return
+    st.session_state[K_COMMENT] = ""
+    _advance(url, who)
+
+
+def on_undo(eb_id: int, event_id: str, who: str, url: str) -> None:
+    """Button callback: revert the AoD's last label (a new event) and show that EB again."""
+    if not _is_current(eb_id, event_id, who):
+        return
+    try:
+        with session_scope(w.engine_for(url), write=True) as session:
+            event = undo_last(session=session, labeler=who, client_event_id=f"undo-{event_id}")
+            target = None if event is None else (event.eb_id, uid_of(session=session, eb_id=event.eb_id))
+    except Exception as exc:  # noqa: BLE001
+        w.flash("error", f"Undo failed: {exc}")
+        return
+    if target is None:
+        w.flash("info", "Nothing to undo")
+        return
+    w.forget_last_seconds()
+    _set_assignment(
+        {
+            "eb_id": target[0],
+            "uid": target[1],
+            "strategy": "undo",
+            "reason": "You undid your label on this EB: label it again.",
+            "uncertainty": None,
+            "proba": None,
+        },
+        who,
+    )
+    w.flash("info", f"Label on {target[1]} undone")
+
+
+def _advance(url: str, who: str) -> None:
+    try:
+        fetch_next(url, who)
+    except Exception as exc:  # noqa: BLE001 - the label is saved; the next EB comes on the next rerun
+        st.session_state.pop(K_ASSIGN, None)
+        w.flash("warning", f"Could not fetch the next EB yet: {exc}")
+
+
+def back_to_queue() -> None:
+    """Leave the read-only view (?eb=...) and return to the labelling queue."""
+    if "eb" in st.query_params:
+        del st.query_params["eb"]
+
+
+# --- drawing ------------------------------------------------------------------------------------
+
+
+def _format(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    try:
+        if fmt == "band":
+            return f"B{int(value)}"
+        if fmt == "{:d}":
+            return str(int(value))
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return w.md_escape(value)
+
+
+def _warning_map(header: dict[str, Any]) -> dict[str, str]:
+    raw = header.get("warnings") or {}
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    out: dict[str, str] = {}
+    for item in raw:
+        if isinstance(item, dict):
+            out[str(item.get("metric") or item.get("field"))] = str(item.get("message") or item.get("reason") or "")
+        elif isinstance(item, (tuple, list)) and item:
+            out[str(item[0])] = str(item[1]) if len(item) > 1 else ""
+        else:
+            out[str(item)] = ""
+    return out
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError):
+        return "–"
+
+
+def draw_header(header: dict[str, Any], uid: str) -> None:
+    """The EB's identity line and its metric tiles, each warning marked ⚠ (with the reason on hover)."""
+    warnings = _warning_map(header)
+    with st.container(key="qa0-title"):
+        st.caption("EXECUTION BLOCK")
+        with st.container(key="qa0-uid"):
+            st.text(uid)
+        parts = [
+            str(header.get("source") or "?"),
+            str(header.get("band_name") or _format(header.get("band"), "band")),
+            _when(header.get("start_time")),
+        ]
+        if header.get("project"):
+            parts.append(str(header["project"]))
+        if header.get("sb_name"):
+            parts.append(str(header["sb_name"]))
+        with st.container(key="qa0-subtitle"):
+            st.text("  ·  ".join(parts))
+    levels = header.get("warning_levels") or {}
+    for row in TILE_ROWS:
+        cols = st.columns(len(row), gap="small")
+        for col, (field, label, fmt) in zip(cols, row):
+            level = str(levels.get(field, "warn")) if field in warnings else "ok"
+            with col.container(key=f"qa0-{level}-{field}"):
+                st.metric(
+                    f"⚠ {label}" if level != "ok" else label,
+                    _tile_value(header, field, fmt),
+                    help=(warnings[field] or "outside the usual range") if level != "ok" else None,
+                )
+    if warnings:
+        with st.container(key="qa0-warnings"):
+            for field, message in warnings.items():
+                st.text(f"⚠ {TILE_NAMES.get(field, field)}: {message}" if message else f"⚠ {TILE_NAMES.get(field, field)}")
+
+
+def _tile_value(header: dict[str, Any], field: str, fmt: str) -> str:
+    value = _format(header.get(field), fmt)
+    if field == "pwv_mm" and header.get("pwv_limit_mm"):
+        value += f" / {float(header['pwv_limit_mm']):.1f}"
+    if field == "flux_jy" and header.get("expected_flux_jy"):
+        value += f" (exp. {float(header['expected_flux_jy']):.2f})"
+    return value
+
+
+
+
+def draw_why(assignment: dict[str, Any]) -> None:
+    """Why the queue chose this EB: strategy, reason, the model's class probabilities and uncertainty."""
+    with st.container(border=True, key="qa0-why"):
+        st.markdown("**Why this EB**")
+        strategy = str(assignment.get("strategy") or "–")
+        version = assignment.get("model_version")
+        st.text(f"{strategy}" + (f"  ·  model v{version}" if version else ""))
+        if assignment.get("reason"):
+            st.caption(w.md_escape(assignment["reason"]))
+        proba = assignment.get("proba")
+        if proba:
+            for value in ("Pass", "SemiPass", "Fail"):
+                p = float(proba.get(value, 0.0))
+                st.progress(min(max(p, 0.0), 1.0), text=f"{value}  {p:.2f}")
+            unc = assignment.get("uncertainty")
+            if unc is not None:
+                st.caption(f"uncertainty {float(unc):.3f}")
+        elif strategy != "undo":
+            st.caption("No model prediction for this EB yet.")
+
+
+def draw_plots(url: str, eb_id: int, data: dict[str, Any]) -> None:
+    """Spectrum, light curve, antenna x scan heatmap (metric selectable) and the source's flux history."""
+    from qa0_label import charts
+
+    left, right = st.columns([1.15, 1], gap="medium")
+    with left:
+        with st.container(border=True, key="qa0-plot-spectrum"):
+            _chart(charts.spectrum_chart, data["spectrum"], "Spectrum: no detail rows for this EB")
+        with st.container(border=True, key="qa0-plot-lightcurve"):
+            _chart(charts.light_curve_chart, data["light_curve"], "Light curve: no detail rows for this EB")
+        with st.container(border=True, key="qa0-plot-context"):
+            _chart(charts.context_chart, data["context"], "No earlier measurements of this source")
+    with right:
+        with st.container(border=True, key="qa0-plot-heatmap"):
+            _heatmap_fragment(url, eb_id)
+
+
+@st.fragment
+def _heatmap_fragment(url: str, eb_id: int) -> None:
+    # A fragment: switching Tsys / amplitude / phase redraws only the heatmap.
+    from qa0_label import charts
+
+    st.session_state.setdefault(K_HEAT, "Tsys")
+    choice = st.segmented_control(
+        "Antenna × scan", list(HEAT_METRICS), key=K_HEAT, required=True, label_visibility="collapsed"
+    ) or "Tsys"
+    metric = HEAT_METRICS[choice]
+    frame = heatmap_data(url, eb_id, metric)
+    _chart(lambda df: charts.heatmap_chart(df, metric=metric), frame, "Heatmap: no detail rows for this EB")
+
+
+def _is_empty(data: Any) -> bool:
+    if data is None:
+        return True
+    if isinstance(data, pd.DataFrame):
+        return data.empty
+    spw = getattr(data, "spw", None)  # review.SpectrumData
+    return spw is not None and len(spw) == 0
+
+
+def _chart(builder: Any, data: Any, empty_text: str) -> None:
+    if _is_empty(data):
+        st.caption(empty_text)
+        return
+    st.altair_chart(builder(data), width="stretch")
+
+
+def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
+    """Pass / SemiPass / Fail (P/S/F), an optional comment, Skip (K) and Undo (U)."""
+    args_common = (int(assignment["eb_id"]), str(st.session_state.get(K_EVENT)), who, url)
+    with st.container(key="qa0-actions", horizontal=True, vertical_alignment="bottom", gap="small"):
+        for value, key in VALUE_KEYS.items():
+            st.button(
+                value,
+                key=f"qa0-btn-{value.lower()}",
+                shortcut=key,
+                on_click=on_label,
+                args=(value, *args_common),
+                type="primary" if value == "Pass" else "secondary",
+                help=f"Record QA0 = {value} and go to the next EB",
+            )
+        st.text_input(
+            "Comment (optional)",
+            key=K_COMMENT,
+            max_chars=2000,
+            placeholder="Comment (optional) — shortcuts pause while you type; Esc or click out to resume",
+            label_visibility="collapsed",
+            width=420,
+        )
+        st.button("Skip", key="qa0-btn-skip", shortcut="K", on_click=on_skip, args=args_common,
+                  type="tertiary", help="Move on without a label (releases the EB)")
+        st.button("Undo", key="qa0-btn-undo", shortcut="U", on_click=on_undo, args=args_common,
+                  type="tertiary", help="Revert your last label and show that EB again")
+
+
+def sidebar(ctx: w.PageContext) -> None:
+    """Label-page sidebar: strategy, session counter, model status."""
+    from qa0_label.strategies import strategy_names
+
+    names = list(strategy_names())
+    if names:
+        st.session_state.setdefault(w.K_STRATEGY, "margin" if "margin" in names else names[0])
+        if st.session_state[w.K_STRATEGY] not in names:
+            st.session_state[w.K_STRATEGY] = names[0]
+        st.selectbox("Query strategy", names, key=w.K_STRATEGY, help="Used for your next EB")
+    n, median = w.session_counts()
+    c1, c2 = st.columns(2)
+    c1.metric("Labels this session", n)
+    c2.metric("Median s / EB", "–" if median is None else f"{median:.1f}")
+    st.divider()
+    w.model_status_panel(ctx)
+
+
+def readonly_view(ctx: w.PageContext, uid: str) -> None:
+    """?eb=UID: the EB's review view without actions, plus the labels the viewer may see."""
+    url = ctx.settings.database_url
+    st.button("← Back to my queue", on_click=back_to_queue, key="qa0-back")
+    with session_scope(ctx.engine) as session:
+        eb_id = eb_id_for_uid(session=session, uid=uid)
+        labels, withheld = (
+            eb_labels(session=session, eb_id=eb_id, viewer=ctx.who, viewer_role=ctx.role)
+            if eb_id is not None
+            else (pd.DataFrame(), False)
+        )
+    if eb_id is None:
+        st.error("No EB with this uid:")
+        st.text(uid)
+        return
+    data = review_data(url, eb_id)
+    st.info("Read-only view: no label is recorded from this page.", icon=":material/visibility:")
+    draw_header(data["header"], str(data["header"].get("uid") or uid))
+    with st.container(border=True, key="qa0-labels"):
+        st.markdown("**Labels**")
+        if labels.empty:
+            st.caption("No labels yet." if not withheld else "Labels are hidden until you give your own (blind review).")
+        else:
+            st.dataframe(
+                labels[["created_at", "labeler", "kind", "value", "comment", "reason", "seconds_on_eb"]],
+                hide_index=True,
+                width="stretch",
+            )
+            if withheld:
+                st.caption("Other labelers' labels are hidden until you give your own (blind review).")
+    draw_plots(url, eb_id, data)
+
+
+def render() -> None:
+    """Draw the Label page."""
+    ctx = w.page_setup(title="Label")
+    with st.sidebar:
+        sidebar(ctx)
+    w.show_flash()
+    if ctx.who is None:
+        st.title("QA0 labelling")
+        st.info("Pick your name in the sidebar (or open the app with ?labeler=YOUR_NAME) to start labelling.")
+        return
+    view_uid = st.query_params.get("eb")
+    if view_uid:
+        readonly_view(ctx, str(view_uid))
+        return
+    url = ctx.settings.database_url
+    assignment = st.session_state.get(K_ASSIGN)
+    if not assignment or assignment.get("labeler") != ctx.who:
+        assignment = fetch_next(url, ctx.who)
+    if assignment is None:
+        st.title("QA0 labelling")
+        st.success("Nothing left for you to review right now. Thank you!")
+        st.caption("New EBs appear here as they are imported or simulated (Data page).")
+        return
+    eb_id = int(assignment["eb_id"])
+    data = review_data(url, eb_id)
+    head, why = st.columns([3, 1.1], gap="medium")
+    with head:
+        draw_header(data["header"], str(assignment.get("uid") or data["header"].get("uid")))
+        draw_actions(assignment, ctx.who, url)
+    with why:
+        draw_why(assignment)
+    draw_plots(url, eb_id, data)
+
+
+if __name__ == "__main__":
+    render()

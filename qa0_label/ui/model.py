@@ -1,0 +1,141 @@
+"""Model page: how the model improves with labels, its cross-validated errors, and what the pool looks like."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from qa0_label import model_report as mr
+from qa0_label.db import session_scope
+from qa0_label.ui import widgets as w
+
+
+@st.cache_data(ttl=5, show_spinner=False, max_entries=8)
+def report_data(url: str) -> dict[str, Any]:
+    """Everything the page shows, read in one session (refreshed every few seconds at most)."""
+    with session_scope(w.engine_for(url)) as session:
+        history = mr.run_history(session=session)
+        latest = mr.latest_done_run(session=session)
+        balance = mr.class_balance(session=session)
+        scores = mr.pool_scores(session=session, run_id=latest["id"]) if latest else pd.DataFrame()
+    return {"history": history, "latest": latest, "balance": balance, "scores": scores}
+
+
+def _chart_or(builder_name: str, frame: pd.DataFrame, fallback: Any, **kwargs: Any) -> None:
+    # Prefer the shared Altair builder from charts.py; Streamlit's native chart is the fallback.
+    try:
+        from qa0_label import charts
+
+        builder = getattr(charts, builder_name, None)
+    except ImportError:
+        builder = None
+    if builder is not None:
+        st.altair_chart(builder(frame, **kwargs), width="stretch")
+    else:
+        fallback()
+
+
+def render() -> None:
+    """Draw the Model page."""
+    ctx = w.page_setup(title="Model")
+    with st.sidebar:
+        w.model_status_panel(ctx)
+    w.show_flash()
+    st.title("Model")
+    data = report_data(ctx.settings.database_url)
+    history: pd.DataFrame = data["history"]
+    latest = data["latest"]
+    if latest is None:
+        st.info(
+            "No trained model yet. The queue serves diverse cold-start picks until enough labels exist; "
+            "start a retrain from the sidebar."
+        )
+    else:
+        m = latest["metrics"]
+        cols = st.columns(5)
+        cols[0].metric("Version", f"v{latest['version']}")
+        cols[1].metric("Labels used", latest["n_labels"])
+        cols[2].metric("Macro-F1 (CV)", _fmt(m.get("macro_f1")))
+        cols[3].metric("Fail recall (CV)", _fmt(m.get("fail_recall")))
+        cols[4].metric("Balanced accuracy", _fmt(m.get("balanced_accuracy")))
+        if latest.get("estimator"):
+            st.caption(f"Estimator: {w.md_escape(latest['estimator'])}")
+
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Metrics vs number of labels")
+        long = mr.metric_history_long(history)
+        if long.empty:
+            st.caption("Appears after the first finished retrain.")
+        else:
+            _chart_or(
+                "metric_history_chart",
+                long,
+                lambda: st.line_chart(long, x="n_labels", y="value", color="metric", height=280),
+            )
+    with right:
+        st.subheader("Cross-validated confusion matrix")
+        cm = mr.confusion_frame(latest["metrics"]) if latest else None
+        if cm is None:
+            st.caption("The latest run stored no confusion matrix.")
+        else:
+            _chart_or(
+                "confusion_chart",
+                cm,
+                lambda: st.dataframe(cm.pivot(index="actual", columns="predicted", values="count")),
+            )
+
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Class balance (consensus labels)")
+        balance = data["balance"]
+        if int(balance["count"].sum()) == 0:
+            st.caption("No labels yet.")
+        else:
+            _chart_or(
+                "class_balance_chart",
+                balance,
+                lambda: st.bar_chart(balance, x="value", y="count", height=260),
+            )
+    with right:
+        st.subheader("Uncertainty of the unlabelled pool")
+        scores: pd.DataFrame = data["scores"]
+        hist = mr.uncertainty_histogram(scores) if not scores.empty else pd.DataFrame()
+        if hist.empty:
+            st.caption("Appears once a model has scored the pool.")
+        else:
+            _chart_or(
+                "uncertainty_histogram_chart",
+                hist,
+                lambda: st.bar_chart(hist, x="bin_start", y="count", color="predicted", height=260),
+            )
+            st.caption(f"{len(scores):,} unlabelled EBs scored by v{latest['version']}")
+
+    importances = mr.feature_importance_frame(latest["metrics"], latest["features"]) if latest else None
+    if importances is not None:
+        st.subheader("Feature importances")
+        top = importances.head(20)
+        _chart_or(
+            "feature_importance_chart",
+            top,
+            lambda: st.bar_chart(top, x="feature", y="importance", horizontal=True, height=360),
+        )
+
+    st.subheader("Model runs")
+    if history.empty:
+        st.caption("No runs yet.")
+    else:
+        st.dataframe(history.sort_values("version", ascending=False), hide_index=True, width="stretch")
+
+
+def _fmt(value: Any) -> str:
+    try:
+        return f"{float(value):.3f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+if __name__ == "__main__":
+    render()

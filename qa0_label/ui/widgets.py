@@ -1,0 +1,400 @@
+"""Pieces every page shares: the cached engine, demo seeding, identity, the sidebar and session counters.
+
+Pages import this module; it holds no SQL (it calls library functions) and keeps only ids and small plain
+values in st.session_state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+
+from qa0_label.config import Settings, load_settings
+from qa0_label.db import get_engine, session_scope
+from qa0_label.browse import labeler_exists
+from qa0_label.identity import Identity, ensure_labeler, is_lead, resolve_identity, role_of, roster
+
+# Session-state keys (one place, so pages and tests agree on them).
+K_CHOSEN = "qa0_chosen_labeler"
+K_NEW_NAME = "qa0_new_name"
+K_STRATEGY = "qa0_strategy"
+K_AUTO = "qa0_auto_retrain"
+K_TIMES = "qa0_seconds_per_eb"
+K_FLASH = "qa0_flash"
+
+SEED_ENV = "QA0_SEED_DEMO"
+STATUS_POLL_S = 1.0
+
+_seed_lock = threading.Lock()
+_seeded: set[str] = set()
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What a page needs to render: where the data is, who is looking, and what they may do."""
+
+    engine: Engine
+    settings: Settings
+    identity: Identity
+    role: str
+
+    @property
+    def who(self) -> str | None:
+        """The labeler name, or None when nobody is identified yet."""
+        return self.identity.name
+
+    @property
+    def lead(self) -> bool:
+        """True when the user is a team lead."""
+        return is_lead(self.role)
+
+
+# Static styling only: no user data is ever put into HTML.
+STYLE = """
+<style>
+.st-key-qa0-uid div[data-testid="stText"], .st-key-qa0-uid div { font-family: "SFMono-Regular", Menlo, Consolas,
+  monospace; font-size: 1.45rem; font-weight: 600; color: #12355b; letter-spacing: 0.01em; }
+.st-key-qa0-subtitle div[data-testid="stText"] { font-size: 1.0rem; color: #3d4b5c; }
+.st-key-qa0-title { gap: 0.1rem; }
+[class*="st-key-qa0-ok-"] [data-testid="stMetric"], [class*="st-key-qa0-warn-"] [data-testid="stMetric"],
+[class*="st-key-qa0-bad-"] [data-testid="stMetric"] {
+  border: 1px solid #dde3ea; border-radius: 6px; padding: 0.3rem 0.6rem; background: #fafbfd; }
+[class*="st-key-qa0-warn-"] [data-testid="stMetric"] { border-color: #e08a00; background: #fff6e6; }
+[class*="st-key-qa0-warn-"] [data-testid="stMetricLabel"] { color: #a35f00; font-weight: 600; }
+[class*="st-key-qa0-bad-"] [data-testid="stMetric"] { border-color: #c62828; background: #fdecea; }
+[class*="st-key-qa0-bad-"] [data-testid="stMetricLabel"] { color: #a31515; font-weight: 600; }
+[data-testid="stMetricValue"] { font-size: 1.35rem; }
+.st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; }
+.st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 7.5rem; }
+.st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 7.5rem; }
+.st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 7.5rem; }
+.st-key-qa0-btn-pass button:hover, .st-key-qa0-btn-semipass button:hover, .st-key-qa0-btn-fail button:hover {
+  filter: brightness(1.08); color: white; }
+.st-key-qa0-actions { padding: 0.5rem 0.6rem; background: #f3f6fa; border-radius: 8px; }
+.block-container { padding-top: 3.2rem; }
+</style>
+"""
+
+# --- text safety -------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def md_escape(value: Any) -> str:
+    """Make any string inert in st.markdown/st.caption: markdown, HTML, links and LaTeX are escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+
+
+# --- engine and seeding ------------------------------------------------------------------------
+
+
+def settings() -> Settings:
+    """Settings from the environment (QA0_DATABASE_URL etc.), read on every run so tests can switch them."""
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(url: str) -> Engine:
+    return get_engine(url)
+
+
+def engine_for(url: str) -> Engine:
+    """The process-wide engine for URL (schema created or upgraded on first use)."""
+    return _engine_for(url)
+
+
+def seeding_enabled() -> bool:
+    """Demo seeding is on unless QA0_SEED_DEMO is 0/false/no (tests and production turn it off)."""
+    return os.environ.get(SEED_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def ensure_demo_data(engine: Engine, url: str) -> None:
+    """Seed the demo EBs and labels into an empty database, once per process, with a visible progress bar."""
+    if url in _seeded:
+        return
+    with _seed_lock:
+        if url in _seeded:
+            return
+        if seeding_enabled():
+            from qa0_label.simulate import seed_demo_if_empty
+
+            bar = st.progress(0.0, text="Checking the database…")
+
+            def progress(fraction: float, message: str) -> None:
+                bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"First start: preparing demo data — {message}")
+
+            seed_demo_if_empty(engine=engine, progress=progress)
+            bar.empty()
+        _seeded.add(url)
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+
+def auth_configured() -> bool:
+    """True when .streamlit/secrets.toml has an [auth] section (Streamlit's built-in OIDC login)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all means no auth
+        return False
+
+
+def _lead_names() -> list[str]:
+    try:
+        leads = st.secrets.get("qa0", {}).get("leads", [])
+    except Exception:  # noqa: BLE001
+        return []
+    return [str(x) for x in leads] if isinstance(leads, (list, tuple)) else []
+
+
+def current_identity() -> Identity:
+    """Who is using this browser session (OIDC user, else ?labeler= in the URL, else the sidebar choice)."""
+    configured = auth_configured()
+    user: dict[str, Any] | None = None
+    if configured:
+        try:
+            user = st.user.to_dict()
+        except Exception:  # noqa: BLE001
+            user = None
+    url_value = st.query_params.get("labeler")
+    return resolve_identity(
+        auth_configured=configured, user=user, url_labeler=url_value, chosen=st.session_state.get(K_CHOSEN)
+    )
+
+
+def _role(engine: Engine, name: str) -> str:
+    with session_scope(engine) as session:
+        role = role_of(session=session, name=name)
+        exists = labeler_exists(session=session, name=name)
+    leads = _lead_names()
+    if not exists or name in leads:
+        # A new name joins the roster as an AoD (or lead when listed in secrets).
+        with session_scope(engine, write=True) as session:
+            role = ensure_labeler(session=session, name=name, lead_names=leads)
+    return role
+
+
+def page_setup(*, title: str) -> PageContext:
+    """Common start of every page: engine, demo data, identity and the sidebar."""
+    cfg = settings()
+    engine = engine_for(cfg.database_url)
+    ensure_demo_data(engine, cfg.database_url)
+    st.html(STYLE)
+    ident = current_identity()
+    role = _role(engine, ident.name) if ident.name else "aod"
+    if ident.name and not ident.locked:
+        # Keep the name across page switches (navigation drops query parameters) and in the URL for reloads.
+        st.session_state[K_CHOSEN] = ident.name
+        if st.query_params.get("labeler") != ident.name:
+            st.query_params["labeler"] = ident.name
+    ctx = PageContext(engine=engine, settings=cfg, identity=ident, role=role)
+    with st.sidebar:
+        identity_panel(ctx)
+    return ctx
+
+
+def _switch_labeler() -> None:
+    choice = st.session_state.get("qa0_pick")
+    if choice and choice != NEW_NAME_OPTION:
+        st.session_state[K_CHOSEN] = choice
+        st.query_params["labeler"] = choice
+
+
+def _use_new_name() -> None:
+    name = str(st.session_state.get(K_NEW_NAME) or "").strip()
+    if name:
+        st.session_state[K_CHOSEN] = name
+        st.query_params["labeler"] = name
+        st.session_state[K_NEW_NAME] = ""
+
+
+NEW_NAME_OPTION = "➕ new name…"
+
+
+def identity_panel(ctx: PageContext) -> None:
+    """Sidebar block: who am I, and (without login) a roster picker that also updates ?labeler= in the URL."""
+    ident = ctx.identity
+    if ident.locked:
+        if ident.name is None:
+            st.info("Please log in to label.")
+            st.button("Log in", on_click=st.login, type="primary", key="qa0_login")
+            st.stop()
+        st.caption("Signed in as")
+        st.text(f"{ident.name} ({'team lead' if ctx.lead else 'AoD'})")
+        st.button("Log out", on_click=st.logout, key="qa0_logout")
+        return
+    with session_scope(ctx.engine) as session:
+        people = roster(session=session)
+    names = [n for n, _ in people]
+    if ident.name and ident.name not in names:
+        names.insert(0, ident.name)
+    options = names + [NEW_NAME_OPTION]
+    index = options.index(ident.name) if ident.name in options else None
+    st.selectbox(
+        "Who am I",
+        options,
+        index=index,
+        key="qa0_pick",
+        placeholder="Pick your name",
+        on_change=_switch_labeler,
+        format_func=lambda n: n if n == NEW_NAME_OPTION else f"{n} · {'lead' if dict(people).get(n) == 'lead' else 'AoD'}",
+    )
+    if st.session_state.get("qa0_pick") == NEW_NAME_OPTION or not names:
+        st.text_input("Your name", key=K_NEW_NAME, max_chars=80, placeholder="e.g. Ana Rojas")
+        st.button("Start labelling as this name", on_click=_use_new_name, key="qa0_use_new")
+    if ident.error:
+        st.warning(ident.error)
+
+
+# --- session counters --------------------------------------------------------------------------
+
+
+def record_seconds(seconds: float) -> None:
+    """Remember how long the AoD looked at one EB (for the session counter)."""
+    times = list(st.session_state.get(K_TIMES, []))
+    times.append(round(float(seconds), 2))
+    st.session_state[K_TIMES] = times[-500:]
+
+
+def forget_last_seconds() -> None:
+    """Drop the newest timing (after an undo, that label no longer counts)."""
+    times = list(st.session_state.get(K_TIMES, []))
+    if times:
+        times.pop()
+    st.session_state[K_TIMES] = times
+
+
+def session_counts() -> tuple[int, float | None]:
+    """Labels given in this browser session and the median seconds per EB (None before the first)."""
+    times = st.session_state.get(K_TIMES, [])
+    return len(times), (statistics.median(times) if times else None)
+
+
+def flash(kind: str, message: str) -> None:
+    """Queue a one-shot message (from a callback) for the next render."""
+    st.session_state[K_FLASH] = (kind, message)
+
+
+def show_flash() -> None:
+    """Show and clear the queued one-shot message as a toast."""
+    item = st.session_state.pop(K_FLASH, None)
+    if item:
+        kind, message = item
+        icon = {"error": "⛔", "warning": "⚠️", "success": "✅"}.get(kind, "ℹ️")
+        st.toast(message, icon=icon)
+
+
+def new_event_id() -> str:
+    """A fresh client event id (one per displayed EB: a repeated press can never store two labels)."""
+    return uuid.uuid4().hex
+
+
+# --- model status ------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
+def _training_status(url: str) -> dict[str, Any]:
+    from qa0_label import training
+
+    return training.status(engine=engine_for(url))
+
+
+def training_status(ctx: PageContext, *, fresh: bool = False) -> dict[str, Any]:
+    """training.status() for this database, cached for a second (the sidebar asks on every rerun)."""
+    if fresh:
+        _training_status.clear()
+    return _training_status(ctx.settings.database_url)
+
+
+def _start_retrain(url: str) -> None:
+    from qa0_label import training
+
+    cfg = settings()
+    try:
+        result = training.start_background(engine=engine_for(url), settings=cfg, trigger="manual")
+    except Exception as exc:  # noqa: BLE001 - show, do not crash the page
+        flash("error", f"Retrain could not start: {exc}")
+        return
+    _training_status.clear()
+    flash("success" if result.get("started") else "warning", str(result.get("message") or "retrain requested"))
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return "–"
+
+
+def model_status_panel(ctx: PageContext) -> None:
+    """Sidebar block: model version, metrics, labels since retrain, Retrain now, auto-retrain toggle.
+
+    While a retrain runs, a fragment polls training.status every second, so the AoD sees progress and
+    keeps labelling (only this block reruns).
+    """
+    status = training_status(ctx)
+    run_every = STATUS_POLL_S if status.get("running") else None
+
+    @st.fragment(run_every=run_every)
+    def _panel() -> None:
+        s = training_status(ctx)
+        st.markdown("**Model**")
+        latest = s.get("latest")
+        if latest:
+            metrics = latest.get("metrics") or {}
+            finished = latest.get("finished_at")
+            when = finished.strftime("%Y-%m-%d %H:%M UTC") if hasattr(finished, "strftime") else str(finished or "–")
+            c1, c2 = st.columns(2)
+            c1.metric("Version", f"v{latest.get('version')}")
+            c2.metric("Labels used", f"{latest.get('n_labels', '–')}")
+            c1.metric("Macro-F1", _fmt(metrics.get("macro_f1")))
+            c2.metric("Fail recall", _fmt(metrics.get("fail_recall")))
+            st.caption(f"Trained {when} · {s.get('labels_since', 0)} labels since")
+        else:
+            st.caption(f"No model yet (cold start) · {s.get('labels_since', 0)} labels so far")
+        if s.get("running"):
+            frac = s.get("progress")
+            st.progress(
+                min(max(float(frac or 0.0), 0.0), 1.0),
+                text=f"Retraining… {md_escape(s.get('progress_text') or '')}",
+            )
+        if s.get("last_error"):
+            st.caption(f"Last retrain failed: {md_escape(s.get('last_error'))}")
+        if not s.get("running") and run_every is not None:
+            # The run finished since the page was drawn: redraw the page once so it serves the new model.
+            st.rerun(scope="app")
+
+    _panel()
+    st.button(
+        "Retrain now",
+        key="qa0_retrain",
+        on_click=_start_retrain,
+        args=(ctx.settings.database_url,),
+        disabled=bool(status.get("running")),
+        icon=":material/model_training:",
+        width="stretch",
+    )
+    st.session_state.setdefault(K_AUTO, True)
+    st.toggle(f"Auto-retrain every {ctx.settings.auto_retrain_every} labels", key=K_AUTO)
+
+
+def maybe_auto_retrain(url: str) -> None:
+    """After a label: start a background retrain when auto-retrain is on and enough new labels arrived."""
+    if not st.session_state.get(K_AUTO, True):
+        return
+    from qa0_label import training
+
+    try:
+        if training.maybe_auto_retrain(engine=engine_for(url), settings=settings()):
+            _training_status.clear()
+            flash("info", "Auto-retrain started in the background")
+    except Exception as exc:  # noqa: BLE001 - a failed auto-retrain must never lose the label just saved
+        flash("warning", f"Auto-retrain could not start: {exc}")
