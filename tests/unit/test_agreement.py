@@ -302,11 +302,9 @@ def test_pair_bootstrap_matches_resampled_sklearn() -> None:
     pair = ag.pairwise_cohen(labels, n_boot=100, seed=3)[0]
     wide = labels.pivot(index="eb_id", columns="labeler", values="value")
     a, b = wide[pair["a"]].to_numpy(), wide[pair["b"]].to_numpy()
-    rng = np.random.default_rng(3)
     reps = []
-    for _ in range(100):
-        idx = rng.integers(0, len(a), size=len(a))
-        reps.append(sk_kappa(a[idx], b[idx]))
+    for block in ag.resample_indices(len(a), n_boot=100, seed=3):
+        reps.extend(sk_kappa(a[idx], b[idx]) for idx in block)
     reps = np.array(reps)
     expected = np.quantile(reps[~np.isnan(reps)], [0.025, 0.975])
     assert (pair["low"], pair["high"]) == pytest.approx(tuple(expected), abs=TOL)
@@ -467,3 +465,14 @@ def test_report_contract_and_consistency() -> None:
         assert {"a", "b", "n", "kappa"} <= set(pair)
         assert isinstance(pair["a"], str) and isinstance(pair["n"], int) and isinstance(pair["kappa"], float)
     assert [(p["a"], p["b"]) for p in report["cohen_kappa"]] == [(p["a"], p["b"]) for p in ag.pairwise_cohen(labels)]
+
+
+def test_report_without_bootstrap_has_null_intervals_and_says_so() -> None:
+    labels = random_labels(10, n_items=30, n_raters=3, min_per_item=2)
+    report = ag.agreement_report(labels, n_boot=0)
+    assert report["krippendorff_alpha_nominal"] is not None
+    assert report["krippendorff_alpha_nominal_ci"] is None and report["fleiss_kappa_ci"] is None
+    assert all(p["low"] is None and p["high"] is None for p in report["cohen_kappa"])
+    assert any("n_boot=0" in note for note in report["notes"])
+    with pytest.raises(ValueError):
+        ag.agreement_report(labels, n_boot=1)

@@ -1,0 +1,50 @@
+"""`agreement [--json]`: the DESIGN.md contract, over each labeler's current label, archive excluded."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from qa0_label import cli, labels
+from qa0_label.db import get_engine, session_scope
+from qa0_label.models import ExecutionBlock
+
+
+def _seed(db_url: str, rows: list[tuple[int, str, str]]) -> None:
+    with session_scope(get_engine(db_url), write=True) as s:
+        ebs = [
+            ExecutionBlock(uid=f"uid://A002/Xcli/X{i}", source="J0522-3627", band=6,
+                           start_time=datetime(2024, 2, 1, i, tzinfo=timezone.utc))
+            for i in range(4)
+        ]
+        s.add_all(ebs)
+        s.flush()
+        for i, who, value in rows:
+            labels.record_label(session=s, eb_id=ebs[i].id, labeler=who, value=value)
+
+
+def test_agreement_json_contract(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _seed(db_url, [(0, "ana", "Pass"), (0, "bob", "Pass"), (1, "ana", "Fail"), (1, "bob", "SemiPass"),
+                   (2, "ana", "Pass"), (2, "bob", "Pass"), (2, "archive", "Fail"), (3, "ana", "Fail"),
+                   (3, "ana", "Pass")])  # ana's revision on EB 3 leaves it with one labeler
+    assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_items"] == 3
+    assert [(p["a"], p["b"], p["n"]) for p in report["cohen_kappa"]] == [("ana", "bob", 3)]
+    assert isinstance(report["cohen_kappa"][0]["kappa"], float)
+    for key in ("fleiss_kappa", "krippendorff_alpha_nominal", "krippendorff_alpha_ordinal"):
+        assert isinstance(report[key], float)
+
+
+@pytest.mark.parametrize("rows", [[], [(0, "ana", "Pass"), (0, "bob", "Pass")]], ids=["empty", "all-same"])
+def test_agreement_text_and_json_survive_undefined_statistics(
+    db_url: str, capsys: pytest.CaptureFixture[str], rows: list[tuple[int, str, str]]
+) -> None:
+    _seed(db_url, rows)
+    assert cli.main(["--db", db_url, "agreement"]) == 0
+    assert "n/a" in capsys.readouterr().out
+    assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fleiss_kappa"] is None and report["notes"]
