@@ -360,3 +360,22 @@ def test_reading_an_upload_stream(engine: Engine) -> None:
     buf.seek(0)
     frame = ingest.read_table(buf, name="upload.csv")
     assert import_frames(engine=engine, ebs=frame, ebs_name="upload.csv")["inserted"] == 1
+
+
+def test_uid_inserted_by_another_process_meanwhile_is_updated_not_duplicated(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_file(engine=engine, path=write_csv(tmp_path / "first.csv", [eb_row(1)]))
+    real = ingest._uid_ids
+    calls = {"n": 0}
+
+    def stale(conn: Any, uids: Any) -> dict[str, int]:
+        # The first look-up inside the write misses the row, as if another import committed it just after.
+        calls["n"] += 1
+        return {} if calls["n"] == 1 else real(conn, uids)
+
+    monkeypatch.setattr(ingest, "_uid_ids", stale)
+    summary = import_file(engine=engine, path=write_csv(tmp_path / "again.csv", [eb_row(1, pwv_mm="3"), eb_row(2)]))
+    assert (summary["inserted"], summary["updated"]) == (1, 1)
+    ebs = ebs_by_uid(engine)
+    assert len(ebs) == 2 and ebs[eb_row(1)["uid"]].pwv_mm == 3.0
