@@ -183,9 +183,13 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         print(f"items rated by at least two labelers: {report['n_items']}")
         for pair in report["cohen_kappa"]:
             print(f"  Cohen kappa {pair['a']} vs {pair['b']}: {pair['kappa']:.3f} over {pair['n']} EBs")
+        for pair in report.get("cohen_kappa_undefined", []):
+            print(f"  Cohen kappa {pair['a']} vs {pair['b']}: undefined over {pair['n']} EBs")
         for key in ("fleiss_kappa", "krippendorff_alpha_nominal", "krippendorff_alpha_ordinal"):
             value = report.get(key)
             print(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
+        for note in report.get("notes", []):
+            print(f"note: {note}")
     return EXIT_OK
 
 
