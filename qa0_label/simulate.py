@@ -4,7 +4,7 @@ What an EB looks like
 ---------------------
 One EB observes one grid quasar (real names, 97.5 / 343.5 GHz fluxes and spectral indices from DOMAIN.md;
 declination and RA parsed from the J-name) with the 12 m array (40-50 antennas from DA41..DA65, DV01..DV25,
-PM01..PM04, project ``YYYY.1.00001.CSV``, SB ``<source>_a_03_TM1``) or the 7 m array (9-12 of CM01..CM12,
+PM01..PM04, project ``YYYY.1.00001.CSV``, SB ``<source>_a_03_TM1``) or the 7 m array (10-12 of CM01..CM12,
 project ``YYYY.1.00002.CSV``, SB ``..._7M``), at a start time between 2023-01-01 and 2024-12-31 (no February:
 the observatory's maintenance shutdown), with uid ``uid://A002/X<hex>/X<hex>``. The tuning has 4 spectral
 windows (``spw`` 0-3 in increasing frequency) inside the band edges; bands are mostly 3, 4, 6, 7. PWV follows
@@ -509,7 +509,7 @@ def generate(*, n: int, seed: int, first_index: int = 0) -> SimulatedBatch:
     tau_spw = tau_zenith(spw_freq, pwv[:, None])
 
     # --- antennas and scans -------------------------------------------------------------------------
-    n_ant = np.where(is12, rng.integers(40, 51, N), rng.integers(9, 13, N))
+    n_ant = np.where(is12, rng.integers(40, 51, N), rng.integers(10, 13, N))
     n_ant_few = np.where(is12, rng.integers(14, 37, N), rng.integers(3, 9, N))
     n_nominal = n_ant.copy()
     n_ant = np.where(fault["few_antennas"], n_ant_few, n_ant)
@@ -1129,7 +1129,8 @@ def _insert_ebs(conn: Connection, ebs: pd.DataFrame, seed: int) -> np.ndarray:
             arrays.append(_clean(ebs[c].to_numpy()))
         else:
             arrays.append(ebs[c].tolist())
-    db.bulk_insert(conn, "execution_block", cols, list(zip(*arrays)))
+    # Quoted: "array" is a reserved word in PostgreSQL.
+    db.bulk_insert(conn, "execution_block", [f'"{c}"' for c in cols], list(zip(*arrays)))
     stmt = text("SELECT id, uid FROM execution_block WHERE uid IN :uids").bindparams(
         bindparam("uids", expanding=True)
     )
@@ -1154,7 +1155,18 @@ def write_batch(*, conn: Connection, batch: SimulatedBatch, seed: int = 0) -> np
     else:
         d = batch.details
         cols = [ids[pos], _ANT_OBJ[d["antenna"].cat.codes.to_numpy()]] + [d[c].to_numpy() for c in DETAIL_DB_COLUMNS[2:]]
-        db.bulk_insert(conn, "eb_detail", DETAIL_DB_COLUMNS, list(zip(*[c.tolist() for c in cols])))
+        rows = list(zip(*[c.tolist() for c in cols]))
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if hasattr(cursor, "copy"):
+                # psycopg 3: COPY is ~50x faster than executemany for a million rows.
+                with cursor.copy(f"COPY eb_detail ({', '.join(DETAIL_DB_COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                db.bulk_insert(conn, "eb_detail", DETAIL_DB_COLUMNS, rows)
+        finally:
+            cursor.close()
     _insert_outcomes(conn, batch.outcomes, ids)
     return ids
 

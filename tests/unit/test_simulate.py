@@ -152,7 +152,7 @@ def test_antenna_counts_and_names_per_array(big: sim.SimulatedBatch) -> None:
     ].str.contains("minor too few antennas")
     normal12 = twelve.loc[~few.reindex(twelve.index), "n_antennas"]
     normal7 = seven.loc[~few.reindex(seven.index), "n_antennas"]
-    assert normal12.between(40, 50).mean() > 0.97 and normal7.between(9, 12).mean() > 0.97
+    assert normal12.between(40, 50).mean() > 0.97 and normal7.between(10, 12).mean() > 0.97
 
 
 def test_detail_rows_per_eb(big: sim.SimulatedBatch) -> None:
@@ -163,7 +163,7 @@ def test_detail_rows_per_eb(big: sim.SimulatedBatch) -> None:
     assert (rows == 4 * ebs["n_antennas"] * scans).all()
     complete = ebs["exec_fraction"].ge(0.85) & (
         ((ebs["array"] == "12m") & ebs["n_antennas"].between(40, 50))
-        | ((ebs["array"] == "7m") & ebs["n_antennas"].between(9, 12))
+        | ((ebs["array"] == "7m") & ebs["n_antennas"].between(10, 12))
     )
     assert complete.mean() > 0.9
     assert rows[complete].between(1000, 3000).all()
