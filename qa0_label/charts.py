@@ -65,6 +65,10 @@ SCORE_NAMES: dict[str, str] = {
     "accuracy": "accuracy",
 }
 
+SCORE_COLORS: dict[str, str] = {
+    "macro F1": "#1f77b4", "Fail recall": "#9467bd", "balanced accuracy": "#17becf", "accuracy": "#8c564b",
+}
+
 KRIPPENDORFF_TENTATIVE = 0.667
 KRIPPENDORFF_RELIABLE = 0.8
 
@@ -306,9 +310,13 @@ def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
     antennas = sorted(d["antenna"].unique())
     fmt = _fmt(metric)
     scheme = HEATMAP_SCHEMES.get(metric, "viridis")
-    scale = (
-        alt.Scale(scheme=scheme, domainMid=0, domain=[-180, 180]) if metric == "phase_deg" else alt.Scale(scheme=scheme)
-    )
+    if metric == "phase_deg":
+        # Symmetric about 0 and at least +-30 deg, so noise stays pale and a jump stands out in colour.
+        reach = float(np.nanmax(np.abs(d["value"].to_numpy(dtype=float)), initial=0.0))
+        reach = min(180.0, max(30.0, math.ceil(reach / 10.0) * 10.0))
+        scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
+    else:
+        scale = alt.Scale(scheme=scheme)
     tips = [alt.Tooltip("antenna:N", title="Antenna"), alt.Tooltip("scan:O", title="Scan")]
     if "spw" in d:
         tips.append(alt.Tooltip("spw:O", title="spw"))
@@ -335,7 +343,7 @@ def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
     if "flagged_fraction" in d:
         layers.append(
             base.transform_filter(alt.datum.flagged_fraction > 0.5)
-            .mark_text(text="✕", fontSize=11, color="#ffffff")
+            .mark_text(text="✕", fontSize=11, color="#111111" if metric == "phase_deg" else "#ffffff")
             .encode(x=x, y=y, tooltip=tips)
         )
     height = max(120, 13 * len(antennas))
@@ -408,6 +416,7 @@ def context_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
             continue
         fmt = _fmt(metric)
         x_title = _axis_title(metric)
+        axis = alt.Axis(format=fmt) if fmt.endswith("%") else alt.Axis()
         y = alt.Y("group:N", title=None, sort=list(LABEL_VALUES), scale=alt.Scale(domain=list(LABEL_VALUES)))
         color = alt.Color("group:N", scale=qa0_scale(), legend=None)
         layers: list[alt.Chart] = []
@@ -418,7 +427,7 @@ def context_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
                     alt.Tooltip("q95:Q", title="95%", format=fmt)]
             base = alt.Chart(stats)
             layers += [
-                base.mark_rule().encode(x=alt.X("q05:Q", title=x_title, scale=alt.Scale(zero=False)), x2="q95:Q",
+                base.mark_rule().encode(x=alt.X("q05:Q", title=x_title, scale=alt.Scale(zero=False), axis=axis), x2="q95:Q",
                                         y=y, color=color, tooltip=tips),
                 base.mark_bar(size=14, opacity=0.55).encode(x="q25:Q", x2="q75:Q", y=y, color=color, tooltip=tips),
                 base.mark_tick(color="#111111", thickness=2, size=16).encode(x="median:Q", y=y, tooltip=tips),
@@ -427,7 +436,7 @@ def context_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
             mtips = [alt.Tooltip("value:Q", title=f"This EB: {x_title}", format=fmt), alt.Tooltip("where:N", title="Position")]
             layers.append(
                 alt.Chart(marks).mark_rule(color=OTHER_COLORS["this EB"], strokeWidth=3).encode(
-                    x=alt.X("value:Q", title=x_title), tooltip=mtips
+                    x=alt.X("value:Q", title=x_title, axis=axis), tooltip=mtips
                 )
             )
         rows.append(alt.layer(*layers).properties(height=70, title=alt.TitleParams(x_title, fontSize=12, anchor="start")))
@@ -462,7 +471,12 @@ def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     long["metric"] = long["metric"].map(lambda m: SCORE_NAMES.get(str(m), str(m)))
     x = alt.X("n_labels:Q", title="Consensus labels used for training")
     y = alt.Y("value:Q", title="Score (cross-validated)", scale=alt.Scale(domain=[0, 1]))
-    color = alt.Color("metric:N", title="Metric")
+    # Not red or green: those colours mean Fail and Pass everywhere else.
+    names = list(dict.fromkeys([*SCORE_COLORS, *long["metric"]]))
+    color = alt.Color(
+        "metric:N", title="Metric",
+        scale=alt.Scale(domain=names, range=[SCORE_COLORS.get(n, "#7f7f7f") for n in names]),
+    )
     tips = [alt.Tooltip("version:O", title="Model version"), alt.Tooltip("n_labels:Q", title="Labels", format="d"),
             alt.Tooltip("metric:N", title="Metric"), alt.Tooltip("value:Q", title="Score", format=".3f")]
     base = alt.Chart(long)
@@ -757,6 +771,11 @@ def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: s
     if count_col is not None and pair is not None:
         long = df[[pair[0], pair[1], count_col]].rename(columns={pair[0]: "a_value", pair[1]: "b_value", count_col: "count"})
     else:
+        if not set(map(str, df.columns)) <= set(LABEL_VALUES):
+            raise ValueError(
+                "pair_confusion_chart: missing column(s) a_value, b_value, count; a square frame must have QA0 "
+                f"values as columns, got {', '.join(map(str, df.columns))}"
+            )
         wide = df.copy()
         wide.index = wide.index.astype(str)
         wide.columns = wide.columns.astype(str)

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
+
 # --- bands ---------------------------------------------------------------------------------------
 
 BAND_EDGES_GHZ: dict[int, tuple[float, float]] = {
@@ -34,21 +37,36 @@ RECEIVER_TEMP_K: dict[int, float] = {3: 37.0, 4: 51.0, 5: 65.0, 6: 83.0, 7: 147.
 T_ATM_K = 270.0
 """Physical temperature of the emitting atmosphere in the Tsys model (K)."""
 
-# Zenith opacity tau(band, pwv) = dry + wet * pwv near the band centre at Chajnantor (approx., read off the
-# ATM transmission curves). Band 5 sits on the 183 GHz water line, hence its large wet term.
-ZENITH_OPACITY_DRY: dict[int, float] = {
-    1: 0.02, 2: 0.05, 3: 0.03, 4: 0.03, 5: 0.04, 6: 0.016, 7: 0.02, 8: 0.05, 9: 0.1, 10: 0.15,
+# Zenith opacity tau(nu, pwv) = dry(nu) + wet(nu) * pwv at Chajnantor: a coarse piecewise-linear version of
+# the ATM model (approx.; the 119, 183, 325, 380 and 448 GHz lines are the spikes). simulate.py holds the
+# same curve; keep the two in step (or let simulate import this one).
+OPACITY_FREQ_GHZ: tuple[float, ...] = (
+    80, 100, 110, 116, 119, 125, 150, 170, 183, 196, 215, 245, 275, 310, 325, 340, 355,
+    370, 380, 392, 420, 448, 470, 500, 550, 600, 650, 690, 720, 760, 800, 870, 920, 950,
+)
+OPACITY_DRY: tuple[float, ...] = (
+    .02, .02, .03, .08, .30, .05, .02, .02, .03, .02, .02, .03, .03, .04, .05, .04, .05,
+    .06, .08, .07, .10, .20, .12, .12, .20, .25, .15, .15, .20, .30, .30, .25, .30, .40,
+)
+OPACITY_WET_PER_MM: tuple[float, ...] = (
+    .008, .012, .016, .020, .022, .025, .035, .10, 1.5, .12, .05, .055, .07, .10, .50, .12,
+    .15, .25, 2.0, .40, .35, 2.0, .60, .55, 1.5, 1.2, .90, 1.0, 1.3, 2.0, 1.6, 1.2, 1.6, 2.0,
+)
+
+REFERENCE_FREQ_GHZ: dict[int, float] = {
+    1: 40.0, 2: 80.0, 3: 97.5, 4: 145.0, 5: 200.0, 6: 233.0, 7: 343.5, 8: 405.0, 9: 679.0, 10: 870.0,
 }
-ZENITH_OPACITY_PER_MM: dict[int, float] = {
-    1: 0.004, 2: 0.008, 3: 0.012, 4: 0.02, 5: 0.1, 6: 0.05, 7: 0.14, 8: 0.5, 9: 0.8, 10: 1.3,
-}
+"""Standard tuning (LO, GHz) per band: where a band's PWV limit is quoted when no frequency is given."""
 
 ACCEPTABLE_ZENITH_OPACITY: dict[int, float] = {
-    1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.2, 6: 0.2, 7: 0.25, 8: 0.4, 9: 0.5, 10: 0.6,
+    1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.2, 6: 0.2, 7: 0.25, 8: 0.35, 9: 0.5, 10: 0.6,
 }
 """Largest zenith opacity the grid-survey analysis accepts per band (approx.)."""
 
 # --- limits ----------------------------------------------------------------------------------------
+
+PWV_BAD_OPACITY_RATIO = 1.4
+"""Zenith opacity this many times the acceptable one is a reason to downgrade, not just a warning (approx.)."""
 
 ELEVATION_WARN_DEG = 40.0
 """Flux-scale references are preferred above this elevation."""
@@ -80,11 +98,23 @@ FLAGGED_FRACTION_BAD = 0.4
 TSYS_OUTLIER_RATIO = 1.5
 """An antenna whose median Tsys exceeds the array median by this factor is a Tsys outlier (approx.)."""
 
+TSYS_SPIKE_RATIO = 1.5
+"""A scan whose median Tsys (all antennas) exceeds the EB's median scan by this factor is a Tsys spike (approx.)."""
+
+AMPLITUDE_LOW_RATIO = 0.5
+"""An antenna whose median amplitude is below this share of the array median is dead or mispointed (approx.)."""
+
+PHASE_JUMP_DEG = 60.0
+"""A lasting phase step of one antenna between scans larger than this is a SemiPass reason (approx.)."""
+
 BANDPASS_RIPPLE_DB = 3.0
 """Amplitude variation across a spectral window above this (autocorrelations) is a SemiPass reason."""
 
 SPECTRAL_INDEX_RANGE: tuple[float, float] = (-1.5, 0.5)
 """Grid quasars have alpha between about -0.2 and -0.9; outside this wider range the spws disagree."""
+
+SPECTRAL_INDEX_SIGMA = 2.0
+"""How many of its own standard errors the spectral index may stray outside SPECTRAL_INDEX_RANGE."""
 
 Level = Literal["warn", "bad"]
 
@@ -121,18 +151,44 @@ def band_of_frequency(freq_ghz: float) -> int | None:
     return None
 
 
-def zenith_opacity(band: int, pwv_mm: float) -> float:
-    """Approximate zenith opacity near the band centre for a given precipitable water vapour."""
-    band = int(band)
-    return ZENITH_OPACITY_DRY[band] + ZENITH_OPACITY_PER_MM[band] * max(0.0, float(pwv_mm))
+def _opacity_terms(freq_ghz: float) -> tuple[float, float]:
+    f = float(freq_ghz)
+    return (
+        float(np.interp(f, OPACITY_FREQ_GHZ, OPACITY_DRY)),
+        float(np.interp(f, OPACITY_FREQ_GHZ, OPACITY_WET_PER_MM)),
+    )
 
 
-def pwv_limit_mm(band: int) -> float:
-    """PWV (mm) above which the band's zenith opacity exceeds what grid analysis accepts."""
+def zenith_opacity(freq_ghz: float, pwv_mm: float) -> float:
+    """Approximate zenith opacity at a frequency (GHz) for a precipitable water vapour (mm)."""
+    dry, wet = _opacity_terms(freq_ghz)
+    return dry + wet * max(0.0, float(pwv_mm))
+
+
+def pwv_limit_mm(band: int, freq_ghz: float | None = None) -> float:
+    """PWV (mm) above which the zenith opacity at FREQ_GHZ (default: the band's standard tuning) exceeds
+    what grid analysis accepts for the band; KeyError for an unknown band."""
     band = int(band)
     if band not in ACCEPTABLE_ZENITH_OPACITY:
         raise KeyError(f"no PWV limit for band {band!r}")
-    return (ACCEPTABLE_ZENITH_OPACITY[band] - ZENITH_OPACITY_DRY[band]) / ZENITH_OPACITY_PER_MM[band]
+    dry, wet = _opacity_terms(freq_ghz if freq_ghz else REFERENCE_FREQ_GHZ[band])
+    return max(0.0, (ACCEPTABLE_ZENITH_OPACITY[band] - dry) / wet)
+
+
+def pwv_limits_mm(bands: Any, freqs_ghz: Any) -> np.ndarray:
+    """Vectorised pwv_limit_mm: NaN for unknown bands; a missing frequency means the band's standard tuning."""
+    band = pd.to_numeric(pd.Series(list(bands), dtype=object), errors="coerce").to_numpy(dtype=float)
+    freq = pd.to_numeric(pd.Series(list(freqs_ghz), dtype=object), errors="coerce").to_numpy(dtype=float)
+    ref = np.full(len(BAND_EDGES_GHZ) + 1, np.nan)
+    acceptable = ref.copy()
+    for b, f in REFERENCE_FREQ_GHZ.items():
+        ref[b] = f
+        acceptable[b] = ACCEPTABLE_ZENITH_OPACITY[b]
+    idx = np.where(np.isfinite(band) & (band >= 1) & (band < len(ref)), band, 0).astype(np.int64)
+    freq = np.where(np.isfinite(freq) & (freq > 0), freq, ref[idx])
+    dry = np.interp(freq, OPACITY_FREQ_GHZ, OPACITY_DRY)
+    wet = np.interp(freq, OPACITY_FREQ_GHZ, OPACITY_WET_PER_MM)
+    return np.maximum((acceptable[idx] - dry) / wet, 0.0)
 
 
 def airmass(elevation_deg: float) -> float:
@@ -142,7 +198,7 @@ def airmass(elevation_deg: float) -> float:
 
 def expected_tsys_k(band: int, pwv_mm: float, elevation_deg: float) -> float:
     """System temperature from Tsys ~ (Trx + Tatm (1 - e^-tau A)) e^tau A (single sideband, approx.)."""
-    tau = zenith_opacity(band, pwv_mm) * airmass(elevation_deg)
+    tau = zenith_opacity(REFERENCE_FREQ_GHZ[int(band)], pwv_mm) * airmass(elevation_deg)
     return (RECEIVER_TEMP_K[int(band)] + T_ATM_K * (1.0 - math.exp(-tau))) * math.exp(tau)
 
 
@@ -180,9 +236,11 @@ def find_problems(row: Mapping[str, Any]) -> list[Finding]:
     """Every metric of an EB that crosses a limit, worst first within the order of the review form.
 
     ROW keys (all optional, missing or None values are skipped): band, array, pwv_mm, elevation_deg,
-    n_antennas, exec_fraction, flux_jy, flux_err_jy, expected_flux_jy, expected_flux_err_jy (or a ready
-    flux_deviation_sigma), phase_rms_deg, flagged_fraction, spectral_index, tsys_outliers
-    (dict antenna -> Tsys / array median), bp_ripple (dict spw -> worst ripple in dB).
+    n_antennas, exec_fraction, freq_ghz, flux_jy, flux_err_jy, expected_flux_jy, expected_flux_err_jy (or a
+    ready flux_deviation_sigma), phase_rms_deg, flagged_fraction, spectral_index, and the detail summaries
+    tsys_outliers {antenna: ratio}, tsys_spikes {scan: ratio}, amplitude_outliers {antenna: ratio},
+    phase_jumps {antenna: deg}, bp_ripple {spw: dB}. Finding.field is the EB column for EB metrics (flux
+    checks report "flux_jy") and the summary's key for detail checks.
     """
     found: list[Finding] = []
     band = _num(row, "band")
@@ -190,11 +248,15 @@ def find_problems(row: Mapping[str, Any]) -> list[Finding]:
 
     pwv = _num(row, "pwv_mm")
     if pwv is not None and band_i in ACCEPTABLE_ZENITH_OPACITY:
-        limit = pwv_limit_mm(band_i)
+        freq = _num(row, "freq_ghz")
+        freq = freq if freq is not None and freq > 0 else REFERENCE_FREQ_GHZ[band_i]
+        limit = pwv_limit_mm(band_i, freq)
+        ratio = zenith_opacity(freq, pwv) / ACCEPTABLE_ZENITH_OPACITY[band_i]
         if pwv > limit:
-            level: Level = "bad" if pwv > 1.5 * limit else "warn"
+            level: Level = "bad" if ratio > PWV_BAD_OPACITY_RATIO else "warn"
             found.append(
-                Finding("pwv_mm", level, f"PWV {pwv:.2f} mm is above the {band_name(band_i)} limit of {limit:.2f} mm")
+                Finding("pwv_mm", level, f"PWV {pwv:.2f} mm is above the {band_name(band_i)} limit of {limit:.2f} mm "
+                        f"at {freq:.0f} GHz (zenith opacity {ratio:.1f}x the acceptable)")
             )
 
     el = _num(row, "elevation_deg")
@@ -239,7 +301,9 @@ def find_problems(row: Mapping[str, Any]) -> list[Finding]:
 
     alpha = _num(row, "spectral_index")
     lo_a, hi_a = SPECTRAL_INDEX_RANGE
-    if alpha is not None and not lo_a <= alpha <= hi_a:
+    # A short lever arm (4 spws within one band) leaves alpha uncertain; only a significant excursion counts.
+    slack = SPECTRAL_INDEX_SIGMA * (_num(row, "spectral_index_err") or 0.0)
+    if alpha is not None and not lo_a - slack <= alpha <= hi_a + slack:
         found.append(
             Finding("spectral_index", "warn", f"spectral index {alpha:+.2f} is outside {lo_a:+.1f}..{hi_a:+.1f} "
                     "(spectral windows disagree?)")
@@ -257,20 +321,50 @@ def find_problems(row: Mapping[str, Any]) -> list[Finding]:
             Finding("flagged_fraction", level, f"{ff:.0%} of the data is flagged (above {FLAGGED_FRACTION_WARN:.0%})")
         )
 
-    outliers = row.get("tsys_outliers") or {}
-    if isinstance(outliers, Mapping) and outliers:
-        worst = sorted(outliers.items(), key=lambda kv: -float(kv[1]))
-        names = ", ".join(f"{ant} ({float(ratio):.1f}x)" for ant, ratio in worst[:6])
-        more = f" and {len(worst) - 6} more" if len(worst) > 6 else ""
-        found.append(Finding("tsys_median_k", "warn", f"Tsys outlier antennas: {names}{more}"))
-
-    ripple = row.get("bp_ripple") or {}
-    if isinstance(ripple, Mapping):
-        bad_spws = sorted((int(s), float(db)) for s, db in ripple.items() if float(db) > BANDPASS_RIPPLE_DB)
-        if bad_spws:
-            spws = ", ".join(f"spw {s} ({db:.1f} dB)" for s, db in bad_spws)
-            found.append(Finding("bp_ripple_db", "warn", f"bandpass ripple above {BANDPASS_RIPPLE_DB:.0f} dB in {spws}"))
+    found += _detail_findings(row)
     return found
+
+
+def _named(items: Mapping[Any, Any], fmt: str, limit: int = 6) -> str:
+    pairs = list(items.items())
+    text = ", ".join(fmt.format(k, float(v)) for k, v in pairs[:limit])
+    return text + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
+def _detail_findings(row: Mapping[str, Any]) -> list[Finding]:
+    """Warnings from the per-antenna / per-scan / per-spw summaries that review.eb_header computes."""
+    found: list[Finding] = []
+    outliers = row.get("tsys_outliers")
+    if isinstance(outliers, Mapping) and outliers:
+        found.append(Finding("tsys_outliers", "warn", "Tsys outlier antennas: " + _named(outliers, "{} ({:.1f}x)")))
+    spikes = row.get("tsys_spikes")
+    if isinstance(spikes, Mapping) and spikes:
+        found.append(Finding("tsys_spikes", "warn", "Tsys spike in " + _named(spikes, "scan {} ({:.1f}x)")))
+    amps = row.get("amplitude_outliers")
+    if isinstance(amps, Mapping) and amps:
+        found.append(
+            Finding("amplitude_outliers", "warn", "low-amplitude antennas (dead or mispointed?): "
+                    + _named(amps, "{} ({:.0%} of the array)"))
+        )
+    jumps = row.get("phase_jumps")
+    if isinstance(jumps, Mapping) and jumps:
+        found.append(Finding("phase_jumps", "warn", "phase jump in " + _named(jumps, "{} ({:.0f} deg)")))
+    ripple = row.get("bp_ripple")
+    if isinstance(ripple, Mapping):
+        bad = {k: v for k, v in ripple.items() if _finite(v) and float(v) > BANDPASS_RIPPLE_DB}
+        if bad:
+            found.append(
+                Finding("bp_ripple_db", "warn", f"bandpass ripple above {BANDPASS_RIPPLE_DB:.0f} dB in "
+                        + _named(dict(sorted(bad.items())), "spw {} ({:.1f} dB)"))
+            )
+    return found
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def check_metrics(row: Mapping[str, Any]) -> dict[str, str]:

@@ -104,6 +104,20 @@ def _float(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
+def _frame(rows: Sequence[Sequence[Any]], columns: Sequence[str], text_columns: Sequence[str] = ("antenna",)) -> pd.DataFrame:
+    """DataFrame from result rows, column-wise (pandas' row-object path is ~20x slower for 1,500 rows)."""
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    out = {}
+    for name, values in zip(columns, zip(*rows)):
+        try:
+            # None becomes NaN; text raises and stays object.
+            out[name] = np.array(values, dtype=float) if name not in text_columns else np.asarray(values, dtype=object)
+        except (TypeError, ValueError):
+            out[name] = np.asarray(values, dtype=object)
+    return pd.DataFrame(out)
+
+
 def _json_dict(value: Any) -> dict[str, Any]:
     # A raw SELECT returns SQLite's JSON column as text and PostgreSQL's as a parsed object.
     if isinstance(value, (str, bytes)):
@@ -150,17 +164,23 @@ def consensus_values(rows: Sequence[Sequence[Any]]) -> dict[int, str]:
     Same rule as labels.consensus, vectorised: an adjudication wins; else the majority; a tie goes to the more
     cautious value.
     """
-    frame = pd.DataFrame(list(rows), columns=["eb_id", "value", "kind"])
-    frame = frame[frame["value"].isin(_CAUTION_RANK)]
-    if frame.empty:
+    if not rows:
         return {}
-    adjudicated = frame[frame["kind"] == "adjudication"]
-    votes = frame[frame["kind"] != "adjudication"].groupby(["eb_id", "value"]).size().rename("n").reset_index()
-    votes["rank"] = votes["value"].map(_CAUTION_RANK)
-    votes = votes.sort_values(["eb_id", "n", "rank"], ascending=[True, False, True]).drop_duplicates("eb_id")
-    out = {int(e): str(v) for e, v in zip(votes["eb_id"], votes["value"])}
-    out.update({int(e): str(v) for e, v in zip(adjudicated["eb_id"], adjudicated["value"])})
-    return out
+    eb, value, kind = (np.asarray(col, dtype=object) for col in zip(*rows))
+    code = np.array([_CAUTION_RANK.get(v, -1) for v in value], dtype=np.int64)
+    keep = code >= 0
+    eb, code, adjud = eb[keep].astype(np.int64), code[keep], (kind[keep] == "adjudication")
+    if eb.size == 0:
+        return {}
+    ids, inv = np.unique(eb, return_inverse=True)
+    counts = np.zeros((ids.size, len(CAUTION_ORDER)), dtype=np.int64)
+    np.add.at(counts, (inv[~adjud], code[~adjud]), 1)
+    # Columns are in caution order, and argmax returns the first maximum: ties go to the cautious value.
+    winner = counts.argmax(axis=1)
+    has_votes = counts.sum(axis=1) > 0
+    winner[inv[adjud]] = code[adjud]
+    has_votes[inv[adjud]] = True
+    return {int(i): CAUTION_ORDER[int(w)] for i, w, h in zip(ids, winner, has_votes) if h}
 
 
 def _details(session: Session, eb_id: int, columns: Sequence[str]) -> pd.DataFrame:
@@ -168,48 +188,132 @@ def _details(session: Session, eb_id: int, columns: Sequence[str]) -> pd.DataFra
     rows = session.connection().execute(
         text(f"SELECT {cols} FROM eb_detail WHERE eb_id = :id"), {"id": int(eb_id)}
     ).fetchall()
-    frame = pd.DataFrame(rows, columns=list(columns))
-    for col in columns:
-        if col not in ("antenna", "flagged"):
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame = _frame(rows, columns)
+    for col in ("spw", "scan"):
+        if col in frame:
+            frame[col] = frame[col].astype("int64")
+    if "antenna" in frame:
+        frame["antenna"] = frame["antenna"].astype(str)
     if "flagged" in frame:
-        frame["flagged"] = frame["flagged"].fillna(False).astype(bool)
+        frame["flagged"] = frame["flagged"].fillna(0).astype(bool)
     return frame
 
 
 # --- header ----------------------------------------------------------------------------------------
 
 
-def tsys_outliers(details: pd.DataFrame, ratio: float = limits.TSYS_OUTLIER_RATIO) -> dict[str, float]:
-    """Antenna -> Tsys / array median for antennas above RATIO; DETAILS has antenna, spw, tsys_k.
+def _group_median(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of VALUES per integer code (NaN values ignored): (codes present, medians), in code order."""
+    ok = ~np.isnan(values)
+    codes, values = codes[ok], values[ok]
+    if codes.size == 0:
+        return codes, values
+    order = np.lexsort((values, codes))
+    codes, values = codes[order], values[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    counts = np.diff(np.r_[starts, codes.size])
+    med = 0.5 * (values[starts + (counts - 1) // 2] + values[starts + counts // 2])
+    return codes[starts], med
 
-    Each spw is compared with its own array median (Tsys changes across the band), then an antenna's ratio
-    is its median over spws.
+
+def _per_spw_ratio(details: pd.DataFrame, column: str, by: str) -> pd.Series:
+    """Median of COLUMN per (BY, spw) divided by the spw's median over BY values, then the median over spws.
+
+    Each spw is compared with its own median because Tsys and flux change across the band. Plain numpy
+    (sort once, pick the middle): the header runs this for every EB the page shows.
     """
-    d = details.dropna(subset=["tsys_k"])
-    d = d[d["tsys_k"] > 0]
-    if d.empty or d["antenna"].nunique() < 3:
-        return {}
-    per = d.groupby(["antenna", "spw"])["tsys_k"].median().rename("tsys").reset_index()
-    per["ratio"] = per["tsys"] / per.groupby("spw")["tsys"].transform("median")
-    ant = per.groupby("antenna")["ratio"].median()
+    values = pd.to_numeric(details[column], errors="coerce").to_numpy(dtype=float)
+    values = np.where(values > 0, values, np.nan)
+    if np.isnan(values).all():
+        return pd.Series(dtype=float)
+    by_codes, by_names = pd.factorize(details[by], sort=True)
+    spw_codes, spw_names = pd.factorize(details["spw"], sort=True)
+    if len(by_names) < 3:
+        return pd.Series(dtype=float)
+    n_spw = max(len(spw_names), 1)
+    cell, med = _group_median(by_codes.astype(np.int64) * n_spw + spw_codes, values)
+    cell_by, cell_spw = cell // n_spw, cell % n_spw
+    spw_present, spw_med = _group_median(cell_spw, med)
+    ref = np.full(n_spw, np.nan)
+    ref[spw_present] = spw_med
+    ratio = med / ref[cell_spw]
+    got, per_by = _group_median(cell_by, ratio)
+    return pd.Series(per_by, index=np.asarray(by_names)[got])
+
+
+def tsys_outliers(details: pd.DataFrame, ratio: float = limits.TSYS_OUTLIER_RATIO) -> dict[str, float]:
+    """Antenna -> Tsys / array median for antennas above RATIO (worst first); DETAILS: antenna, spw, tsys_k."""
+    ant = _per_spw_ratio(details, "tsys_k", "antenna")
     return {str(a): round(float(r), 2) for a, r in ant[ant > ratio].sort_values(ascending=False).items()}
 
 
-def bandpass_ripple(details: pd.DataFrame) -> dict[int, float]:
-    """Spw -> worst antenna's median ripple (dB) over unflagged scans; DETAILS has antenna, spw, bp_ripple_db, flagged.
+def tsys_spikes(details: pd.DataFrame, ratio: float = limits.TSYS_SPIKE_RATIO) -> dict[int, float]:
+    """Scan -> Tsys / median scan for scans above RATIO (the whole array hot at once); DETAILS: scan, spw, tsys_k."""
+    scans = _per_spw_ratio(details, "tsys_k", "scan")
+    return {int(k): round(float(r), 2) for k, r in scans[scans > ratio].sort_values(ascending=False).items()}
 
-    The median over scans keeps one noisy scan from raising a warning; the worst antenna is reported because
-    a single bad receiver chain is already a reason for the AoD to look.
+
+def amplitude_outliers(details: pd.DataFrame, low: float = limits.AMPLITUDE_LOW_RATIO) -> dict[str, float]:
+    """Antenna -> amplitude / array median for antennas below LOW (dead or badly pointed); flagged rows count.
+
+    DETAILS: antenna, spw, amplitude. Flagged rows are kept on purpose: a dead antenna that the online
+    system flagged is still a dead antenna the AoD should know about.
     """
-    d = details.dropna(subset=["bp_ripple_db"])
-    if "flagged" in d:
-        d = d[~d["flagged"]]
-    if d.empty:
+    ant = _per_spw_ratio(details, "amplitude", "antenna")
+    return {str(a): round(float(r), 3) for a, r in ant[ant < low].sort_values().items()}
+
+
+def phase_jumps(details: pd.DataFrame, min_jump_deg: float = limits.PHASE_JUMP_DEG) -> dict[str, float]:
+    """Antenna -> size (deg) of a lasting phase step between scans, for steps above MIN_JUMP_DEG.
+
+    DETAILS: antenna, scan, phase_deg (and flagged). Per antenna and scan the unflagged phases are averaged
+    on the circle, the array's common phase of each scan is removed, and the step is the largest difference
+    between the mean phase before and after a scan boundary with at least two scans on each side (so a
+    single noisy scan is no jump).
+    """
+    phase = pd.to_numeric(details["phase_deg"], errors="coerce").to_numpy(dtype=float)
+    ok = ~np.isnan(phase)
+    if "flagged" in details:
+        ok &= ~details["flagged"].to_numpy(dtype=bool)
+    ant_codes, ant_names = pd.factorize(details["antenna"].to_numpy()[ok], sort=True)
+    scan_codes, scan_names = pd.factorize(details["scan"].to_numpy()[ok], sort=True)
+    n_ant, n_scan = len(ant_names), len(scan_names)
+    if n_scan < 4 or n_ant < 3:
         return {}
-    per = d.groupby(["spw", "antenna"])["bp_ripple_db"].median()
-    worst = per.groupby(level="spw").max()
-    return {int(s): round(float(v), 2) for s, v in worst.items()}
+    rad = np.radians(phase[ok])
+    cell = ant_codes * n_scan + scan_codes
+    size = n_ant * n_scan
+    count = np.bincount(cell, minlength=size).reshape(n_ant, n_scan)
+    zsum = (np.bincount(cell, np.cos(rad), size) + 1j * np.bincount(cell, np.sin(rad), size)).reshape(n_ant, n_scan)
+    have = count > 0
+    vals = np.where(have, zsum / np.maximum(count, 1), 0.0)  # antenna x scan mean phasor
+    common = vals.sum(axis=0) / np.maximum(have.sum(axis=0), 1)
+    # Remove the array's common phase of each scan (atmosphere, calibration) before looking for steps.
+    filled = np.where(have, vals * np.conj(common / np.where(np.abs(common) > 0, np.abs(common), 1.0)), 0.0)
+    csum, ccount = np.cumsum(filled, axis=1), np.cumsum(have, axis=1)
+    total, tcount = csum[:, -1:], ccount[:, -1:]
+    # Split after scan position k-1: mean phase before vs after, both sides with >= 2 scans.
+    before, nb = csum[:, :-1], ccount[:, :-1]
+    after, na = total - before, tcount - nb
+    step = np.abs(np.degrees(np.angle(after * np.conj(before))))
+    step = np.where((nb >= 2) & (na >= 2), step, 0.0)
+    best = step.max(axis=1)
+    out = {str(a): round(float(b), 1) for a, b in zip(ant_names, best) if b > min_jump_deg}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def bandpass_ripple(details: pd.DataFrame) -> dict[int, float]:
+    """Spw -> median ripple (dB) over its unflagged antenna x scan rows; DETAILS: spw, bp_ripple_db, flagged.
+
+    The median over the whole spw is what the SemiPass rule looks at: a spw-wide ripple, not one noisy
+    autocorrelation.
+    """
+    ripple = pd.to_numeric(details["bp_ripple_db"], errors="coerce").to_numpy(dtype=float)
+    if "flagged" in details:
+        ripple = np.where(details["flagged"].to_numpy(dtype=bool), np.nan, ripple)
+    codes, names = pd.factorize(details["spw"], sort=True)
+    got, med = _group_median(codes.astype(np.int64), ripple)
+    return {int(names[c]): round(float(v), 2) for c, v in zip(got, med)}
 
 
 def eb_header(*, session: Session, eb_id: int) -> dict[str, Any]:
@@ -220,12 +324,17 @@ def eb_header(*, session: Session, eb_id: int) -> dict[str, Any]:
     array, n_antennas, pwv_mm, pwv_limit_mm, elevation_deg, exec_fraction, duration_s, tsys_median_k,
     phase_rms_deg, flagged_fraction, flux_jy, flux_err_jy, expected_flux_jy, expected_flux_err_jy,
     flux_deviation_sigma, spectral_index, spectral_index_err, extra (dict of imported numeric columns),
-    n_spw, n_scans, n_detail_antennas, tsys_outliers {antenna: ratio}, bp_ripple {spw: dB},
-    warnings {field: message} and warning_levels {field: "warn" | "bad"}. Missing numbers are None.
+    n_spw, n_scans, n_detail_antennas, and the detail summaries tsys_outliers {antenna: Tsys / array median},
+    tsys_spikes {scan: Tsys / median scan}, amplitude_outliers {antenna: amplitude / array median},
+    phase_jumps {antenna: deg}, bp_ripple {spw: median dB}; then warnings {key: message} and
+    warning_levels {key: "warn" | "bad"}, keyed as limits.find_problems documents (an EB field name, or
+    a detail check name such as "tsys_outliers"). Missing numbers are None.
     Raises EBNotFound for an unknown id.
     """
     head = _eb_row(session, eb_id)
-    det = _details(session, eb_id, ["antenna", "spw", "scan", "freq_ghz", "tsys_k", "bp_ripple_db", "flagged"])
+    det = _details(
+        session, eb_id, ["antenna", "spw", "scan", "freq_ghz", "tsys_k", "amplitude", "phase_deg", "bp_ripple_db", "flagged"]
+    )
     for key in HEADER_FIELDS:
         if key not in ("uid", "sb_name", "project", "source", "array", "start_time", "extra", "band"):
             head[key] = _float(head[key])
@@ -250,6 +359,9 @@ def eb_header(*, session: Session, eb_id: int) -> dict[str, Any]:
     head["n_scans"] = int(det["scan"].nunique())
     head["n_detail_antennas"] = int(det["antenna"].nunique())
     head["tsys_outliers"] = tsys_outliers(det)
+    head["tsys_spikes"] = tsys_spikes(det)
+    head["amplitude_outliers"] = amplitude_outliers(det)
+    head["phase_jumps"] = phase_jumps(det)
     head["bp_ripple"] = bandpass_ripple(det)
     problems = limits.find_problems(head)
     head["warnings"] = {p.field: p.message for p in problems}
@@ -459,17 +571,18 @@ def light_curve(*, session: Session, eb_id: int, days: int = 365) -> pd.DataFram
         ).bindparams(*binds),
         params,
     ).fetchall()
-    frame = pd.DataFrame(
+    frame = _frame(
         rows,
-        columns=["eb_id", "uid", "start_time", "freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "exp_err"],
+        ["eb_id", "uid", "start_time", "freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "exp_err"],
+        text_columns=("uid", "start_time"),
     )
     if frame.empty:
         return pd.DataFrame(columns=list(LIGHT_CURVE_COLUMNS))
     label_rows = conn.execute(text(_consensus_sql(where)).bindparams(*binds), params).fetchall()
     labels_by_eb = consensus_values(label_rows)
-    for col in ("freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "exp_err"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True)
+    frame["eb_id"] = frame["eb_id"].astype("int64")
+    frame["uid"] = frame["uid"].astype(str)
+    frame["start_time"] = pd.to_datetime([_utc(t) for t in frame["start_time"]], utc=True)
     frame["low"] = frame["expected_flux_jy"] - frame["exp_err"]
     frame["high"] = frame["expected_flux_jy"] + frame["exp_err"]
     frame["is_current"] = frame["eb_id"] == int(eb_id)
@@ -525,9 +638,46 @@ def heatmap(*, session: Session, eb_id: int, metric: str, by_spw: bool = False) 
 # --- context among labelled EBs ----------------------------------------------------------------------
 
 
-def _sample_key(eb_ids: pd.Series) -> pd.Series:
-    # A fixed pseudo-random order: the sample is representative, and an EB stays in it as labels accumulate.
-    return (eb_ids.astype("int64") * 2654435761) % 4294967296
+def _context_sql(filter_sql: str, select_cols: str) -> str:
+    """Consensus label of every labelled EB passing FILTER_SQL, sampled per class, plus the EB itself.
+
+    The same rule as labels.consensus (adjudication wins; else majority; ties to the cautious value), in
+    SQL so the page never pulls every label into Python. The sample order is a fixed multiplicative hash
+    of the id: representative, and stable as labels accumulate.
+    """
+    values = "('Pass', 'SemiPass', 'Fail')"
+    caution = "CASE value WHEN 'Fail' THEN 0 WHEN 'SemiPass' THEN 1 ELSE 2 END"
+    return f"""
+    WITH newest AS (
+        SELECT MAX(l.id) AS id FROM label l JOIN execution_block e ON e.id = l.eb_id
+        WHERE l.kind IN ('review', 'undo') AND {filter_sql}
+        GROUP BY l.eb_id, l.labeler_id
+    ), votes AS (
+        SELECT l.eb_id, l.value, COUNT(*) AS n FROM label l JOIN newest ON newest.id = l.id
+        WHERE l.value IN {values} GROUP BY l.eb_id, l.value
+    ), majority AS (
+        SELECT eb_id, value FROM (
+            SELECT eb_id, value, ROW_NUMBER() OVER (PARTITION BY eb_id ORDER BY n DESC, {caution}) AS r FROM votes
+        ) ranked WHERE r = 1
+    ), adjudicated AS (
+        SELECT l.eb_id, l.value FROM label l
+        WHERE l.value IN {values} AND l.id IN (
+            SELECT MAX(l3.id) FROM label l3 JOIN execution_block e ON e.id = l3.eb_id
+            WHERE l3.kind = 'adjudication' AND {filter_sql} GROUP BY l3.eb_id
+        )
+    ), cons AS (
+        SELECT eb_id, value FROM adjudicated
+        UNION ALL
+        SELECT eb_id, value FROM majority WHERE eb_id NOT IN (SELECT eb_id FROM adjudicated)
+    ), sampled AS (
+        SELECT eb_id, value,
+               ROW_NUMBER() OVER (PARTITION BY value ORDER BY (eb_id * 2654435761) % 4294967296, eb_id) AS k
+        FROM cons
+    )
+    SELECT s.value AS grp, {select_cols} FROM sampled s JOIN execution_block e ON e.id = s.eb_id WHERE s.k <= :cap
+    UNION ALL
+    SELECT 'this EB' AS grp, {select_cols} FROM execution_block e WHERE e.id = :eb
+    """
 
 
 def context(
@@ -548,40 +698,22 @@ def context(
     unknown = [m for m in metrics if m not in CONTEXT_METRICS]
     if unknown:
         raise ValueError(f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}")
-    head = _eb_row(session, eb_id)
-    conn = session.connection()
-    filter_sql = "e.id <> :eb" + (" AND e.band = :band" if same_band else "")
-    params: dict[str, Any] = {"eb": int(eb_id), "band": int(head["band"])}
-    labelled = consensus_values(conn.execute(text(_consensus_sql(filter_sql)), params).fetchall())
-    groups = pd.DataFrame({"eb_id": list(labelled), "group": list(labelled.values())}, dtype=object)
-    if not groups.empty:
-        groups["eb_id"] = groups["eb_id"].astype("int64")
-        groups["key"] = _sample_key(groups["eb_id"])
-        groups = groups.sort_values("key").groupby("group", sort=False).head(int(cap_per_class))
-    ids = [int(eb_id), *groups["eb_id"].tolist()] if not groups.empty else [int(eb_id)]
-    group_of = {int(eb_id): "this EB", **dict(zip(groups.get("eb_id", []), groups.get("group", [])))}
-
-    base_cols = ["band", "pwv_mm", "flux_jy", "flux_err_jy", "expected_flux_jy", "expected_flux_err_jy"]
+    base_cols = ["band", "freq_ghz", "pwv_mm", "flux_jy", "flux_err_jy", "expected_flux_jy", "expected_flux_err_jy"]
     sql_metrics = [m for m in metrics if CONTEXT_METRICS[m] != "NULL" and m not in base_cols]
     select_cols = ", ".join(["e.id"] + [f"e.{c}" for c in base_cols] + [f"{CONTEXT_METRICS[m]} AS {m}" for m in sql_metrics])
-    rows: list[Any] = []
-    # Chunks keep the IN list under every backend's bound-parameter limit.
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        rows += conn.execute(
-            text(f"SELECT {select_cols} FROM execution_block e WHERE e.id IN :ids").bindparams(
-                bindparam("ids", expanding=True)
-            ),
-            {"ids": chunk},
-        ).fetchall()
-    data = pd.DataFrame(rows, columns=["eb_id", *base_cols, *sql_metrics])
+    filter_sql = "e.id <> :eb" + (" AND e.band = (SELECT band FROM execution_block WHERE id = :eb)" if same_band else "")
+    rows = session.connection().execute(
+        text(_context_sql(filter_sql, select_cols)), {"eb": int(eb_id), "cap": int(cap_per_class)}
+    ).fetchall()
+    if not any(r[0] == "this EB" for r in rows):
+        raise EBNotFound(f"no EB with id {eb_id}")
+    group_of = {int(r[1]): str(r[0]) for r in rows}
+    rows = [r[1:] for r in rows]
+    data = _frame(rows, ["eb_id", *base_cols, *sql_metrics])
     for col in data.columns:
         data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
     if "pwv_over_limit" in metrics:
-        limit = data["band"].map(
-            lambda b: limits.pwv_limit_mm(int(b)) if b == b and int(b) in limits.ACCEPTABLE_ZENITH_OPACITY else np.nan
-        )
-        data["pwv_over_limit"] = data["pwv_mm"] / limit
+        data["pwv_over_limit"] = data["pwv_mm"] / limits.pwv_limits_mm(data["band"], data["freq_ghz"])
     if "flux_deviation_sigma" in metrics:
         err = np.hypot(data["flux_err_jy"].fillna(0.0), data["expected_flux_err_jy"].fillna(0.0))
         data["flux_deviation_sigma"] = (data["flux_jy"] - data["expected_flux_jy"]) / err.where(err > 0)

@@ -1,0 +1,445 @@
+"""Altair builders, checked through chart.to_dict(): marks, encodings, tooltips, layers, empty input, user text."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+
+from qa0_label import charts
+from qa0_label.review import SpectrumData
+
+EVIL = '<img src=x onerror="alert(1)">{{datum.x}}'
+
+
+# --- helpers over the Vega-Lite dict -------------------------------------------------------------------
+
+
+def spec_of(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    return chart.to_dict()  # validates against the Vega-Lite schema on the way
+
+
+def units(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every unit spec (one with a mark) inside layers, concats and facets."""
+    stack = [spec]
+    while stack:
+        cur = stack.pop()
+        if "mark" in cur:
+            yield cur
+        for key in ("layer", "vconcat", "hconcat", "concat"):
+            stack.extend(cur.get(key, []))
+        if isinstance(cur.get("spec"), dict):
+            stack.append(cur["spec"])
+
+
+def mark_types(spec: dict[str, Any]) -> list[str]:
+    return [u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"] for u in units(spec)]
+
+
+def tooltip_fields(spec: dict[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for u in units(spec):
+        tips = u.get("encoding", {}).get("tooltip", [])
+        for t in tips if isinstance(tips, list) else [tips]:
+            out.add(t["field"])
+    return out
+
+
+def tooltips(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for u in units(spec):
+        tips = u.get("encoding", {}).get("tooltip", [])
+        out += tips if isinstance(tips, list) else [tips]
+    return out
+
+
+def rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for values in spec.get("datasets", {}).values() for r in values]
+
+
+def unit_rows(spec: dict[str, Any], unit: dict[str, Any]) -> list[dict[str, Any]]:
+    data = unit.get("data") or spec.get("data")
+    return spec["datasets"][data["name"]]
+
+
+def strings_outside_data(obj: Any, key: str = "") -> list[tuple[str, str]]:
+    """(key, string) for every string in the spec except the data values."""
+    if key == "datasets":
+        return []
+    if isinstance(obj, str):
+        return [(key, obj)]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in strings_outside_data(v, k)]
+    if isinstance(obj, list):
+        return [p for v in obj for p in strings_outside_data(v, key)]
+    return []
+
+
+def is_no_data(spec: dict[str, Any]) -> bool:
+    return mark_types(spec) == ["text"] and rows(spec) == [{"message": charts.NO_DATA_TEXT}]
+
+
+def qa0_ranges(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """Colour mapping of every scale whose domain holds QA0 values."""
+    out = []
+    for u in units(spec):
+        scale = u.get("encoding", {}).get("color", {}).get("scale", {})
+        domain, rng = scale.get("domain"), scale.get("range")
+        if isinstance(domain, list) and "Pass" in domain and isinstance(rng, list):
+            out.append(dict(zip(domain, rng)))
+    return out
+
+
+# --- fixtures ------------------------------------------------------------------------------------------
+
+
+def spectrum_data() -> SpectrumData:
+    freqs = np.array([90.5, 92.5, 102.5, 104.5])
+    grid = np.linspace(84, 116, 20)
+    return SpectrumData(
+        spw=pd.DataFrame({"spw": [0, 1, 2, 3], "freq_ghz": freqs, "flux_jy": 5 * (freqs / 97.5) ** -0.6,
+                          "flux_err_jy": [0.02, 0.02, np.nan, 0.03], "n": [200, 200, 1, 200]}),
+        fit=pd.DataFrame({"freq_ghz": grid, "flux_jy": 5 * (grid / 97.5) ** -0.6}),
+        alpha=-0.6, alpha_err=0.04,
+        expected=pd.DataFrame({"freq_ghz": grid, "flux_jy": 5.1 * (grid / 97.5) ** -0.55,
+                               "low": 4.8 * (grid / 97.5) ** -0.55, "high": 5.4 * (grid / 97.5) ** -0.55}),
+        freq0_ghz=97.5, s0_jy=5.0, expected_alpha=-0.55, expected_alpha_err=0.1, band=3, band_edges_ghz=(84.0, 116.0),
+    )
+
+
+def light_curve_df(uid: str = "uid://A002/X1/X1") -> pd.DataFrame:
+    t = pd.date_range("2024-01-01", periods=5, freq="7D", tz="UTC")
+    return pd.DataFrame({
+        "eb_id": [1, 2, 3, 4, 5], "uid": [f"uid://A002/X1/X{i}" for i in range(4)] + [uid], "start_time": t,
+        "freq_ghz": [97.5] * 5, "flux_jy": [5.0, 5.1, 4.9, 6.5, 5.0], "flux_err_jy": [0.1, 0.1, np.nan, 0.1, 0.1],
+        "expected_flux_jy": [5.0] * 4 + [np.nan], "low": [4.8] * 4 + [np.nan], "high": [5.2] * 4 + [np.nan],
+        "is_current": [False, False, False, True, False], "label": ["Pass", "SemiPass", "unlabelled", "this EB", "Fail"],
+    })
+
+
+def heatmap_df(antennas: tuple[str, ...] = ("DV02", "DA41", "PM01"), value: float = 60.0) -> pd.DataFrame:
+    out = []
+    for a in antennas:
+        for scan in (1, 2, 3):
+            out.append({"antenna": a, "scan": scan, "value": value * (3 if a == "DV02" else 1), "vs_array": 1.0,
+                        "n": 4, "flagged_fraction": 1.0 if (a == "PM01" and scan == 2) else 0.0})
+    return pd.DataFrame(out)
+
+
+def context_df() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    parts = [pd.DataFrame({"eb_id": [99], "metric": ["pwv_mm"], "value": [1.2], "group": ["this EB"]})]
+    for group, loc in (("Pass", 1.0), ("SemiPass", 2.0), ("Fail", 4.0)):
+        for metric in ("pwv_mm", "elevation_deg"):
+            v = rng.normal(loc * (30 if metric == "elevation_deg" else 1), 0.3, 40)
+            parts.append(pd.DataFrame({"eb_id": range(40), "metric": metric, "value": v, "group": group}))
+    return pd.concat(parts, ignore_index=True)
+
+
+BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFrame]] = {
+    "light_curve": (charts.light_curve_chart, light_curve_df()),
+    "heatmap": (lambda df: charts.heatmap_chart(df, "tsys_k"), heatmap_df()),
+    "context": (charts.context_chart, context_df()),
+    "metrics_history": (charts.metrics_history_chart,
+                        pd.DataFrame({"version": [1, 2], "n_labels": [20, 45], "macro_f1": [0.5, 0.7], "fail_recall": [0.4, 0.8]})),
+    "confusion": (charts.confusion_chart, pd.DataFrame({"true": ["Pass", "Fail"], "predicted": ["Pass", "Pass"], "count": [30, 2]})),
+    "class_balance": (charts.class_balance_chart, pd.DataFrame({"value": ["Pass", "SemiPass", "Fail"], "count": [80, 12, 8]})),
+    "feature_importance": (charts.feature_importance_chart, pd.DataFrame({"feature": ["pwv_mm", "n_antennas"], "importance": [0.3, 0.1]})),
+    "uncertainty": (charts.uncertainty_histogram, pd.DataFrame({"uncertainty": np.linspace(0, 1, 50)})),
+    "kappa": (charts.kappa_heatmap, pd.DataFrame({"a": ["ana"], "b": ["ben"], "kappa": [0.7], "n": [40]})),
+    "alpha_trend": (charts.alpha_trend_chart, pd.DataFrame({"week": ["2024-01-01", "2024-01-08"], "alpha_nominal": [0.6, 0.7],
+                                                            "alpha_ordinal": [0.7, 0.8], "low": [0.6, 0.7], "high": [0.8, 0.9]})),
+    "per_labeler": (charts.per_labeler_chart, pd.DataFrame({"labeler": ["ana", "ben"], "share_pass": [0.8, 0.6],
+                                                            "share_semipass": [0.1, 0.2], "share_fail": [0.1, 0.2], "n_labels": [50, 40]})),
+    "pair_confusion": (charts.pair_confusion_chart, pd.DataFrame({"a_value": ["Pass"], "b_value": ["Fail"], "count": [3]})),
+}
+
+
+@functools.cache
+def sample_spec(name: str) -> dict[str, Any]:
+    build, sample = BUILDERS[name]
+    return spec_of(build(sample))
+
+
+# --- every builder -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_builder_turns_an_empty_frame_into_a_no_data_chart(name: str) -> None:
+    build, sample = BUILDERS[name]
+    assert is_no_data(spec_of(build(pd.DataFrame())))
+    assert is_no_data(spec_of(build(sample.iloc[0:0])))
+    assert is_no_data(spec_of(build(None)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_builder_draws_its_sample_and_names_missing_columns(name: str) -> None:
+    build, _ = BUILDERS[name]
+    spec = sample_spec(name)
+    assert not is_no_data(spec) and tooltip_fields(spec)
+    with pytest.raises(ValueError, match="missing column"):
+        build(pd.DataFrame({"unrelated": [1, 2]}))
+
+
+def test_empty_spectrum_is_a_no_data_chart() -> None:
+    empty = SpectrumData(spw=pd.DataFrame(), fit=pd.DataFrame(), alpha=None, alpha_err=None, expected=pd.DataFrame())
+    assert is_no_data(spec_of(charts.spectrum_chart(empty)))
+
+
+def test_every_numeric_tooltip_is_formatted() -> None:
+    for name in BUILDERS:
+        for tip in tooltips(sample_spec(name)):
+            if tip.get("type") == "quantitative":
+                assert tip.get("format"), f"{name}: tooltip {tip['field']} has no number format"
+            assert tip.get("title"), f"{name}: tooltip {tip['field']} has no title"
+
+
+def test_qa0_colours_are_the_same_everywhere() -> None:
+    seen = 0
+    for name in BUILDERS:
+        for mapping in qa0_ranges(sample_spec(name)):
+            for value in ("Pass", "SemiPass", "Fail"):
+                if value in mapping:
+                    assert mapping[value] == charts.QA0_COLORS[value]
+            seen += 1
+    assert seen >= 5
+    assert charts.QA0_COLORS["Pass"].startswith("#2") and charts.QA0_COLORS["Fail"].startswith("#d")
+
+
+# --- user text stays data ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: charts.light_curve_chart(light_curve_df(uid=EVIL)),
+        lambda: charts.kappa_heatmap(pd.DataFrame({"a": [EVIL], "b": ["ben"], "kappa": [0.5], "n": [9]})),
+        lambda: charts.per_labeler_chart(pd.DataFrame({"labeler": [EVIL], "share_pass": [1.0], "share_semipass": [0.0],
+                                                       "share_fail": [0.0]})),
+        lambda: charts.feature_importance_chart(pd.DataFrame({"feature": [EVIL], "importance": [0.2]})),
+        lambda: charts.heatmap_chart(heatmap_df(antennas=(EVIL, "DA41", "DA42")), "tsys_k"),
+        lambda: charts.class_balance_chart(pd.DataFrame({"value": [EVIL, "Pass"], "count": [1, 2]})),
+    ],
+)
+def test_user_text_travels_only_as_data(build: Callable[[], alt.TopLevelMixin]) -> None:
+    spec = spec_of(build())
+    outside = [(k, s) for k, s in strings_outside_data(spec) if "onerror" in s]
+    # A sort list of axis categories is data too: Vega renders it as escaped text labels.
+    assert all(k in ("sort", "domain") for k, _ in outside), outside
+    assert any(EVIL in str(r.values()) for r in rows(spec))
+    for key, text in strings_outside_data(spec):
+        if key in ("expr", "filter", "calculate", "format", "test"):
+            assert "onerror" not in text
+
+
+def test_pair_confusion_axis_titles_are_plain_titles() -> None:
+    spec = spec_of(charts.pair_confusion_chart(pd.DataFrame({"a_value": ["Pass"], "b_value": ["Pass"], "count": [4]}),
+                                               a_title=EVIL, b_title="ben"))
+    places = {k for k, s in strings_outside_data(spec) if "onerror" in s}
+    assert places == {"title"}
+
+
+# --- review charts -------------------------------------------------------------------------------------
+
+
+def test_spectrum_has_points_error_bars_fit_and_expected_band() -> None:
+    spec = spec_of(charts.spectrum_chart(spectrum_data()))
+    assert sorted(mark_types(spec)) == ["area", "line", "line", "point", "rule"]
+    for u in units(spec):
+        assert u["encoding"]["x"]["field"] == "freq_ghz" and u["encoding"]["x"]["title"] == "Frequency (GHz)"
+        assert u["encoding"]["x"]["scale"]["domain"] == [84.0, 116.0]
+        assert u["encoding"]["y"]["title"] == "Flux density (Jy)"
+    area = next(u for u in units(spec) if u["mark"]["type"] == "area")
+    assert area["encoding"]["y"]["field"] == "low" and area["encoding"]["y2"]["field"] == "high"
+    rule = next(u for u in units(spec) if u["mark"]["type"] == "rule")
+    bars = unit_rows(spec, rule)
+    assert bars[0]["hi"] - bars[0]["lo"] == pytest.approx(0.04) and bars[2]["hi"] == bars[2]["lo"]
+    assert {"spw", "freq_ghz", "flux_text", "n"} <= tooltip_fields(spec)
+    point = next(u for u in units(spec) if u["mark"]["type"] == "point")
+    assert [r["flux_text"] for r in unit_rows(spec, point)][0].count("±") == 1
+    assert "-0.60 ± 0.04" in spec["title"]["subtitle"] and "-0.55" in spec["title"]["subtitle"]
+
+
+def test_spectrum_without_fit_or_expectation_still_draws_the_points() -> None:
+    data = spectrum_data()
+    bare = SpectrumData(spw=data.spw, fit=pd.DataFrame(), alpha=None, alpha_err=None, expected=pd.DataFrame())
+    spec = spec_of(charts.spectrum_chart(bare))
+    assert sorted(mark_types(spec)) == ["point", "rule"] and "subtitle" not in spec.get("title", {})
+
+
+def test_light_curve_highlights_this_eb_and_draws_the_expected_band() -> None:
+    spec = spec_of(charts.light_curve_chart(light_curve_df()))
+    types = mark_types(spec)
+    assert types.count("point") == 2 and "rule" in types and "area" in types and "line" in types
+    main = next(u for u in units(spec) if u["mark"]["type"] == "point" and "shape" in u["encoding"])
+    assert main["encoding"]["x"]["type"] == "temporal" and main["encoding"]["x"]["scale"]["type"] == "utc"
+    assert main["encoding"]["color"]["field"] == "label"
+    data = unit_rows(spec, main)
+    assert [r["label"] for r in data if r["marker"] == "this EB"] == ["this EB"]
+    assert data[0]["time_text"] == "2024-01-01 00:00 UTC"
+    ring = next(u for u in units(spec) if u["mark"]["type"] == "point" and "shape" not in u["encoding"])
+    assert len(unit_rows(spec, ring)) == 1
+    assert {"uid", "time_text", "flux_text", "label", "freq_ghz"} <= tooltip_fields(spec)
+    band = next(u for u in units(spec) if u["mark"]["type"] == "area")
+    assert len(unit_rows(spec, band)) == 4  # the EB without an expectation leaves a gap, not a zero
+
+
+def test_light_curve_without_expectation_has_no_band() -> None:
+    df = light_curve_df().drop(columns=["low", "high", "expected_flux_jy"])
+    assert "area" not in mark_types(spec_of(charts.light_curve_chart(df)))
+
+
+def test_heatmap_is_antenna_by_scan_with_flag_marks() -> None:
+    spec = spec_of(charts.heatmap_chart(heatmap_df(), "tsys_k"))
+    assert sorted(mark_types(spec)) == ["rect", "text"]
+    rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
+    enc = rect["encoding"]
+    assert enc["x"]["field"] == "scan" and enc["x"]["type"] == "ordinal"
+    assert enc["y"]["field"] == "antenna" and enc["y"]["sort"] == ["DA41", "DV02", "PM01"]
+    assert enc["color"]["field"] == "value" and enc["color"]["title"] == "Tsys (K)"
+    assert {"antenna", "scan", "value", "vs_array", "flagged_fraction"} <= tooltip_fields(spec)
+    assert any(t["field"] == "value" and t["format"] == ".0f" for t in tooltips(spec))
+    text = next(u for u in units(spec) if u["mark"]["type"] == "text")
+    assert "flagged_fraction" in text["transform"][0]["filter"]
+
+
+def test_phase_heatmap_is_symmetric_about_zero() -> None:
+    df = heatmap_df(value=40.0)
+    df.loc[0, "value"] = -75.0
+    spec = spec_of(charts.heatmap_chart(df, "phase_deg"))
+    scale = next(u for u in units(spec) if u["mark"]["type"] == "rect")["encoding"]["color"]["scale"]
+    assert scale["domain"] == [-120.0, 120.0] and scale["domainMid"] == 0
+
+
+def test_heatmap_per_spw_is_faceted() -> None:
+    df = pd.concat([heatmap_df().assign(spw=s) for s in range(4)], ignore_index=True)
+    spec = spec_of(charts.heatmap_chart(df, "amplitude"))
+    assert spec["facet"]["column"]["field"] == "spw" and "rect" in mark_types(spec)
+
+
+def test_context_summarises_each_group_and_marks_this_eb() -> None:
+    df = context_df()
+    spec = spec_of(charts.context_chart(df))
+    assert len(spec["vconcat"]) == 2  # one row per metric
+    first = spec["vconcat"][0]
+    assert sorted(mark_types(first)) == ["bar", "rule", "rule", "tick"]
+    bar = next(u for u in units(first) if u["mark"]["type"] == "bar")
+    stats = {r["group"]: r for r in unit_rows(spec, bar)}
+    passed = df[(df.metric == "pwv_mm") & (df.group == "Pass")]["value"]
+    assert stats["Pass"]["median"] == pytest.approx(float(np.median(passed)))
+    assert stats["Pass"]["n"] == 40 and set(stats) == {"Pass", "SemiPass", "Fail"}
+    this = [u for u in units(first) if u["mark"]["type"] == "rule" and "y" not in u["encoding"]]
+    assert len(this) == 1 and unit_rows(spec, this[0])[0]["value"] == 1.2
+    assert "of Pass" in unit_rows(spec, this[0])[0]["where"]
+    second = spec["vconcat"][1]
+    assert not [u for u in units(second) if "y" not in u["encoding"]]  # no value of this EB for elevation
+
+
+# --- model page ----------------------------------------------------------------------------------------
+
+
+def test_metrics_history_accepts_wide_and_long_frames() -> None:
+    wide = BUILDERS["metrics_history"][1]
+    long = wide.melt(id_vars=["version", "n_labels"], var_name="metric", value_name="value")
+    for df in (wide, long):
+        spec = spec_of(charts.metrics_history_chart(df))
+        assert sorted(mark_types(spec)) == ["line", "point"]
+        point = next(u for u in units(spec) if u["mark"]["type"] == "point")
+        assert point["encoding"]["y"]["scale"]["domain"] == [0, 1]
+        assert {r["metric"] for r in unit_rows(spec, point)} == {"macro F1", "Fail recall"}
+
+
+def test_confusion_matrix_keeps_the_qa0_order_and_every_cell() -> None:
+    df = pd.DataFrame({"actual": ["Pass", "Fail", "Fail"], "predicted": ["Pass", "Pass", "Fail"], "count": [30, 2, 5]})
+    spec = spec_of(charts.confusion_chart(df))
+    assert sorted(mark_types(spec)) == ["rect", "text"]
+    rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
+    assert rect["encoding"]["x"]["scale"]["domain"] == ["Pass", "SemiPass", "Fail"]
+    assert rect["encoding"]["y"]["scale"]["domain"] == ["Pass", "SemiPass", "Fail"]
+    cells = {(r["r"], r["c"]): r for r in unit_rows(spec, rect)}
+    assert len(cells) == 9 and cells[("SemiPass", "SemiPass")]["count"] == 0
+    assert cells[("Fail", "Fail")]["row_share"] == pytest.approx(5 / 7)
+
+
+def test_class_balance_bars_use_qa0_colours() -> None:
+    spec = sample_spec("class_balance")
+    bar = next(u for u in units(spec) if u["mark"]["type"] == "bar")
+    assert bar["encoding"]["x"]["sort"] == ["Pass", "SemiPass", "Fail"]
+    assert sum(r["share"] for r in unit_rows(spec, bar)) == pytest.approx(1.0)
+
+
+def test_feature_importance_shows_the_top_features_largest_first() -> None:
+    df = pd.DataFrame({"feature": [f"f{i}" for i in range(30)], "importance": np.arange(30) / 100})
+    spec = spec_of(charts.feature_importance_chart(df, top=5))
+    assert spec["encoding"]["y"]["sort"] == ["f29", "f28", "f27", "f26", "f25"]
+    assert len(rows(spec)) == 5
+
+
+def test_uncertainty_histogram_bins_raw_values_or_draws_given_bins() -> None:
+    raw = pd.DataFrame({"uncertainty": np.random.default_rng(1).random(300),
+                        "predicted": ["Pass"] * 200 + ["Fail"] * 100})
+    spec = spec_of(charts.uncertainty_histogram(raw, bins=10))
+    assert sum(r["count"] for r in rows(spec)) == 300 and len(rows(spec)) == 20
+    assert spec["encoding"]["x"]["bin"] == "binned" and spec["encoding"]["color"]["field"] == "predicted"
+    binned = pd.DataFrame({"bin_start": [0.0, 0.5], "bin_end": [0.5, 1.0], "count": [3, 4]})
+    spec = spec_of(charts.uncertainty_histogram(binned))
+    assert [r["count"] for r in rows(spec)] == [3, 4] and "color" not in spec["encoding"]
+
+
+# --- agreement page ------------------------------------------------------------------------------------
+
+
+def test_kappa_heatmap_fills_both_halves() -> None:
+    df = pd.DataFrame({"a": ["ana", "ana"], "b": ["ben", "eva"], "kappa": [0.7, 0.4], "n": [40, 12]})
+    spec = spec_of(charts.kappa_heatmap(df))
+    rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
+    pairs = {(r["a"], r["b"]): r["kappa"] for r in unit_rows(spec, rect)}
+    assert pairs[("ana", "ben")] == pairs[("ben", "ana")] == 0.7 and len(pairs) == 4
+    assert rect["encoding"]["color"]["scale"]["domain"] == [0, 1]
+    assert {"a", "b", "kappa", "n"} <= tooltip_fields(spec)
+
+
+def test_alpha_trend_has_both_lines_band_and_reference_levels() -> None:
+    spec = sample_spec("alpha_trend")
+    types = mark_types(spec)
+    assert "area" in types and types.count("rule") == 1 and "line" in types
+    line = next(u for u in units(spec) if u["mark"]["type"] == "line")
+    assert line["encoding"]["x"]["type"] == "temporal"
+    assert {r["kind"] for r in unit_rows(spec, line)} == {"nominal", "ordinal"}
+    rule = next(u for u in units(spec) if u["mark"]["type"] == "rule")
+    assert [r["alpha"] for r in unit_rows(spec, rule)] == [0.667, 0.8]
+
+
+def test_alpha_trend_with_week_labels_uses_an_ordinal_axis() -> None:
+    df = pd.DataFrame({"week": ["2024-W01", "2024-W02"], "alpha_nominal": [0.5, -0.2], "alpha_ordinal": [0.6, 0.1]})
+    spec = spec_of(charts.alpha_trend_chart(df))
+    line = next(u for u in units(spec) if u["mark"]["type"] == "line")
+    assert line["encoding"]["x"]["type"] == "ordinal"
+    assert line["encoding"]["y"]["scale"]["domain"][0] == pytest.approx(-0.2)
+    assert "area" not in mark_types(spec)
+
+
+def test_per_labeler_bars_are_normalised_and_carry_extra_columns() -> None:
+    spec = sample_spec("per_labeler")
+    enc = spec["encoding"]
+    assert enc["x"]["stack"] == "normalize" and enc["color"]["field"] == "value"
+    assert "n_labels" in tooltip_fields(spec)
+    assert {(r["labeler"], r["value"]): r["share"] for r in rows(spec)}[("ben", "Fail")] == 0.2
+
+
+def test_pair_confusion_accepts_a_crosstab_or_long_frame() -> None:
+    a = ["Pass", "Pass", "Fail", "SemiPass"]
+    b = ["Pass", "SemiPass", "Fail", "SemiPass"]
+    wide = pd.crosstab(pd.Series(a, name="a"), pd.Series(b, name="b"))
+    long = pd.DataFrame({"a_value": a, "b_value": b, "count": 1})
+    cells = []
+    for df in (wide, long):
+        spec = spec_of(charts.pair_confusion_chart(df))
+        rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
+        cells.append({(r["r"], r["c"]): r["count"] for r in unit_rows(spec, rect)})
+    assert cells[0] == cells[1] and cells[0][("Pass", "SemiPass")] == 1 and len(cells[0]) == 9

@@ -1,0 +1,143 @@
+"""AoD limits: band facts, the PWV rule from zenith opacity, and which metrics raise which warnings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qa0_label import limits
+
+GOOD_ROW = {
+    "band": 3, "array": "12m", "freq_ghz": 97.5, "pwv_mm": 1.0, "elevation_deg": 60.0, "n_antennas": 45,
+    "exec_fraction": 1.0, "flux_jy": 10.0, "flux_err_jy": 0.3, "expected_flux_jy": 10.2, "expected_flux_err_jy": 0.4,
+    "phase_rms_deg": 10.0, "flagged_fraction": 0.02, "spectral_index": -0.6, "spectral_index_err": 0.1,
+}
+
+
+def test_band_edges_and_receivers_follow_the_domain_brief() -> None:
+    assert limits.BAND_EDGES_GHZ[3] == (84.0, 116.0) and limits.BAND_EDGES_GHZ[7] == (275.0, 373.0)
+    assert limits.RECEIVER_TEMP_K[6] == 83.0 and limits.RECEIVER_TEMP_K[10] == 230.0
+    assert limits.band_center_ghz(3) == 100.0 and limits.band_name(7) == "Band 7"
+    assert limits.band_of_frequency(97.5) == 3 and limits.band_of_frequency(343.5) == 7
+    assert limits.band_of_frequency(120.0) is None
+
+
+@pytest.mark.parametrize("band", sorted(limits.ACCEPTABLE_ZENITH_OPACITY))
+def test_pwv_limit_is_where_the_opacity_reaches_the_acceptable_value(band: int) -> None:
+    freq = limits.REFERENCE_FREQ_GHZ[band]
+    pwv = limits.pwv_limit_mm(band)
+    assert pwv > 0
+    assert limits.zenith_opacity(freq, pwv) == pytest.approx(limits.ACCEPTABLE_ZENITH_OPACITY[band])
+
+
+def test_pwv_limits_tighten_with_frequency_and_around_water_lines() -> None:
+    lim = {b: limits.pwv_limit_mm(b) for b in range(3, 11)}
+    assert lim[3] > lim[4] > lim[7] > lim[8] > lim[9] > lim[10]
+    assert lim[5] < lim[6]  # Band 5 sits beside the 183 GHz water line
+    # Within Band 7 a tuning near the 325 GHz line tolerates less water than the standard 343.5 GHz.
+    assert limits.pwv_limit_mm(7, 327.0) < limits.pwv_limit_mm(7, 343.5)
+    with pytest.raises(KeyError):
+        limits.pwv_limit_mm(11)
+
+
+def test_vectorised_pwv_limits_agree_and_tolerate_junk() -> None:
+    out = limits.pwv_limits_mm([3, 7, None, "x", 42, 7], [None, 343.5, 100.0, None, None, float("nan")])
+    assert out[0] == pytest.approx(limits.pwv_limit_mm(3))
+    assert out[1] == pytest.approx(limits.pwv_limit_mm(7, 343.5))
+    assert np.isnan(out[2:5]).all()
+    assert out[5] == pytest.approx(limits.pwv_limit_mm(7))
+
+
+def test_expected_tsys_grows_with_water_airmass_and_band() -> None:
+    base = limits.expected_tsys_k(7, 1.0, 60.0)
+    assert limits.expected_tsys_k(7, 2.0, 60.0) > base
+    assert limits.expected_tsys_k(7, 1.0, 25.0) > base
+    assert limits.expected_tsys_k(3, 1.0, 60.0) < base
+    assert limits.expected_tsys_k(3, 0.0, 90.0) > limits.RECEIVER_TEMP_K[3]
+
+
+def test_flux_deviation_in_combined_sigma() -> None:
+    assert limits.flux_deviation_sigma(10.0, 0.3, 9.0, 0.4) == pytest.approx(2.0)
+    assert limits.flux_deviation_sigma(9.0, 0.3, 10.0, 0.4) == pytest.approx(-2.0)
+    assert limits.flux_deviation_sigma(10.0, 0.0, 9.0, 0.0) is None
+    assert limits.flux_deviation_sigma(None, 0.3, 9.0, 0.4) is None
+
+
+def test_a_good_eb_raises_nothing() -> None:
+    assert limits.check_metrics(GOOD_ROW) == {}
+    assert limits.check_metrics({}) == {}
+
+
+@pytest.mark.parametrize(
+    "change,field,level",
+    [
+        ({"pwv_mm": 8.0}, "pwv_mm", "warn"),
+        ({"pwv_mm": 12.0}, "pwv_mm", "bad"),
+        ({"elevation_deg": 39.9}, "elevation_deg", "warn"),
+        ({"elevation_deg": 19.9}, "elevation_deg", "bad"),
+        ({"n_antennas": 39}, "n_antennas", "warn"),
+        ({"n_antennas": 4}, "n_antennas", "bad"),
+        ({"exec_fraction": 0.89}, "exec_fraction", "warn"),
+        ({"exec_fraction": 0.4}, "exec_fraction", "bad"),
+        ({"flux_jy": 12.0}, "flux_jy", "warn"),  # (12 - 10.2) / 0.5 = 3.6 sigma
+        ({"flux_jy": 7.0}, "flux_jy", "bad"),
+        ({"phase_rms_deg": 31.0}, "phase_rms_deg", "warn"),
+        ({"phase_rms_deg": 51.0}, "phase_rms_deg", "bad"),
+        ({"flagged_fraction": 0.25}, "flagged_fraction", "warn"),
+        ({"flagged_fraction": 0.5}, "flagged_fraction", "bad"),
+        ({"spectral_index": 1.2}, "spectral_index", "warn"),
+    ],
+)
+def test_each_limit_fires_alone_with_its_level(change: dict, field: str, level: str) -> None:
+    found = limits.find_problems({**GOOD_ROW, **change})
+    assert [(f.field, f.level) for f in found] == [(field, level)]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"elevation_deg": 40.0}, {"n_antennas": 40}, {"exec_fraction": 0.9}, {"phase_rms_deg": 30.0},
+     {"flagged_fraction": 0.2}, {"pwv_mm": 6.9}, {"spectral_index": 0.65}],  # 0.65 is within 2 sigma of +0.5
+)
+def test_values_at_the_limit_are_accepted(change: dict) -> None:
+    assert limits.check_metrics({**GOOD_ROW, **change}) == {}
+
+
+def test_antenna_limit_depends_on_the_array() -> None:
+    assert limits.check_metrics({**GOOD_ROW, "array": "7m", "n_antennas": 10}) == {}
+    assert "n_antennas" in limits.check_metrics({**GOOD_ROW, "array": "7m", "n_antennas": 7})
+
+
+def test_pwv_is_judged_at_the_eb_frequency() -> None:
+    row = {**GOOD_ROW, "band": 7, "freq_ghz": 343.5, "pwv_mm": 1.5}
+    assert limits.check_metrics(row) == {}
+    assert "pwv_mm" in limits.check_metrics({**row, "freq_ghz": 327.0})
+
+
+def test_garbage_values_are_skipped_not_raised() -> None:
+    row = {**GOOD_ROW, "pwv_mm": "wet", "elevation_deg": float("nan"), "n_antennas": None,
+           "exec_fraction": math.inf, "band": "B?", "tsys_outliers": "DV01", "bp_ripple": {0: "x"}}
+    assert limits.check_metrics(row) == {}
+
+
+def test_detail_summaries_become_named_warnings() -> None:
+    row = {
+        **GOOD_ROW,
+        "tsys_outliers": {"DV05": 2.4, "DA44": 1.9},
+        "tsys_spikes": {3: 2.2},
+        "amplitude_outliers": {"PM02": 0.01},
+        "phase_jumps": {"DA50": 95.0},
+        "bp_ripple": {0: 0.6, 1: 0.7, 2: 4.5, 3: 0.5},
+    }
+    w = limits.check_metrics(row)
+    assert set(w) == {"tsys_outliers", "tsys_spikes", "amplitude_outliers", "phase_jumps", "bp_ripple_db"}
+    assert "DV05 (2.4x)" in w["tsys_outliers"] and "DA44" in w["tsys_outliers"]
+    assert "scan 3" in w["tsys_spikes"] and "PM02" in w["amplitude_outliers"] and "DA50" in w["phase_jumps"]
+    assert "spw 2 (4.5 dB)" in w["bp_ripple_db"] and "spw 1" not in w["bp_ripple_db"]
+
+
+def test_long_lists_are_shortened() -> None:
+    many = {f"DA{40 + i}": 2.0 + i / 100 for i in range(10)}
+    msg = limits.check_metrics({"tsys_outliers": many})["tsys_outliers"]
+    assert msg.endswith("and 4 more") and msg.count("x)") == 6
