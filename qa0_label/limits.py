@@ -116,6 +116,23 @@ SPECTRAL_INDEX_RANGE: tuple[float, float] = (-1.5, 0.5)
 SPECTRAL_INDEX_SIGMA = 2.0
 """How many of its own standard errors the spectral index may stray outside SPECTRAL_INDEX_RANGE."""
 
+CHECK_TITLES: dict[str, str] = {
+    "pwv_mm": "PWV",
+    "elevation_deg": "Elevation",
+    "n_antennas": "Antennas",
+    "exec_fraction": "Execution fraction",
+    "flux_jy": "Flux vs catalogue",
+    "spectral_index": "Spectral index",
+    "phase_rms_deg": "Phase RMS",
+    "flagged_fraction": "Flagged data",
+    "tsys_outliers": "Tsys outlier antennas",
+    "tsys_spikes": "Tsys spike",
+    "amplitude_outliers": "Low-amplitude antennas",
+    "phase_jumps": "Phase jump",
+    "bp_ripple_db": "Bandpass ripple",
+}
+"""Short display name of every key find_problems can report, in the order it checks them."""
+
 Level = Literal["warn", "bad"]
 
 

@@ -1,16 +1,18 @@
 """Data behind the AoD review view: one EB from the database as plain dicts and DataFrames (no Streamlit).
 
-Every function is keyword-only, reads through the caller's session, and costs one to three small indexed
-queries, so the label page can call all of them for every EB it shows. Nothing here reveals the current
-EB's own labels: overlap reviews stay blind.
+Every function is keyword-only, reads through the caller's session, and costs a few small indexed queries
+(context() caches its labelled sample until labels or EBs change), so the label page can call all of them
+for every EB it shows. Nothing here reveals the current EB's own labels: overlap reviews stay blind.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -348,8 +350,9 @@ def eb_header(*, session: Session, eb_id: int) -> dict[str, Any]:
             head["freq_ghz"] = float(spw_freq.mean())
         elif head["band"] in limits.BAND_EDGES_GHZ:
             head["freq_ghz"] = limits.band_center_ghz(head["band"])
+    # The limit at the EB's own tuning: the same number the PWV warning uses.
     head["pwv_limit_mm"] = (
-        limits.pwv_limit_mm(head["band"]) if head["band"] in limits.ACCEPTABLE_ZENITH_OPACITY else None
+        limits.pwv_limit_mm(head["band"], head["freq_ghz"]) if head["band"] in limits.ACCEPTABLE_ZENITH_OPACITY else None
     )
     head["flux_deviation_sigma"] = limits.flux_deviation_sigma(
         head["flux_jy"], head["flux_err_jy"], head["expected_flux_jy"], head["expected_flux_err_jy"]
@@ -394,7 +397,6 @@ class SpectrumData:
     expected_alpha_err: float | None = None
     band: int | None = None
     band_edges_ghz: tuple[float, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fit_power_law(
@@ -639,7 +641,7 @@ def heatmap(*, session: Session, eb_id: int, metric: str, by_spw: bool = False) 
 
 
 def _context_sql(filter_sql: str, select_cols: str) -> str:
-    """Consensus label of every labelled EB passing FILTER_SQL, sampled per class, plus the EB itself.
+    """Consensus label of every labelled EB passing FILTER_SQL, sampled per class (first column: the label).
 
     The same rule as labels.consensus (adjudication wins; else majority; ties to the cautious value), in
     SQL so the page never pulls every label into Python. The sample order is a fixed multiplicative hash
@@ -675,8 +677,6 @@ def _context_sql(filter_sql: str, select_cols: str) -> str:
         FROM cons
     )
     SELECT s.value AS grp, {select_cols} FROM sampled s JOIN execution_block e ON e.id = s.eb_id WHERE s.k <= :cap
-    UNION ALL
-    SELECT 'this EB' AS grp, {select_cols} FROM execution_block e WHERE e.id = :eb
     """
 
 
@@ -691,36 +691,24 @@ def context(
     """Where this EB's metrics sit among EBs already labelled Pass, SemiPass and Fail (consensus labels).
 
     METRICS are keys of CONTEXT_METRICS (ValueError otherwise); up to CAP_PER_CLASS labelled EBs per class are
-    used (a fixed pseudo-random sample), optionally only of the EB's own band. This EB itself is never part
-    of a labelled group, and its own label is never read. Returns long DataFrame[eb_id, metric, value, group]
-    with group in CONTEXT_GROUPS ("this EB" first); rows with a missing value are dropped.
+    used (a fixed pseudo-random sample, cached until labels or EBs change), optionally only of the EB's own
+    band. This EB itself is never part of a labelled group, and its own label is never shown. Returns long
+    DataFrame[eb_id, metric, value, group] with group in CONTEXT_GROUPS ("this EB" first); rows with a
+    missing value are dropped.
     """
     unknown = [m for m in metrics if m not in CONTEXT_METRICS]
     if unknown:
         raise ValueError(f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}")
-    base_cols = ["band", "freq_ghz", "pwv_mm", "flux_jy", "flux_err_jy", "expected_flux_jy", "expected_flux_err_jy"]
-    sql_metrics = [m for m in metrics if CONTEXT_METRICS[m] != "NULL" and m not in base_cols]
-    select_cols = ", ".join(["e.id"] + [f"e.{c}" for c in base_cols] + [f"{CONTEXT_METRICS[m]} AS {m}" for m in sql_metrics])
-    filter_sql = "e.id <> :eb" + (" AND e.band = (SELECT band FROM execution_block WHERE id = :eb)" if same_band else "")
-    rows = session.connection().execute(
-        text(_context_sql(filter_sql, select_cols)), {"eb": int(eb_id), "cap": int(cap_per_class)}
-    ).fetchall()
-    if not any(r[0] == "this EB" for r in rows):
+    conn = session.connection()
+    this_rows = conn.execute(text(f"SELECT {_CONTEXT_SELECT} FROM execution_block e WHERE e.id = :eb"), {"eb": int(eb_id)}).fetchall()
+    if not this_rows:
         raise EBNotFound(f"no EB with id {eb_id}")
-    group_of = {int(r[1]): str(r[0]) for r in rows}
-    rows = [r[1:] for r in rows]
-    data = _frame(rows, ["eb_id", *base_cols, *sql_metrics])
-    for col in data.columns:
-        data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
-    if "pwv_over_limit" in metrics:
-        data["pwv_over_limit"] = data["pwv_mm"] / limits.pwv_limits_mm(data["band"], data["freq_ghz"])
-    if "flux_deviation_sigma" in metrics:
-        err = np.hypot(data["flux_err_jy"].fillna(0.0), data["expected_flux_err_jy"].fillna(0.0))
-        data["flux_deviation_sigma"] = (data["flux_jy"] - data["expected_flux_jy"]) / err.where(err > 0)
-    if "flux_ratio" in metrics:
-        data["flux_ratio"] = data["flux_jy"] / data["expected_flux_jy"].where(data["expected_flux_jy"] > 0)
-    data["eb_id"] = data["eb_id"].astype("int64")
-    data["group"] = data["eb_id"].map(group_of)
+    this = _context_frame(this_rows)
+    this["group"] = "this EB"
+    band = int(this["band"].iloc[0]) if same_band and this["band"].notna().all() else None
+    labelled = _labelled_sample(session, cap=int(cap_per_class), band=band)
+    # The EB under review is never its own context, whatever label it has.
+    data = pd.concat([this, labelled[labelled["eb_id"] != int(eb_id)]], ignore_index=True)
     long = data.melt(id_vars=["eb_id", "group"], value_vars=list(metrics), var_name="metric", value_name="value")
     long = long.replace([np.inf, -np.inf], np.nan).dropna(subset=["value"])
     long["group"] = pd.Categorical(long["group"], categories=list(CONTEXT_GROUPS), ordered=True)
@@ -729,3 +717,59 @@ def context(
     long["group"] = long["group"].astype(str)
     long["metric"] = long["metric"].astype(str)
     return long[["eb_id", "metric", "value", "group"]]
+
+
+_CONTEXT_BASE = ("band", "freq_ghz", "pwv_mm", "flux_jy", "flux_err_jy", "expected_flux_jy", "expected_flux_err_jy")
+_CONTEXT_SQL_METRICS = tuple(m for m, sql in CONTEXT_METRICS.items() if sql != "NULL" and m not in _CONTEXT_BASE)
+_CONTEXT_SELECT = ", ".join(
+    ["e.id"] + [f"e.{c}" for c in _CONTEXT_BASE] + [f"{CONTEXT_METRICS[m]} AS {m}" for m in _CONTEXT_SQL_METRICS]
+)
+_CONTEXT_CACHE: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_CONTEXT_LOCK = threading.Lock()
+CONTEXT_CACHE_SIZE = 8
+
+
+def _context_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """EB rows of _CONTEXT_SELECT as floats, with every derived metric of CONTEXT_METRICS added."""
+    data = _frame(rows, ["eb_id", *_CONTEXT_BASE, *_CONTEXT_SQL_METRICS], text_columns=())
+    for col in data.columns:
+        data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
+    data["eb_id"] = data["eb_id"].astype("int64")
+    data["pwv_over_limit"] = data["pwv_mm"] / limits.pwv_limits_mm(data["band"], data["freq_ghz"])
+    err = np.hypot(data["flux_err_jy"].fillna(0.0), data["expected_flux_err_jy"].fillna(0.0))
+    data["flux_deviation_sigma"] = (data["flux_jy"] - data["expected_flux_jy"]) / err.where(err > 0)
+    data["flux_ratio"] = data["flux_jy"] / data["expected_flux_jy"].where(data["expected_flux_jy"] > 0)
+    return data
+
+
+def _labelled_sample(session: Session, *, cap: int, band: int | None) -> pd.DataFrame:
+    """Metrics of up to CAP consensus-labelled EBs per class (column group), cached per database state.
+
+    Every EB's review shows the same labelled sample, so it is computed once per state of the label and
+    EB tables: a new label, undo, adjudication or import changes the version key and the sample is rebuilt.
+    """
+    conn = session.connection()
+    version = tuple(
+        conn.execute(
+            text(
+                """SELECT (SELECT MAX(id) FROM label), (SELECT COUNT(*) FROM label),
+                          (SELECT MAX(id) FROM execution_block), (SELECT COUNT(*) FROM execution_block),
+                          (SELECT MAX(imported_at) FROM execution_block)"""
+            )
+        ).one()
+    )
+    key = (conn.engine.url.render_as_string(hide_password=True), cap, band, version)
+    with _CONTEXT_LOCK:
+        cached = _CONTEXT_CACHE.get(key)
+        if cached is not None:
+            _CONTEXT_CACHE.move_to_end(key)
+            return cached
+    filter_sql = "e.band = :band" if band is not None else "1 = 1"
+    rows = conn.execute(text(_context_sql(filter_sql, _CONTEXT_SELECT)), {"band": band, "cap": cap}).fetchall()
+    data = _context_frame([r[1:] for r in rows])
+    data["group"] = [str(r[0]) for r in rows]
+    with _CONTEXT_LOCK:
+        _CONTEXT_CACHE[key] = data
+        while len(_CONTEXT_CACHE) > CONTEXT_CACHE_SIZE:
+            _CONTEXT_CACHE.popitem(last=False)
+    return data

@@ -75,7 +75,7 @@ def test_header_has_typed_fields_and_no_warnings_for_a_good_eb(engine) -> None:
     assert h["n_antennas"] == 45 and h["array"] == "12m"
     assert h["flux_deviation_sigma"] == pytest.approx((13.6 - 13.4) / math.hypot(0.3, 0.4))
     assert h["n_spw"] == 4 and h["n_scans"] == 5 and h["n_detail_antennas"] == len(ANTENNAS)
-    assert h["pwv_limit_mm"] == pytest.approx(limits.pwv_limit_mm(3))
+    assert h["pwv_limit_mm"] == pytest.approx(limits.pwv_limit_mm(3, 97.5))
     assert h["warnings"] == {} and h["tsys_outliers"] == {}
 
 
@@ -345,3 +345,24 @@ def test_review_functions_on_simulated_ebs(engine) -> None:
             assert len(hm) <= h["n_detail_antennas"] * h["n_scans"] and (hm["value"] > 0).all()
         ctx = review.context(session=s, eb_id=ids[0])
     assert {"this EB", "Pass"} <= set(ctx["group"])
+
+
+def test_context_sees_new_labels_undo_and_adjudication_at_once(engine) -> None:
+    cur = add_eb(engine, "uid://A002/X7/Xcur", details=False)
+    other = add_eb(engine, "uid://A002/X7/Xo", details=False, pwv_mm=2.5)
+
+    def groups() -> dict[int, str]:
+        with session_scope(engine) as s:
+            ctx = review.context(session=s, eb_id=cur, metrics=("pwv_mm",))
+        return {int(e): g for e, g in zip(ctx["eb_id"], ctx["group"]) if g != "this EB"}
+
+    assert groups() == {}
+    label(engine, other, ("ana", "Pass"))
+    assert groups() == {other: "Pass"}
+    with session_scope(engine, write=True) as s:
+        labels.set_role(session=s, name="lead", role="lead")
+        labels.record_label(session=s, eb_id=other, labeler="lead", value="Fail", kind="adjudication", reason="x")
+    assert groups() == {other: "Fail"}
+    with session_scope(engine, write=True) as s:
+        labels.undo_last(session=s, labeler="ana")
+    assert groups() == {other: "Fail"}  # the adjudication still stands

@@ -141,3 +141,11 @@ def test_long_lists_are_shortened() -> None:
     many = {f"DA{40 + i}": 2.0 + i / 100 for i in range(10)}
     msg = limits.check_metrics({"tsys_outliers": many})["tsys_outliers"]
     assert msg.endswith("and 4 more") and msg.count("x)") == 6
+
+
+def test_every_reported_key_has_a_display_title() -> None:
+    row = {**GOOD_ROW, "pwv_mm": 20.0, "elevation_deg": 10.0, "n_antennas": 3, "exec_fraction": 0.1, "flux_jy": 1.0,
+           "spectral_index": 3.0, "phase_rms_deg": 90.0, "flagged_fraction": 0.9, "tsys_outliers": {"A": 3.0},
+           "tsys_spikes": {1: 3.0}, "amplitude_outliers": {"A": 0.0}, "phase_jumps": {"A": 90.0}, "bp_ripple": {0: 9.0}}
+    keys = [f.field for f in limits.find_problems(row)]
+    assert keys == list(limits.CHECK_TITLES)
