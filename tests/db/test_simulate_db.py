@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from qa0_label import labels
@@ -148,6 +149,18 @@ def test_seed_demo_once(engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sim.seed_demo_if_empty(engine=engine) is False
     assert _count(engine, "execution_block") == 90
     assert _count(engine, "label") == 40
+
+
+@pytest.mark.sqlite_only
+def test_foreign_keys_are_back_on_after_the_bulk_write(engine) -> None:
+    sim.simulate(engine=engine, n=5, seed=2)
+    # The pool hands back the connection simulate used: it must enforce foreign keys again.
+    for _ in range(2):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    with pytest.raises(IntegrityError):
+        with session_scope(engine) as session:
+            session.connection().execute(text("INSERT INTO reference_outcome (eb_id, value, reasons) VALUES (999999, 'Pass', '')"))
 
 
 def test_seed_demo_skips_a_database_with_ebs(engine) -> None:

@@ -167,7 +167,7 @@ def test_detail_rows_per_eb(big: sim.SimulatedBatch) -> None:
     )
     assert complete.mean() > 0.9
     assert rows[complete].between(1000, 3000).all()
-    assert 1350 <= rows.mean() <= 1650
+    assert 1250 <= rows.mean() <= 1550
     assert rows.max() <= 3000
 
 
