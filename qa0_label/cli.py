@@ -60,14 +60,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError("--labeled needs --aods K (how many simulated AoDs give the labels)")
     from qa0_label.simulate import simulate
 
-    summary = simulate(
-        engine=_engine(args),
-        n=args.n,
-        seed=args.seed,
-        aods=args.aods,
-        labeled=args.labeled,
-        progress=_progress_printer(args.quiet or args.json),
-    )
+    try:
+        summary = simulate(
+            engine=_engine(args),
+            n=args.n,
+            seed=args.seed,
+            aods=args.aods,
+            labeled=args.labeled,
+            progress=_progress_printer(args.quiet or args.json),
+        )
+    except ValueError as exc:  # e.g. more labels asked for than EBs x AoDs can give
+        raise UserError(str(exc)) from None
     if args.json:
         _print_json(summary)
     else:

@@ -188,7 +188,9 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
     """Insert many rows through the DB-API cursor (an order of magnitude faster than ORM objects)."""
     if not rows:
         return 0
-    cols = ", ".join(columns)
+    # Quote identifiers: "array" is a reserved word in PostgreSQL. Already-quoted names pass through.
+    quote = conn.dialect.identifier_preparer.quote
+    cols = ", ".join(c if c.startswith('"') else quote(c) for c in columns)
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" for _ in columns)
     else:

@@ -38,8 +38,8 @@ T_ATM_K = 270.0
 """Physical temperature of the emitting atmosphere in the Tsys model (K)."""
 
 # Zenith opacity tau(nu, pwv) = dry(nu) + wet(nu) * pwv at Chajnantor: a coarse piecewise-linear version of
-# the ATM model (approx.; the 119, 183, 325, 380 and 448 GHz lines are the spikes). simulate.py holds the
-# same curve; keep the two in step (or let simulate import this one).
+# the ATM model (approx.; the 119, 183, 325, 380 and 448 GHz lines are the spikes). The simulator uses
+# this same curve, so warnings and simulated weather agree.
 OPACITY_FREQ_GHZ: tuple[float, ...] = (
     80, 100, 110, 116, 119, 125, 150, 170, 183, 196, 215, 245, 275, 310, 325, 340, 355,
     370, 380, 392, 420, 448, 470, 500, 550, 600, 650, 690, 720, 760, 800, 870, 920, 950,

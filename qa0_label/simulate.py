@@ -109,7 +109,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from qa0_label import db
+from qa0_label import db, limits
 from qa0_label.models import LABEL_VALUES, ExecutionBlock
 
 ProgressFn = Callable[[float, str], None]
@@ -193,12 +193,10 @@ SPAN_DAYS = 731
 _JD_EPOCH = 2459945.5  # Julian date of EPOCH
 
 BANDS: tuple[int, ...] = (3, 4, 5, 6, 7, 8, 9, 10)
-BAND_EDGES_GHZ: dict[int, tuple[float, float]] = {
-    3: (84.0, 116.0), 4: (125.0, 163.0), 5: (163.0, 211.0), 6: (211.0, 275.0),
-    7: (275.0, 373.0), 8: (385.0, 500.0), 9: (602.0, 720.0), 10: (787.0, 950.0),
-}
-TRX_K: dict[int, float] = {3: 37, 4: 51, 5: 65, 6: 83, 7: 147, 8: 196, 9: 175, 10: 230}
-TAU_LIMIT: dict[int, float] = {3: 0.10, 4: 0.10, 5: 0.20, 6: 0.20, 7: 0.25, 8: 0.35, 9: 0.50, 10: 0.60}
+# Band edges, receiver temperatures, the opacity curve and its limits live in limits.py (one copy).
+BAND_EDGES_GHZ: dict[int, tuple[float, float]] = {b: limits.BAND_EDGES_GHZ[b] for b in BANDS}
+TRX_K: dict[int, float] = {b: limits.RECEIVER_TEMP_K[b] for b in BANDS}
+TAU_LIMIT: dict[int, float] = {b: limits.ACCEPTABLE_ZENITH_OPACITY[b] for b in BANDS}
 BAND_WEIGHT: dict[int, float] = {3: 0.30, 4: 0.10, 5: 0.03, 6: 0.20, 7: 0.33, 8: 0.05, 9: 0.06, 10: 0.03}
 # Inner/outer IF offsets of the 4 basebands (GHz): LSB at LO - outer, LO - inner, USB at LO + inner, + outer.
 _IF_OFFSETS: dict[int, tuple[float, float]] = {
@@ -211,13 +209,9 @@ _LO_RANGE: dict[int, tuple[float, float]] = {
     3: (92.0, 107.0), 4: (135.0, 155.0), 5: (196.0, 203.0), 6: (222.0, 262.0), 7: (334.0, 356.0),
     8: (398.0, 418.0), 9: (660.0, 690.0), 10: (860.0, 885.0),
 }
-# Zenith opacity = dry(nu) + wet(nu) * PWV[mm]; coarse piecewise-linear ATM-like curves for Chajnantor.
-_TAU_NU = np.array([80, 100, 110, 116, 119, 125, 150, 170, 183, 196, 215, 245, 275, 310, 325, 340, 355,
-                    370, 380, 392, 420, 448, 470, 500, 550, 600, 650, 690, 720, 760, 800, 870, 920, 950.0])
-_TAU_DRY = np.array([.02, .02, .03, .08, .30, .05, .02, .02, .03, .02, .02, .03, .03, .04, .05, .04, .05,
-                     .06, .08, .07, .10, .20, .12, .12, .20, .25, .15, .15, .20, .30, .30, .25, .30, .40])
-_TAU_WET = np.array([.008, .012, .016, .020, .022, .025, .035, .10, 1.5, .12, .05, .055, .07, .10, .50, .12,
-                     .15, .25, 2.0, .40, .35, 2.0, .60, .55, 1.5, 1.2, .90, 1.0, 1.3, 2.0, 1.6, 1.2, 1.6, 2.0])
+_TAU_NU = np.array(limits.OPACITY_FREQ_GHZ, dtype=float)
+_TAU_DRY = np.array(limits.OPACITY_DRY, dtype=float)
+_TAU_WET = np.array(limits.OPACITY_WET_PER_MM, dtype=float)
 # PWV octiles of the site (mm) with plausible tails; sampled by interpolating log(PWV).
 _PWV_Q = np.linspace(0.0, 1.0, 9)
 _PWV_V = np.log(np.array([0.20, 0.472, 0.658, 0.913, 1.262, 1.796, 2.748, 5.186, 9.0]))
@@ -1133,7 +1127,7 @@ def _insert_ebs(conn: Connection, ebs: pd.DataFrame, seed: int) -> np.ndarray:
         else:
             arrays.append(ebs[c].tolist())
     # Quoted: "array" is a reserved word in PostgreSQL.
-    db.bulk_insert(conn, "execution_block", [f'"{c}"' for c in cols], list(zip(*arrays)))
+    db.bulk_insert(conn, "execution_block", list(cols), list(zip(*arrays)))
     stmt = text("SELECT id, uid FROM execution_block WHERE uid IN :uids").bindparams(
         bindparam("uids", expanding=True)
     )

@@ -96,3 +96,8 @@ def test_backup_of_postgres_points_to_pg_dump(db_url: str, backend: str, tmp_pat
         pytest.skip("PostgreSQL only")
     assert cli.main(["--db", db_url, "backup", "--out", str(tmp_path / "x.sqlite")]) == 2
     assert "pg_dump" in capsys.readouterr().err
+
+
+def test_simulate_asking_for_impossible_labels_is_bad_input(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--db", db_url, "simulate", "--n", "2", "--aods", "1", "--labeled", "5", "--quiet"]) == 2
+    assert "cannot come from" in capsys.readouterr().err
