@@ -40,6 +40,7 @@ from sqlmodel import Session
 from qa0_label import labels as labels_mod
 from qa0_label.db import bulk_insert, retry_locked, writer
 from qa0_label.models import EBDetail, ExecutionBlock, Label, Labeler, utcnow
+from qa0_label.uids import canonical_uid
 
 __all__ = [
     "ARCHIVE_LABELER",
@@ -74,7 +75,7 @@ FULL_SCAN_OVER = 5_000  # look-ups of more keys than this read the whole (narrow
 REQUIRED_EB = ("uid", "source", "band", "start_time")
 REQUIRED_DETAIL = ("uid", "antenna", "spw", "scan")
 STATUS_COLUMN = "qa0_status"
-EXPORT_COLUMNS = ["uid", "labeler", "role", "value", "comment", "kind", "seconds_on_eb", "created_at"]
+EXPORT_COLUMNS = ["uid", "labeler", "role", "value", "comment", "reason", "kind", "seconds_on_eb", "created_at"]
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -704,6 +705,8 @@ def validate_ebs(frame: pd.DataFrame, *, name: str) -> tuple[pd.DataFrame, list[
     data["extra"] = pd.Series(_extra_dicts(kept, n), dtype=object)
     data[LINE_COLUMN] = pd.Series(checker.lines, dtype=np.int64)
     clean = pd.DataFrame(data)
+    if "uid" in clean:
+        clean["uid"] = clean["uid"].map(lambda u: canonical_uid(u) if isinstance(u, str) else u)
     clean = _deduplicate(checker, clean, ["uid"], lambda row: f"uid {row['uid']!r}")
     clean.attrs["extra_columns"] = list(kept)
     clean.attrs["ignored_columns"] = reserved + ignored
@@ -725,7 +728,7 @@ def validate_details(
     data: dict[str, Any] = {}
     uid = checker.required("uid")
     if uid is not None:
-        uid = checker.texts("uid", MAX_UID)
+        uid = checker.texts("uid", MAX_UID).map(lambda u: canonical_uid(u) if isinstance(u, str) else u)
         known = set(known_uids)
         unknown = _present(uid) & ~uid.isin(known).to_numpy()
         counts = uid[unknown].value_counts()
@@ -1103,7 +1106,7 @@ def export_labels_frame(*, engine: Engine, current: bool = False) -> pd.DataFram
     lt, et, bt = _table(Label), _table(ExecutionBlock), _table(Labeler)
     stmt = (
         select(
-            lt.c.id, et.c.uid, bt.c.name, bt.c.role, lt.c.value, lt.c.comment, lt.c.kind,
+            lt.c.id, et.c.uid, bt.c.name, bt.c.role, lt.c.value, lt.c.comment, lt.c.reason, lt.c.kind,
             lt.c.seconds_on_eb, lt.c.created_at,
         )
         .join(et, et.c.id == lt.c.eb_id)
@@ -1119,7 +1122,7 @@ def export_labels_frame(*, engine: Engine, current: bool = False) -> pd.DataFram
     frame = frame.drop(columns=["id"]).reset_index(drop=True)
     frame["seconds_on_eb"] = pd.to_numeric(frame["seconds_on_eb"], errors="coerce").astype(np.float64)
     frame["created_at"] = _iso_z(frame["created_at"]) if len(frame) else pd.Series([], dtype=object)
-    for column in ("uid", "labeler", "role", "value", "comment", "kind", "created_at"):
+    for column in ("uid", "labeler", "role", "value", "comment", "reason", "kind", "created_at"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame[EXPORT_COLUMNS]
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from qa0_label.models import CAUTION_ORDER, LABEL_VALUES, ROLES, ExecutionBlock, Label, Labeler, Lease, Skip
+from qa0_label.uids import canonical_uid
 
 
 class LabelError(ValueError):
@@ -73,7 +74,7 @@ def set_role(*, session: Session, name: str, role: str) -> Labeler:
 
 def eb_id_for_uid(*, session: Session, uid: str) -> int:
     """Database id of the EB with this uid, or LabelError naming the uid."""
-    eb_id = session.exec(select(ExecutionBlock.id).where(ExecutionBlock.uid == uid.strip())).first()
+    eb_id = session.exec(select(ExecutionBlock.id).where(ExecutionBlock.uid == canonical_uid(uid))).first()
     if eb_id is None:
         raise LabelError(f"no EB with uid {uid!r}")
     return int(eb_id)

@@ -379,3 +379,16 @@ def test_uid_inserted_by_another_process_meanwhile_is_updated_not_duplicated(
     assert (summary["inserted"], summary["updated"]) == (1, 1)
     ebs = ebs_by_uid(engine)
     assert len(ebs) == 2 and ebs[eb_row(1)["uid"]].pwv_mm == 3.0
+
+
+def test_on_disk_uid_spelling_updates_the_same_eb(engine, tmp_path) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("uid,source,band,start_time\nuid://A002/X10d9399/Xae5e,J1256-0547,3,2024-01-01T00:00:00Z\n")
+    second = tmp_path / "b.csv"
+    second.write_text("uid,source,band,start_time,pwv_mm\nuid___A002_X10d9399_Xae5e,J1256-0547,B3,2024-01-01T00:00:00,0.8\n")
+    ingest.import_file(engine=engine, path=first)
+    summary = ingest.import_file(engine=engine, path=second)
+    assert summary["updated"] == 1 and summary["inserted"] == 0
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT uid, pwv_mm FROM execution_block")).fetchall()
+    assert [tuple(r) for r in rows] == [("uid://A002/X10d9399/Xae5e", 0.8)]
