@@ -407,11 +407,8 @@ def _assemble(ebs: pd.DataFrame, ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.
     f = f.join(_scan_features(scan), how="left")
     f = f.join(_spw_features(spw), how="left")
 
-    f = f.join(_limit_ratios(e, f))
-    for col in DERIVED_FEATURES:
-        if col not in f:
-            f[col] = np.nan
-    f = f[[*RAW_FEATURES, *DERIVED_FEATURES]]
+    f = f.reindex(columns=[*RAW_FEATURES, *DERIVED_FEATURES])
+    f.update(_limit_ratios(e, f))
     if "extra" in e:
         f = f.join(_extra_features(e["extra"]))
     f = f.replace([np.inf, -np.inf], np.nan).astype(float)
@@ -496,7 +493,7 @@ def features_from_frames(ebs: pd.DataFrame, details: pd.DataFrame | None = None)
 
 
 _EB_COLS = ["eb_id", "source", "array", "start_time", "extra", *EB_NUMERIC]
-_EB_SQL = "SELECT id, source, array, start_time, extra, " + ", ".join(EB_NUMERIC) + " FROM execution_block ORDER BY id"
+_EB_SQL = "SELECT id, source, \"array\", start_time, extra, " + ", ".join(EB_NUMERIC) + " FROM execution_block ORDER BY id"
 
 
 def load_eb_frame(*, session: Session) -> pd.DataFrame:

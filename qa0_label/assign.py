@@ -1,0 +1,357 @@
+"""The next EB for an AoD: precomputed queues + leases + random / overlap / gold routing.
+
+``next_for`` never calls the model: it reads the newest `done` run's ScoreRank queue (one indexed query,
+ordered by rank, skipping EBs someone labelled, someone else leases, or this AoD skipped) and takes a lease.
+``Lease.eb_id`` is the primary key, so two AoDs asking at once cannot both get an EB: the second insert fails
+and the next candidate is tried.
+
+Which route a pick takes is deterministic per AoD: the n-th pick (n = this AoD's label and skip events so
+far) uses u = frac(offset(AoD) + n * golden ratio), a low-discrepancy sequence, so over any run of picks the
+gold / overlap / random shares match the settings closely, and a Streamlit rerun (same n) asks the same
+question.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, exists, func, select as sa_select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from qa0_label import strategies as strat
+from qa0_label.config import Settings
+from qa0_label.db import bulk_insert, retry_locked, session_scope
+from qa0_label.labels import get_or_create_labeler
+from qa0_label.models import (
+    LABEL_VALUES,
+    ExecutionBlock,
+    GoldEB,
+    Label,
+    Labeler,
+    Lease,
+    Meta,
+    ModelRun,
+    Score,
+    ScoreRank,
+    Skip,
+    utcnow,
+)
+
+COLD_START_LENGTH = 2000
+"""How many EBs the cold-start diversity queue holds."""
+COLD_START_META = "cold_start_max_eb"
+CANDIDATES = 12
+"""Candidates fetched per query; more than one so a lost insert race moves on without another query."""
+GOLDEN = (5**0.5 - 1) / 2
+
+REASONS = {
+    "cold-start": "cold start: diversity pick across bands, sources and feature space",
+    "overlap": "overlap for agreement: a second, independent opinion on this EB",
+    "random": "random pick: keeps the model honest about EBs it is sure of",
+    "uncertainty": "the model is unsure about this EB",
+}
+
+
+class UnknownStrategy(ValueError):
+    """A strategy name that is not in strategies.STRATEGIES."""
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def _route(settings: Settings, labeler: str, n: int) -> str:
+    """gold / overlap / random / strategy for this AoD's n-th pick (low-discrepancy shares)."""
+    offset = (zlib.crc32(labeler.encode()) % 10_000) / 10_000.0
+    u = (offset + n * GOLDEN) % 1.0
+    gold, overlap, rnd = (max(0.0, float(x)) for x in (settings.gold_share, settings.overlap_share, settings.random_share))
+    if u < gold:
+        return "gold"
+    if u < gold + overlap:
+        return "overlap"
+    if u < gold + overlap + rnd:
+        return "random"
+    return "strategy"
+
+
+def _not_labelled(eb_col: Any) -> Any:
+    return ~exists().where(Label.eb_id == eb_col, Label.value.is_not(None))  # type: ignore[union-attr]
+
+
+def _not_leased(eb_col: Any, now: datetime) -> Any:
+    return ~exists().where(Lease.eb_id == eb_col, Lease.expires_at > now)
+
+
+def _not_skipped(eb_col: Any, me: int) -> Any:
+    return ~exists().where(Skip.eb_id == eb_col, Skip.labeler_id == me)
+
+
+def _not_mine(eb_col: Any, me: int) -> Any:
+    return ~exists().where(Label.eb_id == eb_col, Label.labeler_id == me)
+
+
+def _queue_candidates(s: Session, run_id: int | None, queue: str, me: int, now: datetime) -> list[int]:
+    run_cond = ScoreRank.run_id.is_(None) if run_id is None else ScoreRank.run_id == run_id  # type: ignore[union-attr]
+    q = (
+        sa_select(ScoreRank.eb_id)
+        .where(run_cond, ScoreRank.strategy == queue)
+        .where(_not_labelled(ScoreRank.eb_id), _not_leased(ScoreRank.eb_id, now), _not_skipped(ScoreRank.eb_id, me))
+        .order_by(ScoreRank.rank)
+        .limit(CANDIDATES)
+    )
+    return [int(r[0]) for r in s.connection().execute(q)]
+
+
+def _score_candidates(s: Session, run_id: int, me: int, now: datetime) -> list[int]:
+    # Only when a strategy's stored queue ran dry before the next retrain: a scan of this run's scores.
+    q = (
+        sa_select(Score.eb_id)
+        .where(Score.run_id == run_id)
+        .where(_not_labelled(Score.eb_id), _not_leased(Score.eb_id, now), _not_skipped(Score.eb_id, me))
+        .order_by(Score.uncertainty.desc())  # type: ignore[attr-defined]
+        .limit(CANDIDATES)
+    )
+    return [int(r[0]) for r in s.connection().execute(q)]
+
+
+def _random_candidates(s: Session, me: int, now: datetime) -> list[int]:
+    # Seek from a random id along the primary key: uniform enough, and an index range scan, not a sort.
+    lo, hi = s.connection().execute(sa_select(func.min(ExecutionBlock.id), func.max(ExecutionBlock.id))).one()
+    if lo is None:
+        return []
+    start = random.randint(int(lo), int(hi))
+    out: list[int] = []
+    for cond in (ExecutionBlock.id >= start, ExecutionBlock.id < start):
+        q = (
+            sa_select(ExecutionBlock.id)
+            .where(cond)
+            .where(_not_labelled(ExecutionBlock.id), _not_leased(ExecutionBlock.id, now), _not_skipped(ExecutionBlock.id, me))
+            .order_by(ExecutionBlock.id)
+            .limit(CANDIDATES)
+        )
+        out += [int(r[0]) for r in s.connection().execute(q)]
+        if out:
+            break
+    return out
+
+
+def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
+    """EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
+    aod = sa_select(Labeler.id).where(Labeler.role == "aod", Labeler.name != "archive")
+    reviews = (
+        sa_select(Label.eb_id)
+        .where(Label.kind == "review", Label.value.is_not(None), Label.labeler_id.in_(aod))  # type: ignore[union-attr]
+        .group_by(Label.eb_id)
+        .having(func.count(func.distinct(Label.labeler_id)) == 1, func.min(Label.labeler_id) != me)
+        .subquery()
+    )
+    # An adjudicated EB is settled: a second opinion adds nothing there.
+    others = ~exists().where(Label.eb_id == reviews.c.eb_id, Label.kind == "adjudication")
+    q = (
+        sa_select(reviews.c.eb_id)
+        .where(others, _not_leased(reviews.c.eb_id, now), _not_skipped(reviews.c.eb_id, me), _not_mine(reviews.c.eb_id, me))
+        .order_by(func.random())
+        .limit(CANDIDATES)
+    )
+    return [int(r[0]) for r in s.connection().execute(q)]
+
+
+def _gold_candidates(s: Session, me: int, now: datetime) -> list[int]:
+    q = (
+        sa_select(GoldEB.eb_id)
+        .where(_not_mine(GoldEB.eb_id, me), _not_leased(GoldEB.eb_id, now), _not_skipped(GoldEB.eb_id, me))
+        .order_by(func.random())
+        .limit(CANDIDATES)
+    )
+    return [int(r[0]) for r in s.connection().execute(q)]
+
+
+def _serving_run(s: Session) -> ModelRun | None:
+    return s.exec(
+        select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+    ).first()
+
+
+def _model_is_usable(run: ModelRun | None) -> bool:
+    # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
+    if run is None:
+        return False
+    classes = (run.metrics or {}).get("classes") or []
+    return set(LABEL_VALUES) <= set(classes)
+
+
+def _try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
+    expires = now + timedelta(minutes=float(minutes))
+    try:
+        with s.begin_nested():
+            # An expired lease of someone else still holds the primary key: clear it first.
+            s.exec(delete(Lease).where(Lease.eb_id == eb_id, Lease.expires_at <= now))  # type: ignore[call-overload]
+            s.add(Lease(eb_id=eb_id, labeler_id=me, reason=reason[:32], created_at=now, expires_at=expires))
+            s.flush()
+    except IntegrityError:
+        return None
+    return expires
+
+
+def _display(truth: str, strategy: str, cold: bool) -> tuple[str, str]:
+    """(strategy, reason) shown to the AoD; a gold check looks exactly like a random pick."""
+    if truth == "gold":
+        truth = "random"
+    if truth in ("random", "overlap", "cold-start"):
+        return truth, REASONS[truth]
+    if truth == "scores":
+        return strategy, REASONS["uncertainty"]
+    s = strat.STRATEGIES.get(truth)
+    return truth, (s.reason if s else REASONS["uncertainty"])
+
+
+def _result(s: Session, eb_id: int, truth: str, strategy: str, cold: bool, run: ModelRun | None, expires: datetime) -> dict[str, Any]:
+    uid = s.exec(select(ExecutionBlock.uid).where(ExecutionBlock.id == eb_id)).one()
+    proba = uncertainty = None
+    if run is not None:
+        row = s.exec(
+            select(Score.p_pass, Score.p_semipass, Score.p_fail, Score.uncertainty).where(
+                Score.run_id == run.id, Score.eb_id == eb_id
+            )
+        ).first()
+        if row is not None:
+            proba = {"Pass": float(row[0]), "SemiPass": float(row[1]), "Fail": float(row[2])}
+            uncertainty = float(row[3])
+    shown_strategy, reason = _display(truth, strategy, cold)
+    return {
+        "eb_id": int(eb_id),
+        "uid": str(uid),
+        "strategy": shown_strategy,
+        "reason": reason,
+        "uncertainty": uncertainty,
+        "proba": proba,
+        "model_version": run.version if run is not None else None,
+        "lease_expires_at": _aware(expires).isoformat(),
+    }
+
+
+# --- cold start --------------------------------------------------------------------------------
+
+
+def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, seed: int = 0) -> int:
+    """Precompute the cold-start queue: k-means++ diversity over unlabelled EBs, band x source strata taken in turn."""
+    from qa0_label.features import build_features
+
+    with session_scope(engine) as s:
+        max_id = s.exec(select(func.max(ExecutionBlock.id))).one()
+        meta = s.exec(select(ExecutionBlock.id, ExecutionBlock.band, ExecutionBlock.source).order_by(ExecutionBlock.id)).all()
+        labelled = {int(r) for r in s.exec(select(Label.eb_id).where(Label.value.is_not(None)).distinct()).all()}  # type: ignore[union-attr]
+        X = build_features(session=s) if meta else None
+    rows: list[tuple[Any, ...]] = []
+    if meta and X is not None:
+        ids = np.asarray([int(m[0]) for m in meta])
+        keep = np.asarray([i not in labelled for i in ids])
+        groups = [f"{m[1]}|{m[2]}" for m, k in zip(meta, keep) if k]
+        Xk = X.reindex(ids[keep]).to_numpy(dtype=float)
+        order = strat.stratified_diverse_order(Xk, groups, length, np.random.default_rng(seed))
+        rows = [(None, strat.COLD_START, r, int(e)) for r, e in enumerate(ids[keep][order])]
+    with session_scope(engine, write=True) as s:
+        s.exec(delete(ScoreRank).where(ScoreRank.run_id.is_(None), ScoreRank.strategy == strat.COLD_START))  # type: ignore[call-overload, union-attr]
+        bulk_insert(s.connection(), "score_rank", ["run_id", "strategy", "rank", "eb_id"], rows)
+        m = s.get(Meta, COLD_START_META)
+        if m is None:
+            s.add(Meta(key=COLD_START_META, value=str(max_id or 0)))
+        else:
+            m.value = str(max_id or 0)
+            s.add(m)
+    return len(rows)
+
+
+def _cold_start_stale(engine: Engine) -> bool:
+    with session_scope(engine) as s:
+        max_id = s.exec(select(func.max(ExecutionBlock.id))).one()
+        m = s.get(Meta, COLD_START_META)
+        return m is None or m.value != str(max_id or 0)
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def next_for(*, engine: Engine, labeler: str, strategy: str | None = None, settings: Settings) -> dict[str, Any] | None:
+    """The EB this AoD should review next (leased to them), or None when nothing is left for them.
+
+    Idempotent: while the AoD holds an unexpired lease on an EB they have not labelled or skipped, that EB
+    comes back.
+    """
+    strategy = strategy or strat.DEFAULT_STRATEGY
+    if strategy not in strat.STRATEGIES:
+        raise UnknownStrategy(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
+    with session_scope(engine) as s:
+        cold = not _model_is_usable(_serving_run(s))
+    if cold and _cold_start_stale(engine):
+        build_cold_start_queue(engine=engine)
+    result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=not cold))
+    if result is None and cold:
+        # The queue may be used up by labels given since it was built: rebuild once over what is left.
+        build_cold_start_queue(engine=engine)
+        result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=True))
+    return result
+
+
+def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fallback: bool) -> dict[str, Any] | None:
+    now = utcnow()
+    with session_scope(engine, write=True) as s:
+        me_row = get_or_create_labeler(session=s, name=labeler)
+        me = int(me_row.id)  # type: ignore[arg-type]
+        run = _serving_run(s)
+        cold = not _model_is_usable(run)
+
+        held = s.exec(
+            select(Lease).where(Lease.labeler_id == me, Lease.expires_at > now).order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
+        ).all()
+        for lease in held:
+            done = s.exec(
+                select(Label.id).where(Label.eb_id == lease.eb_id, Label.labeler_id == me).limit(1)
+            ).first() or s.exec(select(Skip.id).where(Skip.eb_id == lease.eb_id, Skip.labeler_id == me)).first()
+            if done is None:
+                return _result(s, lease.eb_id, lease.reason, strategy, cold, run, lease.expires_at)
+        # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
+        s.exec(delete(Lease).where(Lease.labeler_id == me))  # type: ignore[call-overload]
+
+        n_done = s.exec(select(func.count()).select_from(Label).where(Label.labeler_id == me)).one()
+        n_skip = s.exec(select(func.count()).select_from(Skip).where(Skip.labeler_id == me)).one()
+        route = _route(settings, me_row.name, int(n_done) + int(n_skip))
+
+        plan: list[tuple[str, Any]] = []
+        if route == "gold":
+            plan.append(("gold", lambda: _gold_candidates(s, me, now)))
+        elif route == "overlap":
+            plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
+        elif route == "random":
+            plan.append(("random", lambda: _random_candidates(s, me, now)))
+        if cold:
+            plan.append((strat.COLD_START, lambda: _queue_candidates(s, None, strat.COLD_START, me, now)))
+        else:
+            assert run is not None
+            plan.append((strategy, lambda: _queue_candidates(s, run.id, strategy, me, now)))
+            plan.append(("scores", lambda: _score_candidates(s, int(run.id), me, now)))  # type: ignore[arg-type]
+        if fallback and route != "random":
+            plan.append(("random", lambda: _random_candidates(s, me, now)))
+        if fallback and route != "overlap" and settings.overlap_share > 0:
+            # Nothing unlabelled is left for this AoD: a second opinion is still useful work.
+            plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
+
+        for truth, fetch in plan:
+            for _attempt in range(3):
+                candidates = fetch()
+                if not candidates:
+                    break
+                for eb_id in candidates:
+                    expires = _try_lease(s, eb_id, me, truth if truth != "scores" else strategy, now, settings.lease_minutes)
+                    if expires is not None:
+                        return _result(s, eb_id, truth, strategy, cold, run, expires)
+        return None
