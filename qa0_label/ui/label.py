@@ -8,6 +8,7 @@ With ?eb=UID in the URL the page shows that EB read-only, with the labels the vi
 from __future__ import annotations
 
 import math
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -16,8 +17,9 @@ import pandas as pd
 import streamlit as st
 
 from qa0_label.browse import eb_id_for_uid, eb_labels, uid_of
-from qa0_label.db import session_scope
+from qa0_label.db import get_engine, session_scope
 from qa0_label.labels import LabelError, record_label, record_skip, undo_last
+from qa0_label.review_bundle import BundleCache, ReviewBundle, likely_next
 from qa0_label.ui import widgets as w
 
 K_ASSIGN = "qa0_assignment"  # plain dict from assign.next_for (+ "labeler"): ids and numbers only
@@ -56,30 +58,25 @@ TILE_NAMES: dict[str, str] = {f: label for row in TILE_ROWS for f, label, _ in r
 }
 
 
-# --- data (cached per EB: the same EB is drawn on every rerun until it is labelled) ------------------
+# --- data: review bundles (header + chart specs) are cached per EB and prefetched ---------------------
 
 
-@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
-def review_data(url: str, eb_id: int) -> dict[str, Any]:
-    """Header and plot frames of one EB, read in one session (cached by database URL and EB id)."""
-    from qa0_label import review
-
-    with session_scope(w.engine_for(url)) as session:
-        return {
-            "header": review.eb_header(session=session, eb_id=eb_id),
-            "spectrum": review.spectrum(session=session, eb_id=eb_id),
-            "light_curve": review.light_curve(session=session, eb_id=eb_id),
-            "context": review.context(session=session, eb_id=eb_id),
-        }
+PREFETCH_ENV = "QA0_PREFETCH"
+"""process (default): build upcoming EBs in a worker process; thread: in a thread; 0: no prefetch."""
 
 
-@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
-def heatmap_data(url: str, eb_id: int, metric: str) -> pd.DataFrame:
-    """Antenna x scan frame of one EB for one EBDetail metric (tsys_k, amplitude, phase_deg)."""
-    from qa0_label import review
+@st.cache_resource(show_spinner=False)
+def bundle_cache() -> BundleCache:
+    """The process-wide cache of review bundles (shared by every session of this server)."""
+    return BundleCache(get_engine, processes=os.environ.get(PREFETCH_ENV, "process") != "thread")
 
-    with session_scope(w.engine_for(url)) as session:
-        return review.heatmap(session=session, eb_id=eb_id, metric=metric)
+
+def _prefetch_next(url: str, who: str) -> None:
+    if os.environ.get(PREFETCH_ENV, "process") in ("0", "off", "no", "false"):
+        return
+    strategy = st.session_state.get(w.K_STRATEGY)
+    engine = w.engine_for(url)
+    bundle_cache().prefetch_later(url, lambda: likely_next(engine=engine, labeler=who, strategy=strategy))
 
 
 # --- actions (callbacks run before the page is drawn again) --------------------------------------
@@ -144,7 +141,7 @@ def on_label(value: str, eb_id: int, event_id: str, who: str, url: str) -> None:
     seconds = max(0.0, time.time() - float(st.session_state.get(K_SHOWN) or time.time()))
     comment = str(st.session_state.get(K_COMMENT) or "").strip() or None
     try:
-        with session_scope(w.engine_for(url), write=True) as session:
+        with w.timed("record_label"), session_scope(w.engine_for(url), write=True) as session:
             record_label(
                 session=session,
                 eb_id=eb_id,
@@ -160,7 +157,8 @@ def on_label(value: str, eb_id: int, event_id: str, who: str, url: str) -> None:
     w.record_seconds(seconds)
     st.session_state[K_COMMENT] = ""
     w.maybe_auto_retrain(url)
-    _advance(url, who)
+    with w.timed("next_for"):
+        _advance(url, who)
 
 
 def on_skip(eb_id: int, event_id: str, who: str, url: str) -> None:
@@ -286,7 +284,10 @@ def draw_header(header: dict[str, Any], uid: str) -> None:
             with col.container(key=f"qa0-{level}-{field}"):
                 st.metric(
                     f"⚠ {label}" if level != "ok" else label,
-                    _tile_value(header, field, fmt),
+                    _format(header.get(field), fmt),
+                    delta=_tile_note(header, field),
+                    delta_color="off",
+                    delta_arrow="off",
                     help=(warnings[field] or "outside the usual range") if level != "ok" else None,
                 )
     if warnings:
@@ -295,13 +296,19 @@ def draw_header(header: dict[str, Any], uid: str) -> None:
                 st.text(f"⚠ {TILE_NAMES.get(field, field)}: {message}" if message else f"⚠ {TILE_NAMES.get(field, field)}")
 
 
-def _tile_value(header: dict[str, Any], field: str, fmt: str) -> str:
-    value = _format(header.get(field), fmt)
+def _tile_note(header: dict[str, Any], field: str) -> str | None:
+    # The reference an AoD compares the value with, shown small under it.
     if field == "pwv_mm" and header.get("pwv_limit_mm"):
-        value += f" / {float(header['pwv_limit_mm']):.1f}"
+        return f"limit {float(header['pwv_limit_mm']):.2f} mm"
     if field == "flux_jy" and header.get("expected_flux_jy"):
-        value += f" (exp. {float(header['expected_flux_jy']):.2f})"
-    return value
+        return f"expected {float(header['expected_flux_jy']):.2f} Jy"
+    if field == "freq_ghz" and header.get("n_spw"):
+        return f"{int(header['n_spw'])} spw"
+    if field == "n_antennas" and header.get("n_scans"):
+        return f"{int(header['n_scans'])} scans"
+    if field == "tsys_median_k" and header.get("tsys_outliers"):
+        return f"{len(header['tsys_outliers'])} outlier ant."
+    return None
 
 
 
@@ -327,51 +334,39 @@ def draw_why(assignment: dict[str, Any]) -> None:
             st.caption("No model prediction for this EB yet.")
 
 
-def draw_plots(url: str, eb_id: int, data: dict[str, Any]) -> None:
-    """Spectrum, light curve, antenna x scan heatmap (metric selectable) and the source's flux history."""
-    from qa0_label import charts
-
-    left, right = st.columns([1.15, 1], gap="medium")
-    with left:
-        with st.container(border=True, key="qa0-plot-spectrum"):
-            _chart(charts.spectrum_chart, data["spectrum"], "Spectrum: no detail rows for this EB")
-        with st.container(border=True, key="qa0-plot-lightcurve"):
-            _chart(charts.light_curve_chart, data["light_curve"], "Light curve: no detail rows for this EB")
-        with st.container(border=True, key="qa0-plot-context"):
-            _chart(charts.context_chart, data["context"], "No earlier measurements of this source")
-    with right:
-        with st.container(border=True, key="qa0-plot-heatmap"):
-            _heatmap_fragment(url, eb_id)
+def draw_plots(url: str, bundle: ReviewBundle) -> None:
+    """Spectrum and flux history on top; antenna x scan heatmap (metric selectable) and context below."""
+    top_left, top_right = st.columns(2, gap="medium")
+    with top_left, st.container(border=True, key="qa0-plot-spectrum"):
+        _chart(bundle.specs.get("spectrum"), "Spectrum: no detail rows for this EB")
+    with top_right, st.container(border=True, key="qa0-plot-lightcurve"):
+        _chart(bundle.specs.get("light_curve"), "No other measurement of this source in this band")
+    low_left, low_right = st.columns(2, gap="medium")
+    with low_left, st.container(border=True, key="qa0-plot-heatmap"):
+        _heatmap(url, bundle.eb_id)
+    with low_right, st.container(border=True, key="qa0-plot-context"):
+        _chart(bundle.specs.get("context"), "No labelled EBs to compare with yet")
 
 
-@st.fragment
-def _heatmap_fragment(url: str, eb_id: int) -> None:
-    # A fragment: switching Tsys / amplitude / phase redraws only the heatmap.
-    from qa0_label import charts
-
+def _heatmap(url: str, eb_id: int) -> None:
+    # Inside the review fragment: switching Tsys / amplitude / phase reruns only that fragment.
     st.session_state.setdefault(K_HEAT, "Tsys")
     choice = st.segmented_control(
         "Antenna × scan", list(HEAT_METRICS), key=K_HEAT, required=True, label_visibility="collapsed"
     ) or "Tsys"
-    metric = HEAT_METRICS[choice]
-    frame = heatmap_data(url, eb_id, metric)
-    _chart(lambda df: charts.heatmap_chart(df, metric=metric), frame, "Heatmap: no detail rows for this EB")
+    spec, _n = bundle_cache().heatmap(url, eb_id, HEAT_METRICS[choice])
+    _chart(spec, "Heatmap: no detail rows for this EB")
 
 
-def _is_empty(data: Any) -> bool:
-    if data is None:
-        return True
-    if isinstance(data, pd.DataFrame):
-        return data.empty
-    spw = getattr(data, "spw", None)  # review.SpectrumData
-    return spw is not None and len(spw) == 0
-
-
-def _chart(builder: Any, data: Any, empty_text: str) -> None:
-    if _is_empty(data):
+def _chart(spec: dict[str, Any] | None, empty_text: str) -> None:
+    if spec is None:
         st.caption(empty_text)
         return
-    st.altair_chart(builder(data), width="stretch")
+    # Streamlit moves the datasets out of the spec it is given: hand it a copy, keep the cached one intact.
+    spec = dict(spec)
+    if isinstance(spec.get("datasets"), dict):
+        spec["datasets"] = dict(spec["datasets"])
+    st.vega_lite_chart(spec=spec, width="stretch")
 
 
 def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
@@ -403,19 +398,15 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
 
 
 def sidebar(ctx: w.PageContext) -> None:
-    """Label-page sidebar: strategy, session counter, model status."""
+    """Label-page sidebar: query strategy and model status."""
     from qa0_label.strategies import strategy_names
 
     names = list(strategy_names())
     if names:
-        st.session_state.setdefault(w.K_STRATEGY, "margin" if "margin" in names else names[0])
+        st.session_state.setdefault(w.K_STRATEGY, names[0])  # the first is the queue's default
         if st.session_state[w.K_STRATEGY] not in names:
             st.session_state[w.K_STRATEGY] = names[0]
         st.selectbox("Query strategy", names, key=w.K_STRATEGY, help="Used for your next EB")
-    n, median = w.session_counts()
-    c1, c2 = st.columns(2)
-    c1.metric("Labels this session", n)
-    c2.metric("Median s / EB", "–" if median is None else f"{median:.1f}")
     st.divider()
     w.model_status_panel(ctx)
 
@@ -435,9 +426,9 @@ def readonly_view(ctx: w.PageContext, uid: str) -> None:
         st.error("No EB with this uid:")
         st.text(uid)
         return
-    data = review_data(url, eb_id)
+    bundle = bundle_cache().get(url, eb_id)
     st.info("Read-only view: no label is recorded from this page.", icon=":material/visibility:")
-    draw_header(data["header"], str(data["header"].get("uid") or uid))
+    draw_header(bundle.header, str(bundle.header.get("uid") or uid))
     with st.container(border=True, key="qa0-labels"):
         st.markdown("**Labels**")
         if labels.empty:
@@ -450,41 +441,68 @@ def readonly_view(ctx: w.PageContext, uid: str) -> None:
             )
             if withheld:
                 st.caption("Other labelers' labels are hidden until you give your own (blind review).")
-    draw_plots(url, eb_id, data)
+    draw_plots(url, bundle)
 
 
 def render() -> None:
     """Draw the Label page."""
-    ctx = w.page_setup(title="Label")
+    with w.timed("label page"):
+        _render()
+
+
+def _render() -> None:
+    with w.timed("page_setup"):
+        ctx = w.page_setup(title="Label")
     with st.sidebar:
         sidebar(ctx)
-    w.show_flash()
     if ctx.who is None:
+        w.show_flash()
         st.title("QA0 labelling")
         st.info("Pick your name in the sidebar (or open the app with ?labeler=YOUR_NAME) to start labelling.")
         return
     view_uid = st.query_params.get("eb")
     if view_uid:
+        w.show_flash()
         readonly_view(ctx, str(view_uid))
         return
-    url = ctx.settings.database_url
-    assignment = st.session_state.get(K_ASSIGN)
-    if not assignment or assignment.get("labeler") != ctx.who:
-        assignment = fetch_next(url, ctx.who)
-    if assignment is None:
-        st.title("QA0 labelling")
-        st.success("Nothing left for you to review right now. Thank you!")
-        st.caption("New EBs appear here as they are imported or simulated (Data page).")
-        return
-    eb_id = int(assignment["eb_id"])
-    data = review_data(url, eb_id)
-    head, why = st.columns([3, 1.1], gap="medium")
-    with head:
-        draw_header(data["header"], str(assignment.get("uid") or data["header"].get("uid")))
-        draw_actions(assignment, ctx.who, url)
-    with why:
-        draw_why(assignment)
-    draw_plots(url, eb_id, data)
+    review_area(ctx.settings.database_url, ctx.who)
+
+
+@st.fragment
+def review_area(url: str, who: str) -> None:
+    """The EB under review and its actions. A fragment: a label press reruns only this, not the sidebar."""
+    with w.timed("review fragment"):
+        w.show_flash()
+        assignment = st.session_state.get(K_ASSIGN)
+        if not assignment or assignment.get("labeler") != who:
+            assignment = fetch_next(url, who)
+        if assignment is None:
+            st.title("QA0 labelling")
+            st.success("Nothing left for you to review right now. Thank you!")
+            st.caption("New EBs appear here as they are imported or simulated (Data page).")
+            return
+        eb_id = int(assignment["eb_id"])
+        with w.timed(f"bundle {eb_id} ({'hit' if bundle_cache().peek(url, eb_id) else 'miss'})"):
+            bundle = bundle_cache().get(url, eb_id)
+        head, why = st.columns([3, 1.1], gap="medium")
+        with head:
+            draw_header(bundle.header, str(assignment.get("uid") or bundle.header.get("uid")))
+            draw_actions(assignment, who, url)
+        with why:
+            draw_why(assignment)
+            draw_session_counter()
+        draw_plots(url, bundle)
+        # While the AoD looks at this EB, build the one the queue will most likely hand out next.
+        _prefetch_next(url, who)
+
+
+def draw_session_counter() -> None:
+    """Labels given in this browser session and the median time per EB (EB shown -> key press)."""
+    n, median = w.session_counts()
+    with st.container(key="qa0-counter"):
+        c1, c2 = st.columns(2)
+        c1.metric("Labelled this session", n)
+        c2.metric("Median s / EB", "–" if median is None else f"{median:.1f}")
 
 
 if __name__ == "__main__":

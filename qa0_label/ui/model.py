@@ -71,7 +71,7 @@ def render() -> None:
             st.caption("Appears after the first finished retrain.")
         else:
             _chart_or(
-                "metric_history_chart",
+                "metrics_history_chart",
                 long,
                 lambda: st.line_chart(long, x="n_labels", y="value", color="metric", height=280),
             )
@@ -107,7 +107,7 @@ def render() -> None:
             st.caption("Appears once a model has scored the pool.")
         else:
             _chart_or(
-                "uncertainty_histogram_chart",
+                "uncertainty_histogram",
                 hist,
                 lambda: st.bar_chart(hist, x="bin_start", y="count", color="predicted", height=260),
             )

@@ -9,8 +9,13 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import sys
+import time
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +24,7 @@ from sqlalchemy.engine import Engine
 
 from qa0_label.config import Settings, load_settings
 from qa0_label.db import get_engine, session_scope
-from qa0_label.browse import labeler_exists
-from qa0_label.identity import Identity, ensure_labeler, is_lead, resolve_identity, role_of, roster
+from qa0_label.identity import Identity, ensure_labeler, is_lead, resolve_identity, roster
 
 # Session-state keys (one place, so pages and tests agree on them).
 K_CHOSEN = "qa0_chosen_labeler"
@@ -32,6 +36,7 @@ K_FLASH = "qa0_flash"
 
 SEED_ENV = "QA0_SEED_DEMO"
 STATUS_POLL_S = 1.0
+STATUS_IDLE_POLL_S = 15.0
 
 _seed_lock = threading.Lock()
 _seeded: set[str] = set()
@@ -82,6 +87,24 @@ STYLE = """
 .block-container { padding-top: 3.2rem; }
 </style>
 """
+
+# --- timing (QA0_UI_TIMING=1 logs where a rerun spends its time; used by benchmarks/bench_ui.py) ---------
+
+_TIMING = os.environ.get("QA0_UI_TIMING", "") not in ("", "0")
+
+
+@contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Log how long the block took (only when QA0_UI_TIMING is set)."""
+    if not _TIMING:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        print(f"[qa0 timing] {label}: {1000 * (time.perf_counter() - t0):.1f} ms", file=sys.stderr, flush=True)
+
 
 # --- text safety -------------------------------------------------------------------------------
 
@@ -170,15 +193,27 @@ def current_identity() -> Identity:
     )
 
 
-def _role(engine: Engine, name: str) -> str:
-    with session_scope(engine) as session:
-        role = role_of(session=session, name=name)
-        exists = labeler_exists(session=session, name=name)
+@st.cache_data(ttl=10, show_spinner=False, max_entries=16)
+def _roster(url: str) -> list[tuple[str, str]]:
+    # Every rerun needs the roster (sidebar picker, role); it changes rarely, so read it at most every 10 s.
+    with session_scope(engine_for(url)) as session:
+        return roster(session=session)
+
+
+def refresh_roster() -> None:
+    """Forget the cached roster (after a role change)."""
+    _roster.clear()
+
+
+def _role(engine: Engine, url: str, name: str) -> str:
+    roles = dict(_roster(url))
     leads = _lead_names()
-    if not exists or name in leads:
-        # A new name joins the roster as an AoD (or lead when listed in secrets).
-        with session_scope(engine, write=True) as session:
-            role = ensure_labeler(session=session, name=name, lead_names=leads)
+    if name in roles and name not in leads:
+        return roles[name]
+    # A new name joins the roster as an AoD (or lead when listed in secrets).
+    with session_scope(engine, write=True) as session:
+        role = ensure_labeler(session=session, name=name, lead_names=leads)
+    _roster.clear()
     return role
 
 
@@ -189,7 +224,7 @@ def page_setup(*, title: str) -> PageContext:
     ensure_demo_data(engine, cfg.database_url)
     st.html(STYLE)
     ident = current_identity()
-    role = _role(engine, ident.name) if ident.name else "aod"
+    role = _role(engine, cfg.database_url, ident.name) if ident.name else "aod"
     if ident.name and not ident.locked:
         # Keep the name across page switches (navigation drops query parameters) and in the URL for reloads.
         st.session_state[K_CHOSEN] = ident.name
@@ -231,8 +266,7 @@ def identity_panel(ctx: PageContext) -> None:
         st.text(f"{ident.name} ({'team lead' if ctx.lead else 'AoD'})")
         st.button("Log out", on_click=st.logout, key="qa0_logout")
         return
-    with session_scope(ctx.engine) as session:
-        people = roster(session=session)
+    people = _roster(ctx.settings.database_url)
     names = [n for n, _ in people]
     if ident.name and ident.name not in names:
         names.insert(0, ident.name)
@@ -341,7 +375,8 @@ def model_status_panel(ctx: PageContext) -> None:
     keeps labelling (only this block reruns).
     """
     status = training_status(ctx)
-    run_every = STATUS_POLL_S if status.get("running") else None
+    # Poll every second while a retrain runs; otherwise now and then, so labels-since and auto-retrains show.
+    run_every = STATUS_POLL_S if status.get("running") else STATUS_IDLE_POLL_S
 
     @st.fragment(run_every=run_every)
     def _panel() -> None:
@@ -368,8 +403,8 @@ def model_status_panel(ctx: PageContext) -> None:
             )
         if s.get("last_error"):
             st.caption(f"Last retrain failed: {md_escape(s.get('last_error'))}")
-        if not s.get("running") and run_every is not None:
-            # The run finished since the page was drawn: redraw the page once so it serves the new model.
+        if bool(s.get("running")) != (run_every == STATUS_POLL_S):
+            # A retrain started (poll faster) or finished (serve the new model): redraw the page once.
             st.rerun(scope="app")
 
     _panel()
@@ -382,19 +417,35 @@ def model_status_panel(ctx: PageContext) -> None:
         icon=":material/model_training:",
         width="stretch",
     )
-    st.session_state.setdefault(K_AUTO, True)
+    st.session_state.setdefault(K_AUTO, auto_retrain_default())
     st.toggle(f"Auto-retrain every {ctx.settings.auto_retrain_every} labels", key=K_AUTO)
 
 
-def maybe_auto_retrain(url: str) -> None:
-    """After a label: start a background retrain when auto-retrain is on and enough new labels arrived."""
-    if not st.session_state.get(K_AUTO, True):
-        return
-    from qa0_label import training
+def auto_retrain_default() -> bool:
+    """Auto-retrain starts on unless QA0_AUTO_RETRAIN is 0/false/no/off."""
+    return os.environ.get("QA0_AUTO_RETRAIN", "1").strip().lower() not in ("0", "false", "no", "off")
 
-    try:
-        if training.maybe_auto_retrain(engine=engine_for(url), settings=settings()):
-            _training_status.clear()
-            flash("info", "Auto-retrain started in the background")
-    except Exception as exc:  # noqa: BLE001 - a failed auto-retrain must never lose the label just saved
-        flash("warning", f"Auto-retrain could not start: {exc}")
+
+_auto_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa0-auto-retrain")
+
+
+def maybe_auto_retrain(url: str) -> None:
+    """After a label: if auto-retrain is on, check in the background whether enough new labels arrived.
+
+    The check runs off the page thread: the next EB must not wait for it. training.maybe_auto_retrain starts
+    the retrain itself (in the background) and keeps one retrain at a time.
+    """
+    if not st.session_state.get(K_AUTO, auto_retrain_default()):
+        return
+    cfg = settings()
+
+    def check() -> None:
+        from qa0_label import training
+
+        try:
+            if training.maybe_auto_retrain(engine=get_engine(url), settings=cfg):
+                _training_status.clear()
+        except Exception:  # noqa: BLE001 - a failed auto-retrain must never touch the label just saved
+            pass
+
+    _auto_pool.submit(check)

@@ -33,6 +33,8 @@ def _use_db(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:
     url = f"sqlite:///{path}"
     monkeypatch.setenv("QA0_DATABASE_URL", url)
     monkeypatch.setenv("QA0_SEED_DEMO", "0")
+    monkeypatch.setenv("QA0_AUTO_RETRAIN", "0")  # no stray background retrains between tests
+    monkeypatch.setenv("QA0_PREFETCH", "0")
     monkeypatch.setenv("QA0_MODEL_DIR", str(path.parent / "models"))
     return url
 

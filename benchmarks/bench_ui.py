@@ -1,0 +1,220 @@
+"""Label-page latency in a real browser: key press -> next EB fully rendered (new uid shown, charts drawn).
+
+    .venv/bin/python benchmarks/bench_ui.py [--ebs 5000] [--presses 30] [--retrain] [--dwell 1.5]
+
+Builds (once, cached under benchmarks/out/) a simulated database of N EBs, copies it, starts
+`streamlit run streamlit_app.py` on a free port, opens /?labeler=... in headless Chromium and presses P / S / F.
+The time is measured inside the browser: from the keydown event to the first animation frame where the uid
+text differs from the previous one, the script run has finished, no element is stale and every chart has
+drawn. Between presses the "AoD" looks at the EB for --dwell seconds (real AoDs look for many seconds; the
+page prefetches the next EBs meanwhile); the first --warmup presses are not counted. With --retrain the presses also run while a background retrain
+started from the sidebar is in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "benchmarks" / "out"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+KEYS = "psf"
+
+# Resolves to the milliseconds from the last keydown to the first frame where the new EB is fully drawn.
+WAIT_RENDERED = """
+([oldUid, nCharts]) => new Promise((resolve) => {
+  const check = () => {
+    const uidEl = document.querySelector('.st-key-qa0-uid');
+    const app = document.querySelector('[data-testid="stApp"]');
+    const uid = uidEl ? uidEl.innerText.trim() : '';
+    const idle = app && app.getAttribute('data-test-script-state') === 'notRunning';
+    const stale = document.querySelectorAll('[data-stale="true"]').length;
+    const charts = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'));
+    const drawn = charts.filter((c) => c.querySelector('canvas, svg')).length;
+    if (uid && uid !== oldUid && idle && stale === 0 && drawn >= nCharts) {
+      resolve(performance.now() - window.__qa0KeyAt);
+    } else {
+      requestAnimationFrame(check);
+    }
+  };
+  requestAnimationFrame(check);
+})
+"""
+
+INSTALL = """
+() => { window.__qa0KeyAt = 0;
+        document.addEventListener('keydown', () => { window.__qa0KeyAt = performance.now(); }, true); }
+"""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_database(n: int, path: Path) -> Path:
+    """A simulated database of N EBs (+ labels by 4 AoDs), built once and reused."""
+    if path.exists():
+        return path
+    from qa0_label.db import dispose_engines, get_engine
+    from qa0_label.simulate import simulate
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    for leftover in tmp.parent.glob(tmp.name + "*"):
+        leftover.unlink()
+    t0 = time.perf_counter()
+    engine = get_engine(f"sqlite:///{tmp}")
+    simulate(engine=engine, n=n, seed=11, aods=4, labeled=min(400, n))
+    # The usual state: a model exists and its queues are ranked (a cold start is a one-off).
+    from qa0_label.config import load_settings
+    from qa0_label.training import retrain
+
+    retrain(engine=engine, settings=load_settings(f"sqlite:///{tmp}"), trigger="cli")
+    engine.dispose()
+    dispose_engines()
+    tmp.replace(path)
+    print(f"built {path.name}: {n} EBs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return path
+
+
+def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off)."""
+    env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0", "QA0_UI_TIMING": "1",
+           "QA0_MODEL_DIR": str(db.parent / "models"), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"streamlit did not start; see {log}")
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    """Median, p95 and max of SAMPLES (ms)."""
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {"n": len(samples), "median_ms": round(statistics.median(ordered), 1), "p95_ms": round(p95, 1),
+            "max_ms": round(ordered[-1], 1)}
+
+
+def measure(page: object, presses: int, dwell: float, n_charts: int, *, while_running: bool = False) -> list[float]:
+    """Press P/S/F PRESSES times; the in-browser latency of each press (ms)."""
+    samples: list[float] = []
+    for i in range(presses):
+        if while_running and not retrain_running(page):
+            break
+        old = page.inner_text(".st-key-qa0-uid").strip()  # type: ignore[attr-defined]
+        page.keyboard.press(KEYS[i % 3])  # type: ignore[attr-defined]
+        ms = page.evaluate(WAIT_RENDERED, [old, n_charts])  # type: ignore[attr-defined]
+        samples.append(float(ms))
+        time.sleep(dwell)
+    return samples
+
+
+def server_summary(log: Path, skip: int) -> dict[str, object]:
+    """Cache hits / misses and median server-side page time from the QA0_UI_TIMING lines (after SKIP pages)."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("[qa0 timing]")]
+    bundles = [ln for ln in lines if "] bundle " in ln][skip:]
+    pages = [float(ln.rsplit(":", 1)[1].split()[0]) for ln in lines if "] review fragment:" in ln][skip:]
+    return {
+        "bundle_cache_hits": sum("(hit)" in ln for ln in bundles),
+        "bundle_cache_misses": sum("(miss)" in ln for ln in bundles),
+        "server_page_median_ms": round(statistics.median(pages), 1) if pages else None,
+    }
+
+
+def retrain_running(page: object) -> bool:
+    """True while the sidebar shows a retrain in progress."""
+    return bool(page.evaluate("() => document.body.innerText.includes('Retraining')"))  # type: ignore[attr-defined]
+
+
+def main() -> int:
+    """Run the benchmark and print the figures as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ebs", type=int, default=5000)
+    ap.add_argument("--presses", type=int, default=30)
+    ap.add_argument("--dwell", type=float, default=3.0, help="seconds the AoD looks at each EB")
+    ap.add_argument("--warmup", type=int, default=3, help="presses before measuring (worker start, caches)")
+    ap.add_argument("--retrain", action="store_true", help="also measure while a background retrain runs")
+    ap.add_argument("--screenshot", help="save a screenshot of the Label page here")
+    args = ap.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    base = build_database(args.ebs, OUT / f"bench_{args.ebs}.sqlite")
+    work = Path(tempfile.mkdtemp(prefix="qa0_bench_"))
+    db = work / "bench.sqlite"
+    shutil.copyfile(base, db)
+    port = free_port()
+    server = start_server(db, port, work / "server.log")
+    result: dict[str, object] = {"ebs": args.ebs, "dwell_s": args.dwell, "load_average": os.getloadavg()[0]}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/?labeler=bench_aod", wait_until="domcontentloaded")
+            page.wait_for_selector(".st-key-qa0-uid", timeout=120_000)
+            page.evaluate(INSTALL)
+            page.wait_for_function(
+                "() => document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state') === 'notRunning'",
+                timeout=120_000,
+            )
+            page.wait_for_function(
+                "() => document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] canvas, "
+                "[data-testid=\"stVegaLiteChart\"] svg').length >= 3",
+                timeout=60_000,
+            )
+            n_charts = page.locator('[data-testid="stVegaLiteChart"]').count()
+            result["charts_per_eb"] = n_charts
+            time.sleep(args.dwell)
+            if args.screenshot:
+                page.screenshot(path=args.screenshot)
+            measure(page, args.warmup, args.dwell, n_charts)
+            samples = measure(page, args.presses, args.dwell, n_charts)
+            result["press_to_rendered"] = stats(samples)
+            result["server"] = server_summary(work / "server.log", skip=1 + args.warmup)
+            if args.retrain:
+                page.click(".st-key-qa0_retrain button")
+                page.wait_for_function("() => document.body.innerText.includes('Retraining')", timeout=30_000)
+                during = measure(page, args.presses, args.dwell, n_charts, while_running=True)
+                result["press_to_rendered_during_retrain"] = stats(during) if during else "retrain ended too soon"
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

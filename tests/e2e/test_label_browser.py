@@ -1,0 +1,176 @@
+"""The Label page in headless Chromium against a real `streamlit run` server and a temporary database.
+
+An AoD labels EBs with the P / S / F keys; the database must then hold exactly those labels for exactly the
+uids that were on screen when each key was pressed. Typing a comment must not trigger the shortcuts, and a
+double click must not store two labels.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from qa0_label.db import dispose_engines, get_engine, session_scope
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+UID = ".st-key-qa0-uid"
+IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+DWELL_S = 0.5  # the page ignores presses within 0.4 s of an EB appearing (double-click guard)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base URL, database URL) of a streamlit server on a freshly simulated temporary database."""
+    from qa0_label.simulate import simulate
+
+    work = tmp_path_factory.mktemp("e2e")
+    db_url = f"sqlite:///{work / 'e2e.sqlite'}"
+    engine = get_engine(db_url)
+    simulate(engine=engine, n=80, seed=5, aods=2, labeled=30)
+    port = _free_port()
+    env = {**os.environ, "QA0_DATABASE_URL": db_url, "QA0_SEED_DEMO": "0", "QA0_MODEL_DIR": str(work / "models")}
+    log = (work / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"streamlit did not start: {(work / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", db_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        engine.dispose()
+        dispose_engines()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium driven by Playwright (playwright install cannot download browsers here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser: object, base: str, labeler: str) -> object:
+    page = browser.new_page(viewport={"width": 1500, "height": 950})  # type: ignore[attr-defined]
+    page.goto(f"{base}/?labeler={labeler}", wait_until="domcontentloaded")
+    page.wait_for_selector(UID, timeout=60_000)
+    page.wait_for_function(IDLE, timeout=60_000)
+    return page
+
+
+def _uid(page: object) -> str:
+    return str(page.inner_text(UID)).strip()  # type: ignore[attr-defined]
+
+
+def _wait_new_eb(page: object, old_uid: str) -> str:
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(old) => { const el = document.querySelector('.st-key-qa0-uid'); return el && el.innerText.trim() !== old; }",
+        arg=old_uid,
+        timeout=30_000,
+    )
+    page.wait_for_function(IDLE, timeout=30_000)  # type: ignore[attr-defined]
+    return _uid(page)
+
+
+def _labels(db_url: str, labeler: str) -> list[tuple[str, str, str | None]]:
+    with session_scope(get_engine(db_url)) as session:
+        rows = session.connection().execute(
+            text(
+                "SELECT e.uid, l.value, l.comment FROM label l JOIN execution_block e ON e.id = l.eb_id "
+                "JOIN labeler b ON b.id = l.labeler_id WHERE b.name = :n ORDER BY l.id"
+            ),
+            {"n": labeler},
+        ).fetchall()
+    return [(str(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+def test_keys_label_exactly_the_ebs_on_screen(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_aod")
+    expected: list[tuple[str, str]] = []
+    for i in range(10):
+        uid = _uid(page)
+        assert uid.startswith("uid://")
+        key, value = [("p", "Pass"), ("s", "SemiPass"), ("f", "Fail")][i % 3]
+        time.sleep(DWELL_S)
+        page.keyboard.press(key)  # type: ignore[attr-defined]
+        expected.append((uid, value))
+        _wait_new_eb(page, uid)
+    stored = _labels(db_url, "e2e_aod")
+    assert [(u, v) for u, v, _ in stored] == expected
+    assert len({u for u, _ in expected}) == 10, "every press labelled a different EB"
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_typing_a_comment_does_not_fire_shortcuts(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_typist")
+    uid = _uid(page)
+    box = page.locator(".st-key-qa0_comment input")  # type: ignore[attr-defined]
+    box.click()
+    page.keyboard.type("PSF ok, spw 3 ripple; fine")  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    page.wait_for_function(IDLE, timeout=30_000)  # type: ignore[attr-defined]
+    time.sleep(DWELL_S)
+    assert _uid(page) == uid, "typing P, S or F in the comment box must not label the EB"
+    assert _labels(db_url, "e2e_typist") == []
+    box.blur()
+    page.keyboard.press("f")  # type: ignore[attr-defined]
+    _wait_new_eb(page, uid)
+    assert _labels(db_url, "e2e_typist") == [(uid, "Fail", "PSF ok, spw 3 ripple; fine")]
+    assert page.locator(".st-key-qa0_comment input").input_value() == "", "the comment clears for the next EB"  # type: ignore[attr-defined]
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_double_click_stores_one_label(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_double")
+    uid = _uid(page)
+    time.sleep(DWELL_S)
+    page.locator(".st-key-qa0-btn-pass button:visible").first.dblclick()  # type: ignore[attr-defined]
+    _wait_new_eb(page, uid)
+    time.sleep(1.0)  # let a second press, if any, arrive and finish
+    page.wait_for_function(IDLE, timeout=30_000)  # type: ignore[attr-defined]
+    assert _labels(db_url, "e2e_double") == [(uid, "Pass", None)]
+    page.close()  # type: ignore[attr-defined]

@@ -1,0 +1,85 @@
+"""Pure UI logic: who the user is, markdown escaping, which key presses count."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa0_label.identity import oidc_name, resolve_identity
+from qa0_label.ui.label import press_is_current
+from qa0_label.ui.widgets import md_escape
+
+
+def test_oidc_identity_ignores_the_url_and_the_sidebar() -> None:
+    who = resolve_identity(
+        auth_configured=True,
+        user={"is_logged_in": True, "email": "ana@alma.cl", "name": "Ana"},
+        url_labeler="boss",
+        chosen="someone",
+    )
+    assert (who.name, who.source, who.locked, who.email) == ("ana@alma.cl", "oidc", True, "ana@alma.cl")
+
+
+def test_oidc_configured_but_logged_out_is_nobody() -> None:
+    who = resolve_identity(auth_configured=True, user={"is_logged_in": False}, url_labeler="boss", chosen=None)
+    assert who.name is None and who.locked
+
+
+def test_oidc_name_falls_back_to_the_display_name() -> None:
+    assert oidc_name({"is_logged_in": True, "name": "  Ana   Rojas "}) == "Ana Rojas"
+    assert oidc_name({"is_logged_in": True}) is None
+    assert oidc_name(None) is None
+
+
+def test_without_auth_the_url_preselects_then_the_sidebar() -> None:
+    assert resolve_identity(auth_configured=False, user=None, url_labeler="aod1", chosen="aod2").name == "aod1"
+    sidebar = resolve_identity(auth_configured=False, user=None, url_labeler=None, chosen=" aod2 ")
+    assert (sidebar.name, sidebar.source) == ("aod2", "sidebar")
+    assert resolve_identity(auth_configured=False, user=None, url_labeler="", chosen=None).name is None
+
+
+def test_an_invalid_url_name_is_refused_with_a_reason() -> None:
+    who = resolve_identity(auth_configured=False, user=None, url_labeler="x" * 81, chosen=None)
+    assert who.name is None and who.error and "80" in who.error
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["**bold**", "<b>html</b>", "[link](http://evil)", "`code`", "# head", "$x^2$", "a_b_c", ":red[alert]"],
+)
+def test_md_escape_leaves_no_active_markdown(raw: str) -> None:
+    out = md_escape(raw)
+    for ch in "*<>[]()`#$_:":
+        # every special character that survives is escaped by a backslash
+        for i, c in enumerate(out):
+            if c == ch:
+                assert i > 0 and out[i - 1] == "\\", (raw, out)
+
+
+def test_md_escape_keeps_plain_text_readable() -> None:
+    assert md_escape("Tsys high on DV08") == "Tsys high on DV08"
+    assert md_escape("line1\nline2") == "line1 line2"
+
+
+def _press(**kw: object) -> bool:
+    base = dict(current={"eb_id": 7, "labeler": "ana"}, event="e1", shown_at=100.0, eb_id=7, event_id="e1",
+                who="ana", now=101.0)
+    base.update(kw)
+    return press_is_current(**base)  # type: ignore[arg-type]
+
+
+def test_a_press_counts_for_the_eb_on_screen() -> None:
+    assert _press()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"eb_id": 8},  # bound to another EB
+        {"event_id": "old"},  # an earlier display of the same EB
+        {"who": "bob"},  # another identity
+        {"current": None},  # nothing on screen
+        {"now": 100.1},  # within the double-click guard
+    ],
+)
+def test_stale_or_too_early_presses_are_ignored(change: dict[str, object]) -> None:
+    assert not _press(**change)
