@@ -291,17 +291,18 @@ def draw_header(header: dict[str, Any], uid: str) -> None:
                     help=(warnings[field] or "outside the usual range") if level != "ok" else None,
                 )
     if warnings:
-        with st.container(key="qa0-warnings"):
+        with st.container(key="qa0-warnings", gap=None):
             for field, message in warnings.items():
-                st.text(f"⚠ {TILE_NAMES.get(field, field)}: {message}" if message else f"⚠ {TILE_NAMES.get(field, field)}")
+                name = TILE_NAMES.get(field) or field.replace("_", " ").capitalize()
+                st.text(f"⚠ {name}: {message}" if message else f"⚠ {name}")
 
 
 def _tile_note(header: dict[str, Any], field: str) -> str | None:
     # The reference an AoD compares the value with, shown small under it.
     if field == "pwv_mm" and header.get("pwv_limit_mm"):
-        return f"limit {float(header['pwv_limit_mm']):.2f} mm"
+        return f"limit {float(header['pwv_limit_mm']):.2f}"
     if field == "flux_jy" and header.get("expected_flux_jy"):
-        return f"expected {float(header['expected_flux_jy']):.2f} Jy"
+        return f"exp. {float(header['expected_flux_jy']):.2f}"
     if field == "freq_ghz" and header.get("n_spw"):
         return f"{int(header['n_spw'])} spw"
     if field == "n_antennas" and header.get("n_scans"):
@@ -387,7 +388,7 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             "Comment (optional)",
             key=K_COMMENT,
             max_chars=2000,
-            placeholder="Comment (optional) — shortcuts pause while you type; Esc or click out to resume",
+            placeholder="Optional comment (click outside the box before P / S / F)",
             label_visibility="collapsed",
             width=420,
         )

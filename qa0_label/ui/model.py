@@ -65,10 +65,9 @@ def render() -> None:
 
     left, right = st.columns(2, gap="large")
     with left:
-        st.subheader("Metrics vs number of labels")
         long = mr.metric_history_long(history)
         if long.empty:
-            st.caption("Appears after the first finished retrain.")
+            st.caption("Model quality vs number of labels: appears after the first finished retrain.")
         else:
             _chart_or(
                 "metrics_history_chart",
@@ -76,10 +75,9 @@ def render() -> None:
                 lambda: st.line_chart(long, x="n_labels", y="value", color="metric", height=280),
             )
     with right:
-        st.subheader("Cross-validated confusion matrix")
         cm = mr.confusion_frame(latest["metrics"]) if latest else None
         if cm is None:
-            st.caption("The latest run stored no confusion matrix.")
+            st.caption("Confusion matrix: the latest run stored none.")
         else:
             _chart_or(
                 "confusion_chart",
@@ -89,10 +87,9 @@ def render() -> None:
 
     left, right = st.columns(2, gap="large")
     with left:
-        st.subheader("Class balance (consensus labels)")
         balance = data["balance"]
         if int(balance["count"].sum()) == 0:
-            st.caption("No labels yet.")
+            st.caption("Class balance: no labels yet.")
         else:
             _chart_or(
                 "class_balance_chart",
@@ -100,11 +97,10 @@ def render() -> None:
                 lambda: st.bar_chart(balance, x="value", y="count", height=260),
             )
     with right:
-        st.subheader("Uncertainty of the unlabelled pool")
         scores: pd.DataFrame = data["scores"]
         hist = mr.uncertainty_histogram(scores) if not scores.empty else pd.DataFrame()
         if hist.empty:
-            st.caption("Appears once a model has scored the pool.")
+            st.caption("Uncertainty of the unlabelled pool: appears once a model has scored it.")
         else:
             _chart_or(
                 "uncertainty_histogram",
@@ -115,7 +111,6 @@ def render() -> None:
 
     importances = mr.feature_importance_frame(latest["metrics"], latest["features"]) if latest else None
     if importances is not None:
-        st.subheader("Feature importances")
         top = importances.head(20)
         _chart_or(
             "feature_importance_chart",

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
@@ -84,7 +85,8 @@ STYLE = """
 .st-key-qa0-btn-pass button:hover, .st-key-qa0-btn-semipass button:hover, .st-key-qa0-btn-fail button:hover {
   filter: brightness(1.08); color: white; }
 .st-key-qa0-actions { padding: 0.5rem 0.6rem; background: #f3f6fa; border-radius: 8px; }
-.block-container { padding-top: 3.2rem; }
+.block-container { padding-top: 4.2rem; }
+.st-key-qa0-warnings div[data-testid="stText"] { line-height: 1.35; }
 </style>
 """
 
@@ -361,6 +363,19 @@ def _start_retrain(url: str) -> None:
     flash("success" if result.get("started") else "warning", str(result.get("message") or "retrain requested"))
 
 
+def _when(value: Any) -> str:
+    """A stored time (datetime or ISO text) as 'YYYY-MM-DD HH:MM UTC'."""
+    if value is None:
+        return "–"
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _fmt(value: Any, spec: str = ".3f") -> str:
     try:
         return format(float(value), spec)
@@ -385,8 +400,7 @@ def model_status_panel(ctx: PageContext) -> None:
         latest = s.get("latest")
         if latest:
             metrics = latest.get("metrics") or {}
-            finished = latest.get("finished_at")
-            when = finished.strftime("%Y-%m-%d %H:%M UTC") if hasattr(finished, "strftime") else str(finished or "–")
+            when = _when(latest.get("finished_at"))
             c1, c2 = st.columns(2)
             c1.metric("Version", f"v{latest.get('version')}")
             c2.metric("Labels used", f"{latest.get('n_labels', '–')}")

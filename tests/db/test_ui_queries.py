@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from qa0_label import model_report as mr
 from qa0_label.browse import BrowseFilter, browse_ebs, eb_id_for_uid, eb_labels, filter_options
@@ -30,7 +31,7 @@ def _ebs(engine: Engine) -> dict[str, int]:
         for i, (uid, source, band) in enumerate(rows):
             s.add(ExecutionBlock(uid=uid, source=source, band=band, start_time=T0 + timedelta(days=i), array="12m"))
         s.flush()
-        return {e.uid: int(e.id) for e in s.query(ExecutionBlock).all()}  # type: ignore[arg-type]
+        return {e.uid: int(e.id) for e in s.exec(select(ExecutionBlock)).all()}  # type: ignore[arg-type]
 
 
 def _browse(engine: Engine, **kw: object) -> list[str]:
