@@ -99,6 +99,8 @@ def build_database(n: int, path: Path) -> Path:
 def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off)."""
     env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0", "QA0_UI_TIMING": "1",
+           # Retrains run only when the benchmark asks for one (auto-retrain would start one every 25 labels).
+           "QA0_AUTO_RETRAIN": "0",
            "QA0_MODEL_DIR": str(db.parent / "models"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
@@ -199,8 +201,9 @@ def main() -> int:
             samples = measure(page, args.presses, args.dwell, n_charts)
             result["press_to_rendered"] = stats(samples)
             result["server"] = server_summary(work / "server.log", skip=1 + args.warmup)
+            print(json.dumps(result), file=sys.stderr, flush=True)
             if args.retrain:
-                page.click(".st-key-qa0_retrain button")
+                page.click(".st-key-qa0_retrain button:visible", timeout=120_000)
                 page.wait_for_function("() => document.body.innerText.includes('Retraining')", timeout=30_000)
                 during = measure(page, args.presses, args.dwell, n_charts, while_running=True)
                 result["press_to_rendered_during_retrain"] = stats(during) if during else "retrain ended too soon"

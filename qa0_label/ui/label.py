@@ -231,7 +231,7 @@ def _format(value: Any, fmt: str) -> str:
             return str(int(value))
         return fmt.format(value)
     except (TypeError, ValueError):
-        return w.md_escape(value)
+        return str(value)
 
 
 def _warning_map(header: dict[str, Any]) -> dict[str, str]:
@@ -310,8 +310,6 @@ def _tile_note(header: dict[str, Any], field: str) -> str | None:
     if field == "tsys_median_k" and header.get("tsys_outliers"):
         return f"{len(header['tsys_outliers'])} outlier ant."
     return None
-
-
 
 
 def draw_why(assignment: dict[str, Any]) -> None:

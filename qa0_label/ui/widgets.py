@@ -325,7 +325,7 @@ def show_flash() -> None:
     if item:
         kind, message = item
         icon = {"error": "⛔", "warning": "⚠️", "success": "✅"}.get(kind, "ℹ️")
-        st.toast(message, icon=icon)
+        st.toast(md_escape(message), icon=icon)  # messages may quote uids or names: never markdown
 
 
 def new_event_id() -> str:

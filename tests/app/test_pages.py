@@ -289,3 +289,21 @@ def test_read_only_view_keeps_overlap_blind(seeded_db: str) -> None:
         set_role(session=session, name="t_lead2", role="lead")
     at = _open(_app("t_lead2", eb=uid), "label")
     assert at.dataframe and len(at.dataframe[0].value) >= 1
+
+
+def test_first_start_seeds_the_demo_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_db(monkeypatch, tmp_path / "fresh.sqlite")
+    monkeypatch.setenv("QA0_SEED_DEMO", "1")
+    calls: list[str] = []
+
+    def fake_seed(*, engine: object, progress: object = None) -> bool:
+        calls.append(str(engine.url))  # type: ignore[attr-defined]
+        progress(0.5, "halfway")  # type: ignore[operator]
+        return True
+
+    monkeypatch.setattr("qa0_label.simulate.seed_demo_if_empty", fake_seed)
+    at = _open(_app(labeler=None), "label")
+    at.run()
+    _open(_app(labeler=None), "label")  # a second browser session of the same server process
+    assert calls == [f"sqlite:///{tmp_path / 'fresh.sqlite'}"]
+    dispose_engines()
