@@ -355,7 +355,7 @@ def _normalise_ebs(ebs: pd.DataFrame) -> pd.DataFrame:
     for col in EB_NUMERIC:
         e[col] = pd.to_numeric(e[col], errors="coerce") if col in e else np.nan
     if "start_time" in e:
-        e["start_time"] = pd.to_datetime(e["start_time"], utc=True, errors="coerce", format="mixed")
+        e["start_time"] = pd.to_datetime(e["start_time"], utc=True, errors="coerce", format="ISO8601")
     return e
 
 
@@ -505,8 +505,10 @@ _EB_SQL = "SELECT id, source, \"array\", start_time, extra, " + ", ".join(EB_NUM
 
 def load_eb_frame(*, session: Session) -> pd.DataFrame:
     """The EB columns the features need, one row per EB."""
-    rows = session.connection().execute(text(_EB_SQL)).fetchall()
-    return pd.DataFrame(rows, columns=_EB_COLS)
+    rows = session.connection().exec_driver_sql(_EB_SQL).fetchall()
+    # Column-wise construction from plain tuples: pandas probes SQLAlchemy Row objects attribute by attribute.
+    cols = list(zip(*rows)) if rows else [[] for _ in _EB_COLS]
+    return pd.DataFrame({name: list(values) for name, values in zip(_EB_COLS, cols)})
 
 
 def build_features(*, session: Session, eb_ids: Sequence[int] | None = None) -> pd.DataFrame:

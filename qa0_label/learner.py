@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 from modAL.models import ActiveLearner
 from modAL.uncertainty import margin_sampling
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_X_y
@@ -195,8 +195,8 @@ def make_estimator(
     """The model we ship: gradient-boosted trees that route missing values natively, classes balanced.
 
     kind="ordinal" (QA0 labels): MonotoneOrdinalClassifier with the domain's monotonic constraints for the
-    named features; kind="multiclass" (any labels, e.g. the scikit-learn benchmark datasets): one
-    HistGradientBoostingClassifier. n_samples (the training-set size, when known) shrinks the minimum leaf
+    named features; kind="multiclass" (any labels): one HistGradientBoostingClassifier; kind="forest" (any
+    labels, the scikit-learn benchmark datasets): a random forest. n_samples (the training-set size, when known) shrinks the minimum leaf
     so that a few dozen labels still give a model that can split at all.
     """
     min_leaf = 20 if n_samples is None else int(np.clip(n_samples // 25, 3, 20))
@@ -208,6 +208,11 @@ def make_estimator(
         clf: Any = MonotoneOrdinalClassifier(monotonic_cst=monotonic_constraints(feature_names), **common)
     elif kind == "multiclass":
         clf = HistGradientBoostingClassifier(early_stopping=False, **common)
+    elif kind == "forest":
+        # Vote shares are graded probabilities even from a few dozen labels, which uncertainty sampling needs.
+        clf = RandomForestClassifier(
+            n_estimators=100, min_samples_leaf=1, class_weight="balanced", random_state=random_state, n_jobs=1
+        )
     else:
         raise ValueError(f"unknown estimator kind {kind!r}")
     return Pipeline([("bin", QuantileBinner()), ("clf", clf)])

@@ -238,3 +238,29 @@ def test_stale_flag_for_a_run_of_this_process_that_no_thread_owns(engine, settin
     assert training.status(engine=engine)["running"] is False
     with session_scope(engine, write=True) as s:
         s.exec(update(ModelRun).values(status="failed"))
+
+
+def test_training_labels_match_labels_consensus(engine) -> None:
+    import numpy as np
+
+    from qa0_label import labels
+
+    truth = make_pool(engine, 40)
+    ids = sorted(truth)
+    rng = np.random.default_rng(4)
+    values = ["Pass", "SemiPass", "Fail"]
+    with session_scope(engine, write=True) as s:
+        labels.get_or_create_labeler(session=s, name="lead", role="lead")
+        for eb in ids[:35]:
+            for who in rng.choice(["a", "b", "c", "d"], size=int(rng.integers(1, 5)), replace=False):
+                labels.record_label(session=s, eb_id=eb, labeler=str(who), value=str(rng.choice(values)))
+        labels.undo_last(session=s, labeler="a")
+        labels.undo_last(session=s, labeler="b")
+        for eb in ids[:3]:
+            labels.record_label(session=s, eb_id=eb, labeler="lead", value="Fail", kind="adjudication", reason="r")
+    with session_scope(engine) as s:
+        fast = training.training_labels(session=s)
+        slow = labels.consensus(s)
+    assert fast["eb_id"].tolist() == slow["eb_id"].tolist()
+    assert fast["value"].tolist() == slow["value"].tolist()
+    assert set(fast.loc[fast["eb_id"].isin(ids[:3]), "value"]) == {"Fail"}
