@@ -264,3 +264,19 @@ def test_training_labels_match_labels_consensus(engine) -> None:
     assert fast["eb_id"].tolist() == slow["eb_id"].tolist()
     assert fast["value"].tolist() == slow["value"].tolist()
     assert set(fast.loc[fast["eb_id"].isin(ids[:3]), "value"]) == {"Fail"}
+
+
+def test_run_of_a_live_process_blocks_until_that_process_dies(engine, settings) -> None:
+    _labelled_pool(engine)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with session_scope(engine, write=True) as s:
+            s.add(ModelRun(version=1, status="running", host=training.HOST, pid=proc.pid, heartbeat_at=utcnow()))
+        with pytest.raises(training.RetrainRefused, match="already running"):
+            training.retrain(engine=engine, settings=settings)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert training.retrain(engine=engine, settings=settings)["version"] == 2
+    with session_scope(engine) as s:
+        assert s.exec(select(ModelRun.status).where(ModelRun.version == 1)).one() == "failed"
