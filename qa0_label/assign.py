@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -125,7 +126,11 @@ def _score_candidates(s: Session, run_id: int, me: int, now: datetime) -> list[i
 
 def _random_candidates(s: Session, me: int, now: datetime) -> list[int]:
     # Seek from a random id along the primary key: uniform enough, and an index range scan, not a sort.
-    lo, hi = s.connection().execute(sa_select(func.min(ExecutionBlock.id), func.max(ExecutionBlock.id))).one()
+    # Two scalar subqueries: SQLite answers a lone MIN or MAX of the key from the b-tree ends, but scans an
+    # index when both share one SELECT.
+    lo, hi = s.connection().execute(
+        sa_select(sa_select(func.min(ExecutionBlock.id)).scalar_subquery(), sa_select(func.max(ExecutionBlock.id)).scalar_subquery())
+    ).one()
     if lo is None:
         return []
     start = random.randint(int(lo), int(hi))
@@ -144,22 +149,33 @@ def _random_candidates(s: Session, me: int, now: datetime) -> list[int]:
     return out
 
 
+OVERLAP_WINDOW = 20_000
+"""Overlap candidates come from the newest this-many label events (bounded work however old the table)."""
+
+
 def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
     """EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
     aod = sa_select(Labeler.id).where(Labeler.role == "aod", Labeler.name != "archive")
+    newest = sa_select(func.max(Label.id)).scalar_subquery()
     reviews = (
         sa_select(Label.eb_id)
-        .where(Label.kind == "review", Label.value.is_not(None), Label.labeler_id.in_(aod))  # type: ignore[union-attr]
+        .where(
+            Label.id > newest - OVERLAP_WINDOW, Label.kind == "review", Label.value.is_not(None),  # type: ignore[union-attr]
+            Label.labeler_id.in_(aod),  # type: ignore[attr-defined]
+        )
         .group_by(Label.eb_id)
-        .having(func.count(func.distinct(Label.labeler_id)) == 1, func.min(Label.labeler_id) != me)
+        # One labeler only (min = max), and not me.
+        .having(func.min(Label.labeler_id) == func.max(Label.labeler_id), func.min(Label.labeler_id) != me)
+        # A random sample first, so the per-EB checks below run on a few rows, not on every candidate.
+        .order_by(func.random())
+        .limit(8 * CANDIDATES)
         .subquery()
     )
     # An adjudicated EB is settled: a second opinion adds nothing there.
-    others = ~exists().where(Label.eb_id == reviews.c.eb_id, Label.kind == "adjudication")
+    settled = ~exists().where(Label.eb_id == reviews.c.eb_id, Label.kind == "adjudication")
     q = (
         sa_select(reviews.c.eb_id)
-        .where(others, _not_leased(reviews.c.eb_id, now), _not_skipped(reviews.c.eb_id, me), _not_mine(reviews.c.eb_id, me))
-        .order_by(func.random())
+        .where(settled, _not_leased(reviews.c.eb_id, now), _not_skipped(reviews.c.eb_id, me), _not_mine(reviews.c.eb_id, me))
         .limit(CANDIDATES)
     )
     return [int(r[0]) for r in s.connection().execute(q)]
@@ -175,18 +191,26 @@ def _gold_candidates(s: Session, me: int, now: datetime) -> list[int]:
     return [int(r[0]) for r in s.connection().execute(q)]
 
 
-def _serving_run(s: Session) -> ModelRun | None:
-    return s.exec(
-        select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class _Run:
+    id: int
+    version: int
+    usable: bool
+
+
+def _serving_run(s: Session) -> _Run | None:
+    """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
+    row = s.connection().execute(
+        sa_select(ModelRun.id, ModelRun.version, ModelRun.metrics)
+        .where(ModelRun.status == "done")
+        .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
+        .limit(1)
     ).first()
-
-
-def _model_is_usable(run: ModelRun | None) -> bool:
+    if row is None:
+        return None
+    metrics = row[2] if isinstance(row[2], dict) else {}
     # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
-    if run is None:
-        return False
-    classes = (run.metrics or {}).get("classes") or []
-    return set(LABEL_VALUES) <= set(classes)
+    return _Run(int(row[0]), int(row[1]), set(LABEL_VALUES) <= set(metrics.get("classes") or []))
 
 
 def _try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
@@ -214,7 +238,7 @@ def _display(truth: str, strategy: str, cold: bool) -> tuple[str, str]:
     return truth, (s.reason if s else REASONS["uncertainty"])
 
 
-def _result(s: Session, eb_id: int, truth: str, strategy: str, cold: bool, run: ModelRun | None, expires: datetime) -> dict[str, Any]:
+def _result(s: Session, eb_id: int, truth: str, strategy: str, cold: bool, run: _Run | None, expires: datetime) -> dict[str, Any]:
     uid = s.exec(select(ExecutionBlock.uid).where(ExecutionBlock.id == eb_id)).one()
     proba = uncertainty = None
     if run is not None:
@@ -271,11 +295,13 @@ def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, s
     return len(rows)
 
 
-def _cold_start_stale(engine: Engine) -> bool:
-    with session_scope(engine) as s:
-        max_id = s.exec(select(func.max(ExecutionBlock.id))).one()
-        m = s.get(Meta, COLD_START_META)
-        return m is None or m.value != str(max_id or 0)
+def _cold_start_stale(s: Session) -> bool:
+    max_id = s.exec(select(func.max(ExecutionBlock.id))).one()
+    m = s.get(Meta, COLD_START_META)
+    return m is None or m.value != str(max_id or 0)
+
+
+_REBUILD = object()
 
 
 # --- public API --------------------------------------------------------------------------------
@@ -290,25 +316,24 @@ def next_for(*, engine: Engine, labeler: str, strategy: str | None = None, setti
     strategy = strategy or strat.DEFAULT_STRATEGY
     if strategy not in strat.STRATEGIES:
         raise UnknownStrategy(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
-    with session_scope(engine) as s:
-        cold = not _model_is_usable(_serving_run(s))
-    if cold and _cold_start_stale(engine):
-        build_cold_start_queue(engine=engine)
-    result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=not cold))
-    if result is None and cold:
-        # The queue may be used up by labels given since it was built: rebuild once over what is left.
+    result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=False))
+    if result is _REBUILD:
+        # Cold start and the diversity queue is missing, used up, or older than the newest EBs: rebuild it
+        # (outside the write transaction: it reads every EB's features) and pick again.
         build_cold_start_queue(engine=engine)
         result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=True))
-    return result
+    assert result is not _REBUILD
+    return result  # type: ignore[return-value]
 
 
-def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fallback: bool) -> dict[str, Any] | None:
+def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fallback: bool) -> Any:
+    """One write transaction: the held lease, or a new pick; _REBUILD when the cold-start queue needs work."""
     now = utcnow()
     with session_scope(engine, write=True) as s:
         me_row = get_or_create_labeler(session=s, name=labeler)
         me = int(me_row.id)  # type: ignore[arg-type]
         run = _serving_run(s)
-        cold = not _model_is_usable(run)
+        cold = run is None or not run.usable
 
         held = s.exec(
             select(Lease).where(Lease.labeler_id == me, Lease.expires_at > now).order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
@@ -319,6 +344,8 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
             ).first() or s.exec(select(Skip.id).where(Skip.eb_id == lease.eb_id, Skip.labeler_id == me)).first()
             if done is None:
                 return _result(s, lease.eb_id, lease.reason, strategy, cold, run, lease.expires_at)
+        if cold and not fallback and _cold_start_stale(s):
+            return _REBUILD
         # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
         s.exec(delete(Lease).where(Lease.labeler_id == me))  # type: ignore[call-overload]
 
@@ -338,7 +365,7 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
         else:
             assert run is not None
             plan.append((strategy, lambda: _queue_candidates(s, run.id, strategy, me, now)))
-            plan.append(("scores", lambda: _score_candidates(s, int(run.id), me, now)))  # type: ignore[arg-type]
+            plan.append(("scores", lambda: _score_candidates(s, run.id, me, now)))
         if fallback and route != "random":
             plan.append(("random", lambda: _random_candidates(s, me, now)))
         if fallback and route != "overlap" and settings.overlap_share > 0:
@@ -354,4 +381,6 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
                     expires = _try_lease(s, eb_id, me, truth if truth != "scores" else strategy, now, settings.lease_minutes)
                     if expires is not None:
                         return _result(s, eb_id, truth, strategy, cold, run, expires)
+        if cold and not fallback:
+            return _REBUILD
         return None
