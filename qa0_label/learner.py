@@ -140,6 +140,7 @@ class MonotoneOrdinalClassifier(ClassifierMixin, BaseEstimator):
         self.estimators_ = []
         with self._threads():
             self._fit_thresholds(X, r, len(present))
+        self.feature_importances_ = _gain_importances(self.estimators_, X.shape[1])
         return self
 
     def _fit_thresholds(self, X: np.ndarray, r: np.ndarray, n_present: int) -> None:
@@ -175,6 +176,25 @@ class MonotoneOrdinalClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _gain_importances(estimators: list[Any], n_features: int) -> np.ndarray:
+    """Share of the total split gain per feature over every tree (zeros when the trees cannot be read).
+
+    Gradient boosting in scikit-learn has no feature_importances_; the split gains are in its (private) tree
+    arrays, so a scikit-learn that moves them only costs the Model page its importance chart.
+    """
+    total = np.zeros(n_features)
+    try:
+        for est in estimators:
+            for per_class in est._predictors:
+                for tree in per_class:
+                    nodes = tree.nodes[~tree.nodes["is_leaf"].astype(bool)]
+                    np.add.at(total, nodes["feature_idx"].astype(int), np.maximum(nodes["gain"], 0.0))
+    except (AttributeError, KeyError, ValueError, IndexError):
+        return np.zeros(n_features)
+    s = total.sum()
+    return total / s if s > 0 else total
 
 
 def monotonic_constraints(feature_names: Sequence[str] | None) -> list[int] | None:

@@ -413,6 +413,11 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             if ref:
                 metrics.update(ref)
             metrics["classes"] = sorted(set(y_lab), key=LABEL_VALUES.index)
+            clf = learner.estimator.steps[-1][1]
+            imp = getattr(clf, "feature_importances_", None)
+            if imp is not None and np.sum(imp) > 0:
+                top = np.argsort(-np.asarray(imp))[:20]
+                metrics["feature_importances"] = {columns[i]: round(float(imp[i]), 4) for i in top if imp[i] > 0}
             metrics["max_label_id"] = max_label_id
             metrics["n_pool"] = int(len(pool_ids))
 

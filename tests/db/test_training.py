@@ -68,6 +68,7 @@ def test_retrain_stores_run_metrics_scores_queues_and_artifact(engine, settings)
         run = s.exec(select(ModelRun)).one()
     assert run.status == "done" and run.finished_at is not None and run.progress == 1.0
     assert run.features and run.feature_version and run.estimator and run.artifact_sha256
+    assert m["feature_importances"] and set(m["feature_importances"]) <= set(run.features)
     artifact = load_artifact(run.artifact_path, sha256=run.artifact_sha256)
     assert artifact["features"] == run.features and artifact["version"] == 1
     assert _count(engine, Score, run_id=run.id) == len(truth)

@@ -56,6 +56,8 @@ def test_ordinal_model_learns_thresholds_and_probabilities_sum_to_one() -> None:
     proba = model.predict_proba(X[400:])
     assert (proba >= -1e-12).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    imp = model.named_steps["clf"].feature_importances_
+    assert imp.sum() == pytest.approx(1.0) and imp[2] < min(imp[0], imp[1])  # the noise column matters least
 
 
 def test_monotone_constraint_holds_beyond_the_training_range() -> None:
