@@ -39,6 +39,7 @@ class ReviewBundle:
     specs: dict[str, dict[str, Any] | None]
     heatmaps: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     n_antennas: int = 0
+    notes: dict[str, str | None] = field(default_factory=dict)  # per-EB text shown beside a chart
 
 
 def _spec(chart: Any) -> dict[str, Any]:
@@ -46,12 +47,51 @@ def _spec(chart: Any) -> dict[str, Any]:
 
     Altair's schema validation costs more than everything else (these charts come from tested builders), and
     bytes datasets are what Streamlit sends to the browser: drawing a cached spec costs almost nothing.
+    Datasets get positional names instead of Altair's content hashes, so two EBs' charts of the same shape
+    have identical specs and the browser only swaps the data instead of building a new Vega view.
     """
     spec = chart.to_dict(validate=False)
-    datasets = spec.get("datasets")
+    datasets = spec.pop("datasets", None)
     if isinstance(datasets, dict):
-        spec["datasets"] = {name: _arrow_bytes(rows) for name, rows in datasets.items()}
+        names = {old: f"qa0_{i}" for i, old in enumerate(datasets)}
+        spec = _rename_data(spec, names)
+        spec["datasets"] = {names[old]: _arrow_bytes(rows) for old, rows in datasets.items()}
     return spec
+
+
+def _rename_data(node: Any, names: dict[str, str]) -> Any:
+    """Copy of a spec with every {"data": {"name": old}} reference renamed."""
+    if isinstance(node, dict):
+        out = {k: _rename_data(v, names) for k, v in node.items()}
+        data = out.get("data")
+        if isinstance(data, dict) and data.get("name") in names:
+            out["data"] = {**data, "name": names[data["name"]]}
+        return out
+    if isinstance(node, list):
+        return [_rename_data(v, names) for v in node]
+    return node
+
+
+def _drop_sorted_lists(node: Any) -> Any:
+    # An explicit sort list that is just ascending order equals Vega's default; without it the heatmap spec
+    # no longer depends on which antennas took part.
+    if isinstance(node, dict):
+        out = {k: _drop_sorted_lists(v) for k, v in node.items()}
+        sort = out.get("sort")
+        if isinstance(sort, list) and all(isinstance(x, str) for x in sort) and sort == sorted(sort):
+            del out["sort"]
+        return out
+    if isinstance(node, list):
+        return [_drop_sorted_lists(v) for v in node]
+    return node
+
+
+def _pop_subtitle(spec: dict[str, Any] | None) -> str | None:
+    """Take the (per-EB) subtitle out of a spec so the spec itself stays the same from EB to EB."""
+    if spec is None or not isinstance(spec.get("title"), dict):
+        return None
+    subtitle = spec["title"].pop("subtitle", None)
+    return str(subtitle) if subtitle else None
 
 
 def _arrow_bytes(rows: Any) -> Any:
@@ -77,15 +117,18 @@ def _empty_spectrum(data: Any) -> bool:
 
 def heatmap_spec(*, session: Any, eb_id: int, metric: str) -> tuple[dict[str, Any] | None, int]:
     """Vega-Lite spec of the antenna x scan heatmap of one metric, and the number of antennas in it."""
+    import altair as alt
+
     from qa0_label import charts, review
 
     frame = review.heatmap(session=session, eb_id=eb_id, metric=metric)
     if frame.empty:
         return None, 0
     n_ant = int(frame["antenna"].nunique())
-    # Under Streamlit's theme a short titled layer collapses: give every antenna row room.
-    chart = charts.heatmap_chart(frame, metric=metric).properties(height=max(300, 14 * n_ant))
-    return _spec(chart), n_ant
+    # A fixed row height (not a height computed from the antenna count): under Streamlit's theme a short
+    # titled layer collapses, and a constant spec lets the browser swap only the data between EBs.
+    chart = charts.heatmap_chart(frame, metric=metric).properties(height=alt.Step(14))
+    return _drop_sorted_lists(_spec(chart)), n_ant
 
 
 def build_bundle(*, engine: Engine, eb_id: int) -> ReviewBundle:
@@ -103,7 +146,10 @@ def build_bundle(*, engine: Engine, eb_id: int) -> ReviewBundle:
         "light_curve": None if curve.empty else _spec(charts.light_curve_chart(curve)),
         "context": None if ctx.empty else _spec(charts.context_chart(ctx)),
     }
-    return ReviewBundle(eb_id=int(eb_id), header=header, specs=specs, heatmaps={HEATMAP_DEFAULT: heat}, n_antennas=n_ant)
+    notes = {"spectrum": _pop_subtitle(specs["spectrum"])}
+    return ReviewBundle(
+        eb_id=int(eb_id), header=header, specs=specs, heatmaps={HEATMAP_DEFAULT: heat}, n_antennas=n_ant, notes=notes
+    )
 
 
 def _build_in_worker(url: str, eb_id: int) -> ReviewBundle:

@@ -338,6 +338,8 @@ def draw_plots(url: str, bundle: ReviewBundle) -> None:
     top_left, top_right = st.columns(2, gap="medium")
     with top_left, st.container(border=True, key="qa0-plot-spectrum"):
         _chart(bundle.specs.get("spectrum"), "Spectrum: no detail rows for this EB")
+        if bundle.notes.get("spectrum"):
+            st.caption(w.md_escape(bundle.notes["spectrum"]))
     with top_right, st.container(border=True, key="qa0-plot-lightcurve"):
         _chart(bundle.specs.get("light_curve"), "No other measurement of this source in this band")
     low_left, low_right = st.columns(2, gap="medium")
@@ -470,6 +472,8 @@ def _render() -> None:
 @st.fragment
 def review_area(url: str, who: str) -> None:
     """The EB under review and its actions. A fragment: a label press reruns only this, not the sidebar."""
+    if w.retrain_started_here():
+        st.rerun(scope="app")  # the sidebar starts showing the retrain's progress
     with w.timed("review fragment"):
         w.show_flash()
         assignment = st.session_state.get(K_ASSIGN)

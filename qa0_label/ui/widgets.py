@@ -37,7 +37,6 @@ K_FLASH = "qa0_flash"
 
 SEED_ENV = "QA0_SEED_DEMO"
 STATUS_POLL_S = 1.0
-STATUS_IDLE_POLL_S = 15.0
 
 _seed_lock = threading.Lock()
 _seeded: set[str] = set()
@@ -390,8 +389,9 @@ def model_status_panel(ctx: PageContext) -> None:
     keeps labelling (only this block reruns).
     """
     status = training_status(ctx)
-    # Poll every second while a retrain runs; otherwise now and then, so labels-since and auto-retrains show.
-    run_every = STATUS_POLL_S if status.get("running") else STATUS_IDLE_POLL_S
+    # Poll every second while a retrain runs, never otherwise: a poll landing during a key press would delay
+    # the next EB. An auto-retrain started after a label redraws the page (see retrain_started_here).
+    run_every = STATUS_POLL_S if status.get("running") else None
 
     @st.fragment(run_every=run_every)
     def _panel() -> None:
@@ -417,7 +417,7 @@ def model_status_panel(ctx: PageContext) -> None:
             )
         if s.get("last_error"):
             st.caption(f"Last retrain failed: {md_escape(s.get('last_error'))}")
-        if bool(s.get("running")) != (run_every == STATUS_POLL_S):
+        if bool(s.get("running")) != (run_every is not None):
             # A retrain started (poll faster) or finished (serve the new model): redraw the page once.
             st.rerun(scope="app")
 
@@ -452,6 +452,7 @@ def maybe_auto_retrain(url: str) -> None:
     if not st.session_state.get(K_AUTO, auto_retrain_default()):
         return
     cfg = settings()
+    session = _session_id()
 
     def check() -> None:
         from qa0_label import training
@@ -459,7 +460,30 @@ def maybe_auto_retrain(url: str) -> None:
         try:
             if training.maybe_auto_retrain(engine=get_engine(url), settings=cfg):
                 _training_status.clear()
+                with _started_lock:
+                    _started_for.add(session)
         except Exception:  # noqa: BLE001 - a failed auto-retrain must never touch the label just saved
             pass
 
     _auto_pool.submit(check)
+
+
+_started_lock = threading.Lock()
+_started_for: set[str] = set()
+
+
+def _session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else ""
+
+
+def retrain_started_here() -> bool:
+    """True once after an auto-retrain was started by this browser session's labels (then redraw the page)."""
+    session = _session_id()
+    with _started_lock:
+        if session in _started_for:
+            _started_for.discard(session)
+            return True
+    return False
