@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, select as sa_select
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 from qa0_label import strategies as strat
 from qa0_label.config import Settings
 from qa0_label.db import bulk_insert, retry_locked, session_scope
-from qa0_label.labels import get_or_create_labeler
+from qa0_label.labels import get_or_create_labeler, normalize_name
 from qa0_label.models import (
     LABEL_VALUES,
     ExecutionBlock,
@@ -84,77 +84,79 @@ def _route(settings: Settings, labeler: str, n: int) -> str:
     return "strategy"
 
 
+# Statements are built once at import with bind parameters: building SQLAlchemy constructs per call cost
+# more than running them (a pick is ~10 indexed lookups of well under a millisecond each).
+_NOW = bindparam("now", type_=DateTime())
+_ME = bindparam("me", type_=Integer())
+_RUN = bindparam("run", type_=Integer())
+_QUEUE = bindparam("queue", type_=String())
+_START = bindparam("start", type_=Integer())
+
+
 def _not_labelled(eb_col: Any) -> Any:
     return ~exists().where(Label.eb_id == eb_col, Label.value.is_not(None))  # type: ignore[union-attr]
 
 
-def _not_leased(eb_col: Any, now: datetime) -> Any:
-    return ~exists().where(Lease.eb_id == eb_col, Lease.expires_at > now)
+def _not_leased(eb_col: Any) -> Any:
+    return ~exists().where(Lease.eb_id == eb_col, Lease.expires_at > _NOW)
 
 
-def _not_skipped(eb_col: Any, me: int) -> Any:
-    return ~exists().where(Skip.eb_id == eb_col, Skip.labeler_id == me)
+def _not_skipped(eb_col: Any) -> Any:
+    return ~exists().where(Skip.eb_id == eb_col, Skip.labeler_id == _ME)
 
 
-def _not_mine(eb_col: Any, me: int) -> Any:
-    return ~exists().where(Label.eb_id == eb_col, Label.labeler_id == me)
+def _not_mine(eb_col: Any) -> Any:
+    return ~exists().where(Label.eb_id == eb_col, Label.labeler_id == _ME)
 
 
-def _queue_candidates(s: Session, run_id: int | None, queue: str, me: int, now: datetime) -> list[int]:
-    run_cond = ScoreRank.run_id.is_(None) if run_id is None else ScoreRank.run_id == run_id  # type: ignore[union-attr]
-    q = (
+def _queue_stmt(cold: bool) -> Any:
+    run_cond = ScoreRank.run_id.is_(None) if cold else ScoreRank.run_id == _RUN  # type: ignore[union-attr]
+    return (
         sa_select(ScoreRank.eb_id)
-        .where(run_cond, ScoreRank.strategy == queue)
-        .where(_not_labelled(ScoreRank.eb_id), _not_leased(ScoreRank.eb_id, now), _not_skipped(ScoreRank.eb_id, me))
+        .where(run_cond, ScoreRank.strategy == _QUEUE)
+        .where(_not_labelled(ScoreRank.eb_id), _not_leased(ScoreRank.eb_id), _not_skipped(ScoreRank.eb_id))
         .order_by(ScoreRank.rank)
         .limit(CANDIDATES)
     )
-    return [int(r[0]) for r in s.connection().execute(q)]
 
 
-def _score_candidates(s: Session, run_id: int, me: int, now: datetime) -> list[int]:
-    # Only when a strategy's stored queue ran dry before the next retrain: a scan of this run's scores.
-    q = (
-        sa_select(Score.eb_id)
-        .where(Score.run_id == run_id)
-        .where(_not_labelled(Score.eb_id), _not_leased(Score.eb_id, now), _not_skipped(Score.eb_id, me))
-        .order_by(Score.uncertainty.desc())  # type: ignore[attr-defined]
+_Q_QUEUE = _queue_stmt(cold=False)
+_Q_QUEUE_COLD = _queue_stmt(cold=True)
+
+# Only when a strategy's stored queue ran dry before the next retrain: a scan of this run's scores.
+_Q_SCORES = (
+    sa_select(Score.eb_id)
+    .where(Score.run_id == _RUN)
+    .where(_not_labelled(Score.eb_id), _not_leased(Score.eb_id), _not_skipped(Score.eb_id))
+    .order_by(Score.uncertainty.desc())  # type: ignore[attr-defined]
+    .limit(CANDIDATES)
+)
+
+# Two scalar subqueries: SQLite answers a lone MIN or MAX of the key from the b-tree ends, but scans an index
+# when both share one SELECT.
+_Q_ID_RANGE = sa_select(
+    sa_select(func.min(ExecutionBlock.id)).scalar_subquery(), sa_select(func.max(ExecutionBlock.id)).scalar_subquery()
+)
+
+
+def _random_stmt(after: bool) -> Any:
+    cond = ExecutionBlock.id >= _START if after else ExecutionBlock.id < _START
+    return (
+        sa_select(ExecutionBlock.id)
+        .where(cond)
+        .where(_not_labelled(ExecutionBlock.id), _not_leased(ExecutionBlock.id), _not_skipped(ExecutionBlock.id))
+        .order_by(ExecutionBlock.id)
         .limit(CANDIDATES)
     )
-    return [int(r[0]) for r in s.connection().execute(q)]
 
 
-def _random_candidates(s: Session, me: int, now: datetime) -> list[int]:
-    # Seek from a random id along the primary key: uniform enough, and an index range scan, not a sort.
-    # Two scalar subqueries: SQLite answers a lone MIN or MAX of the key from the b-tree ends, but scans an
-    # index when both share one SELECT.
-    lo, hi = s.connection().execute(
-        sa_select(sa_select(func.min(ExecutionBlock.id)).scalar_subquery(), sa_select(func.max(ExecutionBlock.id)).scalar_subquery())
-    ).one()
-    if lo is None:
-        return []
-    start = random.randint(int(lo), int(hi))
-    out: list[int] = []
-    for cond in (ExecutionBlock.id >= start, ExecutionBlock.id < start):
-        q = (
-            sa_select(ExecutionBlock.id)
-            .where(cond)
-            .where(_not_labelled(ExecutionBlock.id), _not_leased(ExecutionBlock.id, now), _not_skipped(ExecutionBlock.id, me))
-            .order_by(ExecutionBlock.id)
-            .limit(CANDIDATES)
-        )
-        out += [int(r[0]) for r in s.connection().execute(q)]
-        if out:
-            break
-    return out
-
+_Q_RANDOM = (_random_stmt(after=True), _random_stmt(after=False))
 
 OVERLAP_WINDOW = 20_000
 """Overlap candidates come from the newest this-many label events (bounded work however old the table)."""
 
 
-def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
-    """EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
+def _overlap_stmt() -> Any:
     aod = sa_select(Labeler.id).where(Labeler.role == "aod", Labeler.name != "archive")
     newest = sa_select(func.max(Label.id)).scalar_subquery()
     reviews = (
@@ -165,7 +167,7 @@ def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
         )
         .group_by(Label.eb_id)
         # One labeler only (min = max), and not me.
-        .having(func.min(Label.labeler_id) == func.max(Label.labeler_id), func.min(Label.labeler_id) != me)
+        .having(func.min(Label.labeler_id) == func.max(Label.labeler_id), func.min(Label.labeler_id) != _ME)
         # A random sample first, so the per-EB checks below run on a few rows, not on every candidate.
         .order_by(func.random())
         .limit(8 * CANDIDATES)
@@ -173,22 +175,58 @@ def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
     )
     # An adjudicated EB is settled: a second opinion adds nothing there.
     settled = ~exists().where(Label.eb_id == reviews.c.eb_id, Label.kind == "adjudication")
-    q = (
+    return (
         sa_select(reviews.c.eb_id)
-        .where(settled, _not_leased(reviews.c.eb_id, now), _not_skipped(reviews.c.eb_id, me), _not_mine(reviews.c.eb_id, me))
+        .where(settled, _not_leased(reviews.c.eb_id), _not_skipped(reviews.c.eb_id), _not_mine(reviews.c.eb_id))
         .limit(CANDIDATES)
     )
-    return [int(r[0]) for r in s.connection().execute(q)]
+
+
+_Q_OVERLAP = _overlap_stmt()
+"""EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
+
+_Q_GOLD = (
+    sa_select(GoldEB.eb_id)
+    .where(_not_mine(GoldEB.eb_id), _not_leased(GoldEB.eb_id), _not_skipped(GoldEB.eb_id))
+    .order_by(func.random())
+    .limit(CANDIDATES)
+)
+
+
+def _ids(s: Session, stmt: Any, **params: Any) -> list[int]:
+    return [int(r[0]) for r in s.connection().execute(stmt, params)]
+
+
+def _queue_candidates(s: Session, run_id: int | None, queue: str, me: int, now: datetime) -> list[int]:
+    if run_id is None:
+        return _ids(s, _Q_QUEUE_COLD, queue=queue, me=me, now=now)
+    return _ids(s, _Q_QUEUE, run=run_id, queue=queue, me=me, now=now)
+
+
+def _score_candidates(s: Session, run_id: int, me: int, now: datetime) -> list[int]:
+    return _ids(s, _Q_SCORES, run=run_id, me=me, now=now)
+
+
+def _random_candidates(s: Session, me: int, now: datetime) -> list[int]:
+    # Seek from a random id along the primary key: uniform enough, and an index range scan, not a sort.
+    lo, hi = s.connection().execute(_Q_ID_RANGE).one()
+    if lo is None:
+        return []
+    start = random.randint(int(lo), int(hi))
+    for stmt in _Q_RANDOM:
+        out = _ids(s, stmt, start=start, me=me, now=now)
+        if out:
+            return out
+    return []
+
+
+def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
+    """EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
+    return _ids(s, _Q_OVERLAP, me=me, now=now)
 
 
 def _gold_candidates(s: Session, me: int, now: datetime) -> list[int]:
-    q = (
-        sa_select(GoldEB.eb_id)
-        .where(_not_mine(GoldEB.eb_id, me), _not_leased(GoldEB.eb_id, now), _not_skipped(GoldEB.eb_id, me))
-        .order_by(func.random())
-        .limit(CANDIDATES)
-    )
-    return [int(r[0]) for r in s.connection().execute(q)]
+    return _ids(s, _Q_GOLD, me=me, now=now)
 
 
 @dataclass(frozen=True)
@@ -198,14 +236,42 @@ class _Run:
     usable: bool
 
 
+_Q_RUN = (
+    sa_select(ModelRun.id, ModelRun.version, ModelRun.metrics)
+    .where(ModelRun.status == "done")
+    .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
+    .limit(1)
+)
+_Q_LABELER = sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String()))
+_Q_HELD = (
+    sa_select(Lease.eb_id, Lease.reason, Lease.expires_at)
+    .where(Lease.labeler_id == _ME, Lease.expires_at > _NOW, _not_mine(Lease.eb_id), _not_skipped(Lease.eb_id))
+    .order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
+    .limit(1)
+)
+_Q_DONE_COUNT = sa_select(
+    sa_select(func.count()).select_from(Label).where(Label.labeler_id == _ME).scalar_subquery()
+    + sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == _ME).scalar_subquery()
+)
+_D_MY_LEASES = delete(Lease).where(Lease.labeler_id == _ME)
+_D_EXPIRED = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.expires_at <= _NOW)
+_I_LEASE = Lease.__table__.insert()  # type: ignore[attr-defined]
+_Q_RESULT = (
+    sa_select(ExecutionBlock.uid, Score.p_pass, Score.p_semipass, Score.p_fail, Score.uncertainty)
+    .select_from(
+        ExecutionBlock.__table__.outerjoin(  # type: ignore[attr-defined]
+            Score.__table__, and_(Score.eb_id == ExecutionBlock.id, Score.run_id == _RUN)  # type: ignore[attr-defined]
+        )
+    )
+    .where(ExecutionBlock.id == bindparam("eb", type_=Integer()))
+)
+_Q_MAX_ID = sa_select(func.max(ExecutionBlock.id))
+_Q_META = sa_select(Meta.value).where(Meta.key == COLD_START_META)
+
+
 def _serving_run(s: Session) -> _Run | None:
     """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
-    row = s.connection().execute(
-        sa_select(ModelRun.id, ModelRun.version, ModelRun.metrics)
-        .where(ModelRun.status == "done")
-        .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
-        .limit(1)
-    ).first()
+    row = s.connection().execute(_Q_RUN).first()
     if row is None:
         return None
     metrics = row[2] if isinstance(row[2], dict) else {}
@@ -215,12 +281,15 @@ def _serving_run(s: Session) -> _Run | None:
 
 def _try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
     expires = now + timedelta(minutes=float(minutes))
+    conn = s.connection()
     try:
         with s.begin_nested():
             # An expired lease of someone else still holds the primary key: clear it first.
-            s.exec(delete(Lease).where(Lease.eb_id == eb_id, Lease.expires_at <= now))  # type: ignore[call-overload]
-            s.add(Lease(eb_id=eb_id, labeler_id=me, reason=reason[:32], created_at=now, expires_at=expires))
-            s.flush()
+            conn.execute(_D_EXPIRED, {"eb": eb_id, "now": now})
+            conn.execute(
+                _I_LEASE,
+                {"eb_id": eb_id, "labeler_id": me, "reason": reason[:32], "created_at": now, "expires_at": expires},
+            )
     except IntegrityError:
         return None
     return expires
@@ -239,21 +308,15 @@ def _display(truth: str, strategy: str, cold: bool) -> tuple[str, str]:
 
 
 def _result(s: Session, eb_id: int, truth: str, strategy: str, cold: bool, run: _Run | None, expires: datetime) -> dict[str, Any]:
-    uid = s.exec(select(ExecutionBlock.uid).where(ExecutionBlock.id == eb_id)).one()
+    row = s.connection().execute(_Q_RESULT, {"eb": eb_id, "run": run.id if run is not None else -1}).one()
     proba = uncertainty = None
-    if run is not None:
-        row = s.exec(
-            select(Score.p_pass, Score.p_semipass, Score.p_fail, Score.uncertainty).where(
-                Score.run_id == run.id, Score.eb_id == eb_id
-            )
-        ).first()
-        if row is not None:
-            proba = {"Pass": float(row[0]), "SemiPass": float(row[1]), "Fail": float(row[2])}
-            uncertainty = float(row[3])
+    if row[1] is not None:
+        proba = {"Pass": float(row[1]), "SemiPass": float(row[2]), "Fail": float(row[3])}
+        uncertainty = float(row[4])
     shown_strategy, reason = _display(truth, strategy, cold)
     return {
         "eb_id": int(eb_id),
-        "uid": str(uid),
+        "uid": str(row[0]),
         "strategy": shown_strategy,
         "reason": reason,
         "uncertainty": uncertainty,
@@ -296,9 +359,10 @@ def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, s
 
 
 def _cold_start_stale(s: Session) -> bool:
-    max_id = s.exec(select(func.max(ExecutionBlock.id))).one()
-    m = s.get(Meta, COLD_START_META)
-    return m is None or m.value != str(max_id or 0)
+    conn = s.connection()
+    max_id = conn.execute(_Q_MAX_ID).scalar()
+    built = conn.execute(_Q_META).scalar()
+    return built is None or built != str(max_id or 0)
 
 
 _REBUILD = object()
@@ -330,28 +394,22 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
     """One write transaction: the held lease, or a new pick; _REBUILD when the cold-start queue needs work."""
     now = utcnow()
     with session_scope(engine, write=True) as s:
-        me_row = get_or_create_labeler(session=s, name=labeler)
-        me = int(me_row.id)  # type: ignore[arg-type]
+        conn = s.connection()
+        name = normalize_name(labeler)
+        me_id = conn.execute(_Q_LABELER, {"name": name}).scalar()
+        me = int(me_id) if me_id is not None else int(get_or_create_labeler(session=s, name=name).id)  # type: ignore[arg-type]
         run = _serving_run(s)
         cold = run is None or not run.usable
 
-        held = s.exec(
-            select(Lease).where(Lease.labeler_id == me, Lease.expires_at > now).order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
-        ).all()
-        for lease in held:
-            done = s.exec(
-                select(Label.id).where(Label.eb_id == lease.eb_id, Label.labeler_id == me).limit(1)
-            ).first() or s.exec(select(Skip.id).where(Skip.eb_id == lease.eb_id, Skip.labeler_id == me)).first()
-            if done is None:
-                return _result(s, lease.eb_id, lease.reason, strategy, cold, run, lease.expires_at)
+        held = conn.execute(_Q_HELD, {"me": me, "now": now}).first()
+        if held is not None:
+            # Still theirs and not yet labelled or skipped: a rerun must not hop to another EB.
+            return _result(s, int(held[0]), held[1], strategy, cold, run, held[2])
         if cold and not fallback and _cold_start_stale(s):
             return _REBUILD
         # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
-        s.exec(delete(Lease).where(Lease.labeler_id == me))  # type: ignore[call-overload]
-
-        n_done = s.exec(select(func.count()).select_from(Label).where(Label.labeler_id == me)).one()
-        n_skip = s.exec(select(func.count()).select_from(Skip).where(Skip.labeler_id == me)).one()
-        route = _route(settings, me_row.name, int(n_done) + int(n_skip))
+        conn.execute(_D_MY_LEASES, {"me": me})
+        route = _route(settings, name, int(conn.execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0))
 
         plan: list[tuple[str, Any]] = []
         if route == "gold":

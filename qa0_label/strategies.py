@@ -265,7 +265,7 @@ STRATEGIES: dict[str, Strategy] = {
 }
 """Every strategy an AoD can choose, by name."""
 
-DEFAULT_STRATEGY = "margin"
+DEFAULT_STRATEGY = "margin-diverse"
 """The strategy used when none is chosen (the winner of benchmarks/bench_al.py)."""
 
 COLD_START = "cold-start"
