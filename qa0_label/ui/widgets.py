@@ -10,11 +10,11 @@ import os
 import re
 import statistics
 import sys
-import time
 import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from qa0_label.config import Settings, load_settings
 from qa0_label.db import get_engine, session_scope
 from qa0_label.identity import Identity, ensure_labeler, is_lead, resolve_identity, roster
+from qa0_label.retrain_process import RetrainRunner, should_auto_retrain
 
 # Session-state keys (one place, so pages and tests agree on them).
 K_CHOSEN = "qa0_chosen_labeler"
@@ -78,6 +79,9 @@ STYLE = """
 [class*="st-key-qa0-bad-"] [data-testid="stMetricLabel"] { color: #a31515; font-weight: 600; }
 [data-testid="stMetricValue"] { font-size: 1.35rem; }
 .st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; }
+.st-key-qa0-tiles table { width: 100%; table-layout: fixed; margin-bottom: 0.4rem; }
+.st-key-qa0-tiles th { font-size: 0.8rem; font-weight: 600; color: #4a5868; background: #f3f6fa; }
+.st-key-qa0-tiles td { font-size: 1.02rem; font-variant-numeric: tabular-nums; }
 .st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 7.5rem; }
 .st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 7.5rem; }
 .st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 7.5rem; }
@@ -349,17 +353,20 @@ def training_status(ctx: PageContext, *, fresh: bool = False) -> dict[str, Any]:
     return _training_status(ctx.settings.database_url)
 
 
-def _start_retrain(url: str) -> None:
-    from qa0_label import training
+@st.cache_resource(show_spinner=False)
+def retrain_runner() -> RetrainRunner:
+    """The server's retrain worker process (a retrain in a thread would slow every page rerun)."""
+    return RetrainRunner()
 
-    cfg = settings()
+
+def _start_retrain(url: str) -> None:
     try:
-        result = training.start_background(engine=engine_for(url), settings=cfg, trigger="manual")
+        retrain_runner().submit(url=url, trigger="manual")
     except Exception as exc:  # noqa: BLE001 - show, do not crash the page
         flash("error", f"Retrain could not start: {exc}")
         return
     _training_status.clear()
-    flash("success" if result.get("started") else "warning", str(result.get("message") or "retrain requested"))
+    flash("success", "Retrain requested: it runs in the background, keep labelling")
 
 
 def _when(value: Any) -> str:
@@ -388,14 +395,18 @@ def model_status_panel(ctx: PageContext) -> None:
     While a retrain runs, a fragment polls training.status every second, so the AoD sees progress and
     keeps labelling (only this block reruns).
     """
+    url = ctx.settings.database_url
+    runner = retrain_runner()
     status = training_status(ctx)
-    # Poll every second while a retrain runs, never otherwise: a poll landing during a key press would delay
-    # the next EB. An auto-retrain started after a label redraws the page (see retrain_started_here).
-    run_every = STATUS_POLL_S if status.get("running") else None
+    # Poll every second while a retrain starts or runs, never otherwise: a poll landing during a key press
+    # would delay the next EB. An auto-retrain started after a label redraws the page (retrain_started_here).
+    busy = bool(status.get("running")) or runner.starting(url)
+    run_every = STATUS_POLL_S if busy else None
 
     @st.fragment(run_every=run_every)
     def _panel() -> None:
-        s = training_status(ctx)
+        s = training_status(ctx, fresh=run_every is not None)
+        starting = runner.starting(url)
         st.markdown("**Model**")
         latest = s.get("latest")
         if latest:
@@ -415,9 +426,14 @@ def model_status_panel(ctx: PageContext) -> None:
                 min(max(float(frac or 0.0), 0.0), 1.0),
                 text=f"Retraining… {md_escape(s.get('progress_text') or '')}",
             )
+        elif starting:
+            st.progress(0.0, text="Retrain starting…")
+        outcome = runner.last_outcome(url)
+        if outcome and not outcome.get("started") and time.time() - float(outcome.get("at", 0)) < 300:
+            st.caption(f"Retrain not run: {md_escape(outcome.get('message'))}")
         if s.get("last_error"):
             st.caption(f"Last retrain failed: {md_escape(s.get('last_error'))}")
-        if bool(s.get("running")) != (run_every is not None):
+        if (bool(s.get("running")) or starting) != (run_every is not None):
             # A retrain started (poll faster) or finished (serve the new model): redraw the page once.
             st.rerun(scope="app")
 
@@ -427,7 +443,7 @@ def model_status_panel(ctx: PageContext) -> None:
         key="qa0_retrain",
         on_click=_start_retrain,
         args=(ctx.settings.database_url,),
-        disabled=bool(status.get("running")),
+        disabled=busy,
         icon=":material/model_training:",
         width="stretch",
     )
@@ -446,19 +462,20 @@ _auto_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa0-auto-retr
 def maybe_auto_retrain(url: str) -> None:
     """After a label: if auto-retrain is on, check in the background whether enough new labels arrived.
 
-    The check runs off the page thread: the next EB must not wait for it. training.maybe_auto_retrain starts
-    the retrain itself (in the background) and keeps one retrain at a time.
+    The check runs off the page thread: the next EB must not wait for it. The retrain runs in the retrain
+    worker process; training's database claim keeps one retrain at a time.
     """
     if not st.session_state.get(K_AUTO, auto_retrain_default()):
         return
     cfg = settings()
     session = _session_id()
 
-    def check() -> None:
-        from qa0_label import training
+    runner = retrain_runner()
 
+    def check() -> None:
         try:
-            if training.maybe_auto_retrain(engine=get_engine(url), settings=cfg):
+            if not runner.starting(url) and should_auto_retrain(engine=get_engine(url), settings=cfg):
+                runner.submit(url=url, trigger="auto")
                 _training_status.clear()
                 with _started_lock:
                     _started_for.add(session)

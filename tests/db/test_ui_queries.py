@@ -203,3 +203,38 @@ def test_review_bundle_is_cached_prefetched_and_ready_to_send(engine: Engine) ->
         assert cache.misses == 1
     finally:
         cache.close()
+
+
+def test_auto_retrain_is_due_after_enough_new_labels(engine: Engine) -> None:
+    from dataclasses import replace
+
+    from qa0_label.config import Settings
+    from qa0_label.retrain_process import should_auto_retrain
+
+    ids = sorted(_ebs(engine).values())
+    settings = replace(Settings(), auto_retrain_every=3)
+    with session_scope(engine, write=True) as s:
+        for eb in ids[:2]:
+            record_label(session=s, eb_id=eb, labeler="a", value="Pass")
+    assert not should_auto_retrain(engine=engine, settings=settings)
+    with session_scope(engine, write=True) as s:
+        record_label(session=s, eb_id=ids[2], labeler="a", value="Fail")
+    assert should_auto_retrain(engine=engine, settings=settings)
+    assert not should_auto_retrain(engine=engine, settings=replace(settings, auto_retrain_every=0))
+    _run(engine, 1, 3, {}, status="running")
+    assert not should_auto_retrain(engine=engine, settings=settings), "one retrain at a time"
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only
+def test_retrain_runner_reports_a_refusal_from_its_worker_process(engine: Engine, db_url: str) -> None:
+    from qa0_label.retrain_process import RetrainRunner
+
+    runner = RetrainRunner()
+    try:
+        outcome = runner.submit(url=db_url, trigger="manual").result(timeout=120)
+        assert outcome["started"] is False and outcome["message"]  # an empty database has nothing to learn
+        assert runner.last_outcome(db_url)["message"] == outcome["message"]  # type: ignore[index]
+        assert not runner.starting(db_url)
+    finally:
+        runner.close()

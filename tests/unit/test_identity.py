@@ -83,3 +83,19 @@ def test_a_press_counts_for_the_eb_on_screen() -> None:
 )
 def test_stale_or_too_early_presses_are_ignored(change: dict[str, object]) -> None:
     assert not _press(**change)
+
+
+def test_metrics_table_marks_warnings_and_escapes_database_text() -> None:
+    from qa0_label.ui.label import metrics_table
+
+    header = {
+        "band": 7, "freq_ghz": 343.5, "array": "12m|**x** [y](z)", "n_antennas": 43, "pwv_mm": 1.9,
+        "pwv_limit_mm": 1.2, "elevation_deg": 55.0, "exec_fraction": 1.0, "flux_jy": 2.1,
+        "warning_levels": {"pwv_mm": "bad"},
+    }
+    table = metrics_table(header, {"pwv_mm": "PWV 1.90 mm is above the Band 7 limit"})
+    first = table.split("\n\n")[0].splitlines()
+    assert len(first) == 3 and first[0].count(" | ") == 5, "six columns, the database text did not add any"
+    assert ":red[**⚠ PWV**]" in first[0] and ":red-background[1\\.90 mm · limit 1\\.20]" in first[2]
+    assert "12m\\|\\*\\*x\\*\\* \\[y\\]\\(z\\)" in first[2]
+    assert "⚠" not in table.split("\n\n")[1], "only the warned metric is marked"
