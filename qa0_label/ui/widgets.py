@@ -79,9 +79,9 @@ STYLE = """
 [class*="st-key-qa0-bad-"] [data-testid="stMetricLabel"] { color: #a31515; font-weight: 600; }
 [data-testid="stMetricValue"] { font-size: 1.35rem; }
 .st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; }
-.st-key-qa0-tiles table { width: 100%; table-layout: fixed; margin-bottom: 0.4rem; }
-.st-key-qa0-tiles th { font-size: 0.8rem; font-weight: 600; color: #4a5868; background: #f3f6fa; }
-.st-key-qa0-tiles td { font-size: 1.02rem; font-variant-numeric: tabular-nums; }
+.st-key-qa0-tiles table { width: 100%; margin-bottom: 0.4rem; }
+.st-key-qa0-tiles th { font-size: 0.78rem; font-weight: 600; color: #4a5868; background: #f3f6fa; white-space: nowrap; }
+.st-key-qa0-tiles td { font-size: 1.0rem; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 7.5rem; }
 .st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 7.5rem; }
 .st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 7.5rem; }
