@@ -257,7 +257,11 @@ def _reporter(engine: Engine, run_id: int, progress: Progress | None) -> Progres
 
 
 def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter: int = 100) -> dict[str, Any]:
-    """Stratified k-fold (k <= 5) out-of-fold metrics of the shipped estimator on the labelled EBs."""
+    """Stratified k-fold (k <= 5) out-of-fold metrics of the shipped estimator on the labelled EBs.
+
+    The out-of-fold prediction of every labelled EB is returned too, under ``oof_predicted`` (same order as
+    ``y``), so agreement with the model can be measured per AoD without in-sample predictions.
+    """
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
     from sklearn.model_selection import StratifiedKFold
 
@@ -295,6 +299,7 @@ def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter:
         "labels": labels,
         "cv_folds": n_splits,
         "class_counts": {c: int(counts.get(c, 0)) for c in labels},
+        "oof_predicted": [str(p) for p in pred],
     }
 
 
@@ -399,6 +404,11 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
 
             report(0.15, f"cross-validating on {n_labels} labels")
             metrics = cv_metrics(X_lab, y_lab, random_state=version)
+            # Parallel lists (lead_report.oof_predictions reads them): per-AoD agreement with the model.
+            metrics["oof_predictions"] = {
+                "eb_id": [int(e) for e in pool_ids[labelled_mask]],
+                "predicted": metrics.pop("oof_predicted"),
+            }
 
             report(0.45, "fitting the model on every label")
             with lrn.fit_thread_limit(n_labels):
@@ -460,7 +470,8 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             "version": version,
             "run_id": run_id,
             "n_labels": n_labels,
-            "metrics": _jsonable(metrics),
+            # The per-EB predictions stay in the stored run; a CLI answer would drown in them.
+            "metrics": _jsonable({k: v for k, v in metrics.items() if k != "oof_predictions"}),
             "artifact_path": str(path),
             "artifact_sha256": digest,
             "seconds": metrics["seconds"],

@@ -69,6 +69,19 @@ def test_retrain_stores_run_metrics_scores_queues_and_artifact(engine, settings)
     assert run.status == "done" and run.finished_at is not None and run.progress == 1.0
     assert run.features and run.feature_version and run.estimator and run.artifact_sha256
     assert m["feature_importances"] and set(m["feature_importances"]) <= set(run.features)
+    # Out-of-fold predictions are stored per labelled EB (not returned) and are the ones the confusion counts.
+    assert "oof_predictions" not in m
+    oof = run.metrics["oof_predictions"]
+    with session_scope(engine) as s:
+        labelled = set(training.training_labels(session=s)["eb_id"].astype(int))
+    assert len(oof["eb_id"]) == 60 and set(oof["eb_id"]) == labelled
+    predicted_counts = [sum(1 for p in oof["predicted"] if p == v) for v in m["labels"]]
+    assert predicted_counts == [sum(col) for col in zip(*m["confusion_matrix"])]
+    from qa0_label import lead_report
+
+    with session_scope(engine) as s:
+        table = lead_report.per_aod_table(session=s)["table"].set_index("labeler")
+    assert 0.0 <= table.loc["ana", "agreement_with_model"] <= 1.0
     artifact = load_artifact(run.artifact_path, sha256=run.artifact_sha256)
     assert artifact["features"] == run.features and artifact["version"] == 1
     assert _count(engine, Score, run_id=run.id) == len(truth)
