@@ -6,6 +6,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import delete, text
 from sqlalchemy.exc import IntegrityError
@@ -240,21 +241,39 @@ def majority_value(values: Iterable[str]) -> str | None:
     return next(v for v in CAUTION_ORDER if counts.get(v, 0) == top)
 
 
+def consensus_from_frames(current: pd.DataFrame, adjudicated: pd.DataFrame) -> pd.DataFrame:
+    """Consensus (eb_id, value, source, n_labels) from current-label and adjudication frames, vectorised.
+
+    An adjudication wins; else the majority of current labels, a tie going to the more cautious value
+    (Fail before SemiPass before Pass), exactly as ``majority_value``.
+    """
+    cols = ["eb_id", "value", "source", "n_labels"]
+    if current.empty:
+        out = pd.DataFrame({c: pd.Series(dtype=object if c in ("value", "source") else "int64") for c in cols})
+    else:
+        counts = pd.crosstab(current["eb_id"], current["value"]).reindex(columns=list(CAUTION_ORDER), fill_value=0)
+        arr = counts.to_numpy()
+        # First column in caution order that reaches the row maximum: the majority with a cautious tie-break.
+        pick = np.argmax(arr == arr.max(axis=1, keepdims=True), axis=1)
+        n = arr.sum(axis=1)
+        out = pd.DataFrame(
+            {
+                "eb_id": counts.index.to_numpy(dtype=np.int64),
+                "value": np.asarray(CAUTION_ORDER, dtype=object)[pick],
+                "source": np.where((arr > 0).sum(axis=1) == 1, "unanimous", "majority").astype(object),
+                "n_labels": n.astype(np.int64),
+            }
+        )
+    if not adjudicated.empty:
+        adj = adjudicated[["eb_id", "value"]].copy()
+        adj["eb_id"] = adj["eb_id"].astype(np.int64)
+        n_of = dict(zip(out["eb_id"], out["n_labels"]))
+        adj["source"] = "adjudication"
+        adj["n_labels"] = [int(n_of.get(e, 0)) for e in adj["eb_id"]]
+        out = pd.concat([out[~out["eb_id"].isin(adj["eb_id"])], adj[cols]], ignore_index=True)
+    return out.sort_values("eb_id", ignore_index=True)[cols]
+
+
 def consensus(session: Session) -> pd.DataFrame:
     """Training label per EB: an adjudication wins, else the majority of current labels (cautious ties)."""
-    current = current_labels(session)
-    adjudicated = adjudications(session)
-    out: dict[int, tuple[str, str, int]] = {}
-    if not current.empty:
-        for eb_id, group in current.groupby("eb_id", sort=False):
-            vals = group["value"].tolist()
-            counts = Counter(vals)
-            source = "unanimous" if len(counts) == 1 else "majority"
-            out[int(eb_id)] = (majority_value(vals) or "", source, len(vals))
-    for row in adjudicated.itertuples(index=False):
-        n = out.get(int(row.eb_id), ("", "", 0))[2]
-        out[int(row.eb_id)] = (row.value, "adjudication", n)
-    frame = pd.DataFrame(
-        [(eb, v, s, n) for eb, (v, s, n) in out.items()], columns=["eb_id", "value", "source", "n_labels"]
-    )
-    return frame.sort_values("eb_id", ignore_index=True)
+    return consensus_from_frames(current_labels(session), adjudications(session))
