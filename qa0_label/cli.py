@@ -58,6 +58,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError("--n, --aods and --labeled must not be negative")
     if args.labeled and not args.aods:
         raise UserError("--labeled needs --aods K (how many simulated AoDs give the labels)")
+    if args.details_for is not None and args.details_for < 0:
+        raise UserError("--details-for must not be negative")
     from qa0_label.simulate import simulate
 
     try:
@@ -67,6 +69,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             aods=args.aods,
             labeled=args.labeled,
+            details_for=args.details_for,
             progress=_progress_printer(args.quiet or args.json),
         )
     except ValueError as exc:  # e.g. more labels asked for than EBs x AoDs can give
@@ -250,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--aods", type=int, default=0, help="number of simulated AoDs giving labels")
     p.add_argument("--labeled", type=int, default=0, help="number of labels the simulated AoDs give")
+    p.add_argument(
+        "--details-for", type=int, default=None, metavar="M",
+        help="detail rows only for the first M new EBs (default: all); makes big pools cheap",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)

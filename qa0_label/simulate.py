@@ -1227,7 +1227,56 @@ def _write_sqlite_batch(conn: Connection, batch: SimulatedBatch, q: queue.Queue[
     return ids
 
 
-def _producer(out: queue.Queue[Any], stop: threading.Event, seed: int, first: int, n: int, sqlite: bool) -> None:
+def _generate_light(seed: int, first: int, size: int) -> SimulatedBatch:
+    """A batch without detail rows (runs in a worker process: only the small frames travel back)."""
+    batch = generate(n=size, seed=seed, first_index=first)
+    return replace(batch, details=batch.details.iloc[:0])
+
+
+def _batches(
+    seed: int, first: int, n: int, details_for: int, stop: threading.Event
+) -> Iterator[SimulatedBatch]:
+    """The generated batches in order; detail rows only for the first DETAILS_FOR EBs.
+
+    Batches whose EBs keep no details are generated in worker processes (the numpy work for the detail
+    grid is the cost even when the rows are dropped), so a million EB rows take minutes, not half an hour.
+    """
+    done = 0
+    while done < n and done < details_for and not stop.is_set():
+        size = min(CHUNK_EBS, n - done)
+        batch = generate(n=size, seed=seed, first_index=first + done)
+        keep = details_for - done
+        if keep < size:
+            d = batch.details
+            batch = replace(batch, details=d[d["eb"].to_numpy() < first + done + keep])
+        yield batch
+        done += size
+    if done >= n or stop.is_set():
+        return
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    workers = max(1, min(LIGHT_WORKERS, (n - done + CHUNK_EBS - 1) // CHUNK_EBS))
+    # spawn, not fork: this runs in a thread of a process that may hold locks (numpy, SQLite, logging).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: list[Future[SimulatedBatch]] = []
+        while (done < n or pending) and not stop.is_set():
+            while done < n and len(pending) < 2 * workers:
+                size = min(CHUNK_EBS, n - done)
+                pending.append(pool.submit(_generate_light, seed, first + done, size))
+                done += size
+            yield pending.pop(0).result()
+        for f in pending:
+            f.cancel()
+
+
+LIGHT_WORKERS = 2
+"""Worker processes generating batches whose detail rows are dropped (simulate with details_for < n)."""
+
+
+def _producer(
+    out: queue.Queue[Any], stop: threading.Event, seed: int, first: int, n: int, sqlite: bool, details_for: int
+) -> None:
     """Generate batches (and, for SQLite, their parameter lists) ahead of the writer."""
 
     def put(item: Any) -> bool:
@@ -1240,10 +1289,7 @@ def _producer(out: queue.Queue[Any], stop: threading.Event, seed: int, first: in
         return False
 
     try:
-        done = 0
-        while done < n and not stop.is_set():
-            size = min(CHUNK_EBS, n - done)
-            batch = generate(n=size, seed=seed, first_index=first + done)
+        for batch in _batches(seed, first, n, details_for, stop):
             counts = batch.details.groupby("eb", sort=False).size().to_numpy()
             details = batch.details
             pos = pd.Index(batch.ebs.index).get_indexer(details["eb"].to_numpy())
@@ -1257,7 +1303,6 @@ def _producer(out: queue.Queue[Any], stop: threading.Event, seed: int, first: in
                         return
             if not put(("end", None, None)):
                 return
-            done += size
     except BaseException as exc:  # handed to the writer, which re-raises it
         put(("error", exc, None))
     finally:
@@ -1265,16 +1310,21 @@ def _producer(out: queue.Queue[Any], stop: threading.Event, seed: int, first: in
 
 
 def simulate(
-    *, engine: Engine, n: int, seed: int = 0, aods: int = 0, labeled: int = 0, progress: ProgressFn | None = None
+    *, engine: Engine, n: int, seed: int = 0, aods: int = 0, labeled: int = 0, details_for: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Add N simulated EBs (+ details, reference outcomes) and LABELED labels from AODS simulated AoDs.
 
     Each batch of CHUNK_EBS EBs is one transaction; a background thread generates the next batch while
     this one is written. Global EB indices continue from the number of EBs already in the table, so a
     second run with the same seed appends new EBs (uids are checked and re-derived if taken).
+    details_for=M keeps detail rows for the first M new EBs only (big pools: ~1,400 rows per EB would make
+    a million EBs a 100 GB database); the simulated AoDs then label EBs that have details, as real AoDs
+    review EBs with their plots, unless the labels need more EBs than that.
     """
-    if n < 0 or aods < 0 or labeled < 0:
-        raise ValueError("n, aods and labeled must not be negative")
+    if n < 0 or aods < 0 or labeled < 0 or (details_for is not None and details_for < 0):
+        raise ValueError("n, aods, labeled and details_for must not be negative")
+    details_for = n if details_for is None else min(details_for, n)
     if labeled and not aods:
         raise ValueError("labels need at least one simulated AoD (aods > 0)")
     if labeled > n * aods:
@@ -1291,7 +1341,7 @@ def simulate(
         progress(0.0, f"simulating {n} EBs")
     q: queue.Queue[Any] = queue.Queue(maxsize=4)
     stop = threading.Event()
-    worker = threading.Thread(target=_producer, args=(q, stop, seed, existing, n, sqlite), daemon=True)
+    worker = threading.Thread(target=_producer, args=(q, stop, seed, existing, n, sqlite, details_for), daemon=True)
     worker.start()
     written = 0
     try:
@@ -1312,8 +1362,10 @@ def simulate(
             id_of_eb.update(zip(batch.ebs.index.tolist(), ids.tolist()))
             counts.append(extra)
             if labeled:
-                keep_ebs.append(batch.ebs[["start_time", "duration_s"]])
-                keep_sev.append(batch.severity)
+                # Labels go to EBs with details when those can carry them all (see the docstring).
+                mine = batch.ebs.index.to_numpy() < existing + (details_for if labeled <= details_for * aods else n)
+                keep_ebs.append(batch.ebs.loc[mine, ["start_time", "duration_s"]])
+                keep_sev.append(batch.severity.loc[mine])
             keep_out.append(batch.outcomes[["eb", "value", "reasons"]] if labeled else batch.outcomes[["eb", "value"]])
             written += len(batch.ebs)
             if progress:
@@ -1335,6 +1387,7 @@ def simulate(
     shares = {v: (round(float((values == v).mean()), 4) if len(values) else 0.0) for v in LABEL_VALUES}
     summary = {
         "n_ebs": int(written),
+        "n_ebs_with_details": int(per_eb.size),
         "n_detail_rows": int(per_eb.sum()),
         "detail_rows_per_eb": {
             "mean": round(float(per_eb.mean()), 1) if per_eb.size else 0.0,
