@@ -296,6 +296,7 @@ def _adjudicate(url: str, lead: str) -> None:
     _clear_caches()
     st.session_state[K_ADJ_RESULT] = ("success", f"Adjudicated {uid} as {value}.")
     st.session_state[K_ADJ_REASON] = ""
+    st.session_state[K_ADJ_VALUE] = None  # the next ruling is chosen afresh
     st.session_state[K_ADJ_PICK] = None  # the EB leaves the queue; its uid stays in the box to show the ruling
 
 
@@ -350,7 +351,8 @@ def adjudication_section(ctx: w.PageContext, state: dict[str, Any]) -> None:
         uid = str(st.session_state.get(K_ADJ_UID) or "").strip()
         if uid:
             _eb_labels(ctx, uid)
-        st.segmented_control("Final QA0", list(LABEL_VALUES), key=K_ADJ_VALUE, default="Pass", required=True)
+        # No default: a ruling a lead did not choose explicitly must not be stored as "Pass".
+        st.segmented_control("Final QA0", list(LABEL_VALUES), key=K_ADJ_VALUE, default=None)
         st.text_input("Reason (required)", key=K_ADJ_REASON, max_chars=500)
         st.button("Adjudicate", key="qa0-adj-go", on_click=_adjudicate, args=(url, ctx.who), type="primary")
         _show_result(K_ADJ_RESULT)
@@ -393,6 +395,9 @@ def _gold(url: str, lead: str, mark: bool) -> None:
     if not uid:
         st.session_state[K_GOLD_RESULT] = ("error", "Enter the uid of the EB.")
         return
+    if mark and not value:
+        st.session_state[K_GOLD_RESULT] = ("error", "Choose the right answer (Pass, SemiPass or Fail) first.")
+        return
     if mark and not reason:
         st.session_state[K_GOLD_RESULT] = ("error", "A reason is required: say why this is the right answer.")
         return
@@ -422,7 +427,7 @@ def gold_section(ctx: w.PageContext) -> None:
         c1, c2 = st.columns([3, 2])
         c1.text_input("EB uid", key=K_GOLD_UID, placeholder="uid://A002/…")
         with c2:
-            st.segmented_control("Right answer", list(LABEL_VALUES), key=K_GOLD_VALUE, default="Pass", required=True)
+            st.segmented_control("Right answer", list(LABEL_VALUES), key=K_GOLD_VALUE, default=None)
         st.text_input("Reason (required to mark)", key=K_GOLD_REASON, max_chars=500)
         b1, b2 = st.columns(2)
         b1.button("Mark as gold", key="qa0-gold-mark", on_click=_gold, args=(url, ctx.who, True), type="primary")

@@ -230,6 +230,10 @@ def test_lead_adjudicates_an_eb_from_the_queue(seeded_db: str) -> None:
     assert EVIL in detail["comment"].tolist(), "user text is shown verbatim, as data"
     assert "<img" not in _shown_text(at) and "**bold**" not in _shown_text(at)
 
+    # No value chosen yet: refused, nothing stored (there is no silent default).
+    at.text_input(key="qa0-adj-reason").input("antenna DV08 Tsys spike in scans 4-6")
+    at.button(key="qa0-adj-go").click().run()
+    assert any("final QA0 value" in m for m in _messages(at, "error"))
     at.button_group(key="qa0-adj-value").set_value("Fail")
     at.text_input(key="qa0-adj-reason").input("antenna DV08 Tsys spike in scans 4-6")
     at.button(key="qa0-adj-go").click().run()
@@ -257,6 +261,7 @@ def test_adjudication_needs_a_reason(seeded_db: str) -> None:
     uid = str(_queue(seeded_db).loc[0, "uid"])
     at = _page("t_lead")
     at.text_input(key="qa0-adj-uid").input(uid)
+    at.button_group(key="qa0-adj-value").set_value("Pass")
     at.button(key="qa0-adj-go").click().run()
     _ok(at)
     assert any("reason is required" in m for m in _messages(at, "error"))
@@ -281,6 +286,7 @@ def test_lead_who_lost_the_role_gets_the_library_refusal(seeded_db: str) -> None
     at = _page("t_was_lead")
     at.text_input(key="qa0-adj-uid").input(uid)
     at.text_input(key="qa0-adj-reason").input("looks fine")
+    at.button_group(key="qa0-adj-value").set_value("Pass")
     with session_scope(get_engine(seeded_db), write=True) as session:
         set_role(session=session, name="t_was_lead", role="aod")  # another lead demoted them meanwhile
     at.button(key="qa0-adj-go").click().run()
@@ -306,9 +312,13 @@ def test_lead_marks_and_unmarks_a_gold_eb(seeded_db: str) -> None:
 
     at.text_input(key="qa0-gold-uid").input(uid)
     at.button(key="qa0-gold-mark").click().run()
-    assert any("reason is required" in m for m in _messages(at, "error"))
-
+    assert any("Choose the right answer" in m for m in _messages(at, "error"))
     at.button_group(key="qa0-gold-value").set_value("Fail")
+    at.button(key="qa0-gold-mark").click().run()
+    assert any("reason is required" in m for m in _messages(at, "error"))
+    with session_scope(engine) as session:
+        assert adj.gold_table(session=session).empty
+
     at.text_input(key="qa0-gold-reason").input("three dead antennas")
     at.button(key="qa0-gold-mark").click().run()
     _ok(at)
