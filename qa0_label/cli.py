@@ -132,6 +132,29 @@ def cmd_label(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_role(args: argparse.Namespace) -> int:
+    """Show a labeler's role, or set it (aod or lead; an unknown name is created)."""
+    from sqlmodel import select
+
+    from qa0_label.db import session_scope
+    from qa0_label.labels import LabelError, normalize_name, set_role
+    from qa0_label.models import Labeler
+
+    try:
+        with session_scope(_engine(args), write=args.role is not None) as session:
+            if args.role is None:
+                person = session.exec(select(Labeler).where(Labeler.name == normalize_name(args.name))).first()
+                if person is None:
+                    raise UserError(f"no labeler named {args.name!r}")
+            else:
+                person = set_role(session=session, name=args.name, role=args.role)
+            name, role = person.name, person.role
+    except LabelError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{name}: {role}")
+    return EXIT_OK
+
+
 def cmd_next(args: argparse.Namespace) -> int:
     """The EB this AoD should review next, and why."""
     from qa0_label.assign import next_for
@@ -278,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", required=True, help="Pass, SemiPass or Fail (any case)")
     p.add_argument("--comment")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("role", help="show or set a labeler's role (aod, lead)")
+    p.add_argument("name")
+    p.add_argument("role", nargs="?", choices=["aod", "lead"], help="the new role; omit to show the current one")
+    p.set_defaults(func=cmd_role)
 
     p = sub.add_parser("next", help="the EB this labeler should review next")
     p.add_argument("--labeler", required=True)

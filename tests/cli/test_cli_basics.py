@@ -101,3 +101,17 @@ def test_backup_of_postgres_points_to_pg_dump(db_url: str, backend: str, tmp_pat
 def test_simulate_asking_for_impossible_labels_is_bad_input(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--db", db_url, "simulate", "--n", "2", "--aods", "1", "--labeled", "5", "--quiet"]) == 2
     assert "cannot come from" in capsys.readouterr().err
+
+
+def test_role_sets_and_shows_and_refuses_unknown(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--db", db_url, "role", "Nobody Yet"]) == 2
+    assert "no labeler named" in capsys.readouterr().err
+    assert cli.main(["--db", db_url, "role", "  Carolina   Méndez ", "lead"]) == 0
+    assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
+    assert cli.main(["--db", db_url, "role", "Carolina Méndez"]) == 0
+    assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
+    assert cli.main(["--db", db_url, "role", "Carolina Méndez", "aod"]) == 0
+    with session_scope(get_engine(db_url)) as s:
+        roles = s.connection().execute(text("SELECT name, role FROM labeler")).fetchall()
+    assert [tuple(r) for r in roles] == [("Carolina Méndez", "aod")]
+    assert cli.main(["--db", db_url, "role", "x", "admin"]) == 2  # argparse refuses an unknown role
