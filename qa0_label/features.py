@@ -21,16 +21,17 @@ elevation; antenna count against the array's usual; execution fraction; numeric 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from qa0_label import limits
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 """Bump whenever a feature's meaning changes: a model trained on another version is not reused."""
 
 NOMINAL_ANTENNAS: dict[str, float] = {"12m": 45.0, "7m": 10.5}
@@ -61,6 +62,14 @@ DERIVED_FEATURES: tuple[str, ...] = (
     "good_antennas_frac", "worst_limit_ratio", "n_limits_exceeded",
 )
 """Computed columns, always present (NaN when their inputs are missing), in this order after RAW_FEATURES."""
+
+DETAIL_FEATURES: tuple[str, ...] = (
+    "det_n_antennas", "det_flag_frac", "dead_antennas", "dead_frac", "tsys_outlier_antennas",
+    "tsys_outlier_frac", "tsys_max_ratio", "amp_ant_scatter", "amp_min_ratio", "phase_jump_score",
+    "phase_spread_median", "tsys_spike_ratio", "scan_amp_spike", "scan_amp_min_ratio", "bp_ripple_worst_db",
+    "bp_ripple_max_db", "spw_alpha_fit", "spw_powerlaw_scatter_pct", "spw_amp_min_ratio",
+)
+"""The DERIVED_FEATURES that come from an EB's own detail rows only (cached per EB in eb_detail_features)."""
 
 HISTORY_WINDOW = 5
 """How many earlier EBs of the same source and band make its 'recent history'."""
@@ -367,8 +376,20 @@ def _opacity(freq: pd.Series, pwv: pd.Series) -> pd.Series:
     return pd.Series(dry + wet * pwv.clip(lower=0).to_numpy(dtype=float), index=freq.index)
 
 
-def _assemble(ebs: pd.DataFrame, ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.DataFrame) -> pd.DataFrame:
-    """EB columns + detail aggregates -> feature frame indexed by eb_id (vectorised only)."""
+def detail_features(ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.DataFrame) -> pd.DataFrame:
+    """Detail aggregates -> the DETAIL_FEATURES of each EB that has detail rows (index eb_id).
+
+    Each value depends on that EB's own detail rows only, which is what makes them cacheable per EB.
+    """
+    out = _antenna_features(ant).join(_scan_features(scan), how="outer").join(_spw_features(spw), how="outer")
+    out = out.reindex(columns=list(DETAIL_FEATURES)).astype(float)
+    out.index = out.index.astype(np.int64)
+    out.index.name = "eb_id"
+    return out
+
+
+def _assemble(ebs: pd.DataFrame, det: pd.DataFrame) -> pd.DataFrame:
+    """EB columns + per-EB detail features -> feature frame indexed by eb_id (vectorised only)."""
     e = _normalise_ebs(ebs)
     f = pd.DataFrame(index=e.index)
     for col in RAW_FEATURES:
@@ -385,9 +406,8 @@ def _assemble(ebs: pd.DataFrame, ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.
     tau = _opacity(freq, e["pwv_mm"])
     tau_limit = band.map(limits.ACCEPTABLE_ZENITH_OPACITY).astype(float)
     f["tau_over_limit"] = tau / tau_limit
-    ref_tau = _opacity(ref_freq, pd.Series(1.0, index=e.index))
-    dry_ref = _opacity(ref_freq, pd.Series(0.0, index=e.index))
-    pwv_limit = (tau_limit - dry_ref) / (ref_tau - dry_ref)
+    # The limit at the EB's own tuning, the same number the review page shows (limits.py holds the one copy).
+    pwv_limit = pd.Series(limits.pwv_limits_mm(band.to_numpy(), e["freq_ghz"].to_numpy()), index=e.index)
     f["pwv_over_limit"] = e["pwv_mm"] / pwv_limit.where(pwv_limit > 0)
     el = e["elevation_deg"].clip(lower=3.0)
     am = 1.0 / np.sin(np.radians(el))
@@ -410,9 +430,7 @@ def _assemble(ebs: pd.DataFrame, ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.
         f["alpha_vs_source"] = e["spectral_index"] - src_alpha
         f["abs_alpha_vs_source"] = f["alpha_vs_source"].abs()
 
-    f = f.join(_antenna_features(ant), how="left")
-    f = f.join(_scan_features(scan), how="left")
-    f = f.join(_spw_features(spw), how="left")
+    f = f.join(det, how="left")
 
     f = f.reindex(columns=[*RAW_FEATURES, *DERIVED_FEATURES])
     f.update(_limit_ratios(e, f))
@@ -423,10 +441,6 @@ def _assemble(ebs: pd.DataFrame, ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.
     return f
 
 
-def _limit(name: str, default: float) -> float:
-    return float(getattr(limits, name, default))
-
-
 def _limit_ratios(e: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     """Each AoD limit (limits.py) as value / 'bad' limit (>= 1 crosses it); the worst one and how many cross.
 
@@ -435,7 +449,7 @@ def _limit_ratios(e: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     """
     nominal = pd.Series(NOMINAL_ANTENNAS).astype(float)
     array = e["array"].astype(str).str.lower() if "array" in e else pd.Series("", index=e.index)
-    warn_ants = array.map({k: float(v) for k, v in getattr(limits, "MIN_ANTENNAS_WARN", {}).items()}).astype(float)
+    warn_ants = array.map({k: float(v) for k, v in limits.MIN_ANTENNAS_WARN.items()}).astype(float)
     good = f["det_n_antennas"].fillna(e["n_antennas"]) - f["dead_antennas"].fillna(0) - f["tsys_outlier_antennas"].fillna(0)
     good = good.where(f["det_n_antennas"].notna(), e["n_antennas"])
     out = pd.DataFrame(index=f.index)
@@ -445,14 +459,14 @@ def _limit_ratios(e: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     )
     ratios = pd.DataFrame(
         {
-            "tau": f["tau_over_limit"] / _limit("PWV_BAD_OPACITY_RATIO", 1.4),
-            "exec": (1.0 - e["exec_fraction"]) / (1.0 - _limit("EXEC_FRACTION_BAD", 0.5)),
-            "phase": e["phase_rms_deg"] / _limit("PHASE_RMS_BAD_DEG", 50.0),
-            "flag": e["flagged_fraction"] / _limit("FLAGGED_FRACTION_BAD", 0.4),
-            "elev": _limit("ELEVATION_BAD_DEG", 20.0) / e["elevation_deg"].where(e["elevation_deg"] > 0),
+            "tau": f["tau_over_limit"] / limits.PWV_BAD_OPACITY_RATIO,
+            "exec": (1.0 - e["exec_fraction"]) / (1.0 - limits.EXEC_FRACTION_BAD),
+            "phase": e["phase_rms_deg"] / limits.PHASE_RMS_BAD_DEG,
+            "flag": e["flagged_fraction"] / limits.FLAGGED_FRACTION_BAD,
+            "elev": limits.ELEVATION_BAD_DEG / e["elevation_deg"].where(e["elevation_deg"] > 0),
             "ants": warn_ants / good.where(good > 0),
-            "flux": f["abs_flux_vs_neighbours_log"] / err_rel.where(err_rel > 0) / _limit("FLUX_DEVIATION_BAD_SIGMA", 5.0),
-            "ripple": f["bp_ripple_worst_db"] / _limit("BANDPASS_RIPPLE_DB", 3.0),
+            "flux": f["abs_flux_vs_neighbours_log"] / err_rel.where(err_rel > 0) / limits.FLUX_DEVIATION_BAD_SIGMA,
+            "ripple": f["bp_ripple_worst_db"] / limits.BANDPASS_RIPPLE_DB,
         }
     )
     out["worst_limit_ratio"] = ratios.max(axis=1, skipna=True)
@@ -495,8 +509,7 @@ def features_from_frames(ebs: pd.DataFrame, details: pd.DataFrame | None = None)
     ebs: one row per EB keyed by an ``eb_id`` or ``id`` column, or by its index (simulate.generate's ``eb``);
     details: rows keyed by ``eb_id`` (or ``eb``) with the EBDetail columns.
     """
-    ant, spw, scan = _detail_aggregates_pandas(details)
-    return _assemble(ebs, ant, spw, scan)
+    return _assemble(ebs, detail_features(*_detail_aggregates_pandas(details)))
 
 
 _EB_COLS = ["eb_id", "source", "array", "start_time", "extra", *EB_NUMERIC]
@@ -511,12 +524,172 @@ def load_eb_frame(*, session: Session) -> pd.DataFrame:
     return pd.DataFrame({name: list(values) for name, values in zip(_EB_COLS, cols)})
 
 
-def build_features(*, session: Session, eb_ids: Sequence[int] | None = None) -> pd.DataFrame:
-    """Feature frame (index eb_id) for the given EBs (all when None): EB rows + SQL detail aggregates."""
+def build_features(
+    *, session: Session, eb_ids: Sequence[int] | None = None, use_cache: bool = True
+) -> pd.DataFrame:
+    """Feature frame (index eb_id) for the given EBs (all when None): EB rows + per-EB detail features.
+
+    Detail features come from the eb_detail_features cache where it holds a valid row and from SQL
+    aggregates of eb_detail for the rest (nothing is written here: ensure_detail_cache fills the cache).
+    use_cache=False always aggregates (the reference the cache is tested against).
+    """
     # Every EB row is read (cheap) because history and neighbour features need the source's other EBs.
     ebs = load_eb_frame(session=session)
-    ant, spw, scan = _detail_aggregates_sql(session, eb_ids)
-    feats = _assemble(ebs, ant, spw, scan)
+    if use_cache:
+        det = cached_detail_features(session=session, eb_ids=eb_ids)
+        missing = sorted(set(detail_eb_ids(session=session, eb_ids=eb_ids)) - set(det.index.tolist()))
+        if missing and det.empty and eb_ids is None:
+            det = detail_features(*_detail_aggregates_sql(session, None))  # one GROUP BY beats IN lists
+        elif missing:
+            det = pd.concat([det, detail_features(*_detail_aggregates_sql(session, missing))])
+    else:
+        det = detail_features(*_detail_aggregates_sql(session, eb_ids))
+    feats = _assemble(ebs, det)
     if eb_ids is not None:
         feats = feats.reindex(pd.Index([int(i) for i in eb_ids], name="eb_id"))
     return feats
+
+
+# --- per-EB detail-feature cache (table eb_detail_features) --------------------------------------
+
+CACHE_CHUNK_EBS = 500
+"""EBs aggregated per cache-filling step (~700k detail rows): bounded memory, short write transactions."""
+
+_DISTINCT_EB_SQL = """
+WITH RECURSIVE walk(e) AS (
+    SELECT MIN(eb_id) FROM eb_detail
+    UNION ALL
+    SELECT (SELECT MIN(eb_id) FROM eb_detail WHERE eb_id > walk.e) FROM walk WHERE walk.e IS NOT NULL
+)
+SELECT e FROM walk WHERE e IS NOT NULL
+"""
+
+
+def detail_eb_ids(*, session: Session, eb_ids: Sequence[int] | None = None) -> list[int]:
+    """Ids of the EBs that have detail rows (among eb_ids when given), by index seeks only."""
+    conn = session.connection()
+    if eb_ids is None:
+        # A loose index scan: one seek per EB instead of reading ten million index entries.
+        return [int(r[0]) for r in conn.execute(text(_DISTINCT_EB_SQL))]
+    out: list[int] = []
+    ids = sorted({int(i) for i in eb_ids})
+    for start in range(0, len(ids), 2000):
+        chunk = ids[start : start + 2000]
+        stmt = text("SELECT DISTINCT eb_id FROM eb_detail WHERE eb_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        )
+        out += [int(r[0]) for r in conn.execute(stmt, {"ids": chunk})]
+    return sorted(out)
+
+
+def _stale_by_insert(session: Session) -> set[int]:
+    """SQLite: cached EBs that gained a detail row after their cache row (PostgreSQL's trigger drops those)."""
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        return set()
+    # The eb_detail index holds (eb_id, rowid): each probe is one seek.
+    sql = (
+        "SELECT f.eb_id FROM eb_detail_features f WHERE EXISTS "
+        "(SELECT 1 FROM eb_detail d WHERE d.eb_id = f.eb_id AND d.id > f.max_detail_id)"
+    )
+    return {int(r[0]) for r in conn.exec_driver_sql(sql)}
+
+
+def cached_detail_features(*, session: Session, eb_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """The valid cache rows (this FEATURE_VERSION, details unchanged since) as a DETAIL_FEATURES frame."""
+    conn = session.connection()
+    stmt = text("SELECT eb_id, values_json FROM eb_detail_features WHERE feature_version = :v")
+    rows = conn.execute(stmt, {"v": FEATURE_VERSION}).fetchall()
+    stale = _stale_by_insert(session) if rows else set()
+    wanted = None if eb_ids is None else {int(i) for i in eb_ids}
+    keep = [(int(e), v) for e, v in rows if int(e) not in stale and (wanted is None or int(e) in wanted)]
+    if not keep:
+        return pd.DataFrame(columns=list(DETAIL_FEATURES), index=pd.Index([], name="eb_id", dtype=np.int64), dtype=float)
+    # One json.loads of a single array is much faster than thousands of small ones.
+    values = json.loads("[" + ",".join(v for _, v in keep) + "]")
+    frame = pd.DataFrame(values, columns=list(DETAIL_FEATURES), dtype=float)
+    frame.index = pd.Index([e for e, _ in keep], name="eb_id", dtype=np.int64)
+    return frame.astype(float)
+
+
+def _json_row(values: np.ndarray) -> str:
+    return json.dumps([None if not np.isfinite(v) else float(v) for v in values])
+
+
+def detail_signatures(conn: Connection, eb_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(row count, newest row id) of each EB's detail rows: what a cache row was computed from."""
+    stmt = text("SELECT eb_id, COUNT(*), MAX(id) FROM eb_detail WHERE eb_id IN :ids GROUP BY eb_id").bindparams(
+        bindparam("ids", expanding=True)
+    )
+    return {int(e): (int(n), int(m)) for e, n, m in conn.execute(stmt, {"ids": list(eb_ids)})}
+
+
+def store_detail_cache(
+    conn: Connection, det: pd.DataFrame, signatures: dict[int, tuple[int, int]], *, verified: bool = False
+) -> int:
+    """Write cache rows for det's EBs, only where the EB's details still have the given signature.
+
+    Call inside a write transaction; rows of EBs whose details changed meanwhile are skipped (they stay
+    uncached and are aggregated again next time), so a concurrent re-import can never leave a stale row.
+    verified=True: the signatures were read in this same transaction (the simulator's own rows).
+    """
+    ids = [int(e) for e in det.index if int(e) in signatures]
+    if not ids:
+        return 0
+    now = _cache_time(conn)
+    current = signatures if verified else detail_signatures(conn, ids)
+    rows = []
+    values = det.reindex(columns=list(DETAIL_FEATURES)).to_numpy(dtype=float)
+    pos = {int(e): i for i, e in enumerate(det.index)}
+    for e in ids:
+        if current.get(e) != signatures[e]:
+            continue
+        n, m = signatures[e]
+        rows.append((e, FEATURE_VERSION, n, m, _json_row(values[pos[e]]), now))
+    if not rows:
+        return 0
+    from qa0_label.db import bulk_insert
+
+    # Replaces rows of an older feature version (or a stale row the SQLite insert check found).
+    stmt = text("DELETE FROM eb_detail_features WHERE eb_id IN :ids").bindparams(bindparam("ids", expanding=True))
+    conn.execute(stmt, {"ids": [r[0] for r in rows]})
+
+    return bulk_insert(
+        conn, "eb_detail_features",
+        ["eb_id", "feature_version", "n_rows", "max_detail_id", "values_json", "computed_at"], rows,
+    )
+
+
+def _cache_time(conn: Connection) -> object:
+    from qa0_label.models import utcnow
+
+    now = utcnow()
+    if conn.dialect.name == "sqlite":
+        return now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return now.replace(tzinfo=None)
+
+
+def ensure_detail_cache(
+    *, engine: Engine, eb_ids: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict[str, int]:
+    """Fill the cache for EBs with details but no valid cache row (missing, other version, details changed).
+
+    Aggregation reads run outside any write lock; each chunk's rows are written in a short write
+    transaction after re-checking the details did not change meanwhile. Returns counts for the report.
+    """
+    from qa0_label.db import session_scope
+
+    with session_scope(engine) as s:
+        have = set(cached_detail_features(session=s, eb_ids=eb_ids).index.tolist())
+        todo = [e for e in detail_eb_ids(session=s, eb_ids=eb_ids) if e not in have]
+    stored = 0
+    for start in range(0, len(todo), CACHE_CHUNK_EBS):
+        chunk = todo[start : start + CACHE_CHUNK_EBS]
+        with session_scope(engine) as s:
+            sig = detail_signatures(s.connection(), chunk)
+            det = detail_features(*_detail_aggregates_sql(s, chunk))
+        with session_scope(engine, write=True) as s:
+            stored += store_detail_cache(s.connection(), det, sig)
+        if progress:
+            progress(min(start + CACHE_CHUNK_EBS, len(todo)), len(todo))
+    return {"cached": len(have), "computed": len(todo), "stored": stored}

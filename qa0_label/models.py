@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import DDL, JSON, Column, Index, Text, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 LABEL_VALUES: tuple[str, ...] = ("Pass", "SemiPass", "Fail")
@@ -21,7 +21,7 @@ LABEL_KINDS: tuple[str, ...] = ("review", "undo", "adjudication")
 ROLES: tuple[str, ...] = ("aod", "lead")
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump together with a new migration under db/migrations/."""
 
 
@@ -217,3 +217,58 @@ class ScoreRank(SQLModel, table=True):
     strategy: str = Field(max_length=32)
     rank: int
     eb_id: int = Field(foreign_key="execution_block.id", ondelete="CASCADE")
+
+
+class EBDetailFeatures(SQLModel, table=True):
+    """Per-EB cache of the detail-derived features, so a retrain never re-aggregates millions of detail rows.
+
+    A row is valid for the EB's detail rows as they were when it was computed: triggers on eb_detail delete
+    it whenever one of the EB's detail rows is deleted or updated (a re-import replaces them) and, on
+    PostgreSQL, inserted; on SQLite an insert is caught by max_detail_id (a newer row of the EB exists). A
+    row of another feature version is recomputed at the next retrain.
+    """
+
+    __tablename__ = "eb_detail_features"
+
+    eb_id: int = Field(primary_key=True, foreign_key="execution_block.id", ondelete="CASCADE")
+    feature_version: str = Field(max_length=16)
+    n_rows: int  # detail rows the values come from
+    max_detail_id: int  # the newest of those rows
+    # JSON list in the order of features.DETAIL_FEATURES, null for NaN (plain text: we parse it ourselves).
+    values_json: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime = Field(default_factory=utcnow)
+
+
+# Invalidation triggers, created with the table on a fresh database (0002_detail_features.py makes the same
+# ones on an upgraded database). SQLite has row triggers only: one for INSERT would cost ~25 % of a bulk
+# detail load, so inserts are detected through max_detail_id instead.
+SQLITE_DETAIL_TRIGGERS: tuple[str, ...] = (
+    "CREATE TRIGGER IF NOT EXISTS eb_detail_features_del AFTER DELETE ON eb_detail "
+    "BEGIN DELETE FROM eb_detail_features WHERE eb_id = OLD.eb_id; END",
+    "CREATE TRIGGER IF NOT EXISTS eb_detail_features_upd AFTER UPDATE ON eb_detail "
+    "BEGIN DELETE FROM eb_detail_features WHERE eb_id IN (OLD.eb_id, NEW.eb_id); END",
+)
+POSTGRES_DETAIL_TRIGGERS: tuple[str, ...] = (
+    """CREATE OR REPLACE FUNCTION qa0_detail_features_drop() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM eb_detail_features WHERE eb_id IN (SELECT DISTINCT eb_id FROM changed_rows);
+  RETURN NULL;
+END $$""",
+    """CREATE OR REPLACE FUNCTION qa0_detail_features_drop_upd() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM eb_detail_features
+  WHERE eb_id IN (SELECT eb_id FROM old_rows UNION SELECT eb_id FROM new_rows);
+  RETURN NULL;
+END $$""",
+    "CREATE TRIGGER eb_detail_features_ins AFTER INSERT ON eb_detail REFERENCING NEW TABLE AS changed_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION qa0_detail_features_drop()",
+    "CREATE TRIGGER eb_detail_features_del AFTER DELETE ON eb_detail REFERENCING OLD TABLE AS changed_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION qa0_detail_features_drop()",
+    "CREATE TRIGGER eb_detail_features_upd AFTER UPDATE ON eb_detail REFERENCING OLD TABLE AS old_rows "
+    "NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION qa0_detail_features_drop_upd()",
+)
+
+for _sql in SQLITE_DETAIL_TRIGGERS:
+    event.listen(EBDetailFeatures.__table__, "after_create", DDL(_sql).execute_if(dialect="sqlite"))
+for _sql in POSTGRES_DETAIL_TRIGGERS:
+    event.listen(EBDetailFeatures.__table__, "after_create", DDL(_sql.replace("%", "%%")).execute_if(dialect="postgresql"))

@@ -109,7 +109,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from qa0_label import db, limits
+from qa0_label import db, features, limits
 from qa0_label.models import LABEL_VALUES, ExecutionBlock
 
 ProgressFn = Callable[[float, str], None]
@@ -1203,7 +1203,19 @@ def _write_labels(engine: Engine, frame: pd.DataFrame, id_of_eb: dict[int, int],
 _DONE = object()
 
 
-def _write_sqlite_batch(conn: Connection, batch: SimulatedBatch, q: queue.Queue[Any], seed: int) -> np.ndarray:
+def _store_cache(conn: Connection, batch: SimulatedBatch, ids: np.ndarray, det: pd.DataFrame | None) -> None:
+    """Cache rows of the batch's detail features (inside the batch's transaction, so they match its rows)."""
+    if det is None or det.empty:
+        return
+    id_of = dict(zip(batch.ebs.index.tolist(), ids.tolist()))
+    det = det.set_axis(pd.Index([id_of[int(e)] for e in det.index], name="eb_id"))
+    sig = features.detail_signatures(conn, det.index.tolist())
+    features.store_detail_cache(conn, det, sig, verified=True)
+
+
+def _write_sqlite_batch(
+    conn: Connection, batch: SimulatedBatch, q: queue.Queue[Any], seed: int, det: pd.DataFrame | None = None
+) -> np.ndarray:
     """One SQLite transaction: the batch's EBs, then its detail parts as the producer hands them over."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
@@ -1222,6 +1234,7 @@ def _write_sqlite_batch(conn: Connection, batch: SimulatedBatch, q: queue.Queue[
                     raise part
                 break  # "end"
             _insert_outcomes(conn, batch.outcomes, ids)
+            _store_cache(conn, batch, ids, det)
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
     return ids
@@ -1294,7 +1307,9 @@ def _producer(
             details = batch.details
             pos = pd.Index(batch.ebs.index).get_indexer(details["eb"].to_numpy())
             light = replace(batch, details=details.iloc[:0]) if sqlite else batch
-            if not put(("batch", light, counts)):
+            # The detail-feature cache rows, computed here from the frame (no SQL pass over the new rows).
+            det = features.detail_features(*features._detail_aggregates_pandas(details)) if len(details) else None
+            if not put(("batch", light, (counts, det))):
                 return
             if sqlite:
                 del batch, light
@@ -1346,18 +1361,20 @@ def simulate(
     written = 0
     try:
         while True:
-            kind, batch, extra = q.get()
+            kind, batch, info = q.get()
             if kind is _DONE:
                 break
             if kind == "error":
                 raise batch
             assert kind == "batch"
+            extra, det = info
             with db.writer(engine).connect() as conn:
                 if sqlite:
-                    ids = _write_sqlite_batch(conn, batch, q, seed)
+                    ids = _write_sqlite_batch(conn, batch, q, seed, det)
                 else:
                     with conn.begin():
                         ids = write_batch(conn=conn, batch=batch, seed=seed)
+                        _store_cache(conn, batch, ids, det)
                     kind, _, _ = q.get()  # "end"
             id_of_eb.update(zip(batch.ebs.index.tolist(), ids.tolist()))
             counts.append(extra)

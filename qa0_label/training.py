@@ -385,7 +385,12 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
     report = _reporter(engine, run_id, progress)
     try:
         with _Heartbeat(engine, run_id):
-            report(0.02, "reading labels and features")
+            report(0.02, "updating the detail-feature cache")
+            feats.ensure_detail_cache(
+                engine=engine,
+                progress=lambda done, total: report(0.02 + 0.08 * done / max(total, 1), f"detail features {done}/{total} EBs"),
+            )
+            report(0.1, "reading labels and features")
             with session_scope(engine) as s:
                 max_label_id = int(s.exec(select(func.max(Label.id))).one() or 0)
                 cons = training_labels(session=s)
