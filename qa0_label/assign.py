@@ -283,7 +283,10 @@ def _try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minu
     expires = now + timedelta(minutes=float(minutes))
     conn = s.connection()
     try:
-        with s.begin_nested():
+        # The connection's own SAVEPOINT: Session.begin_nested() emits it lazily, only when the session
+        # itself next executes, so with Connection.execute a failed insert aborted the whole PostgreSQL
+        # transaction (InFailedSqlTransaction) when two AoDs raced for one EB.
+        with conn.begin_nested():
             # An expired lease of someone else still holds the primary key: clear it first.
             conn.execute(_D_EXPIRED, {"eb": eb_id, "now": now})
             conn.execute(

@@ -242,6 +242,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         result = run_benchmark(
             dataset=args.dataset, strategy=args.strategy, seeds=args.seeds, progress=_progress_printer(args.json)
         )
+    elif args.what == "scale":
+        if args.pool <= 0 or args.writers < 0 or args.calls <= 0 or args.details_for < 0:
+            raise UserError("--pool and --calls must be positive, --writers and --details-for not negative")
+        from qa0_label.benchmark_scale import run_scale_benchmark
+        from qa0_label.config import database_url
+
+        result = run_scale_benchmark(
+            url=database_url(args.db), pool=args.pool, details_for=args.details_for, aods=args.aods,
+            labels=args.labels, calls=args.calls, writers=args.writers, writer_iterations=args.writer_iterations,
+            retrain=not args.no_retrain, seed=args.seed, progress=_progress_printer(args.json),
+        )
     else:
         raise UserError(f"unknown benchmark {args.what!r}")
     if args.json:
@@ -332,6 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", default="qa0-sim", choices=["qa0-sim", "breast_cancer", "wine", "digits"])
     b.add_argument("--strategy", default="margin")
     b.add_argument("--seeds", type=int, default=10)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
+    b = bsub.add_parser("scale", parents=[common], help="next/label/retrain/detail latency on a pool of N EBs")
+    b.add_argument("--pool", type=int, required=True, help="EBs in the pool (built with the simulator, or reused)")
+    b.add_argument("--details-for", type=int, default=7500, help="EBs that get detail rows when building")
+    b.add_argument("--aods", type=int, default=4, help="simulated AoDs labelling the new pool")
+    b.add_argument("--labels", type=int, default=5000, help="labels the simulated AoDs give the new pool")
+    b.add_argument("--calls", type=int, default=300, help="sequential next + label calls")
+    b.add_argument("--writers", type=int, default=0, help="concurrent AoDs (threads, then processes)")
+    b.add_argument("--writer-iterations", type=int, default=30, help="next + label rounds per concurrent AoD")
+    b.add_argument("--no-retrain", action="store_true", help="skip the retrain phase (uses the last model)")
+    b.add_argument("--seed", type=int, default=100)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_benchmark)
     return parser

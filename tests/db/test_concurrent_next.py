@@ -1,0 +1,66 @@
+"""Eight AoD processes asking `next` at once (through the CLI): never the same EB, no error reaches them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from sqlalchemy import text
+
+from qa0_label import assign
+from qa0_label.db import get_engine
+from tests.db.al_pool import make_pool
+
+N_PROCS = 8
+ROUNDS = 4
+
+_SCRIPT = """
+import contextlib, io, json, sys
+from qa0_label.cli import main
+db, who, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def run(*argv):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(['--db', db, *argv])
+    if rc != 0:
+        sys.exit(rc)
+    return buf.getvalue()
+
+picks = []
+for i in range(rounds + 1):
+    pick = json.loads(run('next', '--labeler', who, '--json'))
+    picks.append(pick['uid'])
+    if i < rounds:  # the last pick stays leased (held) while the others keep asking
+        run('label', pick['uid'], '--labeler', who, '--value', 'pass')
+print('PICKS ' + json.dumps(picks))
+"""
+
+
+def test_eight_processes_asking_next_never_share_an_eb(db_url: str) -> None:
+    engine = get_engine(db_url)
+    make_pool(engine, 120)
+    assign.build_cold_start_queue(engine=engine)
+    # No overlap routing: with it, a second AoD may get an EB after the first one labelled it (by design).
+    env = {**os.environ, "QA0_OVERLAP_SHARE": "0", "QA0_RANDOM_SHARE": "0.3", "QA0_GOLD_SHARE": "0", "QA0_DEBUG": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SCRIPT, db_url, f"proc-aod-{k}", str(ROUNDS)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for k in range(N_PROCS)
+    ]
+    outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert all(rc == 0 for rc, _, _ in outs), "\n".join(err[-3000:] for _, _, err in outs)
+    assert not any("locked" in err.lower() or "Traceback" in err for _, _, err in outs)
+    picks = [json.loads(out.split("PICKS ", 1)[1]) for _, out, _ in outs]
+    every = [u for p in picks for u in p]
+    assert len(every) == N_PROCS * (ROUNDS + 1)
+    assert len(set(every)) == len(every)  # no EB went to two AoDs
+    with engine.connect() as conn:
+        leases = conn.execute(text("SELECT COUNT(*), COUNT(DISTINCT labeler_id) FROM lease")).one()
+        n_labels = conn.execute(text("SELECT COUNT(*) FROM label")).scalar_one()
+    assert tuple(leases) == (N_PROCS, N_PROCS)  # each still holds exactly its last pick
+    assert n_labels == N_PROCS * ROUNDS
