@@ -24,9 +24,12 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import re
+import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,6 +54,7 @@ __all__ = [
     "export_labels_frame",
     "import_file",
     "import_frames",
+    "read_chunks",
     "read_table",
     "spreadsheet_safe",
     "validate_details",
@@ -64,6 +68,8 @@ LINE_COLUMN = "__line__"
 """Column read_table adds: the CSV line (header = line 1) or Parquet row (1-based) each row came from."""
 
 MAX_LISTED_PROBLEMS = 20
+MAX_KEPT_PROBLEMS = 1_000  # problems kept per file (the rest are counted): a file of bad rows stays small
+DEFAULT_CHUNK_ROWS = 100_000  # rows read, validated and written per block: memory stays flat on huge files
 MAX_UID = 64
 MAX_COLUMN_NAME = 100
 MAX_EXTRA_COLUMNS = 200
@@ -167,15 +173,19 @@ class Problem:
 
 
 class ImportRefused(Exception):
-    """The input cannot be imported; nothing was written. `.problems` lists every reason."""
+    """The input cannot be imported; nothing was written. `.problems` lists the reasons in file order.
 
-    def __init__(self, problems: Iterable[Problem]) -> None:
+    `.omitted` counts further problems of a very bad file that were counted but not kept.
+    """
+
+    def __init__(self, problems: Iterable[Problem], *, omitted: int = 0) -> None:
         self.problems: list[Problem] = list(problems)
+        self.omitted = int(omitted)
         super().__init__(self.problems)
 
     def __str__(self) -> str:
         lines = [str(p) for p in self.problems[:MAX_LISTED_PROBLEMS]]
-        extra = len(self.problems) - MAX_LISTED_PROBLEMS
+        extra = len(self.problems) + self.omitted - MAX_LISTED_PROBLEMS
         if extra > 0:
             lines.append(f"... and {extra} more problem{'s' if extra != 1 else ''}")
         return "\n".join(lines)
@@ -191,24 +201,26 @@ def _refuse(name: str, message: str, *, row: int | None = None, column: str | No
 
 # --- reading -----------------------------------------------------------------------------------
 
+Chunk = tuple[pd.DataFrame | None, list[Problem]]
+"""A block of rows from a file (None when every row of the block was refused) and the reading problems in it."""
 
-def read_table(source: Path | BinaryIO, *, name: str) -> pd.DataFrame:
-    """Read a CSV (as raw text) or Parquet file into a frame with a LINE_COLUMN; ImportRefused if unreadable."""
+
+def _suffix(source: Path | BinaryIO | str, name: str) -> str:
+    """'.csv' or '.parquet' from NAME (or the path's own name); ImportRefused for anything else."""
     suffix = Path(name).suffix.lower()
-    if suffix not in (".csv", ".parquet") and isinstance(source, Path):
-        suffix = source.suffix.lower()
+    if suffix not in (".csv", ".parquet") and isinstance(source, (str, Path)):
+        suffix = Path(source).suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise _refuse(name, f"unsupported file type '{suffix or '(no extension)'}'; use .csv or .parquet")
-    data = _read_bytes(source, name)
-    if not data.strip():
-        raise _refuse(name, "the file is empty")
-    return _read_csv(data, name) if suffix == ".csv" else _read_parquet(data, name)
+    return suffix
 
 
-def _read_bytes(source: Path | BinaryIO, name: str) -> bytes:
+@contextmanager
+def _open_binary(source: Path | BinaryIO | str, name: str) -> Iterator[tuple[BinaryIO, int | None]]:
+    """A binary stream positioned at the start and its size (None when unknown); the file is closed after."""
     if isinstance(source, (str, Path)):
         try:
-            return Path(source).read_bytes()
+            handle = open(source, "rb")  # noqa: SIM115 - closed in the finally below
         except FileNotFoundError:
             raise _refuse(name, "no such file") from None
         except IsADirectoryError:
@@ -217,85 +229,222 @@ def _read_bytes(source: Path | BinaryIO, name: str) -> bytes:
             raise _refuse(name, "permission denied") from None
         except OSError as exc:
             raise _refuse(name, f"cannot read the file ({exc.strerror or exc})") from None
+        try:
+            yield handle, os.fstat(handle.fileno()).st_size
+        finally:
+            handle.close()
+        return
     try:
         if getattr(source, "seekable", lambda: False)():
             source.seek(0)  # an upload read once before (a page rerun) must not look empty
-        data = source.read()
+            stream: BinaryIO = source
+        else:
+            stream = io.BytesIO(source.read())
+        probe = stream.read(0)
+        if isinstance(probe, str):  # a text stream: the rest of the pipeline reads bytes
+            stream = io.BytesIO(stream.read().encode("utf-8"))
+        size: int | None = None
+        if stream.seekable():
+            here = stream.tell()
+            size = stream.seek(0, io.SEEK_END)
+            stream.seek(here)
     except (OSError, ValueError) as exc:
         raise _refuse(name, f"cannot read the upload ({exc})") from None
-    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    yield stream, size
 
 
-def _read_csv(data: bytes, name: str) -> pd.DataFrame:
-    try:
-        # utf-8-sig reads plain UTF-8 too and drops the byte-order mark that Excel writes.
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise _refuse(
-            name, f"byte 0x{data[exc.start]:02x} is not valid UTF-8; save the file as UTF-8 (CSV UTF-8)", row=line
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header: list[str] | None = None
-    header_line = 1
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    problems: list[Problem] = []
-    end = 0
-    try:
-        for record in reader:
-            start, end = end + 1, reader.line_num
-            if not "".join(record).strip():
-                continue  # blank lines and rows of bare commas (spreadsheet leftovers)
-            if header is None:
-                header, header_line = record, start
-                continue
-            n = len(header)
-            if len(record) > n and not "".join(record[n:]).strip():
-                record = record[:n]  # trailing empty fields
-            if len(record) != n:
-                problems.append(
-                    Problem(name, start, None, f"this line has {len(record)} fields but the header has {n}")
-                )
-                continue
-            rows.append(record)
-            lines.append(start)
-    except csv.Error as exc:
-        raise _refuse(name, f"not a readable CSV file ({exc})", row=end + 1) from None
-    if header is None:
+def _is_blank(stream: BinaryIO) -> bool:
+    """True for an empty or whitespace-only file (only the first 64 KiB are read; the stream is rewound)."""
+    head = stream.read(1 << 16)
+    blank = not head.strip() and (len(head) < 1 << 16 and not stream.read(1))
+    stream.seek(0)
+    return blank
+
+
+def _stream_chunks(
+    stream: BinaryIO, *, suffix: str, name: str, chunk_rows: int
+) -> Iterator[Chunk]:
+    if _is_blank(stream):
         raise _refuse(name, "the file is empty")
-    names, header_problems = _normalize_names(header, name, header_line)
-    problems = header_problems + problems
+    if suffix == ".csv":
+        return _csv_chunks(stream, name, chunk_rows)
+    return _parquet_chunks(stream, name, chunk_rows)
+
+
+def read_chunks(
+    source: Path | BinaryIO, *, name: str, chunk_rows: int = 0, on_bytes: Callable[[int, int | None], None] | None = None
+) -> Iterator[Chunk]:
+    """Stream a CSV (raw text) or Parquet file in blocks of CHUNK_ROWS rows (0: the default size).
+
+    Each block has a LINE_COLUMN; rows a reader refuses (ragged CSV lines) come back as problems beside
+    it. ImportRefused for an unreadable file or header. on_bytes(read, size) follows the file position.
+    """
+    chunk_rows = int(chunk_rows) or DEFAULT_CHUNK_ROWS
+    suffix = _suffix(source, name)
+    with _open_binary(source, name) as (stream, size):
+        for chunk in _stream_chunks(stream, suffix=suffix, name=name, chunk_rows=chunk_rows):
+            if on_bytes is not None:
+                try:
+                    on_bytes(stream.tell(), size)
+                except (OSError, ValueError):
+                    pass
+            yield chunk
+
+
+def read_table(source: Path | BinaryIO, *, name: str) -> pd.DataFrame:
+    """Read a CSV (as raw text) or Parquet file into a frame with a LINE_COLUMN; ImportRefused if unreadable."""
+    frames: list[pd.DataFrame] = []
+    problems: list[Problem] = []
+    for frame, more in read_chunks(source, name=name, chunk_rows=2**62):
+        problems += more
+        if frame is not None:
+            frames.append(frame)
     if problems:
         raise ImportRefused(problems)
-    if not rows:
-        raise _refuse(name, "the file has a header but no data rows", row=header_line)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame.attrs.update(frames[0].attrs)
+    return frame
+
+
+def _utf8_refusal(stream: BinaryIO, name: str) -> ImportRefused:
+    """Find the first byte that is not UTF-8 (block by block) and name its line."""
+    stream.seek(0)
+    carry, line = b"", 1
+    while True:
+        block = stream.read(1 << 20)
+        data = carry + block
+        if not data:
+            break
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if block and exc.end == len(data) and exc.reason == "unexpected end of data":
+                # A character cut by the block boundary: finish it with the next block.
+                line += data[: exc.start].count(b"\n")
+                carry = data[exc.start :]
+                continue
+            line += data[: exc.start].count(b"\n")
+            return _refuse(
+                name, f"byte 0x{data[exc.start]:02x} is not valid UTF-8; save the file as UTF-8 (CSV UTF-8)", row=line
+            )
+        line += data.count(b"\n")
+        carry = b""
+        if not block:
+            break
+    return _refuse(name, "the file is not valid UTF-8; save the file as UTF-8 (CSV UTF-8)")
+
+
+def _csv_frame(rows: list[list[str]], lines: list[int], names: list[str], header_line: int) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=names, dtype=object)
     frame[LINE_COLUMN] = np.asarray(lines, dtype=np.int64)
     frame.attrs["header_line"] = header_line
     return frame
 
 
-def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+def _csv_chunks(stream: BinaryIO, name: str, chunk_rows: int) -> Iterator[Chunk]:
+    # utf-8-sig reads plain UTF-8 too and drops the byte-order mark that Excel writes.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    try:
+        reader = csv.reader(text)
+        names: list[str] | None = None
+        header_line = 1
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        problems: list[Problem] = []
+        n_rows = n_problems = 0
+        end = 0
+        try:
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if not "".join(record).strip():
+                    continue  # blank lines and rows of bare commas (spreadsheet leftovers)
+                if names is None:
+                    header_line = start
+                    names, header_problems = _normalize_names(record, name, header_line)
+                    if header_problems:
+                        raise ImportRefused(header_problems)
+                    continue
+                n = len(names)
+                if len(record) > n and not "".join(record[n:]).strip():
+                    record = record[:n]  # trailing empty fields
+                if len(record) != n:
+                    problems.append(
+                        Problem(name, start, None, f"this line has {len(record)} fields but the header has {n}")
+                    )
+                    n_problems += 1
+                    continue
+                rows.append(record)
+                lines.append(start)
+                if len(rows) >= chunk_rows:
+                    n_rows += len(rows)
+                    yield _csv_frame(rows, lines, names, header_line), problems
+                    rows, lines, problems = [], [], []
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise _refuse(
+                    name,
+                    f"a cell is longer than {csv.field_size_limit():,} characters (a quote that is never closed?)",
+                    row=end + 1,
+                ) from None
+            raise _refuse(name, f"not a readable CSV file ({exc})", row=end + 1) from None
+        except UnicodeDecodeError:
+            raise _utf8_refusal(stream, name) from None
+        if names is None:
+            raise _refuse(name, "the file is empty")
+        n_rows += len(rows)
+        if n_rows == 0 and n_problems == 0:
+            raise _refuse(name, "the file has a header but no data rows", row=header_line)
+        if rows or problems:
+            yield (_csv_frame(rows, lines, names, header_line) if rows else None), problems
+    finally:
+        text.detach()  # the caller owns (and closes) the binary stream
+
+
+def _parquet_chunks(stream: BinaryIO, name: str, chunk_rows: int) -> Iterator[Chunk]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        parquet = pq.ParquetFile(stream)
+        raw_names = parquet.schema_arrow.names
+        n_rows = parquet.metadata.num_rows
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a corrupt file
         raise _refuse(name, f"not a readable Parquet file ({exc})") from None
-    names, problems = _normalize_names(table.column_names, name, None)
+    names, problems = _normalize_names(raw_names, name, None)
     if problems:
         raise ImportRefused(problems)
-    try:
-        # ignore_metadata: a named pandas index comes back as an ordinary column instead of vanishing.
-        frame = table.to_pandas(ignore_metadata=True)
-    except Exception as exc:  # noqa: BLE001
-        raise _refuse(name, f"cannot convert the Parquet columns ({exc})") from None
-    frame.columns = names
-    if frame.empty:
+    if n_rows == 0 or not names:
         raise _refuse(name, "the file has no data rows")
-    frame[LINE_COLUMN] = np.arange(1, len(frame) + 1, dtype=np.int64)
-    return frame
+    first = 1
+    batches = parquet.iter_batches(batch_size=chunk_rows)
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            # ignore_metadata: a named pandas index comes back as an ordinary column instead of vanishing.
+            frame = pa.Table.from_batches([batch]).to_pandas(ignore_metadata=True)
+        except Exception as exc:  # noqa: BLE001
+            raise _refuse(name, f"cannot convert the Parquet columns ({exc})") from None
+        frame.columns = names
+        frame[LINE_COLUMN] = np.arange(first, first + len(frame), dtype=np.int64)
+        first += len(frame)
+        yield frame, []
+
+
+def _frame_chunks(frame: pd.DataFrame, name: str, chunk_rows: int) -> Iterator[Chunk]:
+    """An in-memory frame in blocks, numbered as read_table would (CSV line from 2, Parquet row from 1)."""
+    if LINE_COLUMN not in frame.columns:
+        frame = frame.copy()
+        start = 1 if name.lower().endswith(".parquet") else int(frame.attrs.get("header_line", 1)) + 1
+        frame[LINE_COLUMN] = np.arange(start, start + len(frame), dtype=np.int64)
+    if len(frame) <= chunk_rows:
+        yield frame, []
+        return
+    for begin in range(0, len(frame), chunk_rows):
+        part = frame.iloc[begin : begin + chunk_rows]
+        part.attrs = dict(frame.attrs)
+        yield part, []
 
 
 def _normalize_name(raw: Any) -> str:
@@ -352,9 +501,10 @@ class _Checker:
         data = frame.drop(columns=[LINE_COLUMN]) if LINE_COLUMN in frame.columns else frame
         self.columns = names
         self.text: dict[str, pd.Series] = {}
+        self.nested: dict[str, int] = {}  # column -> first row holding a list / struct (Parquet)
         if self.ok_columns:
             for col, raw in zip(names, data.columns, strict=True):
-                self.text[col] = _as_text(data[raw])
+                self.text[col] = _as_text(data[raw], self.nested, col)
         self.n = len(frame)
         if self.n == 0:
             self.add(None, None, "no data rows")
@@ -377,6 +527,12 @@ class _Checker:
             self.problems,
             key=lambda p: (-1 if p.row is None else p.row, order.get(p.column or "", -1)),
         )
+
+    def refuse_nested(self, known: Collection[str]) -> None:
+        """A known column must hold one plain value per cell: a list or struct there is a problem."""
+        for column, i in self.nested.items():
+            if column in known:
+                self.add(i, column, "holds lists or structs (a nested Parquet column); expected one plain value per cell")
 
     def required(self, column: str) -> pd.Series | None:
         """The text of a required column, with a problem for a missing column or each empty cell."""
@@ -457,8 +613,14 @@ class _Checker:
             self.add(int(i), column, f"{_show(text.iat[i])} is not true/false (also accepted: yes/no, 1/0)")
         return pd.Series([flag is True for flag in flags], dtype=bool)
 
-    def extras(self, skip: Collection[str]) -> tuple[dict[str, pd.Series], list[str]]:
-        """Unknown columns: numeric ones (kept) and the names of the others (ignored)."""
+    def extras(
+        self, skip: Collection[str], numeric: Collection[str] | None = None
+    ) -> tuple[dict[str, pd.Series], list[str]]:
+        """Unknown columns: numeric ones (kept) and the names of the others (ignored).
+
+        NUMERIC, when given, is the decision taken over the whole file (a block of a large file must not
+        decide on its own); otherwise this frame's cells decide.
+        """
         kept: dict[str, pd.Series] = {}
         ignored: list[str] = []
         for column in self.columns:
@@ -467,14 +629,14 @@ class _Checker:
             text = self.text[column]
             present = _present(text)
             n_present = int(present.sum())
-            if _IGNORED_NAME_RE.match(column) or n_present == 0:
+            if numeric is not None and column in numeric:
+                kept[column] = self.numbers(column, NumberRule())
+                continue
+            if _IGNORED_NAME_RE.match(column) or n_present == 0 or numeric is not None:
                 if n_present:
                     ignored.append(column)
                 continue
-            values = _floats(text)
-            numberish = present & (~np.isnan(values) | text.str.lower().isin(_NAN_WORDS).to_numpy())
-            n_numbers = int(numberish.sum())
-            if n_numbers * 2 <= n_present:
+            if not _mostly_numbers(text, present):
                 ignored.append(column)  # free text (comments, flags): not a feature
                 continue
             # Mostly numbers: a stray word is a mistake to fix (numbers() reports it), not free text.
@@ -484,6 +646,18 @@ class _Checker:
                 "(extra)", f"{len(kept)} extra numeric columns; at most {MAX_EXTRA_COLUMNS} are accepted"
             )
         return kept, ignored
+
+
+def _number_counts(text: pd.Series, present: np.ndarray) -> tuple[int, int]:
+    """(present cells, cells that are numbers or NaN/inf words) of an unknown column."""
+    values = _floats(text)
+    numberish = present & (~np.isnan(values) | text.str.lower().isin(_NAN_WORDS).to_numpy())
+    return int(present.sum()), int(numberish.sum())
+
+
+def _mostly_numbers(text: pd.Series, present: np.ndarray) -> bool:
+    n_present, n_numbers = _number_counts(text, present)
+    return n_numbers * 2 > n_present
 
 
 def _present(text: pd.Series) -> np.ndarray:
@@ -505,20 +679,35 @@ def _show(raw: str) -> str:
     return repr(raw if len(raw) <= 40 else raw[:37] + "...")
 
 
-def _as_text(series: pd.Series) -> pd.Series:
-    """Cells as trimmed strings (object dtype), None for missing or empty; typed input is rendered first."""
+_NESTED = (list, tuple, dict, np.ndarray)
+
+
+def _as_text(series: pd.Series, nested: dict[str, int] | None = None, column: str = "") -> pd.Series:
+    """Cells as trimmed strings (object dtype), None for missing or empty; typed input is rendered first.
+
+    NESTED, when given, receives COLUMN -> position of its first list / struct cell (nested Parquet types).
+    """
     raw = series.to_numpy(dtype=object)
     try:
         # Fast path: a CSV column is all strings.
-        cells = [c.strip() or None for c in raw]
-    except AttributeError:
+        cells = [str.strip(c) or None for c in raw]
+    except TypeError:  # numbers, bytes, lists... (str.strip refuses anything but str)
         cells = [_cell_text(c) for c in raw]
+        if nested is not None:
+            first = next((i for i, c in enumerate(raw) if isinstance(c, _NESTED)), None)
+            if first is not None:
+                nested[column] = first
     return pd.Series(cells, index=range(len(cells)), dtype=object)
 
 
 def _cell_text(cell: Any) -> str | None:
-    if cell is None or (not isinstance(cell, (str, list, tuple, dict, np.ndarray)) and pd.isna(cell)):
+    if cell is None or (not isinstance(cell, (str, bytes, list, tuple, dict, np.ndarray)) and pd.isna(cell)):
         return None
+    if isinstance(cell, bytes):  # a Parquet binary column: its text when it is UTF-8, else its repr
+        try:
+            cell = cell.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     return str(cell).strip() or None
 
 
@@ -668,12 +857,15 @@ def _extra_dicts(kept: dict[str, pd.Series], n: int) -> list[dict[str, float] | 
 # --- validation --------------------------------------------------------------------------------
 
 
-def validate_ebs(frame: pd.DataFrame, *, name: str) -> tuple[pd.DataFrame, list[Problem]]:
+def validate_ebs(
+    frame: pd.DataFrame, *, name: str, numeric_extras: Collection[str] | None = None
+) -> tuple[pd.DataFrame, list[Problem]]:
     """Check an EB frame against the import contract; return the typed, de-duplicated rows and the problems.
 
     The clean frame has uid, source, band (Int64), start_time (UTC), the known optional columns present,
     qa0_status (when present), extra (dict or None) and LINE_COLUMN; attrs hold extra_columns and
-    ignored_columns.
+    ignored_columns. NUMERIC_EXTRAS: which unknown columns are numeric, decided over a whole file that is
+    validated block by block (None: this frame decides).
     """
     checker = _Checker(frame, name)
     if not checker.ok_columns:
@@ -700,8 +892,9 @@ def validate_ebs(frame: pd.DataFrame, *, name: str) -> tuple[pd.DataFrame, list[
     if STATUS_COLUMN in checker.text:
         data[STATUS_COLUMN] = _parse_status(checker, checker.text[STATUS_COLUMN])
     known = {*REQUIRED_EB, *EB_TEXTS, *EB_NUMBERS, STATUS_COLUMN}
+    checker.refuse_nested(known)
     reserved = [c for c in EB_RESERVED if c in checker.text and checker.text[c].notna().any()]
-    kept, ignored = checker.extras(skip=known | set(EB_RESERVED))
+    kept, ignored = checker.extras(skip=known | set(EB_RESERVED), numeric=numeric_extras)
     data["extra"] = pd.Series(_extra_dicts(kept, n), dtype=object)
     data[LINE_COLUMN] = pd.Series(checker.lines, dtype=np.int64)
     clean = pd.DataFrame(data)
@@ -714,12 +907,17 @@ def validate_ebs(frame: pd.DataFrame, *, name: str) -> tuple[pd.DataFrame, list[
 
 
 def validate_details(
-    frame: pd.DataFrame, *, name: str, known_uids: Collection[str]
+    frame: pd.DataFrame,
+    *,
+    name: str,
+    known_uids: Collection[str],
+    unknown_out: dict[str, list[int]] | None = None,
 ) -> tuple[pd.DataFrame, list[Problem]]:
     """Check a details frame (uid, antenna, spw, scan + measurements); every uid must be in KNOWN_UIDS.
 
     The clean frame has uid, antenna, spw, scan (Int64), the measurements present (flagged as bool) and
-    LINE_COLUMN; attrs hold ignored_columns.
+    LINE_COLUMN; attrs hold ignored_columns. UNKNOWN_OUT, when given, collects uid -> [first line, rows]
+    across the blocks of a large file instead of reporting them here (one problem per uid, whole-file count).
     """
     checker = _Checker(frame, name)
     if not checker.ok_columns:
@@ -733,6 +931,12 @@ def validate_details(
         unknown = _present(uid) & ~uid.isin(known).to_numpy()
         counts = uid[unknown].value_counts()
         reported: set[str] = set()
+        if unknown_out is not None:
+            for i in np.flatnonzero(unknown):
+                checker.bad_rows.add(int(i))
+                seen = unknown_out.setdefault(uid.iat[i], [int(checker.lines[i]), 0])
+                seen[1] += 1
+            unknown[:] = False
         for i in np.flatnonzero(unknown):
             if uid.iat[i] in reported:
                 continue  # one problem per unknown uid, not one per detail row
@@ -755,6 +959,7 @@ def validate_details(
                 column, DETAIL_NUMBERS[column]
             )
     known_cols = {*REQUIRED_DETAIL, *DETAIL_MEASUREMENTS, *DETAIL_RESERVED}
+    checker.refuse_nested({*REQUIRED_DETAIL, *DETAIL_MEASUREMENTS})
     ignored = [c for c in checker.columns if c not in known_cols and checker.text[c].notna().any()]
     ignored += [c for c in DETAIL_RESERVED if c in checker.text and checker.text[c].notna().any()]
     data[LINE_COLUMN] = pd.Series(checker.lines, dtype=np.int64)
@@ -783,17 +988,29 @@ def _uid_ids(conn: Connection, uids: Sequence[str]) -> dict[str, int]:
     """Database ids of the EBs among UIDS that exist."""
     if not uids:
         return {}
-    if len(uids) > FULL_SCAN_OVER:
-        # One scan beats hundreds of IN (...) queries for a large file.
+    t = _table(ExecutionBlock)
+    if len(uids) > FULL_SCAN_OVER and int(conn.execute(select(func.count()).select_from(t)).scalar_one()) <= 2 * len(
+        uids
+    ):
+        # One scan beats hundreds of IN (...) queries when the table is not much larger than the file.
         wanted = set(uids)
         rows = conn.exec_driver_sql("SELECT uid, id FROM execution_block").fetchall()
         return {uid: int(eb_id) for uid, eb_id in rows if uid in wanted}
-    t = _table(ExecutionBlock)
     found: dict[str, int] = {}
     for chunk in _chunks(list(uids), CHUNK):
         for uid, eb_id in conn.execute(select(t.c.uid, t.c.id).where(t.c.uid.in_(chunk))):
             found[uid] = int(eb_id)
     return found
+
+
+def _new_ids(conn: Connection, after_id: int, uids: Collection[str]) -> dict[str, int]:
+    """Ids of the EBs among UIDS with an id above AFTER_ID (rows this transaction just inserted)."""
+    if not uids:
+        return {}
+    t = _table(ExecutionBlock)
+    wanted = set(uids)
+    rows = conn.execute(select(t.c.uid, t.c.id).where(t.c.id > after_id))
+    return {uid: int(eb_id) for uid, eb_id in rows if uid in wanted}
 
 
 def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -828,12 +1045,15 @@ def _py(series: pd.Series) -> list[Any]:
 
 
 def _write_ebs(
-    conn: Connection, clean: pd.DataFrame, report: Progress, span: tuple[float, float]
-) -> tuple[dict[str, int], int, int]:
-    """Insert new EBs and update existing ones; returns (uid -> id, inserted, updated)."""
+    conn: Connection, clean: pd.DataFrame, *, file_extras: Collection[str], lookup: bool
+) -> tuple[dict[str, int], set[int], int, int]:
+    """Insert new EBs and update existing ones; returns (uid -> id, ids inserted, inserted, updated).
+
+    lookup=False: the table was empty when the import began, so every uid is new (no look-ups).
+    """
     t = _table(ExecutionBlock)
     uids: list[str] = clean["uid"].tolist()
-    existing = _uid_ids(conn, uids)
+    existing = _uid_ids(conn, uids) if lookup else {}
     columns = [c for c in clean.columns if c in t.c and c != "extra"]
     to_time = _binder(conn, ExecutionBlock, "start_time")
     to_json = _binder(conn, ExecutionBlock, "extra")
@@ -842,19 +1062,16 @@ def _write_ebs(
     now = to_time(utcnow())
     extras: list[dict[str, float] | None] = clean["extra"].tolist()
     is_new = [uid not in existing for uid in uids]
-    lo, hi = span
-    total = max(1, len(uids))
 
     new_idx = [i for i, new in enumerate(is_new) if new]
     insert_cols = [*columns, "extra", "imported_at"]
     new_rows = [(*(values[c][i] for c in columns), to_json(extras[i]), now) for i in new_idx]
-    done = 0
+    before = int(conn.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar_one()) if new_rows else 0
     for chunk in _chunks(new_rows, WRITE_CHUNK):
-        done += bulk_insert(conn, "execution_block", insert_cols, chunk)
-        report(lo + (hi - lo) * done / total, f"inserted {done:,} of {len(new_rows):,} new EBs")
+        bulk_insert(conn, "execution_block", insert_cols, chunk)
 
     old_idx = [i for i, new in enumerate(is_new) if not new]
-    file_extras = set(clean.attrs.get("extra_columns", []))
+    file_extras = set(file_extras)
     set_cols = [c for c in columns if c != "uid"] + ["imported_at"]
     if file_extras:
         set_cols.append("extra")
@@ -868,16 +1085,15 @@ def _write_ebs(
             kept = {k: v for k, v in (old.get(eb_id) or {}).items() if k not in file_extras}
             row.append(to_json({**kept, **(extras[i] or {})} or None))
         upd_rows.append((*row, eb_id))
-    sql = f"UPDATE execution_block SET {', '.join(f'{c} = ?' for c in set_cols)} WHERE id = ?"
-    updated = 0
+    quote = conn.dialect.identifier_preparer.quote
+    sql = f"UPDATE execution_block SET {', '.join(f'{quote(c)} = ?' for c in set_cols)} WHERE id = ?"
     for chunk in _chunks(upd_rows, WRITE_CHUNK):
         _executemany(conn, sql, chunk)
-        updated += len(chunk)
-        report(lo + (hi - lo) * (done + updated) / total, f"updated {updated:,} of {len(upd_rows):,} EBs")
 
-    ids = dict(existing)
-    ids.update(_uid_ids(conn, [uids[i] for i in new_idx]))
-    return ids, len(new_rows), len(upd_rows)
+    # Rows inserted here got ids above the largest id before the insert: one range read, no IN lists.
+    inserted = _new_ids(conn, before, [uids[i] for i in new_idx])
+    ids = {**existing, **inserted}
+    return ids, set(inserted.values()), len(new_rows), len(upd_rows)
 
 
 def _old_extras(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any] | None]:
@@ -935,22 +1151,30 @@ def _taken_event_ids(conn: Connection, archive_id: int, keys: Sequence[str]) -> 
     return taken
 
 
-def _write_archive_labels(conn: Connection, clean: pd.DataFrame, ids: dict[str, int]) -> int:
-    """Append an archive label where the file's qa0_status differs from archive's current one."""
+def _write_archive_labels(
+    conn: Connection, clean: pd.DataFrame, ids: dict[str, int], new_ids: Collection[int], cache: dict[str, int]
+) -> int:
+    """Append an archive label where the file's qa0_status differs from archive's current one.
+
+    EBs inserted by this import (NEW_IDS) have no labels yet, so only the others are looked up.
+    """
     if STATUS_COLUMN not in clean.columns:
         return 0
     wanted = [(uid, v) for uid, v in zip(clean["uid"], clean[STATUS_COLUMN], strict=True) if v is not None]
     if not wanted:
         return 0
-    session = Session(bind=conn)
-    try:
-        archive = labels_mod.get_or_create_labeler(session=session, name=ARCHIVE_LABELER)
-        session.flush()
-        archive_id = int(archive.id)  # type: ignore[arg-type]
-    finally:
-        session.close()
+    if "archive_id" not in cache:
+        session = Session(bind=conn)
+        try:
+            archive = labels_mod.get_or_create_labeler(session=session, name=ARCHIVE_LABELER)
+            session.flush()
+            cache["archive_id"] = int(archive.id)  # type: ignore[arg-type]
+        finally:
+            session.close()
+    archive_id = cache["archive_id"]
     eb_ids = [ids[uid] for uid, _ in wanted]
-    state = _archive_state(conn, archive_id, eb_ids)
+    fresh = set(new_ids)
+    state = _archive_state(conn, archive_id, [e for e in eb_ids if e not in fresh])
     now = _binder(conn, Label, "created_at")(utcnow())
     events: list[tuple[Any, ...]] = []
     for (uid, value), eb_id in zip(wanted, eb_ids, strict=True):
@@ -958,7 +1182,7 @@ def _write_archive_labels(conn: Connection, clean: pd.DataFrame, ids: dict[str, 
         if old_value == value:
             continue  # unchanged status: a re-import adds nothing
         events.append((eb_id, archive_id, value, "review", now, _archive_event_id(uid, value, n + 1)))
-    taken = _taken_event_ids(conn, archive_id, [e[5] for e in events])
+    taken = _taken_event_ids(conn, archive_id, [e[5] for e in events if e[0] not in fresh])
     events = [e for e in events if e[5] not in taken]
     columns = ["eb_id", "labeler_id", "value", "kind", "created_at", "client_event_id"]
     for chunk in _chunks(events, WRITE_CHUNK):
@@ -966,33 +1190,442 @@ def _write_archive_labels(conn: Connection, clean: pd.DataFrame, ids: dict[str, 
     return len(events)
 
 
-def _write_details(
-    conn: Connection, clean: pd.DataFrame, ids: dict[str, int], report: Progress, span: tuple[float, float]
-) -> int:
-    """Replace the detail rows of every uid in the details file."""
-    uids = list(dict.fromkeys(clean["uid"].tolist()))
-    missing = [u for u in uids if u not in ids]
-    if missing:
-        ids = {**ids, **_uid_ids(conn, missing)}
+def _delete_details(conn: Connection, eb_ids: Sequence[int]) -> None:
+    """Drop the detail rows of these EBs (a details file replaces an EB's rows as a whole)."""
     dt = _table(EBDetail)
-    for chunk in _chunks([ids[u] for u in uids], CHUNK):
+    for chunk in _chunks(list(eb_ids), CHUNK):
         conn.execute(delete(dt).where(dt.c.eb_id.in_(chunk)))
+
+
+def _insert_details(conn: Connection, clean: pd.DataFrame, ids: dict[str, int]) -> int:
+    """Insert one block of validated detail rows."""
     columns = ["eb_id", "antenna", "spw", "scan"] + [c for c in DETAIL_MEASUREMENTS if c in clean.columns]
     values = [[ids[u] for u in clean["uid"]]] + [_py(clean[c]) for c in columns[1:]]
     if "flagged" not in clean.columns:
         columns.append("flagged")
         values.append([False] * len(clean))
     rows = list(zip(*values, strict=True))
-    lo, hi = span
     done = 0
     for chunk in _chunks(rows, WRITE_CHUNK * 4):
         done += bulk_insert(conn, "eb_detail", columns, chunk)
-        report(lo + (hi - lo) * done / max(1, len(rows)), f"wrote {done:,} of {len(rows):,} detail rows")
     return done
 
 
 def _quiet(_fraction: float, _message: str) -> None:
     return None
+
+
+# --- streaming import --------------------------------------------------------------------------
+#
+# A file is read, validated and spooled block by block (DEFAULT_CHUNK_ROWS rows), so memory stays flat
+# however large it is. What a block cannot decide alone is decided over the whole file: whether an unknown
+# column is numeric (a first pass counts its cells, only for multi-block files that have such columns),
+# duplicate keys across blocks (a sorted index of key hashes), and unknown detail uids (counted per uid).
+# Only a file without any problem is written, from the spool, in one transaction.
+
+_HASH_MIX = np.uint64(0x100000001B3)
+
+
+def _hash_column(values: pd.Series) -> np.ndarray:
+    """A 64-bit hash per cell (equal cells, equal hashes; missing cells hash alike)."""
+    return pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
+
+
+def _combine(hashes: np.ndarray) -> np.ndarray:
+    out = np.zeros(hashes.shape[0], dtype=np.uint64)
+    for j in range(hashes.shape[1]):
+        out = (out * _HASH_MIX) ^ hashes[:, j]
+    return out
+
+
+@dataclass
+class _FileCheck:
+    """Problems, cross-block duplicate index and spooled clean blocks of one input file."""
+
+    name: str
+    key: list[str]
+    describe: Callable[[pd.Series], str]
+    spool_dir: Path
+    header_line: int | None = None
+    kept: list[Problem] = field(default_factory=list)
+    total: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    ignored: dict[str, None] = field(default_factory=dict)
+    n_rows: int = 0
+    skip: set[int] = field(default_factory=set)
+    _header_seen: set[tuple[Any, ...]] = field(default_factory=set)
+    _order: dict[str, int] = field(default_factory=dict)
+    _columns: list[str] | None = None
+    _keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    _key_pos: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    _starts: list[int] = field(default_factory=list)
+    _lines: list[np.ndarray] = field(default_factory=list)
+    _row_hashes: list[np.ndarray] = field(default_factory=list)
+    _col_hashes: list[np.ndarray] = field(default_factory=list)
+    _spool: Any = None
+    _spool_path: Path | None = None
+
+    def _sort_key(self, p: Problem) -> tuple[int, int]:
+        return (-1 if p.row is None else p.row, self._order.get(p.column or "", -1))
+
+    def add(self, problems: Iterable[Problem]) -> None:
+        """Count problems (header problems once, however many blocks repeat them); keep the first ones."""
+        for p in problems:
+            if p.row is None or (self.header_line is not None and p.row <= self.header_line):
+                seen = (p.row, p.column, p.message)
+                if seen in self._header_seen:
+                    continue
+                self._header_seen.add(seen)
+            self.total += 1
+            if len(self.kept) < MAX_KEPT_PROBLEMS:
+                self.kept.append(p)
+            self._close_spool()  # a refused file is never written: stop spooling
+
+    def block(self, clean: pd.DataFrame, problems: list[Problem]) -> None:
+        """Take one validated block: duplicates against earlier blocks, its problems, then the spool."""
+        if not self._order:
+            self._order = {c: i for i, c in enumerate(clean.columns)}
+        bad_lines = np.fromiter((p.row for p in problems if p.row is not None), dtype=np.int64)
+        comparable = clean.drop(columns=[LINE_COLUMN])
+        if "extra" in comparable.columns:
+            # Every block builds its dicts in the same key order, so repr compares them (and beats JSON).
+            comparable["extra"] = [None if d is None else repr(d) for d in comparable["extra"]]
+        if self._columns is None:
+            self._columns = list(comparable.columns)
+        cols = self._columns
+        n = len(clean)
+        col_h = (
+            np.column_stack([_hash_column(comparable[c]) for c in cols]) if n else np.zeros((0, len(cols)), np.uint64)
+        )
+        row_h = _combine(col_h)
+        key_h = _combine(col_h[:, [cols.index(k) for k in self.key]])
+        lines = clean[LINE_COLUMN].to_numpy(dtype=np.int64)
+        good = ~np.isin(lines, bad_lines) & clean[self.key].notna().all(axis=1).to_numpy()
+        pos = self.n_rows + np.arange(n, dtype=np.int64)
+        more: list[Problem] = []
+        hit = np.zeros(n, dtype=bool)
+        if len(self._keys):
+            at = np.minimum(np.searchsorted(self._keys, key_h), len(self._keys) - 1)
+            hit = good & (self._keys[at] == key_h)
+            for i in np.flatnonzero(hit):
+                base = int(self._key_pos[at[i]])
+                b = int(np.searchsorted(self._starts, base, side="right")) - 1
+                r = base - self._starts[b]
+                if self._row_hashes[b][r] == row_h[i]:
+                    self.skip.add(int(pos[i]))  # the same row again in a later block: imported once
+                    continue
+                mine = col_h[i].astype(np.uint32)
+                differs = [c for c, x, y in zip(cols, self._col_hashes[b][r], mine, strict=True) if x != y]
+                more.append(
+                    Problem(
+                        self.name, int(lines[i]), self.key[0],
+                        f"{self.describe(clean.iloc[i])} also appears on {_row_word(self.name)} "
+                        f"{int(self._lines[b][r])} with different values (in {', '.join(differs)})",
+                    )
+                )
+        new = good & ~hit
+        if new.any():
+            keys = np.concatenate([self._keys, key_h[new]])
+            at_pos = np.concatenate([self._key_pos, pos[new]])
+            order = np.argsort(keys, kind="stable")
+            self._keys, self._key_pos = keys[order], at_pos[order]
+        self._starts.append(self.n_rows)
+        self._lines.append(lines)
+        self._row_hashes.append(row_h)
+        self._col_hashes.append(col_h.astype(np.uint32))  # enough to name the differing columns
+        self.n_rows += n
+        self.add(sorted(problems + more, key=self._sort_key))
+        if self.total == 0:
+            if self._spool is None and self._spool_path is None:
+                fd, path = tempfile.mkstemp(prefix="block-", suffix=".pickle", dir=self.spool_dir)
+                self._spool, self._spool_path = os.fdopen(fd, "wb"), Path(path)
+            if self._spool is not None:
+                pickle.dump((int(pos[0]) if n else self.n_rows, clean), self._spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def note_columns(self, clean: pd.DataFrame) -> None:
+        """Remember the extra and ignored columns a block reported (in first-seen order)."""
+        for c in clean.attrs.get("extra_columns", []):
+            if c not in self.extra_columns:
+                self.extra_columns.append(c)
+        for c in clean.attrs.get("ignored_columns", []):
+            self.ignored.setdefault(c, None)
+
+    def finish(self, deferred: Iterable[Problem] = ()) -> None:
+        """Add whole-file problems found after the last block; close the spool."""
+        deferred = list(deferred)
+        if deferred:
+            self.total += len(deferred)
+            self.kept = sorted(self.kept + deferred, key=self._sort_key)[:MAX_KEPT_PROBLEMS]
+            self._close_spool()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        if self._spool_path is not None:
+            self._spool_path.unlink(missing_ok=True)
+
+    @property
+    def omitted(self) -> int:
+        """Problems counted but not kept."""
+        return self.total - len(self.kept)
+
+    def blocks(self) -> Iterator[pd.DataFrame]:
+        """The clean blocks from the spool, without rows that repeat an earlier block."""
+        if self._spool_path is None or not self._spool_path.exists():
+            return
+        with open(self._spool_path, "rb") as f:
+            while True:
+                try:
+                    start, block = pickle.load(f)
+                except EOFError:
+                    return
+                if self.skip:
+                    drop = [i for i in range(len(block)) if start + i in self.skip]
+                    if drop:
+                        block = block.drop(index=block.index[drop]).reset_index(drop=True)
+                yield block
+
+
+@dataclass
+class _Input:
+    """One file to import: a path, an upload stream or an in-memory frame, and the name problems use."""
+
+    source: Path | BinaryIO | pd.DataFrame
+    name: str
+
+    def chunks(self, chunk_rows: int, on_fraction: Callable[[float], None] | None = None) -> Iterator[Chunk]:
+        """Blocks of rows (with LINE_COLUMN) and the reading problems beside them."""
+        if isinstance(self.source, pd.DataFrame):
+            total = max(1, len(self.source))
+            done = 0
+            for frame, problems in _frame_chunks(self.source, self.name, chunk_rows):
+                done += len(frame) if frame is not None else 0
+                if on_fraction is not None:
+                    on_fraction(done / total)
+                yield frame, problems
+            return
+
+        def on_bytes(read: int, size: int | None) -> None:
+            if on_fraction is not None and size:
+                on_fraction(min(1.0, read / size))
+
+        yield from read_chunks(self.source, name=self.name, chunk_rows=chunk_rows, on_bytes=on_bytes)
+
+
+def _unknown_eb_columns(columns: Iterable[str]) -> list[str]:
+    known = {*REQUIRED_EB, *EB_TEXTS, *EB_NUMBERS, STATUS_COLUMN, *EB_RESERVED, LINE_COLUMN}
+    return [c for c in columns if c not in known and not _IGNORED_NAME_RE.match(c)]
+
+
+def _numeric_extras(blocks: Iterable[Chunk], columns: list[str]) -> set[str]:
+    """Which unknown columns hold numbers in more than half of their non-empty cells, over the whole file."""
+    counts = {c: [0, 0] for c in columns}
+    for frame, _ in blocks:
+        if frame is None:
+            continue
+        for c in columns:
+            if c in frame.columns and isinstance(frame[c], pd.Series):
+                text = _as_text(frame[c])
+                n_present, n_numbers = _number_counts(text, _present(text))
+                counts[c][0] += n_present
+                counts[c][1] += n_numbers
+    return {c for c, (n_present, n_numbers) in counts.items() if n_present and n_numbers * 2 > n_present}
+
+
+def _header_line_of(frame: pd.DataFrame, name: str) -> int | None:
+    return None if name.lower().endswith(".parquet") else int(frame.attrs.get("header_line", 1))
+
+
+def _check_ebs(
+    inp: _Input, *, spool_dir: Path, chunk_rows: int, report: Progress, span: tuple[float, float],
+    keep_uids: set[str] | None,
+) -> _FileCheck:
+    """Validate an EB file block by block; KEEP_UIDS (when given) collects its uids for the details check."""
+    check = _FileCheck(inp.name, ["uid"], lambda row: f"uid {row['uid']!r}", spool_dir)
+    lo, hi = span
+    rows = 0
+
+    def moved(fraction: float) -> None:
+        report(lo + (hi - lo) * fraction, f"checked {rows:,} rows of {Path(inp.name).name}")
+
+    stream = inp.chunks(chunk_rows, moved)
+    try:
+        with closing(stream):  # type: ignore[type-var]
+            first = next(stream, None)
+            second = next(stream, None) if first is not None else None
+            numeric: set[str] | None = None
+            if second is not None:
+                sample = first[0] if first[0] is not None else second[0]
+                unknown = _unknown_eb_columns(sample.columns) if sample is not None else []
+                if unknown:
+                    with closing(inp.chunks(chunk_rows)) as again:  # type: ignore[type-var]
+                        numeric = _numeric_extras(again, unknown)
+            head = [c for c in (first, second) if c is not None]
+            for frame, problems in _chain(head, stream):
+                if frame is None:
+                    check.add(sorted(problems, key=check._sort_key))
+                    continue
+                check.header_line = _header_line_of(frame, inp.name)
+                clean, more = validate_ebs(frame, name=inp.name, numeric_extras=numeric)
+                rows += len(frame)
+                if clean.empty and not len(clean.columns):  # the header itself is wrong
+                    check.add(problems + more)
+                    continue
+                check.block(clean, problems + more)
+                check.note_columns(clean)
+                if keep_uids is not None:
+                    keep_uids.update(u for u in clean["uid"] if isinstance(u, str))
+    except ImportRefused as exc:
+        check.add(exc.problems)
+    check.finish()
+    return check
+
+
+def _chain(head: list[Chunk], rest: Iterator[Chunk]) -> Iterator[Chunk]:
+    yield from head
+    yield from rest
+
+
+def _check_details(
+    inp: _Input, *, engine: Engine, spool_dir: Path, chunk_rows: int, report: Progress, span: tuple[float, float],
+    eb_uids: set[str], detail_uids: set[str],
+) -> _FileCheck:
+    """Validate a details file block by block; every uid must be in the EB file (EB_UIDS) or the database."""
+    check = _FileCheck(
+        inp.name, ["uid", "antenna", "spw", "scan"],
+        lambda r: f"uid {r['uid']!r} antenna {r['antenna']} spw {r['spw']} scan {r['scan']}", spool_dir,
+    )
+    lo, hi = span
+    rows = 0
+    in_db: set[str] = set()
+    looked_up: set[str] = set()
+    unknown: dict[str, list[int]] = {}
+
+    def moved(fraction: float) -> None:
+        report(lo + (hi - lo) * fraction, f"checked {rows:,} rows of {Path(inp.name).name}")
+
+    stream = inp.chunks(chunk_rows, moved)
+    try:
+        with closing(stream):  # type: ignore[type-var]
+            for frame, problems in stream:
+                if frame is None:
+                    check.add(sorted(problems, key=check._sort_key))
+                    continue
+                check.header_line = _header_line_of(frame, inp.name)
+                asked = _detail_uids(frame)
+                ask_db = sorted(asked - eb_uids - looked_up)
+                if ask_db:
+                    with engine.connect() as conn:
+                        in_db.update(_uid_ids(conn, ask_db))
+                    looked_up.update(ask_db)
+                known = {u for u in asked if u in eb_uids or u in in_db}
+                clean, more = validate_details(frame, name=inp.name, known_uids=known, unknown_out=unknown)
+                rows += len(frame)
+                if clean.empty and not len(clean.columns):
+                    check.add(problems + more)
+                    continue
+                check.block(clean, problems + more)
+                check.note_columns(clean)
+                detail_uids.update(u for u in clean["uid"] if isinstance(u, str))
+    except ImportRefused as exc:
+        check.add(exc.problems)
+    deferred = []
+    for uid, (line, n) in unknown.items():
+        tail = f" ({n - 1} more rows with this uid)" if n > 1 else ""
+        deferred.append(Problem(inp.name, line, "uid", f"no EB with uid {uid!r} in the EB file or the database{tail}"))
+    check.finish(deferred)
+    return check
+
+
+def _detail_uids(details: pd.DataFrame) -> set[str]:
+    for raw in details.columns:
+        if _normalize_name(raw) == "uid":
+            column = details[raw]
+            if isinstance(column, pd.DataFrame):  # duplicate header: validation reports it
+                return set()
+            return {canonical_uid(u) for u in _as_text(column) if u is not None}
+    return set()
+
+
+def _import(
+    *, engine: Engine, ebs: _Input, details: _Input | None, progress: Progress | None, chunk_rows: int
+) -> dict[str, Any]:
+    report = progress or _quiet
+    chunk_rows = int(chunk_rows) or DEFAULT_CHUNK_ROWS
+    report(0.0, "validating")
+    # Validation ends at CHECKED; writing the EBs at EBS_DONE; the details fill the rest.
+    checked = 0.25 if details is None else 0.35
+    ebs_done = 0.99 if details is None else 0.7
+    with tempfile.TemporaryDirectory(prefix="qa0-import-") as tmp:
+        spool_dir = Path(tmp)
+        eb_uids: set[str] | None = set() if details is not None else None
+        eb_check = _check_ebs(
+            ebs, spool_dir=spool_dir, chunk_rows=chunk_rows, report=report,
+            span=(0.0, 0.2 if details is not None else checked), keep_uids=eb_uids,
+        )
+        checks = [eb_check]
+        detail_uids: set[str] = set()
+        det_check: _FileCheck | None = None
+        if details is not None and not eb_check.total:
+            det_check = _check_details(
+                details, engine=engine, spool_dir=spool_dir, chunk_rows=chunk_rows, report=report,
+                span=(0.2, checked), eb_uids=eb_uids or set(), detail_uids=detail_uids,
+            )
+            checks.append(det_check)
+        if any(c.total for c in checks):
+            report(1.0, "refused: nothing was written")
+            raise ImportRefused([p for c in checks for p in c.kept], omitted=sum(c.omitted for c in checks))
+
+        n_ebs = max(1, eb_check.n_rows - len(eb_check.skip))
+        n_details = max(1, det_check.n_rows - len(det_check.skip)) if det_check is not None else 1
+
+        def write() -> tuple[int, int, int, int]:
+            inserted = updated = labels_added = detail_rows = 0
+            cache: dict[str, int] = {}
+            with writer(engine).begin() as conn:
+                report(checked, "writing")
+                table_rows = int(conn.execute(select(func.count()).select_from(_table(ExecutionBlock))).scalar_one())
+                for block in eb_check.blocks():
+                    ids, new_ids, ins, upd = _write_ebs(
+                        conn, block, file_extras=eb_check.extra_columns, lookup=table_rows > 0
+                    )
+                    inserted, updated = inserted + ins, updated + upd
+                    fraction = checked + (ebs_done - checked) * (inserted + updated) / n_ebs
+                    report(fraction, f"wrote {inserted + updated:,} of {n_ebs:,} EBs")
+                    report(fraction, "labels")
+                    labels_added += _write_archive_labels(conn, block, ids, new_ids, cache)
+                if det_check is not None:
+                    report(ebs_done, "detail rows")
+                    ids = _uid_ids(conn, sorted(detail_uids))
+                    _delete_details(conn, list(ids.values()))
+                    for block in det_check.blocks():
+                        detail_rows += _insert_details(conn, block, ids)
+                        fraction = ebs_done + (0.99 - ebs_done) * detail_rows / n_details
+                        report(fraction, f"wrote {detail_rows:,} of {n_details:,} detail rows")
+            return inserted, updated, labels_added, detail_rows
+
+        try:
+            inserted, updated, labels_added, detail_rows = retry_locked(write)
+        except (IntegrityError, engine.dialect.dbapi.IntegrityError):  # raw cursors raise the driver's own
+            # Another process inserted one of these uids (or archive events) after we looked: the
+            # transaction rolled back, and a second pass sees their rows and updates instead.
+            inserted, updated, labels_added, detail_rows = retry_locked(write)
+    ignored = list(eb_check.ignored)
+    if det_check is not None:
+        ignored += [f"{details.name}:{c}" for c in det_check.ignored]  # type: ignore[union-attr]
+    report(1.0, "done")
+    return {
+        "inserted": inserted,
+        "updated": updated,
+        "labels_added": labels_added,
+        "detail_rows": detail_rows,
+        "extra_columns": list(eb_check.extra_columns),
+        "ignored_columns": ignored,
+    }
 
 
 def import_frames(
@@ -1003,91 +1636,56 @@ def import_frames(
     ebs_name: str = "upload",
     details_name: str | None = None,
     progress: Progress | None = None,
+    chunk_rows: int = 0,
 ) -> dict[str, Any]:
     """Validate EB (and detail) frames, then write them in one transaction; ImportRefused if anything is wrong."""
-    report = progress or _quiet
-    report(0.0, "validating")
-    clean, problems = validate_ebs(ebs, name=ebs_name)
-    clean_details: pd.DataFrame | None = None
-    if details is not None:
-        details_name = details_name or "details"
-        file_uids = set(clean["uid"].dropna()) if "uid" in clean.columns else set()
-        asked = _detail_uids(details) - file_uids
-        with engine.connect() as conn:
-            in_db = set(_uid_ids(conn, sorted(asked))) if asked else set()
-        clean_details, more = validate_details(details, name=details_name, known_uids=file_uids | in_db)
-        problems += more
-    if problems:
-        report(1.0, "refused: nothing was written")
-        raise ImportRefused(problems)
-
-    def write() -> tuple[int, int, int, int]:
-        with writer(engine).begin() as conn:
-            report(0.1, "writing")
-            ids, inserted, updated = _write_ebs(conn, clean, report, (0.1, 0.6))
-            report(0.6, "labels")
-            labels_added = _write_archive_labels(conn, clean, ids)
-            detail_rows = 0
-            if clean_details is not None:
-                detail_rows = _write_details(conn, clean_details, ids, report, (0.65, 0.99))
-        return inserted, updated, labels_added, detail_rows
-
-    try:
-        inserted, updated, labels_added, detail_rows = retry_locked(write)
-    except (IntegrityError, engine.dialect.dbapi.IntegrityError):  # raw cursors raise the driver's own
-        # Another process inserted one of these uids (or archive events) after we looked: the
-        # transaction rolled back, and a second pass sees their rows and updates instead.
-        inserted, updated, labels_added, detail_rows = retry_locked(write)
-    ignored = list(clean.attrs.get("ignored_columns", []))
-    if clean_details is not None:
-        ignored += [f"{details_name}:{c}" for c in clean_details.attrs.get("ignored_columns", [])]
-    report(1.0, "done")
-    return {
-        "inserted": inserted,
-        "updated": updated,
-        "labels_added": labels_added,
-        "detail_rows": detail_rows,
-        "extra_columns": list(clean.attrs.get("extra_columns", [])),
-        "ignored_columns": ignored,
-    }
-
-
-def _detail_uids(details: pd.DataFrame) -> set[str]:
-    for raw in details.columns:
-        if _normalize_name(raw) == "uid":
-            column = details[raw]
-            if isinstance(column, pd.DataFrame):  # duplicate header: validation reports it
-                return set()
-            return {u for u in _as_text(column) if u is not None}
-    return set()
+    return _import(
+        engine=engine,
+        ebs=_Input(ebs, ebs_name),
+        details=_Input(details, details_name or "details") if details is not None else None,
+        progress=progress,
+        chunk_rows=chunk_rows,
+    )
 
 
 def import_file(
-    *, engine: Engine, path: Path, details_path: Path | None = None, progress: Progress | None = None
+    *,
+    engine: Engine,
+    path: Path | BinaryIO,
+    details_path: Path | BinaryIO | None = None,
+    progress: Progress | None = None,
+    chunk_rows: int = 0,
+    name: str | None = None,
+    details_name: str | None = None,
 ) -> dict[str, Any]:
-    """Import an EB file (and optional details file), CSV or Parquet by extension; all or nothing."""
+    """Import an EB file (and optional details file), CSV or Parquet by extension; all or nothing.
+
+    PATH / DETAILS_PATH are paths or binary streams (an upload; then NAME / DETAILS_NAME give the file
+    names). Files are streamed in blocks of CHUNK_ROWS rows (0: DEFAULT_CHUNK_ROWS): memory stays flat.
+    """
+    ebs_name = name or str(path)
     problems: list[Problem] = []
-    frames: list[pd.DataFrame | None] = []
-    for p in (path, details_path):
-        if p is None:
-            frames.append(None)
+    for source, label in ((path, ebs_name), (details_path, details_name or str(details_path))):
+        if source is None:
             continue
         try:
-            frames.append(read_table(Path(p), name=str(p)))
+            _suffix(source if isinstance(source, (str, Path)) else label, label)
         except ImportRefused as exc:
             problems += exc.problems
-            frames.append(None)
     if problems:
         raise ImportRefused(problems)
-    assert frames[0] is not None
-    return import_frames(
+    return _import(
         engine=engine,
-        ebs=frames[0],
-        details=frames[1],
-        ebs_name=str(path),
-        details_name=str(details_path) if details_path is not None else None,
+        ebs=_Input(path if not isinstance(path, str) else Path(path), ebs_name),
+        details=(
+            _Input(details_path if not isinstance(details_path, str) else Path(details_path),
+                   details_name or str(details_path))
+            if details_path is not None else None
+        ),
         progress=progress,
+        chunk_rows=chunk_rows,
     )
+
 
 
 # --- export ------------------------------------------------------------------------------------
