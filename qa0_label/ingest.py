@@ -57,6 +57,7 @@ __all__ = [
     "read_chunks",
     "read_table",
     "spreadsheet_safe",
+    "upload_problem",
     "validate_details",
     "validate_ebs",
 ]
@@ -189,6 +190,18 @@ class ImportRefused(Exception):
         if extra > 0:
             lines.append(f"... and {extra} more problem{'s' if extra != 1 else ''}")
         return "\n".join(lines)
+
+
+def upload_problem(*, name: str, size: int | None, limit_mb: float) -> Problem | None:
+    """The problem with an upload of SIZE bytes over LIMIT_MB (MiB), or None when it fits."""
+    limit = int(limit_mb * 1024 * 1024)
+    if size is None or size <= limit:
+        return None
+    return Problem(
+        name, None, None,
+        f"the file is {size / 1024 / 1024:,.1f} MB; uploads are limited to {limit_mb:g} MB (import larger files "
+        "with the command line: python -m qa0_label import PATH)",
+    )
 
 
 def _row_word(name: str) -> str:

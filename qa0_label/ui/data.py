@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from typing import Any
 
@@ -12,7 +13,7 @@ from qa0_label.browse import LABEL_STATES, BrowseFilter, browse_ebs, filter_opti
 from qa0_label.db import session_scope
 from qa0_label.ui import widgets as w
 
-MAX_UPLOAD_MB = 200
+MAX_UPLOAD_MB = 200  # also server.maxUploadSize in .streamlit/config.toml (the browser refuses above it)
 BROWSE_LIMIT = 500
 K_IMPORT_RESULT = "qa0_import_result"
 
@@ -36,7 +37,8 @@ def import_section(ctx: w.PageContext) -> None:
     st.caption(
         "One row per EB. Required columns: uid, source, band, start_time. qa0_status, when present, is "
         "imported as a label by 'archive'. Re-importing the same uids updates them. Nothing is imported if "
-        "any row is invalid."
+        f"any row is invalid. Files up to {upload_limit_mb():g} MB; import larger ones with the command line "
+        "(`python -m qa0_label import PATH`)."
     )
     with st.form("qa0-import", clear_on_submit=False, border=True):
         c1, c2 = st.columns(2)
@@ -62,45 +64,77 @@ def import_section(ctx: w.PageContext) -> None:
             st.success("Import finished.")
             st.dataframe(pd.DataFrame([payload]), hide_index=True)
         else:
-            st.error(f"Nothing was imported: {len(payload)} problem(s) found.")
-            st.dataframe(pd.DataFrame(payload), hide_index=True, width="stretch")
+            problems, omitted = payload
+            total = len(problems) + omitted
+            more = f" (the first {len(problems):,} are listed)" if omitted else ""
+            st.error(f"Nothing was imported: {total:,} problem{'s' if total != 1 else ''} found{more}.")
+            st.dataframe(
+                pd.DataFrame(problems, columns=["file", "row", "column", "reason"]),
+                hide_index=True,
+                width="stretch",
+                column_config={"row": st.column_config.NumberColumn("line / row", format="%d")},
+            )
+
+
+def upload_limit_mb() -> float:
+    """The upload limit the page enforces: QA0_MAX_UPLOAD_MB (default MAX_UPLOAD_MB), never above the server's."""
+    try:
+        wanted = float(os.environ.get("QA0_MAX_UPLOAD_MB") or MAX_UPLOAD_MB)
+    except ValueError:
+        wanted = MAX_UPLOAD_MB
+    server = st.get_option("server.maxUploadSize")
+    return min(wanted, float(server)) if server else wanted
 
 
 def _run_import(ctx: w.PageContext, ebs_file: Any, details_file: Any) -> None:
-    from qa0_label.ingest import ImportRefused, import_frames, read_table
+    from qa0_label.ingest import ImportRefused, import_file, upload_problem
 
+    files = [f for f in (ebs_file, details_file) if f is not None]
+    limit = upload_limit_mb()
+    too_big = [p for f in files if (p := upload_problem(name=f.name, size=getattr(f, "size", None), limit_mb=limit))]
+    if too_big:
+        st.session_state[K_IMPORT_RESULT] = ("refused", (_problems_frame(too_big).to_dict("records"), 0))
+        return
     bar = st.progress(0.0, text="Reading…")
 
     def progress(fraction: float, message: str) -> None:
         bar.progress(min(max(float(fraction), 0.0), 1.0), text=w.md_escape(message))
 
     try:
-        ebs = read_table(ebs_file, name=ebs_file.name)
-        details = read_table(details_file, name=details_file.name) if details_file is not None else None
-        summary = import_frames(
+        # The same streaming import as the command line: same validation, same messages, all or nothing.
+        summary = import_file(
             engine=ctx.engine,
-            ebs=ebs,
-            details=details,
-            ebs_name=ebs_file.name,
+            path=ebs_file,
+            details_path=details_file,
+            name=ebs_file.name,
             details_name=details_file.name if details_file is not None else None,
             progress=progress,
         )
     except ImportRefused as exc:
-        st.session_state[K_IMPORT_RESULT] = ("refused", _problems_frame(list(exc.problems)).to_dict("records"))
+        st.session_state[K_IMPORT_RESULT] = (
+            "refused", (_problems_frame(list(exc.problems)).to_dict("records"), int(getattr(exc, "omitted", 0)))
+        )
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a user error, not a crash
         st.session_state[K_IMPORT_RESULT] = (
             "refused",
-            [{"file": ebs_file.name, "row": None, "column": None, "reason": f"{type(exc).__name__}: {exc}"}],
+            ([{"file": ebs_file.name, "row": None, "column": None, "reason": f"{type(exc).__name__}: {exc}"}], 0),
         )
     else:
-        st.session_state[K_IMPORT_RESULT] = ("ok", {k: v for k, v in dict(summary).items() if _plain(v)})
+        st.session_state[K_IMPORT_RESULT] = ("ok", summary_row(summary))
         st.cache_data.clear()
     finally:
         bar.empty()
 
 
-def _plain(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) or value is None
+def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """The import summary as one table row: lists (extra / ignored columns) joined, other values as they are."""
+    row: dict[str, Any] = {}
+    for key, value in dict(summary).items():
+        if isinstance(value, (list, tuple, set)):
+            row[key] = ", ".join(str(v) for v in value) or "—"
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            row[key] = value
+    return row
 
 
 def export_section(ctx: w.PageContext) -> None:
