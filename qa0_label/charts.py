@@ -14,8 +14,10 @@ st.altair_chart as they are.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import altair as alt
@@ -130,11 +132,6 @@ def _flux_y(field: str) -> alt.Y:
     return alt.Y(field, title="Flux density (Jy)", scale=alt.Scale(zero=False))
 
 
-def _utc_text(series: pd.Series) -> pd.Series:
-    times = pd.to_datetime(series, utc=True)
-    return times.dt.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _pm(value: pd.Series, err: pd.Series, fmt: str = "{:.3f}") -> list[str]:
     out = []
     for v, e in zip(value, err):
@@ -148,132 +145,215 @@ def _pm(value: pd.Series, err: pd.Series, fmt: str = "{:.3f}") -> list[str]:
 
 
 # --- review page -----------------------------------------------------------------------------------
+#
+# The four review charts are drawn for every EB an AoD looks at, so each is split into a spec template and one
+# dataset. The template depends only on a few small keys (metric, which optional columns exist), is built with
+# Altair once per key and cached as a Vega-Lite dict; per EB only the DataFrame is prepared. Every layer reads
+# the same named dataset (filtered by a "kind" column where layers need different rows), so two EBs' specs are
+# identical and the browser swaps the data of a live Vega view instead of compiling a new one.
+
+REVIEW_DATA = "qa0_data"
+"""Name of the one dataset every review chart reads."""
 
 
-def spectrum_chart(data: SpectrumData) -> alt.TopLevelMixin:
-    """Flux density per spw (points with standard-error bars), the fitted power law, and the expected band.
+@dataclass(frozen=True)
+class ChartParts:
+    """A review chart as (cached template, per-EB data): .chart() for Altair, .spec() for a fast Vega-Lite dict."""
 
-    DATA is review.SpectrumData; its spw, fit and expected frames may each be empty. The legend names the
-    three series; the subtitle gives the fitted and the expected spectral index.
-    """
-    title = "Flux density per spectral window"
+    kind: str
+    key: tuple[Any, ...]
+    frame: pd.DataFrame
+    title: str
+    subtitle: str | None = None
+
+    def chart(self) -> alt.TopLevelMixin:
+        """The Altair chart with its data inline (and the subtitle, when there is one)."""
+        chart = _TEMPLATES[self.kind](*self.key)
+        title: Any = alt.TitleParams(self.title, subtitle=self.subtitle) if self.subtitle else self.title
+        return chart.properties(title=title, datasets={REVIEW_DATA: _records(self.frame)})
+
+    def spec(self) -> dict[str, Any]:
+        """Vega-Lite dict: the cached template (shared: do not mutate) plus datasets {REVIEW_DATA: the DataFrame}.
+
+        The title is fixed per chart kind; the per-EB subtitle is left out (show it next to the chart) so the
+        spec stays the same from EB to EB.
+        """
+        return {**template_spec(self.kind, self.key), "datasets": {REVIEW_DATA: self.frame}}
+
+
+@functools.lru_cache(maxsize=128)
+def template_spec(kind: str, key: tuple[Any, ...]) -> dict[str, Any]:
+    """The Vega-Lite dict of a review chart template (built once per kind and key)."""
+    title = _heatmap_title(key[0]) if kind == "heatmap" else _TITLES[kind]
+    return _TEMPLATES[kind](*key).properties(title=title).to_dict(validate=False)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows (NaN -> None) for an inline Altair dataset."""
+    out = frame.astype(object).where(frame.notna(), None)
+    return out.to_dict(orient="records")
+
+
+def _named() -> alt.NamedData:
+    return alt.NamedData(name=REVIEW_DATA)
+
+
+def _kind_is(kind: str) -> str:
+    return f"datum.kind === '{kind}'"
+
+
+SPECTRUM_TITLE = "Flux density per spectral window"
+LIGHT_CURVE_TITLE = "Flux history (same source and band)"
+CONTEXT_TITLE = "This EB among labelled EBs"
+
+
+def _heatmap_title(metric: str) -> str:
+    return f"{METRIC_INFO.get(metric, (metric, '', '.3g'))[0]} per antenna and scan"
+
+
+def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
+    """The spectrum chart's data (one frame, rows by kind: expected / fit / measured / edge); None without data."""
     if data is None or (_is_empty(data.spw) and _is_empty(data.expected)):
-        return no_data_chart(title)
-    series_scale = alt.Scale(domain=list(MODEL_COLORS), range=list(MODEL_COLORS.values()))
-    x_domain = list(data.band_edges_ghz) if data.band_edges_ghz else alt.Undefined
-    x = alt.X("freq_ghz:Q", title="Frequency (GHz)", scale=alt.Scale(zero=False, domain=x_domain, nice=False))
-    layers: list[alt.Chart] = []
-
+        return None
+    parts = []
     if not _is_empty(data.expected):
-        exp = _clean(data.expected)
-        exp["series"] = "expected"
-        base = alt.Chart(exp)
-        layers.append(
-            base.mark_area(opacity=0.2, color=MODEL_COLORS["expected"]).encode(
-                x=x, y=_flux_y("low:Q"), y2="high:Q",
-                tooltip=[alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".2f"),
-                         alt.Tooltip("flux_jy:Q", title="Expected (Jy)", format=".3f"),
-                         alt.Tooltip("low:Q", title="Low (Jy)", format=".3f"),
-                         alt.Tooltip("high:Q", title="High (Jy)", format=".3f")],
-            )
-        )
-        layers.append(
-            base.mark_line(strokeDash=[6, 4]).encode(
-                x=x, y=_flux_y("flux_jy:Q"),
-                color=alt.Color("series:N", scale=series_scale, title=None),
-            )
-        )
+        exp = _clean(data.expected)[["freq_ghz", "flux_jy", "low", "high"]].copy()
+        exp["kind"], exp["series"] = "expected", "expected"
+        parts.append(exp)
     if not _is_empty(data.fit):
-        fit = _clean(data.fit)
-        fit["series"] = "fit"
-        layers.append(
-            alt.Chart(fit).mark_line(strokeWidth=2).encode(
-                x=x, y=_flux_y("flux_jy:Q"),
-                color=alt.Color("series:N", scale=series_scale, title=None),
-            )
-        )
+        fit = _clean(data.fit)[["freq_ghz", "flux_jy"]].copy()
+        fit["kind"], fit["series"] = "fit", "fit"
+        parts.append(fit)
     if not _is_empty(data.spw):
         spw = _clean(data.spw)
-        err = spw["flux_err_jy"].fillna(0.0) if "flux_err_jy" in spw else 0.0
-        spw["lo"] = spw["flux_jy"] - err
-        spw["hi"] = spw["flux_jy"] + err
-        spw["series"] = "measured"
-        spw["flux_text"] = _pm(spw["flux_jy"], spw.get("flux_err_jy", pd.Series([np.nan] * len(spw))))
-        base = alt.Chart(spw)
-        layers.append(base.mark_rule(color=MODEL_COLORS["measured"]).encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q"))
-        tips = [alt.Tooltip("spw:O", title="spw"), alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".3f"),
-                alt.Tooltip("flux_text:N", title="Flux (Jy)")]
-        if "n" in spw:
-            tips.append(alt.Tooltip("n:Q", title="Samples", format="d"))
-        layers.append(
-            base.mark_point(filled=True, size=70).encode(
-                x=x, y=_flux_y("flux_jy:Q"),
-                color=alt.Color("series:N", scale=series_scale, title=None), tooltip=tips,
-            )
-        )
+        err = spw["flux_err_jy"] if "flux_err_jy" in spw else pd.Series(np.nan, index=spw.index)
+        measured = pd.DataFrame({
+            "freq_ghz": spw["freq_ghz"], "flux_jy": spw["flux_jy"],
+            "lo": spw["flux_jy"] - err.fillna(0.0), "hi": spw["flux_jy"] + err.fillna(0.0),
+            "spw": spw["spw"].astype(float), "flux_text": _pm(spw["flux_jy"], err),
+            "n": spw["n"].astype(float) if "n" in spw else np.nan,
+        })
+        measured["kind"], measured["series"] = "measured", "measured"
+        parts.append(measured)
+    if data.band_edges_ghz:
+        # Invisible points at the band edges: the x scale spans the whole band (a data-driven domain, so the
+        # spec does not change with the band).
+        parts.append(pd.DataFrame({"freq_ghz": [float(e) for e in data.band_edges_ghz], "kind": "edge"}))
+    frame = pd.concat(parts, ignore_index=True)
+    for col in ("freq_ghz", "flux_jy", "low", "high", "lo", "hi", "spw", "n"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float) if col in frame else np.nan
+    for col in ("flux_text", "series"):
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), "") if col in frame else ""
+    frame = frame[["kind", "series", "freq_ghz", "flux_jy", "low", "high", "lo", "hi", "spw", "flux_text", "n"]]
     subtitle = []
     if data.alpha is not None:
         err_txt = f" ± {data.alpha_err:.2f}" if data.alpha_err is not None else ""
         subtitle.append(f"fitted alpha = {data.alpha:+.2f}{err_txt}")
     if data.expected_alpha is not None and not _is_empty(data.expected):
         subtitle.append(f"catalogue extrapolation with alpha = {data.expected_alpha:+.2f}")
-    return alt.layer(*layers).properties(
-        title=alt.TitleParams(title, subtitle="; ".join(subtitle) if subtitle else alt.Undefined), height=280
-    )
+    return ChartParts("spectrum", (), frame, SPECTRUM_TITLE, "; ".join(subtitle) or None)
+
+
+def _spectrum_template() -> alt.TopLevelMixin:
+    series_scale = alt.Scale(domain=list(MODEL_COLORS), range=list(MODEL_COLORS.values()))
+    x = alt.X("freq_ghz:Q", title="Frequency (GHz)", scale=alt.Scale(zero=False, nice=False))
+    color = alt.Color("series:N", scale=series_scale, title=None)
+    base = alt.Chart()
+    tips = [alt.Tooltip("spw:O", title="spw"), alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".3f"),
+            alt.Tooltip("flux_text:N", title="Flux (Jy)"), alt.Tooltip("n:Q", title="Samples", format="d")]
+    return alt.layer(
+        base.transform_filter(_kind_is("expected")).mark_area(opacity=0.2, color=MODEL_COLORS["expected"]).encode(
+            x=x, y=_flux_y("low:Q"), y2="high:Q",
+            tooltip=[alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".2f"),
+                     alt.Tooltip("flux_jy:Q", title="Expected (Jy)", format=".3f"),
+                     alt.Tooltip("low:Q", title="Low (Jy)", format=".3f"),
+                     alt.Tooltip("high:Q", title="High (Jy)", format=".3f")],
+        ),
+        base.transform_filter(_kind_is("expected")).mark_line(strokeDash=[6, 4]).encode(
+            x=x, y=_flux_y("flux_jy:Q"), color=color
+        ),
+        base.transform_filter(_kind_is("fit")).mark_line(strokeWidth=2).encode(x=x, y=_flux_y("flux_jy:Q"), color=color),
+        base.transform_filter(_kind_is("measured")).mark_rule(color=MODEL_COLORS["measured"]).encode(
+            x=x, y=_flux_y("lo:Q"), y2="hi:Q"
+        ),
+        base.transform_filter(_kind_is("measured")).mark_point(filled=True, size=70).encode(
+            x=x, y=_flux_y("flux_jy:Q"), color=color, tooltip=tips
+        ),
+        # No y: these points only stretch the x scale to the band edges.
+        base.transform_filter(_kind_is("edge")).mark_point(opacity=0).encode(x=x),
+        data=_named(),
+    ).properties(height=280)
+
+
+def spectrum_chart(data: SpectrumData) -> alt.TopLevelMixin:
+    """Flux density per spw (points with standard-error bars), the fitted power law, and the expected band.
+
+    DATA is review.SpectrumData; its spw, fit and expected frames may each be empty (those layers then draw
+    nothing). The x axis spans the band (band_edges_ghz). The legend names the three series; the subtitle
+    gives the fitted and the expected spectral index.
+    """
+    parts = spectrum_parts(data)
+    return no_data_chart(SPECTRUM_TITLE) if parts is None else parts.chart()
 
 
 LIGHT_CURVE_REQUIRED = ("start_time", "flux_jy")
 
 
-def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Flux history of a source in one band: points with error bars coloured by QA0, this EB highlighted.
-
-    DF columns (review.light_curve): start_time, flux_jy; optional flux_err_jy, uid, label, is_current,
-    freq_ghz, expected_flux_jy, low, high (the catalogue band, drawn as a grey area when present).
-    """
-    title = "Flux history (same source and band)"
+def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
+    """The light curve's data (one row per EB); None without data. Same columns as light_curve_chart takes."""
     if _is_empty(df):
-        return no_data_chart(title)
+        return None
+    assert df is not None
     _require(df, LIGHT_CURVE_REQUIRED, "light_curve_chart")
     d = _clean(df)
-    d["start_time"] = pd.to_datetime(d["start_time"], utc=True)
-    d["time_text"] = _utc_text(d["start_time"])
-    if "label" not in d:
-        d["label"] = "unlabelled"
-    current_mask = d["is_current"].fillna(False).astype(bool) if "is_current" in d else pd.Series(False, index=d.index)
-    d["is_current"] = current_mask
-    d["label"] = d["label"].fillna("unlabelled").astype(str)
-    d.loc[current_mask, "label"] = "this EB"
-    d["marker"] = np.where(current_mask, "this EB", "other")
-    err = d["flux_err_jy"] if "flux_err_jy" in d else pd.Series(np.nan, index=d.index)
-    d["lo"] = d["flux_jy"] - err.fillna(0.0)
-    d["hi"] = d["flux_jy"] + err.fillna(0.0)
-    d["flux_text"] = _pm(d["flux_jy"], err)
-    if "uid" not in d:
-        d["uid"] = ""
+    times = pd.to_datetime(d["start_time"], utc=True)
+    current = d["is_current"].fillna(False).astype(bool) if "is_current" in d else pd.Series(False, index=d.index)
+    label = d["label"].fillna("unlabelled").astype(str) if "label" in d else pd.Series("unlabelled", index=d.index)
+    label[current] = "this EB"
+    err = pd.to_numeric(d["flux_err_jy"], errors="coerce") if "flux_err_jy" in d else pd.Series(np.nan, index=d.index)
+    flux = pd.to_numeric(d["flux_jy"], errors="coerce").astype(float)
+    out = pd.DataFrame({
+        # Epoch milliseconds: a temporal field Vega reads the same from JSON and from Arrow.
+        "start_time": (times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(milliseconds=1),
+        "time_text": times.dt.strftime("%Y-%m-%d %H:%M UTC"),
+        "uid": d["uid"].astype(str) if "uid" in d else "",
+        "flux_jy": flux, "lo": flux - err.fillna(0.0), "hi": flux + err.fillna(0.0),
+        "flux_text": _pm(flux, err), "label": label, "marker": np.where(current, "this EB", "other"),
+        "is_current": current.to_numpy(),
+    })
+    has_freq, has_expected = "freq_ghz" in d, "expected_flux_jy" in d
+    has_band = {"low", "high"} <= set(d.columns)
+    for col, present in (("freq_ghz", has_freq), ("expected_flux_jy", has_expected), ("low", has_band), ("high", has_band)):
+        if present:
+            out[col] = pd.to_numeric(d[col], errors="coerce").astype(float).to_numpy()
+    return ChartParts("light_curve", (has_freq, has_expected, has_band), out.reset_index(drop=True), LIGHT_CURVE_TITLE)
+
+
+def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) -> alt.TopLevelMixin:
     x = alt.X("start_time:T", title="Observation date (UTC)", scale=alt.Scale(type="utc"),
               axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30))
     color = alt.Color("label:N", scale=qa0_scale(["unlabelled", "this EB"]), title="QA0")
+    base = alt.Chart()
+    tips = [alt.Tooltip("uid:N", title="EB"), alt.Tooltip("time_text:N", title="Start"),
+            alt.Tooltip("flux_text:N", title="Flux (Jy)"), alt.Tooltip("label:N", title="QA0")]
+    if has_freq:
+        tips.insert(2, alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".2f"))
+    if has_expected:
+        tips.append(alt.Tooltip("expected_flux_jy:Q", title="Expected (Jy)", format=".3f"))
     layers: list[alt.Chart] = []
-    if {"low", "high"} <= set(d.columns) and d[["low", "high"]].notna().any().all():
-        band = d.dropna(subset=["low", "high"])
+    if has_band:
+        # EBs without an expectation are left out of the band (a gap, never a zero).
+        band = base.transform_filter("isValid(datum.low) && isValid(datum.high)")
         layers.append(
-            alt.Chart(band).mark_area(opacity=0.2, color=MODEL_COLORS["expected"], interpolate="monotone").encode(
+            band.mark_area(opacity=0.2, color=MODEL_COLORS["expected"], interpolate="monotone").encode(
                 x=x, y=_flux_y("low:Q"), y2="high:Q"
             )
         )
-        if "expected_flux_jy" in band:
+        if has_expected:
             layers.append(
-                alt.Chart(band).mark_line(color=MODEL_COLORS["expected"], strokeDash=[6, 4], interpolate="monotone")
+                band.mark_line(color=MODEL_COLORS["expected"], strokeDash=[6, 4], interpolate="monotone")
                 .encode(x=x, y=_flux_y("expected_flux_jy:Q"))
             )
-    base = alt.Chart(d)
-    tips = [alt.Tooltip("uid:N", title="EB"), alt.Tooltip("time_text:N", title="Start"),
-            alt.Tooltip("flux_text:N", title="Flux (Jy)"), alt.Tooltip("label:N", title="QA0")]
-    if "freq_ghz" in d:
-        tips.insert(2, alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".2f"))
-    if "expected_flux_jy" in d:
-        tips.append(alt.Tooltip("expected_flux_jy:Q", title="Expected (Jy)", format=".3f"))
     layers.append(base.mark_rule(opacity=0.7).encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q", color=color))
     layers.append(
         base.mark_point(filled=True, opacity=0.9).encode(
@@ -283,15 +363,89 @@ def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
             tooltip=tips,
         )
     )
-    current = d[current_mask]
-    if not current.empty:
-        # A ring around this EB so it stands out whatever the colour of its neighbours.
-        layers.append(
-            alt.Chart(current).mark_point(size=480, strokeWidth=2, color=OTHER_COLORS["this EB"]).encode(
-                x=x, y=_flux_y("flux_jy:Q"), tooltip=tips
-            )
+    # A ring around this EB so it stands out whatever the colour of its neighbours.
+    layers.append(
+        base.transform_filter("datum.is_current").mark_point(size=480, strokeWidth=2, color=OTHER_COLORS["this EB"])
+        .encode(x=x, y=_flux_y("flux_jy:Q"), tooltip=tips)
+    )
+    return alt.layer(*layers, data=_named()).properties(height=280)
+
+
+def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+    """Flux history of a source in one band: points with error bars coloured by QA0, this EB highlighted.
+
+    DF columns (review.light_curve): start_time, flux_jy; optional flux_err_jy, uid, label, is_current,
+    freq_ghz, expected_flux_jy, low, high (the catalogue band, drawn as a grey area where both are known).
+    """
+    parts = light_curve_parts(df)
+    return no_data_chart(LIGHT_CURVE_TITLE) if parts is None else parts.chart()
+
+
+def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
+    """The heatmap's data (one row per antenna x scan cell); None without data."""
+    if _is_empty(df):
+        return None
+    assert df is not None
+    _require(df, ("antenna", "scan", "value"), "heatmap_chart")
+    d = _clean(df)
+    out = pd.DataFrame({"antenna": d["antenna"].astype(str), "scan": d["scan"].astype("int64"),
+                        "value": pd.to_numeric(d["value"], errors="coerce").astype(float)})
+    optional = [c for c in ("spw", "vs_array", "flagged_fraction", "n") if c in d]
+    for col in optional:
+        out[col] = d[col].astype("int64") if col == "spw" else pd.to_numeric(d[col], errors="coerce").astype(float)
+    reach = None
+    if metric == "phase_deg":
+        # Symmetric about 0 and at least +-30 deg (in 10 deg steps, so few templates), so noise stays pale
+        # and a jump stands out in colour.
+        top = float(np.nanmax(np.abs(out["value"].to_numpy(dtype=float)), initial=0.0))
+        reach = min(180.0, max(30.0, math.ceil(top / 10.0) * 10.0))
+    return ChartParts("heatmap", (metric, reach, tuple(optional)), out.reset_index(drop=True), _heatmap_title(metric))
+
+
+def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...]) -> alt.TopLevelMixin:
+    fmt = _fmt(metric)
+    scheme = HEATMAP_SCHEMES.get(metric, "viridis")
+    if reach is not None:
+        scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
+    else:
+        scale = alt.Scale(scheme=scheme)
+    tips = [alt.Tooltip("antenna:N", title="Antenna"), alt.Tooltip("scan:O", title="Scan")]
+    if "spw" in optional:
+        tips.append(alt.Tooltip("spw:O", title="spw"))
+    tips.append(alt.Tooltip("value:Q", title=_axis_title(metric), format=fmt))
+    if "vs_array" in optional:
+        tips.append(
+            alt.Tooltip("vs_array:Q", title="vs array median (deg)" if metric == "phase_deg" else "x array median",
+                        format="+.1f" if metric == "phase_deg" else ".2f")
         )
-    return alt.layer(*layers).properties(title=title, height=280)
+    if "flagged_fraction" in optional:
+        tips.append(alt.Tooltip("flagged_fraction:Q", title="Flagged", format=".0%"))
+    if "n" in optional:
+        tips.append(alt.Tooltip("n:Q", title="Samples", format="d"))
+    x = alt.X("scan:O", title="Scan", axis=alt.Axis(labelAngle=0))
+    # Ascending antenna names, the same rule for every EB (no per-EB sort list in the spec).
+    y = alt.Y("antenna:N", title="Antenna", sort="ascending")
+    base = alt.Chart()
+    layers: list[alt.Chart] = [
+        base.mark_rect().encode(
+            x=x, y=y, tooltip=tips,
+            color=alt.Color("value:Q", title=_axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
+        )
+    ]
+    if "flagged_fraction" in optional:
+        layers.append(
+            base.transform_filter(alt.datum.flagged_fraction > 0.5)
+            .mark_text(text="✕", fontSize=11, color="#111111" if metric == "phase_deg" else "#ffffff")
+            .encode(x=x, y=y, tooltip=tips)
+        )
+    # A fixed row height: the chart grows with the antenna count while the spec stays the same.
+    if "spw" in optional:
+        return (
+            alt.layer(*layers)
+            .properties(height=alt.Step(14), width=140)
+            .facet(column=alt.Column("spw:O", title="spw"), data=_named())
+        )
+    return alt.layer(*layers, data=_named()).properties(height=alt.Step(14))
 
 
 def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
@@ -300,61 +454,8 @@ def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
     DF columns: antenna, scan, value; optional vs_array, n, flagged_fraction (cells more than half flagged
     get a cross), spw (then one panel per spw). METRIC picks the title, unit and colour scheme.
     """
-    label = METRIC_INFO.get(metric, (metric, "", ".3g"))[0]
-    title = f"{label} per antenna and scan"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("antenna", "scan", "value"), "heatmap_chart")
-    d = _clean(df)
-    d["antenna"] = d["antenna"].astype(str)
-    antennas = sorted(d["antenna"].unique())
-    fmt = _fmt(metric)
-    scheme = HEATMAP_SCHEMES.get(metric, "viridis")
-    if metric == "phase_deg":
-        # Symmetric about 0 and at least +-30 deg, so noise stays pale and a jump stands out in colour.
-        reach = float(np.nanmax(np.abs(d["value"].to_numpy(dtype=float)), initial=0.0))
-        reach = min(180.0, max(30.0, math.ceil(reach / 10.0) * 10.0))
-        scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
-    else:
-        scale = alt.Scale(scheme=scheme)
-    tips = [alt.Tooltip("antenna:N", title="Antenna"), alt.Tooltip("scan:O", title="Scan")]
-    if "spw" in d:
-        tips.append(alt.Tooltip("spw:O", title="spw"))
-    tips.append(alt.Tooltip("value:Q", title=_axis_title(metric), format=fmt))
-    if "vs_array" in d:
-        tips.append(
-            alt.Tooltip("vs_array:Q", title="vs array median (deg)" if metric == "phase_deg" else "x array median",
-                        format="+.1f" if metric == "phase_deg" else ".2f")
-        )
-    if "flagged_fraction" in d:
-        tips.append(alt.Tooltip("flagged_fraction:Q", title="Flagged", format=".0%"))
-    if "n" in d:
-        tips.append(alt.Tooltip("n:Q", title="Samples", format="d"))
-    x = alt.X("scan:O", title="Scan", axis=alt.Axis(labelAngle=0))
-    y = alt.Y("antenna:N", title="Antenna", sort=antennas)
-    # Layers carry no data of their own: the frame sits on the layer (or the facet) once.
-    base = alt.Chart()
-    layers: list[alt.Chart] = [
-        base.mark_rect().encode(
-            x=x, y=y, tooltip=tips,
-            color=alt.Color("value:Q", title=_axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
-        )
-    ]
-    if "flagged_fraction" in d:
-        layers.append(
-            base.transform_filter(alt.datum.flagged_fraction > 0.5)
-            .mark_text(text="✕", fontSize=11, color="#111111" if metric == "phase_deg" else "#ffffff")
-            .encode(x=x, y=y, tooltip=tips)
-        )
-    height = max(120, 13 * len(antennas))
-    if "spw" in d:
-        return (
-            alt.layer(*layers, data=d)
-            .properties(height=height, width=140)
-            .facet(column=alt.Column("spw:O", title="spw"))
-            .properties(title=title)
-        )
-    return alt.layer(*layers, data=d).properties(title=title, height=height)
+    parts = heatmap_parts(df, metric)
+    return no_data_chart(_heatmap_title(metric)) if parts is None else parts.chart()
 
 
 def _as_times(series: pd.Series) -> pd.Series | None:
@@ -369,80 +470,105 @@ def _as_times(series: pd.Series) -> pd.Series | None:
         return None
 
 
-def _percentile_text(value: float, groups: dict[str, np.ndarray]) -> str:
-    parts = []
-    for name in LABEL_VALUES:
-        vals = groups.get(name)
-        if vals is not None and vals.size:
-            parts.append(f"above {100.0 * float((vals < value).mean()):.0f}% of {name}")
-    return "; ".join(parts)
+def context_parts(df: pd.DataFrame | None) -> ChartParts | None:
+    """The context chart's data: per metric, the labelled groups' quantiles and this EB's value; None without data.
+
+    DF is review.context output (long: metric, value, group) or review.context_summary output (already
+    summarised: metric, group, q05 .. q95, n, value, where).
+    """
+    if _is_empty(df):
+        return None
+    assert df is not None
+    from qa0_label.review import summarise_context
+
+    if "q05" not in df.columns:
+        _require(df, ("metric", "value", "group"), "context_chart")
+        df = summarise_context(_clean(df))
+    if df.empty:
+        return None
+    d = df.reset_index(drop=True).copy()
+    metrics = list(dict.fromkeys(d["metric"].astype(str)))
+    order = {m: i for i, m in enumerate(metrics)}
+    d["order"] = d["metric"].map(order).astype(float)
+    fmts = d["metric"].map(_fmt)
+    # A percentage metric is drawn in percent (one axis format serves every row of the facet).
+    pct = fmts.str.endswith("%").to_numpy()
+    for col in ("q05", "q25", "median", "q75", "q95", "value"):
+        d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
+        d.loc[pct, col] = d.loc[pct, col] * 100.0
+    d["title"] = [
+        f"{METRIC_INFO.get(m, (m.replace('_', ' '), '', ''))[0]} (%)" if p else _axis_title(m)
+        for m, p in zip(d["metric"].astype(str), pct)
+    ]
+    plain = fmts.where(~pct, fmts.str.replace("%", "f", regex=False))
+    d["kind"] = np.where(d["group"].astype(str) == "this EB", "this", "stats")
+    cols = {c: d[c].to_numpy(dtype=float) for c in ("q05", "q25", "median", "q75", "q95", "value")}
+
+    def txt(v: float, f: str) -> str:
+        return "" if math.isnan(v) else format(v, f)
+
+    fl = plain.tolist()
+    d["median_text"] = [txt(v, f) for v, f in zip(cols["median"], fl)]
+    d["iqr_text"] = [txt(a, f) and f"{txt(a, f)} – {txt(b, f)}" for a, b, f in zip(cols["q25"], cols["q75"], fl)]
+    d["range_text"] = [txt(a, f) and f"{txt(a, f)} – {txt(b, f)}" for a, b, f in zip(cols["q05"], cols["q95"], fl)]
+    d["value_text"] = [txt(v, f) for v, f in zip(cols["value"], fl)]
+    d["n"] = pd.to_numeric(d["n"], errors="coerce").astype(float)
+    d["where"] = d["where"].astype(object).where(d["where"].notna(), "") if "where" in d else ""
+    cols = ["kind", "metric", "title", "order", "group", "q05", "q25", "median", "q75", "q95", "n", "value",
+            "median_text", "iqr_text", "range_text", "value_text", "where"]
+    return ChartParts("context", (), d[cols], CONTEXT_TITLE)
 
 
-def _context_summary(df: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    part = df[df["metric"] == metric]
-    stats = []
-    groups: dict[str, np.ndarray] = {}
-    for name in LABEL_VALUES:
-        vals = part.loc[part["group"] == name, "value"].dropna().to_numpy(dtype=float)
-        groups[name] = vals
-        if vals.size:
-            q05, q25, q50, q75, q95 = np.quantile(vals, [0.05, 0.25, 0.5, 0.75, 0.95])
-            stats.append({"group": name, "q05": q05, "q25": q25, "median": q50, "q75": q75, "q95": q95, "n": int(vals.size)})
-    this = part.loc[part["group"] == "this EB", "value"].dropna()
-    marks = pd.DataFrame(
-        [{"value": float(v), "where": _percentile_text(float(v), groups)} for v in this.head(1)],
-        columns=["value", "where"],
+def _context_template() -> alt.TopLevelMixin:
+    y = alt.Y("group:N", title=None, sort=list(LABEL_VALUES), scale=alt.Scale(domain=list(LABEL_VALUES)))
+    color = alt.Color("group:N", scale=qa0_scale(), legend=None)
+    tips = [alt.Tooltip("group:N", title="Labelled"), alt.Tooltip("n:Q", title="EBs", format="d"),
+            alt.Tooltip("median_text:N", title="Median"), alt.Tooltip("iqr_text:N", title="25% – 75%"),
+            alt.Tooltip("range_text:N", title="5% – 95%")]
+    stats = alt.Chart().transform_filter(_kind_is("stats"))
+    x = alt.X("q05:Q", title=None, scale=alt.Scale(zero=False))
+    cell = alt.layer(
+        stats.mark_rule().encode(x=x, x2="q95:Q", y=y, color=color, tooltip=tips),
+        stats.mark_bar(size=14, opacity=0.55).encode(x="q25:Q", x2="q75:Q", y=y, color=color, tooltip=tips),
+        stats.mark_tick(color="#111111", thickness=2, size=16).encode(x="median:Q", y=y, tooltip=tips),
+        alt.Chart().transform_filter(_kind_is("this")).mark_rule(color=OTHER_COLORS["this EB"], strokeWidth=3).encode(
+            x="value:Q",
+            tooltip=[alt.Tooltip("title:N", title="Metric"), alt.Tooltip("value_text:N", title="This EB"),
+                     alt.Tooltip("where:N", title="Position")],
+        ),
+    ).properties(height=60, width=CONTEXT_WIDTH)
+    # One faceted view (one row per metric, each with its own x axis and unit), not six concatenated charts.
+    header = alt.Header(title=None, labelAngle=0, labelAlign="left", labelAnchor="start", labelOrient="top",
+                        labelFontSize=12, labelFontWeight="bold", labelPadding=2)
+    return (
+        cell.facet(row=alt.Row("title:N", sort=alt.SortField("order"), header=header), data=_named(), spacing=6)
+        .resolve_scale(x="independent")
+        .resolve_axis(x="independent")
     )
-    return pd.DataFrame(stats, columns=["group", "q05", "q25", "median", "q75", "q95", "n"]), marks
+
+
+CONTEXT_WIDTH = 460
+"""Plot width of the context chart's rows (a faceted chart cannot stretch to its container)."""
 
 
 def context_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     """Per metric, the 5-25-50-75-95 % spread of labelled Pass / SemiPass / Fail EBs with this EB as a line.
 
-    DF is review.context output (metric, value, group with "this EB" and QA0 values). Quantiles are computed
-    here, so the spec carries a few numbers per metric instead of thousands of points. One row per metric,
-    each with its own x axis and unit.
+    DF is review.context output (metric, value, group with "this EB" and QA0 values) or review.context_summary
+    output. Quantiles are computed before drawing, so the spec carries a few numbers per metric instead of
+    thousands of points. One faceted chart: a row per metric, each with its own x axis and unit.
     """
-    title = "This EB among labelled EBs"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("metric", "value", "group"), "context_chart")
-    d = _clean(df).dropna(subset=["value"])
-    metrics = list(dict.fromkeys(d["metric"].astype(str)))
-    rows = []
-    for metric in metrics:
-        stats, marks = _context_summary(d, metric)
-        if stats.empty and marks.empty:
-            continue
-        fmt = _fmt(metric)
-        x_title = _axis_title(metric)
-        axis = alt.Axis(format=fmt) if fmt.endswith("%") else alt.Axis()
-        y = alt.Y("group:N", title=None, sort=list(LABEL_VALUES), scale=alt.Scale(domain=list(LABEL_VALUES)))
-        color = alt.Color("group:N", scale=qa0_scale(), legend=None)
-        layers: list[alt.Chart] = []
-        if not stats.empty:
-            tips = [alt.Tooltip("group:N", title="Labelled"), alt.Tooltip("n:Q", title="EBs", format="d"),
-                    alt.Tooltip("median:Q", title="Median", format=fmt), alt.Tooltip("q25:Q", title="25%", format=fmt),
-                    alt.Tooltip("q75:Q", title="75%", format=fmt), alt.Tooltip("q05:Q", title="5%", format=fmt),
-                    alt.Tooltip("q95:Q", title="95%", format=fmt)]
-            base = alt.Chart(stats)
-            layers += [
-                base.mark_rule().encode(x=alt.X("q05:Q", title=x_title, scale=alt.Scale(zero=False), axis=axis), x2="q95:Q",
-                                        y=y, color=color, tooltip=tips),
-                base.mark_bar(size=14, opacity=0.55).encode(x="q25:Q", x2="q75:Q", y=y, color=color, tooltip=tips),
-                base.mark_tick(color="#111111", thickness=2, size=16).encode(x="median:Q", y=y, tooltip=tips),
-            ]
-        if not marks.empty:
-            mtips = [alt.Tooltip("value:Q", title=f"This EB: {x_title}", format=fmt), alt.Tooltip("where:N", title="Position")]
-            layers.append(
-                alt.Chart(marks).mark_rule(color=OTHER_COLORS["this EB"], strokeWidth=3).encode(
-                    x=alt.X("value:Q", title=x_title, axis=axis), tooltip=mtips
-                )
-            )
-        rows.append(alt.layer(*layers).properties(height=70, title=alt.TitleParams(x_title, fontSize=12, anchor="start")))
-    if not rows:
-        return no_data_chart(title)
-    return alt.vconcat(*rows, spacing=8).properties(title=title).resolve_scale(x="independent")
+    parts = context_parts(df)
+    return no_data_chart(CONTEXT_TITLE) if parts is None else parts.chart()
+
+
+_TITLES: dict[str, str] = {"spectrum": SPECTRUM_TITLE, "light_curve": LIGHT_CURVE_TITLE, "context": CONTEXT_TITLE}
+_TEMPLATES: dict[str, Any] = {
+    "spectrum": _spectrum_template,
+    "light_curve": _light_curve_template,
+    "heatmap": _heatmap_template,
+    "context": _context_template,
+}
 
 
 # --- model page --------------------------------------------------------------------------------------

@@ -748,6 +748,11 @@ def _labelled_sample(session: Session, *, cap: int, band: int | None) -> pd.Data
     Every EB's review shows the same labelled sample, so it is computed once per state of the label and
     EB tables: a new label, undo, adjudication or import changes the version key and the sample is rebuilt.
     """
+    return _labelled_sample_keyed(session, cap=cap, band=band)[1]
+
+
+def _labelled_sample_keyed(session: Session, *, cap: int, band: int | None) -> tuple[tuple[Any, ...], pd.DataFrame]:
+    """(cache key, sample) of _labelled_sample: the key names the database state the sample belongs to."""
     conn = session.connection()
     version = tuple(
         conn.execute(
@@ -763,7 +768,7 @@ def _labelled_sample(session: Session, *, cap: int, band: int | None) -> pd.Data
         cached = _CONTEXT_CACHE.get(key)
         if cached is not None:
             _CONTEXT_CACHE.move_to_end(key)
-            return cached
+            return key, cached
     filter_sql = "e.band = :band" if band is not None else "1 = 1"
     rows = conn.execute(text(_context_sql(filter_sql, _CONTEXT_SELECT)), {"band": band, "cap": cap}).fetchall()
     data = _context_frame([r[1:] for r in rows])
@@ -772,4 +777,121 @@ def _labelled_sample(session: Session, *, cap: int, band: int | None) -> pd.Data
         _CONTEXT_CACHE[key] = data
         while len(_CONTEXT_CACHE) > CONTEXT_CACHE_SIZE:
             _CONTEXT_CACHE.popitem(last=False)
-    return data
+    return key, data
+
+
+# --- context, pre-aggregated (what the review chart draws) ------------------------------------------
+
+CONTEXT_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+SUMMARY_COLUMNS: tuple[str, ...] = ("metric", "group", "q05", "q25", "median", "q75", "q95", "n", "value", "where")
+
+
+def _position_text(value: float, sorted_groups: Mapping[str, np.ndarray]) -> str:
+    """'above 62% of Pass; above 20% of Fail': the share of each labelled group below VALUE."""
+    parts = []
+    for name in CAUTION_ORDER[::-1]:
+        vals = sorted_groups.get(name)
+        if vals is not None and vals.size:
+            below = int(np.searchsorted(vals, value, side="left"))
+            parts.append(f"above {100.0 * below / vals.size:.0f}% of {name}")
+    return "; ".join(parts)
+
+
+def _group_rows(metric: str, sorted_groups: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    rows = []
+    for name in CAUTION_ORDER[::-1]:  # Pass, SemiPass, Fail
+        vals = sorted_groups.get(name)
+        if vals is None or not vals.size:
+            continue
+        q05, q25, q50, q75, q95 = np.quantile(vals, CONTEXT_QUANTILES)
+        rows.append({"metric": metric, "group": name, "q05": q05, "q25": q25, "median": q50, "q75": q75, "q95": q95,
+                     "n": int(vals.size), "value": np.nan, "where": None})
+    return rows
+
+
+def _this_rows(metric: str, values: Sequence[float], sorted_groups: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    return [
+        {"metric": metric, "group": "this EB", "q05": np.nan, "q25": np.nan, "median": np.nan, "q75": np.nan,
+         "q95": np.nan, "n": np.nan, "value": float(v), "where": _position_text(float(v), sorted_groups)}
+        for v in list(values)[:1]
+    ]
+
+
+def summarise_context(long: pd.DataFrame) -> pd.DataFrame:
+    """context() output (metric, value, group) -> per metric, each labelled group's quantiles and this EB's place.
+
+    Returns DataFrame[metric, group, q05, q25, median, q75, q95, n, value, where]: one row per labelled group
+    with values (quantiles, n) and one "this EB" row (value, where = its position among the groups), metrics in
+    their order of appearance. Pure; the chart draws this instead of thousands of points.
+    """
+    if long is None or long.empty:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    d = long.dropna(subset=["value"])
+    rows: list[dict[str, Any]] = []
+    for metric in dict.fromkeys(d["metric"].astype(str)):
+        part = d[d["metric"].astype(str) == metric]
+        groups = {
+            name: np.sort(part.loc[part["group"] == name, "value"].to_numpy(dtype=float)) for name in CAUTION_ORDER
+        }
+        this = part.loc[part["group"] == "this EB", "value"].to_numpy(dtype=float)
+        rows += _group_rows(metric, groups) + _this_rows(metric, this, groups)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+_SUMMARY_CACHE: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+
+
+def context_summary(
+    *,
+    session: Session,
+    eb_id: int,
+    metrics: Sequence[str] = DEFAULT_CONTEXT_METRICS,
+    cap_per_class: int = CONTEXT_CAP_PER_CLASS,
+    same_band: bool = False,
+) -> pd.DataFrame:
+    """summarise_context(context(...)) at the cost of one EB row: the labelled groups' sorted values and
+    quantiles are kept per database state, so each EB adds only its own values and their positions.
+
+    Same rules as context(): the EB under review never counts in a labelled group (when it is in the sample,
+    its groups are summarised without it) and its own label is never shown.
+    """
+    unknown = [m for m in metrics if m not in CONTEXT_METRICS]
+    if unknown:
+        raise ValueError(f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}")
+    conn = session.connection()
+    this_rows = conn.execute(text(f"SELECT {_CONTEXT_SELECT} FROM execution_block e WHERE e.id = :eb"), {"eb": int(eb_id)}).fetchall()
+    if not this_rows:
+        raise EBNotFound(f"no EB with id {eb_id}")
+    this = _context_frame(this_rows)
+    band = int(this["band"].iloc[0]) if same_band and this["band"].notna().all() else None
+    key, labelled = _labelled_sample_keyed(session, cap=int(cap_per_class), band=band)
+    skey = (key, tuple(metrics))
+    with _CONTEXT_LOCK:
+        cached = _SUMMARY_CACHE.get(skey)
+    if cached is None:
+        sorted_values = {
+            m: {g: np.sort(labelled.loc[labelled["group"] == g, m].dropna().to_numpy(dtype=float)) for g in CAUTION_ORDER}
+            for m in metrics
+        }
+        ids = labelled["eb_id"].to_numpy(dtype=np.int64)
+        cached = {"sorted": sorted_values, "ids": set(ids.tolist()),
+                  "rows": {m: _group_rows(m, sorted_values[m]) for m in metrics}}
+        with _CONTEXT_LOCK:
+            _SUMMARY_CACHE[skey] = cached
+            while len(_SUMMARY_CACHE) > CONTEXT_CACHE_SIZE:
+                _SUMMARY_CACHE.popitem(last=False)
+    if int(eb_id) in cached["ids"]:
+        # The EB under review is in the labelled sample (an overlap or gold review): leave it out.
+        others = labelled[labelled["eb_id"] != int(eb_id)]
+        groups_of = {
+            m: {g: np.sort(others.loc[others["group"] == g, m].dropna().to_numpy(dtype=float)) for g in CAUTION_ORDER}
+            for m in metrics
+        }
+        group_rows = {m: _group_rows(m, groups_of[m]) for m in metrics}
+    else:
+        groups_of, group_rows = cached["sorted"], cached["rows"]
+    rows: list[dict[str, Any]] = []
+    for m in metrics:
+        own = this[m].replace([np.inf, -np.inf], np.nan).dropna().to_numpy(dtype=float)
+        rows += group_rows[m] + _this_rows(m, own, groups_of[m])
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

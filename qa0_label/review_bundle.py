@@ -42,93 +42,37 @@ class ReviewBundle:
     notes: dict[str, str | None] = field(default_factory=dict)  # per-EB text shown beside a chart
 
 
-def _spec(chart: Any) -> dict[str, Any]:
-    """Vega-Lite dict of an Altair chart with its datasets already encoded as Arrow IPC bytes.
-
-    Altair's schema validation costs more than everything else (these charts come from tested builders), and
-    bytes datasets are what Streamlit sends to the browser: drawing a cached spec costs almost nothing.
-    Datasets get positional names instead of Altair's content hashes, so two EBs' charts of the same shape
-    have identical specs and the browser only swaps the data instead of building a new Vega view.
-    """
-    spec = chart.to_dict(validate=False)
-    datasets = spec.pop("datasets", None)
-    if isinstance(datasets, dict):
-        names = {old: f"qa0_{i}" for i, old in enumerate(datasets)}
-        spec = _rename_data(spec, names)
-        spec["datasets"] = {names[old]: _arrow_bytes(rows) for old, rows in datasets.items()}
+def _parts_spec(parts: Any) -> dict[str, Any] | None:
+    """A review chart's Vega-Lite dict (cached template + this EB's dataset as Arrow bytes); None = no data."""
+    if parts is None:
+        return None
+    spec = parts.spec()
+    spec["datasets"] = {name: _frame_arrow(frame) for name, frame in spec["datasets"].items()}
     return spec
 
 
-def _rename_data(node: Any, names: dict[str, str]) -> Any:
-    """Copy of a spec with every {"data": {"name": old}} reference renamed."""
-    if isinstance(node, dict):
-        out = {k: _rename_data(v, names) for k, v in node.items()}
-        data = out.get("data")
-        if isinstance(data, dict) and data.get("name") in names:
-            out["data"] = {**data, "name": names[data["name"]]}
-        return out
-    if isinstance(node, list):
-        return [_rename_data(v, names) for v in node]
-    return node
-
-
-def _drop_sorted_lists(node: Any) -> Any:
-    # An explicit sort list that is just ascending order equals Vega's default; without it the heatmap spec
-    # no longer depends on which antennas took part.
-    if isinstance(node, dict):
-        out = {k: _drop_sorted_lists(v) for k, v in node.items()}
-        sort = out.get("sort")
-        if isinstance(sort, list) and all(isinstance(x, str) for x in sort) and sort == sorted(sort):
-            del out["sort"]
-        return out
-    if isinstance(node, list):
-        return [_drop_sorted_lists(v) for v in node]
-    return node
-
-
-def _pop_subtitle(spec: dict[str, Any] | None) -> str | None:
-    """Take the (per-EB) subtitle out of a spec so the spec itself stays the same from EB to EB."""
-    if spec is None or not isinstance(spec.get("title"), dict):
-        return None
-    subtitle = spec["title"].pop("subtitle", None)
-    return str(subtitle) if subtitle else None
-
-
-def _arrow_bytes(rows: Any) -> Any:
-    """Records as Arrow IPC stream bytes (the format Streamlit uses); anything else is returned unchanged."""
+def _frame_arrow(frame: Any) -> Any:
+    """A DataFrame as Arrow IPC stream bytes (what Streamlit sends to the browser); anything else unchanged."""
+    import pandas as pd
     import pyarrow as pa
 
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        return rows
-    try:
-        table = pa.Table.from_pylist(rows)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        return rows  # Streamlit converts it itself
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.RecordBatchStreamWriter(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
-def _empty_spectrum(data: Any) -> bool:
-    spw = getattr(data, "spw", None)
-    return spw is None or len(spw) == 0
-
-
 def heatmap_spec(*, session: Any, eb_id: int, metric: str) -> tuple[dict[str, Any] | None, int]:
     """Vega-Lite spec of the antenna x scan heatmap of one metric, and the number of antennas in it."""
-    import altair as alt
-
     from qa0_label import charts, review
 
     frame = review.heatmap(session=session, eb_id=eb_id, metric=metric)
     if frame.empty:
         return None, 0
-    n_ant = int(frame["antenna"].nunique())
-    # A fixed row height (not a height computed from the antenna count): under Streamlit's theme a short
-    # titled layer collapses, and a constant spec lets the browser swap only the data between EBs.
-    chart = charts.heatmap_chart(frame, metric=metric).properties(height=alt.Step(14))
-    return _drop_sorted_lists(_spec(chart)), n_ant
+    return _parts_spec(charts.heatmap_parts(frame, metric)), int(frame["antenna"].nunique())
 
 
 def build_bundle(*, engine: Engine, eb_id: int) -> ReviewBundle:
@@ -139,14 +83,15 @@ def build_bundle(*, engine: Engine, eb_id: int) -> ReviewBundle:
         header = review.eb_header(session=session, eb_id=eb_id)
         spectrum = review.spectrum(session=session, eb_id=eb_id)
         curve = review.light_curve(session=session, eb_id=eb_id)
-        ctx = review.context(session=session, eb_id=eb_id)
+        ctx = review.context_summary(session=session, eb_id=eb_id)
         heat, n_ant = heatmap_spec(session=session, eb_id=eb_id, metric=HEATMAP_DEFAULT)
+    spectrum_parts = charts.spectrum_parts(spectrum)
     specs = {
-        "spectrum": None if _empty_spectrum(spectrum) else _spec(charts.spectrum_chart(spectrum)),
-        "light_curve": None if curve.empty else _spec(charts.light_curve_chart(curve)),
-        "context": None if ctx.empty else _spec(charts.context_chart(ctx)),
+        "spectrum": _parts_spec(spectrum_parts),
+        "light_curve": _parts_spec(charts.light_curve_parts(curve)),
+        "context": _parts_spec(charts.context_parts(ctx)),
     }
-    notes = {"spectrum": _pop_subtitle(specs["spectrum"])}
+    notes = {"spectrum": spectrum_parts.subtitle if spectrum_parts is not None else None}
     return ReviewBundle(
         eb_id=int(eb_id), header=header, specs=specs, heatmaps={HEATMAP_DEFAULT: heat}, n_antennas=n_ant, notes=notes
     )

@@ -385,7 +385,8 @@ def _chart(spec: dict[str, Any] | None, empty_text: str) -> None:
     spec = dict(spec)
     if isinstance(spec.get("datasets"), dict):
         spec["datasets"] = dict(spec["datasets"])
-    st.vega_lite_chart(spec=spec, width="stretch")
+    # A faceted chart (the context rows) has a fixed cell width: stretching it would only warn.
+    st.vega_lite_chart(spec=spec, width="content" if "facet" in spec else "stretch")
 
 
 def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:

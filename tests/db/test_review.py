@@ -366,3 +366,29 @@ def test_context_sees_new_labels_undo_and_adjudication_at_once(engine) -> None:
     with session_scope(engine, write=True) as s:
         labels.undo_last(session=s, labeler="ana")
     assert groups() == {other: "Fail"}  # the adjudication still stands
+
+
+def test_context_summary_equals_summarising_context_and_leaves_this_eb_out(engine) -> None:
+    groups = _context_fixture(engine)
+    cur = add_eb(engine, "uid://A002/X5/Xcur", details=False, pwv_mm=3.0)
+    metrics = ("pwv_mm", "pwv_over_limit", "flux_deviation_sigma")
+    with session_scope(engine) as s:
+        fast = review.context_summary(session=s, eb_id=cur, metrics=metrics)
+        slow = review.summarise_context(review.context(session=s, eb_id=cur, metrics=metrics))
+    assert list(fast.columns) == list(review.SUMMARY_COLUMNS)
+    assert fast.drop(columns="where").equals(slow.drop(columns="where")) and list(fast["where"]) == list(slow["where"])
+    this = fast[(fast["group"] == "this EB") & (fast["metric"] == "pwv_mm")].iloc[0]
+    assert this["value"] == 3.0 and this["where"] == "above 100% of Pass; above 0% of Fail"
+    # A labelled EB under review (an overlap review) is never part of its own context, cached sample or not.
+    passed = groups["Pass"][0]
+    with session_scope(engine) as s:
+        review.context_summary(session=s, eb_id=cur, metrics=("pwv_mm",))  # warm the cache
+        own = review.context_summary(session=s, eb_id=passed, metrics=("pwv_mm",))
+    pass_row = own[(own["group"] == "Pass")].iloc[0]
+    assert pass_row["n"] == len(groups["Pass"]) - 1
+    # A new label changes the database state: the next summary sees it.
+    label(engine, cur, ("ben", "Pass"))
+    other = add_eb(engine, "uid://A002/X5/Xnew", details=False)
+    with session_scope(engine) as s:
+        after = review.context_summary(session=s, eb_id=other, metrics=("pwv_mm",))
+    assert after[after["group"] == "Pass"]["n"].item() == len(groups["Pass"]) + 1

@@ -247,21 +247,66 @@ def test_pair_confusion_axis_titles_are_plain_titles() -> None:
 # --- review charts -------------------------------------------------------------------------------------
 
 
+class _Datum:
+    """Attribute access over one data row, for evaluating a layer's filter expression."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return self._row.get(name)
+
+
+def _passes(expr: Any, row: dict[str, Any]) -> bool:
+    # The few Vega expression forms the review charts use: ===, &&, isValid(), > and a bare field.
+    py = str(expr).replace("===", "==").replace("&&", " and ").replace("isValid", "_valid")
+    return bool(eval(py, {"_valid": lambda v: v is not None and v == v}, {"datum": _Datum(row)}))  # noqa: S307
+
+
+def visible_rows(spec: dict[str, Any], unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows a unit draws: the dataset it reads, through its filter transforms."""
+    out = unit_rows(spec, unit)
+    for step in unit.get("transform", []):
+        if "filter" in step:
+            out = [r for r in out if _passes(step["filter"], r)]
+    return out
+
+
+def units_of(spec: dict[str, Any], mark: str) -> list[dict[str, Any]]:
+    return [u for u in units(spec) if (u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"]) == mark]
+
+
+def drawn(spec: dict[str, Any]) -> list[str]:
+    """Mark types of the layers that draw at least one row."""
+    return sorted(
+        (u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"])
+        for u in units(spec) if visible_rows(spec, u) and u["mark"].get("opacity", 1) != 0
+    )
+
+
+def template_only(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("datasets", "title")}
+
+
 def test_spectrum_has_points_error_bars_fit_and_expected_band() -> None:
     spec = spec_of(charts.spectrum_chart(spectrum_data()))
-    assert sorted(mark_types(spec)) == ["area", "line", "line", "point", "rule"]
+    assert drawn(spec) == ["area", "line", "line", "point", "rule"]
+    xs = [r["freq_ghz"] for r in rows(spec)]
+    assert min(xs) == 84.0 and max(xs) == 116.0, "the x scale spans the band edges"
     for u in units(spec):
         assert u["encoding"]["x"]["field"] == "freq_ghz" and u["encoding"]["x"]["title"] == "Frequency (GHz)"
-        assert u["encoding"]["x"]["scale"]["domain"] == [84.0, 116.0]
-        assert u["encoding"]["y"]["title"] == "Flux density (Jy)"
-    area = next(u for u in units(spec) if u["mark"]["type"] == "area")
+        assert u["encoding"]["x"]["scale"] == {"nice": False, "zero": False}
+        if "y" in u["encoding"]:
+            assert u["encoding"]["y"]["title"] == "Flux density (Jy)"
+    area = units_of(spec, "area")[0]
     assert area["encoding"]["y"]["field"] == "low" and area["encoding"]["y2"]["field"] == "high"
-    rule = next(u for u in units(spec) if u["mark"]["type"] == "rule")
-    bars = unit_rows(spec, rule)
+    assert len(visible_rows(spec, area)) == 20
+    bars = visible_rows(spec, units_of(spec, "rule")[0])
     assert bars[0]["hi"] - bars[0]["lo"] == pytest.approx(0.04) and bars[2]["hi"] == bars[2]["lo"]
     assert {"spw", "freq_ghz", "flux_text", "n"} <= tooltip_fields(spec)
-    point = next(u for u in units(spec) if u["mark"]["type"] == "point")
-    assert [r["flux_text"] for r in unit_rows(spec, point)][0].count("±") == 1
+    point = next(u for u in units_of(spec, "point") if u["mark"].get("opacity") != 0)
+    assert [r["flux_text"] for r in visible_rows(spec, point)][0].count("±") == 1
+    assert len(visible_rows(spec, point)) == 4
     assert "-0.60 ± 0.04" in spec["title"]["subtitle"] and "-0.55" in spec["title"]["subtitle"]
 
 
@@ -269,24 +314,45 @@ def test_spectrum_without_fit_or_expectation_still_draws_the_points() -> None:
     data = spectrum_data()
     bare = SpectrumData(spw=data.spw, fit=pd.DataFrame(), alpha=None, alpha_err=None, expected=pd.DataFrame())
     spec = spec_of(charts.spectrum_chart(bare))
-    assert sorted(mark_types(spec)) == ["point", "rule"] and "subtitle" not in spec.get("title", {})
+    assert drawn(spec) == ["point", "rule"] and spec.get("title") == charts.SPECTRUM_TITLE
+
+
+def test_review_specs_do_not_change_from_eb_to_eb() -> None:
+    # Two different EBs: same Vega-Lite spec apart from the data, so the browser only swaps the dataset.
+    other = spectrum_data()
+    other = SpectrumData(spw=other.spw.iloc[:2], fit=pd.DataFrame(), alpha=None, alpha_err=None,
+                         expected=other.expected, band=7, band_edges_ghz=(275.0, 373.0))
+    pairs = [
+        (charts.spectrum_parts(spectrum_data()), charts.spectrum_parts(other)),
+        (charts.light_curve_parts(light_curve_df()), charts.light_curve_parts(light_curve_df().iloc[1:4])),
+        (charts.heatmap_parts(heatmap_df(), "tsys_k"), charts.heatmap_parts(heatmap_df(("DV01", "DV09")), "tsys_k")),
+        (charts.context_parts(context_df()), charts.context_parts(context_df().iloc[::2])),
+    ]
+    for a, b in pairs:
+        assert a is not None and b is not None
+        spec_a, spec_b = a.spec(), b.spec()
+        assert list(spec_a["datasets"]) == [charts.REVIEW_DATA]
+        assert {k: v for k, v in spec_a.items() if k != "datasets"} == {k: v for k, v in spec_b.items() if k != "datasets"}
+        assert not a.frame.equals(b.frame)
+        # The fast spec is the Altair chart's own spec, minus the inline data and the per-EB subtitle.
+        assert template_only(spec_a) == template_only(spec_of(a.chart()))
 
 
 def test_light_curve_highlights_this_eb_and_draws_the_expected_band() -> None:
     spec = spec_of(charts.light_curve_chart(light_curve_df()))
-    types = mark_types(spec)
-    assert types.count("point") == 2 and "rule" in types and "area" in types and "line" in types
-    main = next(u for u in units(spec) if u["mark"]["type"] == "point" and "shape" in u["encoding"])
+    assert drawn(spec) == ["area", "line", "point", "point", "rule"]
+    main = next(u for u in units_of(spec, "point") if "shape" in u["encoding"])
     assert main["encoding"]["x"]["type"] == "temporal" and main["encoding"]["x"]["scale"]["type"] == "utc"
     assert main["encoding"]["color"]["field"] == "label"
-    data = unit_rows(spec, main)
+    data = visible_rows(spec, main)
     assert [r["label"] for r in data if r["marker"] == "this EB"] == ["this EB"]
     assert data[0]["time_text"] == "2024-01-01 00:00 UTC"
-    ring = next(u for u in units(spec) if u["mark"]["type"] == "point" and "shape" not in u["encoding"])
-    assert len(unit_rows(spec, ring)) == 1
+    assert data[0]["start_time"] == pd.Timestamp("2024-01-01", tz="UTC").value / 1e6  # epoch ms
+    ring = next(u for u in units_of(spec, "point") if "shape" not in u["encoding"])
+    assert [r["uid"] for r in visible_rows(spec, ring)] == ["uid://A002/X1/X3"]
     assert {"uid", "time_text", "flux_text", "label", "freq_ghz"} <= tooltip_fields(spec)
-    band = next(u for u in units(spec) if u["mark"]["type"] == "area")
-    assert len(unit_rows(spec, band)) == 4  # the EB without an expectation leaves a gap, not a zero
+    band = units_of(spec, "area")[0]
+    assert len(visible_rows(spec, band)) == 4  # the EB without an expectation leaves a gap, not a zero
 
 
 def test_light_curve_without_expectation_has_no_band() -> None:
@@ -297,22 +363,24 @@ def test_light_curve_without_expectation_has_no_band() -> None:
 def test_heatmap_is_antenna_by_scan_with_flag_marks() -> None:
     spec = spec_of(charts.heatmap_chart(heatmap_df(), "tsys_k"))
     assert sorted(mark_types(spec)) == ["rect", "text"]
-    rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
+    rect = units_of(spec, "rect")[0]
     enc = rect["encoding"]
     assert enc["x"]["field"] == "scan" and enc["x"]["type"] == "ordinal"
-    assert enc["y"]["field"] == "antenna" and enc["y"]["sort"] == ["DA41", "DV02", "PM01"]
+    assert enc["y"]["field"] == "antenna" and enc["y"]["sort"] == "ascending"
     assert enc["color"]["field"] == "value" and enc["color"]["title"] == "Tsys (K)"
     assert {"antenna", "scan", "value", "vs_array", "flagged_fraction"} <= tooltip_fields(spec)
     assert any(t["field"] == "value" and t["format"] == ".0f" for t in tooltips(spec))
-    text = next(u for u in units(spec) if u["mark"]["type"] == "text")
-    assert "flagged_fraction" in text["transform"][0]["filter"]
+    assert len(visible_rows(spec, rect)) == 9
+    text = units_of(spec, "text")[0]
+    assert [(r["antenna"], r["scan"]) for r in visible_rows(spec, text)] == [("PM01", 2)], "a cross on the flagged cell"
+    assert spec["height"] == {"step": 14}, "rows of fixed height: the chart grows with the antennas"
 
 
 def test_phase_heatmap_is_symmetric_about_zero() -> None:
     df = heatmap_df(value=40.0)
     df.loc[0, "value"] = -75.0
     spec = spec_of(charts.heatmap_chart(df, "phase_deg"))
-    scale = next(u for u in units(spec) if u["mark"]["type"] == "rect")["encoding"]["color"]["scale"]
+    scale = units_of(spec, "rect")[0]["encoding"]["color"]["scale"]
     assert scale["domain"] == [-120.0, 120.0] and scale["domainMid"] == 0
 
 
@@ -320,24 +388,40 @@ def test_heatmap_per_spw_is_faceted() -> None:
     df = pd.concat([heatmap_df().assign(spw=s) for s in range(4)], ignore_index=True)
     spec = spec_of(charts.heatmap_chart(df, "amplitude"))
     assert spec["facet"]["column"]["field"] == "spw" and "rect" in mark_types(spec)
+    assert sorted({r["spw"] for r in rows(spec)}) == [0, 1, 2, 3]
 
 
 def test_context_summarises_each_group_and_marks_this_eb() -> None:
     df = context_df()
     spec = spec_of(charts.context_chart(df))
-    assert len(spec["vconcat"]) == 2  # one row per metric
-    first = spec["vconcat"][0]
-    assert sorted(mark_types(first)) == ["bar", "rule", "rule", "tick"]
-    bar = next(u for u in units(first) if u["mark"]["type"] == "bar")
-    stats = {r["group"]: r for r in unit_rows(spec, bar)}
+    # One faceted view, a row per metric with its own x axis (not one chart per metric).
+    assert spec["facet"]["row"]["field"] == "title" and spec["resolve"]["scale"]["x"] == "independent"
+    assert sorted(mark_types(spec)) == ["bar", "rule", "rule", "tick"]
+    assert sorted({r["title"] for r in rows(spec)}) == ["Elevation (deg)", "PWV (mm)"]
+    bar = units_of(spec, "bar")[0]
+    stats = {(r["metric"], r["group"]): r for r in visible_rows(spec, bar)}
     passed = df[(df.metric == "pwv_mm") & (df.group == "Pass")]["value"]
-    assert stats["Pass"]["median"] == pytest.approx(float(np.median(passed)))
-    assert stats["Pass"]["n"] == 40 and set(stats) == {"Pass", "SemiPass", "Fail"}
-    this = [u for u in units(first) if u["mark"]["type"] == "rule" and "y" not in u["encoding"]]
-    assert len(this) == 1 and unit_rows(spec, this[0])[0]["value"] == 1.2
-    assert "of Pass" in unit_rows(spec, this[0])[0]["where"]
-    second = spec["vconcat"][1]
-    assert not [u for u in units(second) if "y" not in u["encoding"]]  # no value of this EB for elevation
+    assert stats[("pwv_mm", "Pass")]["median"] == pytest.approx(float(np.median(passed)))
+    assert stats[("pwv_mm", "Pass")]["n"] == 40 and len(stats) == 6
+    this_layer = next(u for u in units_of(spec, "rule") if "y" not in u["encoding"])
+    this = visible_rows(spec, this_layer)
+    assert [(r["metric"], r["value"]) for r in this] == [("pwv_mm", 1.2)], "no value of this EB for elevation"
+    assert "of Pass" in this[0]["where"] and this[0]["value_text"] == "1.20"
+    assert len(rows(spec)) == 7, "a few summary rows, not the points"
+
+
+def test_context_accepts_the_summary_and_draws_percentages_in_percent() -> None:
+    from qa0_label.review import summarise_context
+
+    long = pd.DataFrame({"eb_id": range(5), "metric": "flagged_fraction",
+                         "value": [0.05, 0.01, 0.02, 0.03, 0.04], "group": ["this EB"] + ["Pass"] * 4})
+    summary = summarise_context(long)
+    assert list(summary["group"]) == ["Pass", "this EB"]
+    spec = spec_of(charts.context_chart(summary))
+    assert spec_of(charts.context_chart(long)) == spec
+    this = next(r for r in rows(spec) if r["group"] == "this EB")
+    assert this["value"] == pytest.approx(5.0) and this["title"] == "Flagged fraction (%)"
+    assert this["where"] == "above 100% of Pass"
 
 
 # --- model page ----------------------------------------------------------------------------------------
