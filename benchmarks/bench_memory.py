@@ -1,0 +1,227 @@
+"""Peak resident memory of the Streamlit app (the whole process tree) on a big pool, visiting every page.
+
+    .venv/bin/python benchmarks/bench_memory.py [--db /tmp/scale100k/qa0.sqlite] [--labels 5] [--retrain]
+
+Copies the SQLite file (see /work/notes/big_db.md for the 100,000-EB build; --in-place uses it as is),
+starts `streamlit run streamlit_app.py` on it (demo seeding and auto-retrain off), opens headless Chromium,
+visits Label (labels --labels EBs with the P/S/F keys), Agreement, Model and Data, and samples the RSS of
+the streamlit process and all its children (prefetch / retrain workers) every 0.1 s from /proc (psutil when
+installed). --retrain also starts a retrain from the sidebar and samples until it ends. Prints JSON: the peak
+of the tree, of the main process, and the tree's peak during each phase (MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_ui import CHROMIUM, CHROMIUM_ARGS, count_ebs, free_port  # noqa: E402
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except OSError:
+        return 0
+
+
+def tree_rss(root: int) -> tuple[int, int]:
+    """(RSS of ROOT and all its descendants, RSS of ROOT) in bytes."""
+    try:
+        import psutil  # type: ignore[import-not-found]
+
+        proc = psutil.Process(root)
+        main = proc.memory_info().rss
+        total = main
+        for child in proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total, main
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - the process ended between listing and reading
+        return 0, 0
+    kids = _children()
+    todo, total = [root], 0
+    while todo:
+        pid = todo.pop()
+        total += _rss(pid)
+        todo.extend(kids.get(pid, []))
+    return total, _rss(root)
+
+
+class Sampler(threading.Thread):
+    """Samples the tree's RSS until stopped; keeps the overall peak and the peak per named phase."""
+
+    def __init__(self, pid: int, every_s: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.phase = "start"
+        self.peak_tree = self.peak_main = 0
+        self.by_phase: dict[str, int] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            total, main = tree_rss(self.pid)
+            self.peak_tree = max(self.peak_tree, total)
+            self.peak_main = max(self.peak_main, main)
+            self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0), total)
+            time.sleep(self.every_s)
+
+
+def start_server(db: Path, port: int, log: Path, model_dir: Path) -> "subprocess.Popen[bytes]":  # noqa: F821
+    """`streamlit run streamlit_app.py` against DB (demo seeding and auto-retrain off)."""
+    import subprocess
+    import urllib.request
+
+    env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0", "QA0_AUTO_RETRAIN": "0",
+           "QA0_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError(f"streamlit did not start; see {log}")
+
+
+def _settle(page: object, timeout_ms: int = 180_000) -> None:
+    page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    page.wait_for_function(IDLE, timeout=timeout_ms)  # type: ignore[attr-defined]
+    page.wait_for_timeout(1000)  # type: ignore[attr-defined]
+    page.wait_for_function(IDLE, timeout=timeout_ms)  # type: ignore[attr-defined]
+
+
+def main() -> int:
+    """Run the app on the pool, visit every page, print the peak RSS figures as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", type=Path, default=Path("/tmp/scale100k/qa0.sqlite"))
+    ap.add_argument("--in-place", action="store_true", help="label in that file instead of a copy")
+    ap.add_argument("--labels", type=int, default=5, help="EBs to label on the Label page")
+    ap.add_argument("--retrain", action="store_true", help="also start a retrain from the sidebar and wait for it")
+    ap.add_argument("--labeler", default="bench_mem_aod")
+    args = ap.parse_args()
+    if not args.db.exists():
+        print(f"{args.db} does not exist; build it with the commands in /work/notes/big_db.md", file=sys.stderr)
+        return 2
+
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="qa0_mem_"))
+    db = args.db
+    if not args.in_place:
+        db = work / "qa0.sqlite"
+        shutil.copyfile(args.db, db)
+    model_dir = args.db.parent / "models" if args.in_place else work / "models"
+    port = free_port()
+    server = start_server(db, port, work / "server.log", model_dir)
+    sampler = Sampler(server.pid)
+    sampler.start()
+    result: dict[str, object] = {"ebs": count_ebs(db), "db": str(args.db), "load_before": round(os.getloadavg()[0], 2)}
+    t0 = time.perf_counter()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            base = f"http://127.0.0.1:{port}"
+            sampler.phase = "label page"
+            page.goto(f"{base}/?labeler={args.labeler}", wait_until="domcontentloaded")
+            page.wait_for_selector(".st-key-qa0-uid", timeout=180_000)
+            _settle(page)
+            labelled = 0
+            for i in range(args.labels):
+                old = page.inner_text(".st-key-qa0-uid").strip()
+                page.keyboard.press("psf"[i % 3])
+                page.wait_for_function(
+                    "(old) => { const u = document.querySelector('.st-key-qa0-uid'); return u && u.innerText.trim() !== old; }",
+                    arg=old, timeout=60_000,
+                )
+                _settle(page)
+                labelled += 1
+            result["labelled"] = labelled
+            for name, path in (("agreement page", "agreement"), ("model page", "model"), ("data page", "data")):
+                sampler.phase = name
+                page.goto(f"{base}/{path}?labeler={args.labeler}", wait_until="domcontentloaded")
+                _settle(page)
+            if args.retrain:
+                sampler.phase = "retrain"
+                page.goto(f"{base}/?labeler={args.labeler}", wait_until="domcontentloaded")
+                page.wait_for_selector(".st-key-qa0-uid", timeout=180_000)
+                _settle(page)
+                page.click(".st-key-qa0_retrain button:visible", timeout=120_000)
+                page.wait_for_function("() => document.body.innerText.includes('Retraining')", timeout=60_000)
+                page.wait_for_function("() => !document.body.innerText.includes('Retraining')", timeout=600_000)
+            sampler.phase = "back on label page"
+            page.goto(f"{base}/?labeler={args.labeler}", wait_until="domcontentloaded")
+            page.wait_for_selector(".st-key-qa0-uid", timeout=180_000)
+            _settle(page)
+            time.sleep(2)
+            browser.close()
+    finally:
+        sampler.done.set()
+        sampler.join(timeout=5)
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except Exception:  # noqa: BLE001 - last resort
+            server.kill()
+    mb = 1024 * 1024
+    result.update({
+        "peak_rss_mb": round(sampler.peak_tree / mb, 1),
+        "peak_main_process_mb": round(sampler.peak_main / mb, 1),
+        "peak_by_phase_mb": {k: round(v / mb, 1) for k, v in sampler.by_phase.items()},
+        "limit_mb": 1024,
+        "under_limit": sampler.peak_tree < 1024 * mb,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load_after": round(os.getloadavg()[0], 2),
+        "server_log": str(work / "server.log"),
+    })
+    print(json.dumps(result, indent=2))
+    if not args.in_place:
+        db.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
