@@ -1462,8 +1462,10 @@ def _check_ebs(
     lo, hi = span
     rows = 0
 
+    read = [0.0]  # share of the file read so far
+
     def moved(fraction: float) -> None:
-        report(lo + (hi - lo) * fraction, f"checked {rows:,} rows of {Path(inp.name).name}")
+        read[0] = fraction
 
     stream = inp.chunks(chunk_rows, moved)
     try:
@@ -1485,6 +1487,7 @@ def _check_ebs(
                 check.header_line = _header_line_of(frame, inp.name)
                 clean, more = validate_ebs(frame, name=inp.name, numeric_extras=numeric)
                 rows += len(frame)
+                report(lo + (hi - lo) * read[0], f"checked {rows:,} rows of {Path(inp.name).name}")
                 if clean.empty and not len(clean.columns):  # the header itself is wrong
                     check.add(problems + more)
                     continue
@@ -1518,8 +1521,10 @@ def _check_details(
     looked_up: set[str] = set()
     unknown: dict[str, list[int]] = {}
 
+    read = [0.0]  # share of the file read so far
+
     def moved(fraction: float) -> None:
-        report(lo + (hi - lo) * fraction, f"checked {rows:,} rows of {Path(inp.name).name}")
+        read[0] = fraction
 
     stream = inp.chunks(chunk_rows, moved)
     try:
@@ -1538,6 +1543,7 @@ def _check_details(
                 known = {u for u in asked if u in eb_uids or u in in_db}
                 clean, more = validate_details(frame, name=inp.name, known_uids=known, unknown_out=unknown)
                 rows += len(frame)
+                report(lo + (hi - lo) * read[0], f"checked {rows:,} rows of {Path(inp.name).name}")
                 if clean.empty and not len(clean.columns):
                     check.add(problems + more)
                     continue

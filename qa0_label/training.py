@@ -182,7 +182,7 @@ def _claim(*, engine: Engine, settings: Settings, trigger: str) -> tuple[int, in
     """Insert the `running` run under the lock, or raise RetrainRefused; returns (run id, version)."""
     with session_scope(engine, write=True) as session:
         _take_lock(session)
-        reap_stale(session=session)
+        reaped = reap_stale(session=session)
         running = session.exec(select(ModelRun).where(ModelRun.status == "running")).first()
         if running is not None:
             raise RetrainRefused(_describe_running(running))
@@ -207,7 +207,15 @@ def _claim(*, engine: Engine, settings: Settings, trigger: str) -> tuple[int, in
         run_id, version = int(run.id), int(run.version)  # type: ignore[arg-type]
         with _active_lock:
             _active_runs.add(run_id)
+    _drop_abandoned_artifacts(Path(settings.model_dir), reaped)  # only once the reaping is committed
     return run_id, version
+
+
+def _drop_abandoned_artifacts(model_dir: Path, versions: list[int]) -> None:
+    """Delete what reaped runs left in the model directory: a half-written temp file, an unrecorded artifact."""
+    for version in versions:
+        for path in model_dir.glob(f"model_v{version:05d}.joblib*"):
+            path.unlink(missing_ok=True)
 
 
 # --- the run -----------------------------------------------------------------------------------
