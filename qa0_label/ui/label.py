@@ -16,9 +16,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label import limits
 from qa0_label.browse import eb_id_for_uid, eb_labels, uid_of
 from qa0_label.db import get_engine, session_scope
 from qa0_label.labels import LabelError, record_label, record_skip, undo_last
+from qa0_label.lookahead import reserve_next
 from qa0_label.review_bundle import BundleCache, ReviewBundle, likely_next
 from qa0_label.ui import widgets as w
 
@@ -52,10 +54,6 @@ TILE_ROWS: tuple[tuple[tuple[str, str, str], ...], ...] = (
         ("spectral_index", "Spectral index", "{:+.2f}"),
     ),
 )
-TILE_NAMES: dict[str, str] = {f: label for row in TILE_ROWS for f, label, _ in row} | {
-    "bp_ripple_db": "Bandpass ripple",
-    "flux_deviation_sigma": "Flux vs catalogue",
-}
 
 
 # --- data: review bundles (header + chart specs) are cached per EB and prefetched ---------------------
@@ -63,6 +61,9 @@ TILE_NAMES: dict[str, str] = {f: label for row in TILE_ROWS for f, label, _ in r
 
 PREFETCH_ENV = "QA0_PREFETCH"
 """process (default): build upcoming EBs in a worker process; thread: in a thread; 0: no prefetch."""
+LOOKAHEAD_ENV = "QA0_LOOKAHEAD"
+"""1 (default): reserve each AoD's next EB while they look at the current one (lookahead.py); 0: only guess."""
+_OFF = ("0", "off", "no", "false")
 
 
 @st.cache_resource(show_spinner=False)
@@ -71,12 +72,24 @@ def bundle_cache() -> BundleCache:
     return BundleCache(get_engine, processes=os.environ.get(PREFETCH_ENV, "process") != "thread")
 
 
-def _prefetch_next(url: str, who: str) -> None:
-    if os.environ.get(PREFETCH_ENV, "process") in ("0", "off", "no", "false"):
+def _prefetch_next(url: str, who: str, eb_id: int) -> None:
+    if os.environ.get(PREFETCH_ENV, "process") in _OFF:
         return
     strategy = st.session_state.get(w.K_STRATEGY)
     engine = w.engine_for(url)
-    bundle_cache().prefetch_later(url, lambda: likely_next(engine=engine, labeler=who, strategy=strategy))
+    settings = w.settings()
+    reserve = os.environ.get(LOOKAHEAD_ENV, "1").strip().lower() not in _OFF
+
+    def choose() -> list[int]:
+        # Decide (and lease) the EB after this one now, so whatever route the queue takes for it, its plots
+        # are built before the key press; the queue head is only a guess when nothing could be reserved.
+        ahead = (
+            reserve_next(engine=engine, labeler=who, current_eb_id=eb_id, strategy=strategy, settings=settings)
+            if reserve else None
+        )
+        return [ahead] if ahead is not None else likely_next(engine=engine, labeler=who, strategy=strategy)
+
+    bundle_cache().prefetch_later(url, choose)
 
 
 # --- actions (callbacks run before the page is drawn again) --------------------------------------
@@ -282,7 +295,7 @@ def draw_header(header: dict[str, Any], uid: str) -> None:
     if warnings:
         with st.container(key="qa0-warnings", gap=None):
             for field, message in warnings.items():
-                name = TILE_NAMES.get(field) or field.replace("_", " ").capitalize()
+                name = limits.CHECK_TITLES.get(field) or field.replace("_", " ").capitalize()
                 st.text(f"⚠ {name}: {message}" if message else f"⚠ {name}")
 
 
@@ -514,8 +527,8 @@ def review_area(url: str, who: str) -> None:
             draw_why(assignment)
             draw_session_counter()
         draw_plots(url, bundle)
-        # While the AoD looks at this EB, build the one the queue will most likely hand out next.
-        _prefetch_next(url, who)
+        # While the AoD looks at this EB, reserve and build the one the queue hands out next.
+        _prefetch_next(url, who, eb_id)
 
 
 def draw_session_counter() -> None:

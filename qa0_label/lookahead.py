@@ -1,0 +1,135 @@
+"""Decide an AoD's next EB one step ahead, so its review bundle can be built before the key press.
+
+assign.next_for decides the next EB at the moment the AoD labels the current one; about a fifth of those picks
+(overlap for agreement, the random share, gold checks) are drawn at random, so nothing could build their plots
+in advance and the AoD waited for them. reserve_next() makes the pick after the current EB while the AoD is
+still looking at it, with the queue's own rules (the same route the queue would take for that pick, the same
+candidate queries), and leases it to the AoD. next_for then hands it out as soon as the current EB is labelled
+or skipped: a lease the AoD holds comes back before any new pick.
+
+The reserved lease is stamped a moment older than the current one, so while the current EB is unlabelled
+next_for (which returns the newest lease held) keeps returning the current EB; a reload never jumps ahead.
+Nothing changes when the reservation fails or is never made: next_for picks as it always did.
+
+assign.py has no public "pick after this one" yet, so this module reuses its private candidate helpers, each
+looked up by name: if one is missing (assign changed), reserve_next() returns None and the page simply
+prefetches the queue head as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select as sa_select
+from sqlalchemy.engine import Engine
+
+from qa0_label import assign
+from qa0_label import strategies as strat
+from qa0_label.config import Settings
+from qa0_label.db import retry_locked, session_scope
+from qa0_label.labels import normalize_name
+from qa0_label.models import Label, Labeler, Lease, Skip, utcnow
+
+log = logging.getLogger(__name__)
+
+AHEAD_OFFSET = timedelta(seconds=1)
+"""How much older than the current lease the reserved one is stamped (next_for serves the newest first)."""
+
+_NEEDED = ("_route", "_serving_run", "_queue_candidates", "_score_candidates", "_random_candidates",
+           "_overlap_candidates", "_gold_candidates", "_try_lease")
+
+
+def available() -> bool:
+    """True when assign offers everything a reservation needs."""
+    return all(callable(getattr(assign, name, None)) for name in _NEEDED)
+
+
+def _held(s: Any, me: int, now: Any) -> list[tuple[int, Any, str]]:
+    """(eb_id, created_at, reason) of this AoD's unexpired leases on EBs they have neither labelled nor skipped."""
+    mine = exists().where(Label.eb_id == Lease.eb_id, Label.labeler_id == me)
+    skipped = exists().where(Skip.eb_id == Lease.eb_id, Skip.labeler_id == me)
+    rows = s.connection().execute(
+        sa_select(Lease.eb_id, Lease.created_at, Lease.reason)
+        .where(and_(Lease.labeler_id == me, Lease.expires_at > now), ~mine, ~skipped)
+        .order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
+    ).fetchall()
+    return [(int(r[0]), r[1], str(r[2] or "")) for r in rows]
+
+
+def reserve_next(
+    *, engine: Engine, labeler: str, current_eb_id: int, strategy: str | None = None, settings: Settings
+) -> int | None:
+    """Lease the EB this AoD will get after CURRENT_EB_ID and return its id (None: nothing reserved).
+
+    Idempotent: an EB already reserved is returned again. Nothing is reserved unless the AoD still holds
+    the current EB's lease (it is on screen, unlabelled), so a reservation racing a key press is dropped.
+    """
+    if not available():
+        return None
+    strategy = strategy or strat.DEFAULT_STRATEGY
+    if strategy not in strat.STRATEGIES:
+        return None
+    try:
+        return retry_locked(lambda: _reserve(engine, labeler, int(current_eb_id), strategy, settings))
+    except Exception:  # noqa: BLE001 - a reservation is an optimisation: next_for still decides without it
+        log.debug("reserving the next EB failed", exc_info=True)
+        return None
+
+
+def _reserve(engine: Engine, labeler: str, current: int, strategy: str, settings: Settings) -> int | None:
+    now = utcnow()
+    with session_scope(engine, write=True) as s:
+        conn = s.connection()
+        name = normalize_name(labeler)
+        me_row = conn.execute(sa_select(Labeler.id).where(Labeler.name == name)).first()
+        if me_row is None:
+            return None
+        me = int(me_row[0])
+        held = _held(s, me, now)
+        if not held or held[0][0] != current:
+            # The current EB is no longer the one next_for serves (labelled, skipped, expired): too late.
+            return None
+        if len(held) > 1:
+            return held[1][0]  # already reserved
+        run = assign._serving_run(s)
+        cold = run is None or not run.usable
+        if cold:
+            # Cold start: the queue may need a rebuild first (next_for does that); do not guess here.
+            return None
+        done = _done_count(s, me)
+        # The reserved EB is this AoD's next pick: the one after the current EB, which is not yet done.
+        route = assign._route(settings, name, done + 1)
+        plan: list[tuple[str, Any]] = []
+        if route == "gold":
+            plan.append(("gold", lambda: assign._gold_candidates(s, me, now)))
+        elif route == "overlap":
+            plan.append(("overlap", lambda: assign._overlap_candidates(s, me, now)))
+        elif route == "random":
+            plan.append(("random", lambda: assign._random_candidates(s, me, now)))
+        plan.append((strategy, lambda: assign._queue_candidates(s, run.id, strategy, me, now)))
+        plan.append(("scores", lambda: assign._score_candidates(s, run.id, me, now)))
+        created = held[0][1] - AHEAD_OFFSET
+        for truth, fetch in plan:
+            for eb_id in fetch():
+                if eb_id == current:
+                    continue
+                reason = truth if truth != "scores" else strategy
+                if assign._try_lease(s, eb_id, me, reason, now, settings.lease_minutes) is not None:
+                    conn.execute(
+                        Lease.__table__.update()  # type: ignore[attr-defined]
+                        .where(Lease.eb_id == eb_id)
+                        .values(created_at=created)
+                    )
+                    return int(eb_id)
+        return None
+
+
+def _done_count(s: Any, me: int) -> int:
+    """Label and skip events of this AoD (the n of its n-th pick, as assign counts them)."""
+    conn = s.connection()
+    labels = conn.execute(sa_select(func.count()).select_from(Label).where(Label.labeler_id == me)).scalar() or 0
+    skips = conn.execute(sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == me)).scalar() or 0
+    return int(labels) + int(skips)
+
