@@ -15,6 +15,10 @@ Choices the contract leaves open:
   `extra` key the file lacks is kept, an empty cell in a file's extra column removes that key.
 - An archive label is appended only when the file's status differs from archive's current label for
   that EB; its client_event_id is deterministic (`archive:<uid>:<value>[:<revision>]`).
+- Files stream in blocks of DEFAULT_CHUNK_ROWS rows (validated, then spooled to a temp file), so memory
+  does not grow with the file; rules about the whole file (repeated uids, numeric extra columns, unknown
+  detail uids) are checked across blocks, and only a file without problems is written. A refusal keeps
+  the first MAX_KEPT_PROBLEMS problems and counts the rest.
 """
 
 from __future__ import annotations
