@@ -5,8 +5,8 @@
 Copies the SQLite file (see /work/notes/big_db.md for the 100,000-EB build; --in-place uses it as is),
 starts `streamlit run streamlit_app.py` on it (demo seeding and auto-retrain off), opens headless Chromium,
 visits Label (labels --labels EBs with the P/S/F keys), Agreement, Model and Data, and samples the RSS of
-the streamlit process and all its children (prefetch / retrain workers) every 0.1 s from /proc (psutil when
-installed). --retrain also starts a retrain from the sidebar and samples until it ends. Prints JSON: the peak
+the streamlit process and all its children (prefetch / retrain workers) every 0.1 s from /proc (RSS,
+and PSS near the peak). --retrain also starts a retrain from the sidebar and samples until it ends. Prints JSON: the peak
 of the tree, of the main process, and the tree's peak during each phase (MB).
 """
 
@@ -55,31 +55,40 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """(RSS of ROOT and all its descendants, RSS of ROOT) in bytes."""
+def _pss(pid: int) -> int:
+    """Proportional set size: shared library pages split between the processes that map them."""
     try:
-        import psutil  # type: ignore[import-not-found]
-
-        proc = psutil.Process(root)
-        main = proc.memory_info().rss
-        total = main
-        for child in proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total, main
-    except ImportError:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
         pass
-    except Exception:  # noqa: BLE001 - the process ended between listing and reading
-        return 0, 0
+    return 0
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    if "streamlit run" in cmd:
+        return "streamlit server"
+    if "multiprocessing" in cmd or "spawn_main" in cmd:
+        return "worker process"
+    return cmd[:40]
+
+
+def tree_members(root: int) -> list[int]:
+    """ROOT and all its descendants."""
     kids = _children()
-    todo, total = [root], 0
+    todo, out = [root], []
     while todo:
         pid = todo.pop()
-        total += _rss(pid)
+        out.append(pid)
         todo.extend(kids.get(pid, []))
-    return total, _rss(root)
+    return out
 
 
 class Sampler(threading.Thread):
@@ -91,14 +100,21 @@ class Sampler(threading.Thread):
         self.phase = "start"
         self.peak_tree = self.peak_main = 0
         self.by_phase: dict[str, int] = {}
+        self.peak_pss = 0
+        self.at_peak: list[tuple[str, int]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            total, main = tree_rss(self.pid)
-            self.peak_tree = max(self.peak_tree, total)
+            members = tree_members(self.pid)
+            sizes = [(_name(p), _rss(p)) for p in members]
+            total, main = sum(r for _, r in sizes), _rss(self.pid)
+            if total > self.peak_tree:
+                self.peak_tree, self.at_peak = total, sizes
             self.peak_main = max(self.peak_main, main)
             self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0), total)
+            if total > 0.8 * self.peak_tree:  # PSS is slower to read: only near the peak
+                self.peak_pss = max(self.peak_pss, sum(_pss(p) for p in members))
             time.sleep(self.every_s)
 
 
@@ -209,6 +225,9 @@ def main() -> int:
         "peak_rss_mb": round(sampler.peak_tree / mb, 1),
         "peak_main_process_mb": round(sampler.peak_main / mb, 1),
         "peak_by_phase_mb": {k: round(v / mb, 1) for k, v in sampler.by_phase.items()},
+        "processes_at_peak_mb": [(n, round(r / mb, 1)) for n, r in sampler.at_peak if r],
+        # RSS counts shared library pages once per process; PSS splits them (what the tree really occupies).
+        "peak_pss_mb": round(sampler.peak_pss / mb, 1),
         "limit_mb": 1024,
         "under_limit": sampler.peak_tree < 1024 * mb,
         "seconds": round(time.perf_counter() - t0, 1),

@@ -43,13 +43,26 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
+WRITE_BEGIN_ATTEMPTS = 6
+"""BEGIN IMMEDIATE attempts (each waits up to busy_timeout) before "database is locked" reaches a caller."""
+
+
 def _sqlite_begin(conn: Connection) -> None:
     # IMMEDIATE takes the write lock up front, so a writer waits (busy_timeout) instead of failing
     # with "database is locked" when it upgrades a read transaction whose snapshot went stale.
-    if conn.get_execution_options().get("qa0_write"):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
+    if not conn.get_execution_options().get("qa0_write"):
         conn.exec_driver_sql("BEGIN")
+        return
+    for attempt in range(WRITE_BEGIN_ATTEMPTS):
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            # SQLite's busy handler is not fair: on an overloaded host with many writers one of them can
+            # wait out busy_timeout. Nothing has run in this transaction yet, so asking again is safe.
+            if "locked" not in str(exc).lower() or attempt == WRITE_BEGIN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
 
 
 def writer(engine: Engine) -> Engine:

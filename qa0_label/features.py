@@ -21,7 +21,8 @@ elevation; antenna count against the array's usual; execution fraction; numeric 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -389,13 +390,17 @@ def detail_features(ant: pd.DataFrame, spw: pd.DataFrame, scan: pd.DataFrame) ->
 
 
 def _assemble(ebs: pd.DataFrame, det: pd.DataFrame) -> pd.DataFrame:
-    """EB columns + per-EB detail features -> feature frame indexed by eb_id (vectorised only)."""
-    e = _normalise_ebs(ebs)
-    f = pd.DataFrame(index=e.index)
-    for col in RAW_FEATURES:
-        f[col] = e[col].astype(float)
+    """EB columns + per-EB detail features -> feature frame indexed by eb_id (vectorised only).
 
-    array = e["array"].astype(str).str.lower() if "array" in e else pd.Series("", index=e.index)
+    Columns are collected in a dict and written once into one float array: joining frame after frame
+    copied the whole matrix each time (a retrain of 100k EBs runs in the app's worker process, whose peak
+    memory counts against the app's).
+    """
+    e = _normalise_ebs(ebs)
+    idx = e.index
+    f: dict[str, Any] = {col: e[col].astype(float) for col in RAW_FEATURES}
+
+    array = e["array"].astype(str).str.lower() if "array" in e else pd.Series("", index=idx)
     f["array_12m"] = np.where(array == "12m", 1.0, np.where(array == "7m", 0.0, np.nan))
     nominal = array.map(NOMINAL_ANTENNAS).astype(float)
     f["n_antennas_frac"] = e["n_antennas"] / nominal
@@ -407,7 +412,7 @@ def _assemble(ebs: pd.DataFrame, det: pd.DataFrame) -> pd.DataFrame:
     tau_limit = band.map(limits.ACCEPTABLE_ZENITH_OPACITY).astype(float)
     f["tau_over_limit"] = tau / tau_limit
     # The limit at the EB's own tuning, the same number the review page shows (limits.py holds the one copy).
-    pwv_limit = pd.Series(limits.pwv_limits_mm(band.to_numpy(), e["freq_ghz"].to_numpy()), index=e.index)
+    pwv_limit = pd.Series(limits.pwv_limits_mm(band.to_numpy(), e["freq_ghz"].to_numpy()), index=idx)
     f["pwv_over_limit"] = e["pwv_mm"] / pwv_limit.where(pwv_limit > 0)
     el = e["elevation_deg"].clip(lower=3.0)
     am = 1.0 / np.sin(np.radians(el))
@@ -421,27 +426,35 @@ def _assemble(ebs: pd.DataFrame, det: pd.DataFrame) -> pd.DataFrame:
     comb = np.sqrt(err.fillna(0) ** 2 + e["expected_flux_err_jy"].fillna(0) ** 2)
     f["flux_vs_expected_sigma"] = (flux - exp_f) / comb.where(comb > 0)
     ratio = flux / exp_f.where(exp_f > 0)
-    r = pd.Series(np.log(ratio.where(ratio > 0)), index=e.index)
+    r = pd.Series(np.log(ratio.where(ratio > 0)), index=idx)
     f["flux_vs_expected_log"] = r
     f["abs_flux_vs_expected_log"] = r.abs()
-    f = f.join(_flux_context(e, r))
+    for col, values in _flux_context(e, r).items():
+        f[col] = values
     if "source" in e:
         src_alpha = e.groupby(e["source"].astype(str))["spectral_index"].transform("median")
         f["alpha_vs_source"] = e["spectral_index"] - src_alpha
         f["abs_alpha_vs_source"] = f["alpha_vs_source"].abs()
 
-    f = f.join(det, how="left")
+    det = det.reindex(idx)  # EBs without detail rows: NaN
+    for col in det.columns:
+        f[col] = det[col]
+    for col, values in _limit_ratios(e, f).items():
+        f[col] = values
 
-    f = f.reindex(columns=[*RAW_FEATURES, *DERIVED_FEATURES])
-    f.update(_limit_ratios(e, f))
-    if "extra" in e:
-        f = f.join(_extra_features(e["extra"]))
-    f = f.replace([np.inf, -np.inf], np.nan).astype(float)
-    f.index.name = "eb_id"
-    return f
+    columns = [*RAW_FEATURES, *DERIVED_FEATURES]
+    extra = _extra_features(e["extra"]) if "extra" in e else pd.DataFrame(index=idx)
+    out = np.full((len(idx), len(columns) + len(extra.columns)), np.nan)
+    for j, col in enumerate(columns):
+        if col in f:
+            out[:, j] = np.asarray(f[col], dtype=float)
+    for j, col in enumerate(extra.columns, start=len(columns)):
+        out[:, j] = extra[col].to_numpy(dtype=float)
+    out[np.isinf(out)] = np.nan
+    return pd.DataFrame(out, index=pd.Index(idx, name="eb_id"), columns=[*columns, *extra.columns], copy=False)
 
 
-def _limit_ratios(e: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
+def _limit_ratios(e: pd.DataFrame, f: Mapping[str, Any]) -> pd.DataFrame:
     """Each AoD limit (limits.py) as value / 'bad' limit (>= 1 crosses it); the worst one and how many cross.
 
     Faults of different kinds then share one axis, so a model that saw a few failed EBs of one kind can
@@ -452,7 +465,7 @@ def _limit_ratios(e: pd.DataFrame, f: pd.DataFrame) -> pd.DataFrame:
     warn_ants = array.map({k: float(v) for k, v in limits.MIN_ANTENNAS_WARN.items()}).astype(float)
     good = f["det_n_antennas"].fillna(e["n_antennas"]) - f["dead_antennas"].fillna(0) - f["tsys_outlier_antennas"].fillna(0)
     good = good.where(f["det_n_antennas"].notna(), e["n_antennas"])
-    out = pd.DataFrame(index=f.index)
+    out = pd.DataFrame(index=e.index)
     out["good_antennas_frac"] = good / array.map(nominal).astype(float)
     err_rel = (np.sqrt(e["flux_err_jy"].fillna(0) ** 2 + e["expected_flux_err_jy"].fillna(0) ** 2) / e["flux_jy"]).where(
         e["flux_jy"] > 0

@@ -410,6 +410,10 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             # Drop columns that are empty over the whole pool: they carry nothing and only slow the trees.
             columns = [c for c in X_all.columns if X_all[c].notna().any()]
             X = X_all[columns].to_numpy(dtype=float)
+            # The frame is a second copy of X: let it go before cross-validation (the app's retrain worker
+            # process is part of the app's memory).
+            pool_index = pd.Index(pool_ids, name="eb_id")
+            del X_all
             X_lab = X[labelled_mask]
             y_lab = np.asarray([label_of[int(e)] for e in pool_ids[labelled_mask]], dtype=object)
             n_labels = int(len(y_lab))
@@ -432,7 +436,7 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             unc = strat.margin_score(proba)
             predicted = np.asarray(LABEL_VALUES)[proba.argmax(axis=1)]
             with session_scope(engine) as s:
-                ref = _reference_agreement(s, X_all.index, predicted)
+                ref = _reference_agreement(s, pool_index, predicted)
             if ref:
                 metrics.update(ref)
             metrics["classes"] = sorted(set(y_lab), key=LABEL_VALUES.index)

@@ -78,3 +78,30 @@ def test_eight_cli_processes_label_at_once(db_url: str) -> None:
         cur = labels.current_labels(s)
     assert len(cur) == N_WRITERS * len(uids)
     assert set(cur["value"]) == {"Fail"}
+
+
+def test_a_writer_outwaiting_busy_timeout_still_gets_in(tmp_path, monkeypatch) -> None:
+    """BEGIN IMMEDIATE is asked again when a lock outlives busy_timeout: no 'database is locked' for the AoD."""
+    import sqlite3
+    import time
+
+    from qa0_label import db as dbmod
+
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "busy.sqlite"
+    engine = dbmod.make_engine(f"sqlite:///{path}")
+    dbmod.init_db(engine)
+    _pool(engine, 1)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 3 busy_timeouts
+    release = threading.Timer(0.6, holder.rollback)
+    release.start()
+    t0 = time.perf_counter()
+    with session_scope(engine, write=True) as s:
+        labels.record_label(session=s, eb_id=1, labeler="patient", value="Pass")
+    assert time.perf_counter() - t0 >= 0.5
+    release.join()
+    holder.close()
+    with session_scope(engine) as s:
+        assert len(labels.current_labels(s)) == 1
+    engine.dispose()
