@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -104,7 +105,21 @@ def _build_in_worker(url: str, eb_id: int) -> ReviewBundle:
     return build_bundle(engine=get_engine(url), eb_id=eb_id)
 
 
+WORKER_NICE = 5
+"""Scheduling priority offset of the prefetch worker: after a key press the server and the browser drawing
+the new EB come first; the next EB's bundle is built with whatever CPU they leave."""
+PREFETCH_DELAY_S = 0.3
+"""Wait this long after a page run before building the next bundle, so that build does not compete with the
+browser drawing the EB that was just sent (an AoD looks at each EB for seconds)."""
+
+
 def _warm_worker() -> None:
+    import os
+
+    try:
+        os.nice(WORKER_NICE)
+    except (AttributeError, OSError):  # not on this platform: same priority as the server
+        pass
     # Import the heavy modules while nobody waits for a result.
     from qa0_label import charts, review  # noqa: F401
 
@@ -125,6 +140,7 @@ class BundleCache:
         self._lock = threading.Lock()
         self._chooser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa0-prefetch")
         self._processes = processes
+        self.delay_s = PREFETCH_DELAY_S
         self._workers: Executor | None = None
         self.hits = 0
         self.misses = 0
@@ -189,7 +205,9 @@ class BundleCache:
 
         def job() -> None:
             try:
-                self.prefetch(url, list(choose()))
+                eb_ids = list(choose())
+                time.sleep(self.delay_s)
+                self.prefetch(url, eb_ids)
             except Exception:  # noqa: BLE001 - a cache hint must never break anything
                 log.debug("choosing EBs to prefetch failed", exc_info=True)
 
