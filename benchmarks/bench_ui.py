@@ -1,14 +1,21 @@
 """Label-page latency in a real browser: key press -> next EB fully rendered (new uid shown, charts drawn).
 
-    .venv/bin/python benchmarks/bench_ui.py [--ebs 5000] [--presses 30] [--retrain] [--dwell 1.5]
+    .venv/bin/python benchmarks/bench_ui.py [--ebs 5000] [--presses 30] [--retrain] [--dwell 3]
+    .venv/bin/python benchmarks/bench_ui.py --db /tmp/ui100k/qa0.sqlite --in-place --presses 30
 
 Builds (once, cached under benchmarks/out/) a simulated database of N EBs, copies it, starts
 `streamlit run streamlit_app.py` on a free port, opens /?labeler=... in headless Chromium and presses P / S / F.
 The time is measured inside the browser: from the keydown event to the first animation frame where the uid
 text differs from the previous one, the script run has finished, no element is stale and every chart has
 drawn. Between presses the "AoD" looks at the EB for --dwell seconds (real AoDs look for many seconds; the
-page prefetches the next EBs meanwhile); the first --warmup presses are not counted. With --retrain the presses also run while a background retrain
-started from the sidebar is in progress.
+page prefetches the next EBs meanwhile); the first --warmup presses are not counted. With --retrain the presses
+also run while a background retrain started from the sidebar is in progress.
+
+Besides the latency (median / p95 / max) it prints the median moments the new uid showed and the script run
+finished, and the CPU each press cost: browser_cpu (the page's renderer main thread, Chrome's TaskDuration)
+and server_cpu (the streamlit process and its children, so during a retrain it includes the retrain worker).
+CPU per press does not depend on how busy the machine is; the latency does (load_average is printed).
+With --db the benchmark uses an existing database (e.g. a 100,000-EB pool; run `retrain` on it first).
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ CHROMIUM_ARGS = [
 ]
 KEYS = "psf"
 
-# Resolves to the milliseconds from the last keydown to the first frame where the new EB is fully drawn.
+# Resolves to {total, uid, idle}: milliseconds from the last keydown to the first frame where the new EB is fully
+# drawn, to the frame where its uid first showed, and to the frame where the script run had also finished.
 WAIT_RENDERED = """
 ([oldUid, nCharts]) => new Promise((resolve) => {
+  let uidAt = null, idleAt = null;
   const check = () => {
     const uidEl = document.querySelector('.st-key-qa0-uid');
     const app = document.querySelector('[data-testid="stApp"]');
@@ -47,8 +56,11 @@ WAIT_RENDERED = """
     const stale = document.querySelectorAll('[data-stale="true"]').length;
     const charts = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'));
     const drawn = charts.filter((c) => c.querySelector('canvas, svg')).length;
+    const now = performance.now() - window.__qa0KeyAt;
+    if (uid && uid !== oldUid && uidAt === null) uidAt = now;
+    if (uid && uid !== oldUid && idle && idleAt === null) idleAt = now;
     if (uid && uid !== oldUid && idle && stale === 0 && drawn >= nCharts) {
-      resolve(performance.now() - window.__qa0KeyAt);
+      resolve({total: now, uid: uidAt, idle: idleAt});
     } else {
       requestAnimationFrame(check);
     }
@@ -96,6 +108,14 @@ def build_database(n: int, path: Path) -> Path:
     return path
 
 
+def count_ebs(db: Path) -> int:
+    """How many EBs the database holds."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM execution_block").fetchone()[0] or 0)
+
+
 def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off)."""
     env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0", "QA0_UI_TIMING": "1",
@@ -125,29 +145,83 @@ def stats(samples: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1], 1)}
 
 
-def measure(page: object, presses: int, dwell: float, n_charts: int, *, while_running: bool = False) -> list[float]:
-    """Press P/S/F PRESSES times; the in-browser latency of each press (ms)."""
-    samples: list[float] = []
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process PID and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        me = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(me)
+        cpu[me] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        cur = todo.pop()
+        total += cpu.get(cur, 0.0)
+        todo.extend(children.get(cur, []))
+    return total
+
+
+def browser_task_s(cdp: object) -> float:
+    """Seconds the page's renderer main thread has spent on tasks so far (Chrome's TaskDuration metric)."""
+    metrics = cdp.send("Performance.getMetrics")["metrics"]  # type: ignore[attr-defined]
+    return float(next(m["value"] for m in metrics if m["name"] == "TaskDuration"))
+
+
+def measure(
+    page: object, presses: int, dwell: float, n_charts: int, *, while_running: bool = False,
+    cdp: object = None, server_pid: int | None = None,
+) -> list[dict[str, float]]:
+    """Press P/S/F PRESSES times; per press the in-browser times (ms) of uid shown, run finished, all drawn,
+    and (given CDP and SERVER_PID) the CPU milliseconds the browser page and the server tree spent meanwhile."""
+    samples: list[dict[str, float]] = []
     for i in range(presses):
         if while_running and not retrain_running(page):
             break
         old = page.inner_text(".st-key-qa0-uid").strip()  # type: ignore[attr-defined]
+        b0 = browser_task_s(cdp) if cdp is not None else 0.0
+        s0 = tree_cpu_s(server_pid) if server_pid else 0.0
         page.keyboard.press(KEYS[i % 3])  # type: ignore[attr-defined]
-        ms = page.evaluate(WAIT_RENDERED, [old, n_charts])  # type: ignore[attr-defined]
-        samples.append(float(ms))
+        times = page.evaluate(WAIT_RENDERED, [old, n_charts])  # type: ignore[attr-defined]
+        sample = {k: float(v) for k, v in times.items() if v is not None}
+        if cdp is not None:
+            sample["browser_cpu"] = 1000 * (browser_task_s(cdp) - b0)
+        if server_pid:
+            sample["server_cpu"] = 1000 * (tree_cpu_s(server_pid) - s0)
+        samples.append(sample)
         time.sleep(dwell)
     return samples
 
 
+def press_stats(samples: list[dict[str, float]]) -> dict[str, object]:
+    """stats() of the full latency, plus the medians of the moments the uid showed and the run finished."""
+    out: dict[str, object] = dict(stats([s["total"] for s in samples]))
+    for key in ("uid", "idle", "browser_cpu", "server_cpu"):
+        values = [s[key] for s in samples if key in s]
+        if values:
+            out[f"{key}_median_ms"] = round(statistics.median(values), 1)
+    return out
+
+
 def server_summary(log: Path, skip: int) -> dict[str, object]:
-    """Cache hits / misses and median server-side page time from the QA0_UI_TIMING lines (after SKIP pages)."""
+    """Cache hits / misses and median server-side times from the QA0_UI_TIMING lines (after SKIP pages)."""
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith("[qa0 timing]")]
     bundles = [ln for ln in lines if "] bundle " in ln][skip:]
-    pages = [float(ln.rsplit(":", 1)[1].split()[0]) for ln in lines if "] review fragment:" in ln][skip:]
+
+    def median_of(label: str) -> float | None:
+        values = [float(ln.rsplit(":", 1)[1].split()[0]) for ln in lines if f"] {label}:" in ln][skip:]
+        return round(statistics.median(values), 1) if values else None
+
     return {
         "bundle_cache_hits": sum("(hit)" in ln for ln in bundles),
         "bundle_cache_misses": sum("(miss)" in ln for ln in bundles),
-        "server_page_median_ms": round(statistics.median(pages), 1) if pages else None,
+        "server_page_median_ms": median_of("review fragment"),
+        "record_label_median_ms": median_of("record_label"),
+        "next_for_median_ms": median_of("next_for"),
     }
 
 
@@ -165,21 +239,29 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3, help="presses before measuring (worker start, caches)")
     ap.add_argument("--retrain", action="store_true", help="also measure while a background retrain runs")
     ap.add_argument("--screenshot", help="save a screenshot of the Label page here")
+    ap.add_argument("--db", type=Path, help="use this SQLite file (with a trained model) instead of building one, "
+                    "e.g. a 100,000-EB pool from `python -m qa0_label simulate`")
+    ap.add_argument("--in-place", action="store_true", help="with --db: label in that file instead of a copy")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
 
-    base = build_database(args.ebs, OUT / f"bench_{args.ebs}.sqlite")
+    base = args.db if args.db else build_database(args.ebs, OUT / f"bench_{args.ebs}.sqlite")
     work = Path(tempfile.mkdtemp(prefix="qa0_bench_"))
     db = work / "bench.sqlite"
-    shutil.copyfile(base, db)
+    if args.db and args.in_place:
+        db = args.db
+    else:
+        shutil.copyfile(base, db)
     port = free_port()
     server = start_server(db, port, work / "server.log")
-    result: dict[str, object] = {"ebs": args.ebs, "dwell_s": args.dwell, "load_average": os.getloadavg()[0]}
+    result: dict[str, object] = {"ebs": count_ebs(db), "dwell_s": args.dwell, "load_average": os.getloadavg()[0]}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
             page.goto(f"http://127.0.0.1:{port}/?labeler=bench_aod", wait_until="domcontentloaded")
             page.wait_for_selector(".st-key-qa0-uid", timeout=120_000)
             page.evaluate(INSTALL)
@@ -198,15 +280,16 @@ def main() -> int:
             if args.screenshot:
                 page.screenshot(path=args.screenshot)
             measure(page, args.warmup, args.dwell, n_charts)
-            samples = measure(page, args.presses, args.dwell, n_charts)
-            result["press_to_rendered"] = stats(samples)
+            samples = measure(page, args.presses, args.dwell, n_charts, cdp=cdp, server_pid=server.pid)
+            result["press_to_rendered"] = press_stats(samples)
             result["server"] = server_summary(work / "server.log", skip=1 + args.warmup)
             print(json.dumps(result), file=sys.stderr, flush=True)
             if args.retrain:
                 page.click(".st-key-qa0_retrain button:visible", timeout=120_000)
                 page.wait_for_function("() => document.body.innerText.includes('Retraining')", timeout=30_000)
-                during = measure(page, args.presses, args.dwell, n_charts, while_running=True)
-                result["press_to_rendered_during_retrain"] = stats(during) if during else "retrain ended too soon"
+                during = measure(page, args.presses, args.dwell, n_charts, while_running=True, cdp=cdp,
+                                 server_pid=server.pid)
+                result["press_to_rendered_during_retrain"] = press_stats(during) if during else "retrain ended too soon"
             browser.close()
     finally:
         server.terminate()
