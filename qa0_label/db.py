@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,20 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
+_write_gates: dict[str, threading.RLock] = {}
+_gates_lock = threading.Lock()
+
+
+def _write_gate(engine: Engine) -> threading.RLock:
+    """One lock per SQLite file and process: this process's writers queue here, in order."""
+    key = str(engine.url)
+    with _gates_lock:
+        gate = _write_gates.get(key)
+        if gate is None:
+            gate = _write_gates[key] = threading.RLock()
+        return gate
+
+
 @contextmanager
 def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     """One session per user action: commit on success, roll back on any error.
@@ -111,13 +126,24 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     write=True takes SQLite's write lock when the transaction starts; use it for actions that read
     and then write (labels, leases) so concurrent AoDs queue instead of failing.
     """
-    with Session(writer(engine) if write else engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    # Streamlit serves every AoD from threads of one process. SQLite's busy handler polls with sleeps of up
+    # to 100 ms, so threads fighting for the file lock wait far longer than the few milliseconds a write
+    # takes; queueing them on a Python lock first hands the file lock over at once (other processes still
+    # meet at SQLite's lock).
+    gate = _write_gate(engine) if write and is_sqlite(engine) else None
+    if gate is not None:
+        gate.acquire()
+    try:
+        with Session(writer(engine) if write else engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 def retry_locked(fn: Callable[[], T], *, attempts: int = 5, delay_s: float = 0.05) -> T:
