@@ -534,10 +534,9 @@ def review_area(url: str, who: str) -> None:
 def draw_session_counter() -> None:
     """Labels given in this browser session and the median time per EB (EB shown -> key press)."""
     n, median = w.session_counts()
+    # One text element: two metric widgets in columns were five elements for the browser to redraw per EB.
     with st.container(key="qa0-counter"):
-        c1, c2 = st.columns(2)
-        c1.metric("Labelled this session", n)
-        c2.metric("Median s / EB", "–" if median is None else f"{median:.1f}")
+        st.markdown(f"Labelled this session **{n}**  ·  median **{'–' if median is None else f'{median:.1f}'} s** / EB")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ K_TIMES = "qa0_seconds_per_eb"
 K_FLASH = "qa0_flash"
 
 SEED_ENV = "QA0_SEED_DEMO"
-STATUS_POLL_S = 1.0
+STATUS_POLL_S = 2.0
+"""Sidebar status poll while a retrain runs: each poll is a server run that a key press may have to wait for."""
 
 _seed_lock = threading.Lock()
 _seeded: set[str] = set()
@@ -392,7 +393,7 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 def model_status_panel(ctx: PageContext) -> None:
     """Sidebar block: model version, metrics, labels since retrain, Retrain now, auto-retrain toggle.
 
-    While a retrain runs, a fragment polls training.status every second, so the AoD sees progress and
+    While a retrain runs, a fragment polls training.status every STATUS_POLL_S, so the AoD sees progress and
     keeps labelling (only this block reruns).
     """
     url = ctx.settings.database_url
