@@ -350,14 +350,19 @@ def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, s
         order = strat.stratified_diverse_order(Xk, groups, length, np.random.default_rng(seed))
         rows = [(None, strat.COLD_START, r, int(e)) for r, e in enumerate(ids[keep][order])]
     with session_scope(engine, write=True) as s:
+        conn = s.connection()
+        # Several AoDs' first requests can rebuild at once. SQLite serialises writers already; on PostgreSQL
+        # the meta row is created if missing (a lost race is harmless) and locked, so builders take turns
+        # instead of two inserting the same key (UniqueViolation reached an AoD) or interleaving queues.
+        try:
+            with conn.begin_nested():
+                conn.execute(Meta.__table__.insert(), {"key": COLD_START_META, "value": "0"})  # type: ignore[attr-defined]
+        except IntegrityError:
+            pass
+        conn.execute(sa_select(Meta.key).where(Meta.key == COLD_START_META).with_for_update()).all()
         s.exec(delete(ScoreRank).where(ScoreRank.run_id.is_(None), ScoreRank.strategy == strat.COLD_START))  # type: ignore[call-overload, union-attr]
-        bulk_insert(s.connection(), "score_rank", ["run_id", "strategy", "rank", "eb_id"], rows)
-        m = s.get(Meta, COLD_START_META)
-        if m is None:
-            s.add(Meta(key=COLD_START_META, value=str(max_id or 0)))
-        else:
-            m.value = str(max_id or 0)
-            s.add(m)
+        bulk_insert(conn, "score_rank", ["run_id", "strategy", "rank", "eb_id"], rows)
+        conn.execute(Meta.__table__.update().where(Meta.key == COLD_START_META), {"value": str(max_id or 0)})  # type: ignore[attr-defined]
     return len(rows)
 
 

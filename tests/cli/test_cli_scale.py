@@ -45,7 +45,8 @@ def test_concurrent_threads_phase_checks_hold(db_url: str) -> None:
     engine = get_engine(db_url)
     simulate(engine=engine, n=60, seed=1, details_for=0)
     r = B.writers_phase(engine=engine, url=db_url, writers=4, iterations=3, mode="threads", seed=5)
-    assert r["labels_written"] == r["labels_stored"] == r["label_rows_added"] == 12
+    assert r["errors"] == 0, r["error_samples"]
+    assert r["labels_written"] == r["labels_stored"] == r["label_rows_added"] == 12, r
     assert r["labels_lost"] == 0 and r["errors"] == 0 and r["double_leases"] == 0
 
 
