@@ -549,8 +549,14 @@ LIGHT_CURVE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def light_curve(*, session: Session, eb_id: int, days: int = 365) -> pd.DataFrame:
-    """Flux history of this EB's source in this band, from DAYS before to DAYS after the EB.
+LIGHT_CURVE_MAX_POINTS = 150
+"""At most this many EBs in a light curve (the nearest in time to the EB): a 100k pool's busiest source has
+over a thousand in a year, and drawing them cost the browser more than the rest of the review view."""
+
+
+def light_curve(*, session: Session, eb_id: int, days: int = 365, max_points: int = LIGHT_CURVE_MAX_POINTS) -> pd.DataFrame:
+    """Flux history of this EB's source in this band, from DAYS before to DAYS after the EB (at most
+    MAX_POINTS EBs: the run of that many, in time order, centred on this EB).
 
     Returns DataFrame[eb_id, uid, start_time (aware UTC), freq_ghz, flux_jy, flux_err_jy, expected_flux_jy,
     low, high, is_current, label] sorted by time; low/high = expected_flux_jy -+ expected_flux_err_jy (NaN
@@ -580,6 +586,10 @@ def light_curve(*, session: Session, eb_id: int, days: int = 365) -> pd.DataFram
     )
     if frame.empty:
         return pd.DataFrame(columns=list(LIGHT_CURVE_COLUMNS))
+    if len(frame) > max_points > 0:
+        here = int(np.flatnonzero(frame["eb_id"].to_numpy() == int(eb_id))[0])
+        start = min(max(here - max_points // 2, 0), len(frame) - max_points)
+        frame = frame.iloc[start : start + max_points].reset_index(drop=True)
     label_rows = conn.execute(text(_consensus_sql(where)).bindparams(*binds), params).fetchall()
     labels_by_eb = consensus_values(label_rows)
     frame["eb_id"] = frame["eb_id"].astype("int64")

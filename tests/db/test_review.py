@@ -392,3 +392,17 @@ def test_context_summary_equals_summarising_context_and_leaves_this_eb_out(engin
     with session_scope(engine) as s:
         after = review.context_summary(session=s, eb_id=other, metrics=("pwv_mm",))
     assert after[after["group"] == "Pass"]["n"].item() == len(groups["Pass"]) + 1
+
+
+def test_light_curve_keeps_the_nearest_ebs_around_this_one(engine) -> None:
+    ids = [add_eb(engine, f"uid://A002/X8/X{i}", details=False, start=T0 + timedelta(days=i)) for i in range(-20, 21)]
+    cur = ids[5]  # 15 days before T0: near the start of the history
+    with session_scope(engine) as s:
+        full = review.light_curve(session=s, eb_id=cur)
+        capped = review.light_curve(session=s, eb_id=cur, max_points=9)
+    assert len(full) == 41
+    assert list(capped["eb_id"]) == ids[1:10], "a run of 9 centred on this EB"
+    assert capped["is_current"].sum() == 1 and capped["start_time"].is_monotonic_increasing
+    with session_scope(engine) as s:
+        edge = review.light_curve(session=s, eb_id=ids[0], max_points=9)
+    assert list(edge["eb_id"]) == ids[:9], "at the start of the history the run starts there"
