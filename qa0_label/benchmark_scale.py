@@ -207,9 +207,13 @@ def detail_phase(*, engine: Engine, samples: int, seed: int) -> dict[str, Any]:
 
 def _worker_loop(
     *, do_next: Callable[[str], int | None], do_label: Callable[[int, str, str], int], who: str, iterations: int,
-    seed: int, start_at: float,
+    seed: int, start_at: float, think_ms: float = 0.0,
 ) -> dict[str, Any]:
-    """One AoD: next, label, next, label ... Records timings, events, lease intervals and errors."""
+    """One AoD: next, label, next, label ... Records timings, events, lease intervals and errors.
+
+    THINK_MS > 0 pauses 0.5-1.5 x THINK_MS after each label (an AoD looks at an EB before the next key
+    press); 0 is the stress case where every AoD writes back to back.
+    """
     rng = random.Random(seed)
     out: dict[str, Any] = {"who": who, "next_ms": [], "label_ms": [], "events": [], "holds": [], "errors": []}
     while time.time() < start_at:  # everyone starts together
@@ -229,12 +233,16 @@ def _worker_loop(
             out["events"].append(event)
             # Lease taken within [t0, t1], released within [t2, t3].
             out["holds"].append((eb, t0, t1, t2, t3))
+            if think_ms > 0:
+                time.sleep(think_ms / 1000 * rng.uniform(0.5, 1.5))
         except Exception as exc:  # noqa: BLE001 - counted: any error here is one an AoD would see
             out["errors"].append(f"{type(exc).__name__}: {exc}"[:300])
     return out
 
 
-def _library_worker(url: str, who: str, iterations: int, seed: int, start_at: float) -> dict[str, Any]:
+def _library_worker(
+    url: str, who: str, iterations: int, seed: int, start_at: float, think_ms: float = 0.0
+) -> dict[str, Any]:
     """A thread (or process) using the library directly, as the Streamlit app does."""
     from qa0_label.assign import next_for
     from qa0_label.config import load_settings
@@ -249,11 +257,13 @@ def _library_worker(url: str, who: str, iterations: int, seed: int, start_at: fl
 
     return _worker_loop(
         do_next=do_next, do_label=lambda eb, name, v: _label(engine, eb, name, v), who=who, iterations=iterations,
-        seed=seed, start_at=start_at,
+        seed=seed, start_at=start_at, think_ms=think_ms,
     )
 
 
-def _cli_worker(url: str, who: str, iterations: int, seed: int, start_at: float) -> dict[str, Any]:
+def _cli_worker(
+    url: str, who: str, iterations: int, seed: int, start_at: float, think_ms: float = 0.0
+) -> dict[str, Any]:
     """A process driving the CLI's command functions (`next --json`, `label`) in-process."""
     from qa0_label import assign, cli, labels  # noqa: F401 - imported before the clock starts, as in a warm CLI
     from qa0_label.db import get_engine
@@ -288,7 +298,10 @@ def _cli_worker(url: str, who: str, iterations: int, seed: int, start_at: float)
         out = run(["label", id_to_uid[eb], "--labeler", name, "--value", value])
         return int(out.rsplit("(event ", 1)[1].split(")")[0])
 
-    return _worker_loop(do_next=do_next, do_label=do_label, who=who, iterations=iterations, seed=seed, start_at=start_at)
+    return _worker_loop(
+        do_next=do_next, do_label=do_label, who=who, iterations=iterations, seed=seed, start_at=start_at,
+        think_ms=think_ms,
+    )
 
 
 def _check_holds(results: list[dict[str, Any]]) -> int:
@@ -312,7 +325,7 @@ def _check_holds(results: list[dict[str, Any]]) -> int:
 
 
 def writers_phase(
-    *, engine: Engine, url: str, writers: int, iterations: int, mode: str, seed: int
+    *, engine: Engine, url: str, writers: int, iterations: int, mode: str, seed: int, think_ms: float = 0.0
 ) -> dict[str, Any]:
     """W concurrent AoDs (threads via the library, or processes via the CLI functions) doing next + label."""
     tag = f"{mode}-{seed}-{uuid.uuid4().hex[:6]}"  # fresh AoDs each run: counts below are theirs only
@@ -324,7 +337,7 @@ def writers_phase(
         results: list[dict[str, Any]] = [{} for _ in names]
 
         def run(i: int) -> None:
-            results[i] = _library_worker(url, names[i], iterations, seed + i, start_at)
+            results[i] = _library_worker(url, names[i], iterations, seed + i, start_at, think_ms)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
         for th in threads:
@@ -334,7 +347,9 @@ def writers_phase(
     else:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(writers) as pool:
-            results = pool.starmap(_cli_worker, [(url, names[i], iterations, seed + i, start_at) for i in range(writers)])
+            results = pool.starmap(
+                _cli_worker, [(url, names[i], iterations, seed + i, start_at, think_ms) for i in range(writers)]
+            )
     wall = time.perf_counter() - t
     after = _count(engine, "SELECT COUNT(*) FROM label")
     events = [e for r in results for e in r["events"]]
@@ -347,6 +362,7 @@ def writers_phase(
     return {
         "writers": writers,
         "mode": mode,
+        "think_ms": think_ms,
         "next_ms": _pct([x for r in results for x in r["next_ms"]]),
         "label_ms": _pct([x for r in results for x in r["label_ms"]]),
         "labels_written": len(events),
@@ -367,7 +383,8 @@ def writers_phase(
 
 def run_scale_benchmark(
     *, url: str, pool: int, details_for: int = 7500, aods: int = 4, labels: int = 5000, calls: int = 300,
-    detail_samples: int = 200, writers: int = 0, writer_iterations: int = 30, retrain: bool = True, seed: int = 100,
+    detail_samples: int = 200, writers: int = 0, writer_iterations: int = 30, think_ms: float = 0.0,
+    retrain: bool = True, seed: int = 100,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Build or reuse a pool of POOL EBs and measure every phase; returns the figures (JSON-able)."""
@@ -403,7 +420,7 @@ def run_scale_benchmark(
             say(0.7 + 0.15 * i, f"{writers} concurrent AoDs ({mode})")
             conc[mode] = writers_phase(
                 engine=engine, url=url, writers=writers, iterations=writer_iterations, mode=mode,
-                seed=seed * 1000 + int(time.time()) % 1000 + i,
+                seed=seed * 1000 + int(time.time()) % 1000 + i, think_ms=think_ms,
             )
         out["concurrent"] = conc
     out["db_mb"] = _db_mb(engine)

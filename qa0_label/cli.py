@@ -238,20 +238,22 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     """Performance and label-efficiency figures."""
     if args.what == "al":
         from qa0_label.benchmark_al import run_benchmark
+        from qa0_label.strategies import DEFAULT_STRATEGY
 
         result = run_benchmark(
-            dataset=args.dataset, strategy=args.strategy, seeds=args.seeds, progress=_progress_printer(args.json)
+            dataset=args.dataset, strategy=args.strategy or DEFAULT_STRATEGY, seeds=args.seeds,
+            progress=_progress_printer(args.json),
         )
     elif args.what == "scale":
-        if args.pool <= 0 or args.writers < 0 or args.calls <= 0 or args.details_for < 0:
-            raise UserError("--pool and --calls must be positive, --writers and --details-for not negative")
+        if args.pool <= 0 or args.writers < 0 or args.calls <= 0 or args.details_for < 0 or args.think_ms < 0:
+            raise UserError("--pool and --calls must be positive; --writers, --details-for, --think-ms not negative")
         from qa0_label.benchmark_scale import run_scale_benchmark
         from qa0_label.config import database_url
 
         result = run_scale_benchmark(
             url=database_url(args.db), pool=args.pool, details_for=args.details_for, aods=args.aods,
             labels=args.labels, calls=args.calls, writers=args.writers, writer_iterations=args.writer_iterations,
-            retrain=not args.no_retrain, seed=args.seed, progress=_progress_printer(args.json),
+            think_ms=args.think_ms, retrain=not args.no_retrain, seed=args.seed, progress=_progress_printer(args.json),
         )
     else:
         raise UserError(f"unknown benchmark {args.what!r}")
@@ -341,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = p.add_subparsers(dest="what", required=True)
     b = bsub.add_parser("al", parents=[common], help="label efficiency of a query strategy against random order")
     b.add_argument("--dataset", default="qa0-sim", choices=["qa0-sim", "breast_cancer", "wine", "digits"])
-    b.add_argument("--strategy", default="margin")
+    b.add_argument("--strategy", default=None, help="default: the app's default strategy")
     b.add_argument("--seeds", type=int, default=10)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_benchmark)
@@ -353,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--calls", type=int, default=300, help="sequential next + label calls")
     b.add_argument("--writers", type=int, default=0, help="concurrent AoDs (threads, then processes)")
     b.add_argument("--writer-iterations", type=int, default=30, help="next + label rounds per concurrent AoD")
+    b.add_argument(
+        "--think-ms", type=float, default=0.0,
+        help="pause after each concurrent label (0.5-1.5 x this; 0 = back-to-back stress)",
+    )
     b.add_argument("--no-retrain", action="store_true", help="skip the retrain phase (uses the last model)")
     b.add_argument("--seed", type=int, default=100)
     b.add_argument("--json", action="store_true")

@@ -61,3 +61,20 @@ def test_double_lease_check() -> None:
         {"who": "b", "holds": [(7, 0.05, 0.2, 0.5, 0.6)]},
     ]
     assert B._check_holds(clash) == 1
+
+
+def test_think_time_paces_each_aod(db_url: str) -> None:
+    from qa0_label.db import get_engine
+    from qa0_label.simulate import simulate
+
+    engine = get_engine(db_url)
+    simulate(engine=engine, n=40, seed=2, details_for=0)
+    r = B.writers_phase(engine=engine, url=db_url, writers=2, iterations=3, mode="threads", seed=7, think_ms=200)
+    assert r["think_ms"] == 200 and r["errors"] == 0 and r["labels_lost"] == 0 and r["labels_written"] == 6
+    # Three labels per AoD with at least 0.5 x 200 ms after each: the phase cannot end sooner.
+    assert r["wall_s"] >= 0.3
+
+
+def test_negative_think_time_is_bad_input(tmp_path: Path) -> None:
+    argv = ["--db", f"sqlite:///{tmp_path / 'x.sqlite'}", "benchmark", "scale", "--pool", "10", "--think-ms", "-1"]
+    assert cli.main(argv) == 2
