@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test test-fast browser bench clean
+.PHONY: setup run test test-fast browser bench bench-big clean
 
 setup: $(VENV)/.installed
 
@@ -27,9 +27,22 @@ test: setup browser
 test-fast: setup
 	$(PY) -m pytest -m "not e2e and not slow"
 
-bench: setup
-	$(PY) benchmarks/bench_simulate.py
+# The figures README quotes (each script prints how it was run); the browser ones need chromium.
+# bench-big: the 100k / 1M EB scale runs (minutes to build each pool; files under /tmp).
+bench: setup browser
+	$(PY) benchmarks/bench_simulate.py --n 10000 --seed 0
 	$(PY) benchmarks/bench_al.py
+	$(PY) benchmarks/bench_next.py
+	$(PY) benchmarks/bench_retrain.py
+	$(PY) benchmarks/bench_import.py --rows 1000000
+	$(PY) benchmarks/bench_ui.py --ebs 5000 --presses 30 --retrain
+
+bench-big: setup
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-10k.sqlite benchmark scale --pool 10000 --writers 8 --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite benchmark scale --pool 100000 --writers 8 --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite benchmark scale --pool 100000 --writers 8 --think-ms 500 --no-retrain --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-1m.sqlite benchmark scale --pool 1000000 --writers 8 --json
+	$(PY) benchmarks/bench_memory.py --db /tmp/qa0-scale-100k.sqlite --labels 5 --retrain
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,8 +1,9 @@
 """Peak resident memory of the Streamlit app (the whole process tree) on a big pool, visiting every page.
 
-    .venv/bin/python benchmarks/bench_memory.py [--db /tmp/scale100k/qa0.sqlite] [--labels 5] [--retrain]
+    .venv/bin/python benchmarks/bench_memory.py [--db /tmp/qa0-scale-100k.sqlite] [--labels 5] [--retrain]
 
-Copies the SQLite file (see /work/notes/big_db.md for the 100,000-EB build; --in-place uses it as is),
+Copies the SQLite file (build a 100,000-EB pool with `python -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite
+benchmark scale --pool 100000`; --in-place uses the file as is),
 starts `streamlit run streamlit_app.py` on it (demo seeding and auto-retrain off), opens headless Chromium,
 visits Label (labels --labels EBs with the P/S/F keys), Agreement, Model and Data, and samples the RSS of
 the streamlit process and all its children (prefetch / retrain workers) every 0.1 s from /proc (RSS,
@@ -150,14 +151,14 @@ def _settle(page: object, timeout_ms: int = 180_000) -> None:
 def main() -> int:
     """Run the app on the pool, visit every page, print the peak RSS figures as JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", type=Path, default=Path("/tmp/scale100k/qa0.sqlite"))
+    ap.add_argument("--db", type=Path, default=Path("/tmp/qa0-scale-100k.sqlite"))
     ap.add_argument("--in-place", action="store_true", help="label in that file instead of a copy")
     ap.add_argument("--labels", type=int, default=5, help="EBs to label on the Label page")
     ap.add_argument("--retrain", action="store_true", help="also start a retrain from the sidebar and wait for it")
     ap.add_argument("--labeler", default="bench_mem_aod")
     args = ap.parse_args()
     if not args.db.exists():
-        print(f"{args.db} does not exist; build it with the commands in /work/notes/big_db.md", file=sys.stderr)
+        print(f"{args.db} does not exist; build it with `python -m qa0_label --db sqlite:///PATH benchmark scale --pool 100000`", file=sys.stderr)
         return 2
 
     from playwright.sync_api import sync_playwright
