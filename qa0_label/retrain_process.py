@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -50,6 +51,14 @@ def should_auto_retrain(*, engine: Engine, settings: Settings) -> bool:
     return not status.get("running") and int(status.get("labels_since") or 0) >= every
 
 
+def _lower_priority() -> None:
+    """Retrain worker start-up: yield the CPU to the page server (a key press must not wait for a fit)."""
+    try:
+        os.nice(10)
+    except OSError:  # not permitted on this platform: run at normal priority
+        pass
+
+
 class RetrainRunner:
     """A worker process per retrain (spawned on request, gone when it ends); retrains run one after another."""
 
@@ -67,7 +76,8 @@ class RetrainRunner:
                 # A fresh worker per retrain: a finished one would keep ~0.5 GB of a 100k-pool fit resident in
                 # the app; the spawn costs a few seconds of a background job.
                 self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1,
+                    initializer=_lower_priority,
                 )
             future = self._pool.submit(_retrain_job, url, trigger)
         future.add_done_callback(lambda f: self._remember(url, f))

@@ -253,6 +253,7 @@ def test_lead_can_adjudicate_from_the_page(seeded_db: str) -> None:
     at = _open(_app("t_lead"), "agreement")
     at.text_input(key="qa0-adj-uid").input(uid)
     at.text_input(key="qa0-adj-reason").input("antenna DV08 Tsys spike")
+    at.button_group(key="qa0-adj-value").set_value("SemiPass")
     at.button(key="qa0-adj-go").click().run()
     assert not at.exception
     with session_scope(engine) as session:
@@ -262,7 +263,7 @@ def test_lead_can_adjudicate_from_the_page(seeded_db: str) -> None:
                 "WHERE l.kind = 'adjudication' AND b.name = 't_lead'"
             )
         ).fetchall()
-    assert [(r[0], r[1]) for r in rows] == [("Pass", "antenna DV08 Tsys spike")]
+    assert [(r[0], r[1]) for r in rows] == [("SemiPass", "antenna DV08 Tsys spike")]
 
 
 def test_oidc_login_wins_over_the_url(empty_db: str) -> None:
