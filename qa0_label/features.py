@@ -308,13 +308,14 @@ def _neighbour_median(values: pd.Series, groups: list[pd.Series], k: int, *, bot
     if both_sides:
         shifts += [grouped.shift(-i) for i in range(1, k + 1)]
     stack = np.column_stack([s.to_numpy(dtype=float) for s in shifts])
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(stack, axis=1)
-            std = np.nanstd(stack, axis=1)
+    # Rows without any neighbour stay NaN; computing only the others avoids numpy's all-NaN warnings
+    # without warnings.catch_warnings, which is not thread-safe (retrains can run in threads).
+    med = np.full(len(stack), np.nan)
+    std = np.full(len(stack), np.nan)
+    some = (~np.isnan(stack)).any(axis=1)
+    if some.any():
+        med[some] = np.nanmedian(stack[some], axis=1)
+        std[some] = np.nanstd(stack[some], axis=1)
     out = pd.Series(med, index=values.index)
     out.attrs["std"] = pd.Series(std, index=values.index)
     return out
