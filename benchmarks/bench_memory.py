@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_ui import CHROMIUM, CHROMIUM_ARGS, count_ebs, free_port  # noqa: E402
+from bench_ui import CHROMIUM, CHROMIUM_ARGS, count_ebs, free_port, start_server  # noqa: E402
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
@@ -119,28 +119,6 @@ class Sampler(threading.Thread):
             time.sleep(self.every_s)
 
 
-def start_server(db: Path, port: int, log: Path, model_dir: Path) -> "subprocess.Popen[bytes]":  # noqa: F821
-    """`streamlit run streamlit_app.py` against DB (demo seeding and auto-retrain off)."""
-    import subprocess
-    import urllib.request
-
-    env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0", "QA0_AUTO_RETRAIN": "0",
-           "QA0_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError(f"streamlit did not start; see {log}")
-
-
 def _settle(page: object, timeout_ms: int = 180_000) -> None:
     page.wait_for_timeout(500)  # type: ignore[attr-defined]
     page.wait_for_function(IDLE, timeout=timeout_ms)  # type: ignore[attr-defined]
@@ -170,7 +148,7 @@ def main() -> int:
         shutil.copyfile(args.db, db)
     model_dir = args.db.parent / "models" if args.in_place else work / "models"
     port = free_port()
-    server = start_server(db, port, work / "server.log", model_dir)
+    server = start_server(db, port, work / "server.log", model_dir=model_dir, timing=False)
     sampler = Sampler(server.pid)
     sampler.start()
     result: dict[str, object] = {"ebs": count_ebs(db), "db": str(args.db), "load_before": round(os.getloadavg()[0], 2)}

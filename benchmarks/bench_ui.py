@@ -116,16 +116,19 @@ def count_ebs(db: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM execution_block").fetchone()[0] or 0)
 
 
-def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off)."""
-    env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0", "QA0_UI_TIMING": "1",
+def start_server(
+    db: Path, port: int, log: Path, *, model_dir: Path | None = None, timing: bool = True
+) -> subprocess.Popen[bytes]:
+    """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off); also used by bench_memory.py."""
+    env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0",
+           "QA0_UI_TIMING": "1" if timing else "0",
            # Retrains run only when the benchmark asks for one (auto-retrain would start one every 25 labels).
            "QA0_AUTO_RETRAIN": "0",
-           "QA0_MODEL_DIR": str(db.parent / "models"), "PYTHONUNBUFFERED": "1"}
+           "QA0_MODEL_DIR": str(model_dir or db.parent / "models"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
+    deadline = time.time() + 90  # a cold start on a busy 2-core box can take a minute
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
