@@ -32,7 +32,8 @@ from qa0_label import learner as lrn
 from qa0_label import strategies as strat
 from qa0_label.config import Settings
 from qa0_label.db import bulk_insert, session_scope
-from qa0_label.models import CAUTION_ORDER, LABEL_VALUES, Label, Meta, ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
+from qa0_label.labels import consensus_from_frames
+from qa0_label.models import LABEL_VALUES, Label, Meta, ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -144,24 +145,14 @@ SELECT eb_id, value FROM label WHERE id IN (SELECT MAX(id) FROM label WHERE kind
 
 
 def training_labels(*, session: Session) -> pd.DataFrame:
-    """Consensus label per EB (eb_id, value) with labels.consensus's rules, vectorised for thousands of EBs.
+    """Consensus label per EB (eb_id, value) with labels.consensus's rules, from two narrow queries.
 
     An adjudication wins; else the majority of current labels; a tie goes to the more cautious value.
     """
     conn = session.connection()
     cur = pd.DataFrame([tuple(r) for r in conn.execute(text(_CURRENT_SQL))], columns=["eb_id", "value"])
     adj = pd.DataFrame([tuple(r) for r in conn.execute(text(_ADJUDICATED_SQL))], columns=["eb_id", "value"])
-    if cur.empty:
-        out = pd.DataFrame(columns=["eb_id", "value"])
-    else:
-        counts = pd.crosstab(cur["eb_id"], cur["value"]).reindex(columns=list(CAUTION_ORDER), fill_value=0)
-        arr = counts.to_numpy()
-        # First column (in caution order) that reaches the maximum count: majority, cautious tie-break.
-        pick = np.argmax(arr == arr.max(axis=1, keepdims=True), axis=1)
-        out = pd.DataFrame({"eb_id": counts.index.astype(np.int64), "value": np.asarray(CAUTION_ORDER)[pick]})
-    if not adj.empty:
-        out = pd.concat([out[~out["eb_id"].isin(adj["eb_id"])], adj], ignore_index=True)
-    return out.sort_values("eb_id", ignore_index=True)
+    return consensus_from_frames(cur, adj)[["eb_id", "value"]]
 
 
 def _check_labels(cons: pd.DataFrame, settings: Settings) -> None:
