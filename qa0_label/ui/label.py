@@ -273,30 +273,38 @@ def _when(value: Any) -> str:
 
 def draw_header(header: dict[str, Any], uid: str) -> None:
     """The EB's identity line, its metrics (each one with a warning marked ⚠ in colour) and the warnings."""
+    # Few elements on purpose: the browser redraws every element of this page for each EB, at a few ms each.
     warnings = _warning_map(header)
     with st.container(key="qa0-title"):
-        st.caption("EXECUTION BLOCK")
         with st.container(key="qa0-uid"):
             st.text(uid)
-        parts = [
-            str(header.get("source") or "?"),
-            str(header.get("band_name") or _format(header.get("band"), "band")),
-            _when(header.get("start_time")),
-        ]
-        if header.get("project"):
-            parts.append(str(header["project"]))
-        if header.get("sb_name"):
-            parts.append(str(header["sb_name"]))
         with st.container(key="qa0-subtitle"):
-            st.text("  ·  ".join(parts))
+            st.text(subtitle_line(header))
     with st.container(key="qa0-tiles"):
-        # One markdown element for all the metrics (a grid of metric widgets costs the browser ~100 ms per EB).
         st.markdown(metrics_table(header, warnings))
     if warnings:
-        with st.container(key="qa0-warnings", gap=None):
-            for field, message in warnings.items():
-                name = limits.CHECK_TITLES.get(field) or field.replace("_", " ").capitalize()
-                st.text(f"⚠ {name}: {message}" if message else f"⚠ {name}")
+        with st.container(key="qa0-warnings"):
+            st.text(warning_lines(warnings))
+
+
+def subtitle_line(header: dict[str, Any]) -> str:
+    """Source · band · start time · project · SB name (plain text, shown under the uid)."""
+    parts = [
+        str(header.get("source") or "?"),
+        str(header.get("band_name") or _format(header.get("band"), "band")),
+        _when(header.get("start_time")),
+    ]
+    parts += [str(header[k]) for k in ("project", "sb_name") if header.get(k)]
+    return "  ·  ".join(parts)
+
+
+def warning_lines(warnings: dict[str, str]) -> str:
+    """One '⚠ Check: message' line per warning (plain text, one element however many there are)."""
+    lines = []
+    for field, message in warnings.items():
+        name = limits.CHECK_TITLES.get(field) or field.replace("_", " ").capitalize()
+        lines.append(f"⚠ {name}: {message}" if message else f"⚠ {name}")
+    return "\n".join(lines)
 
 
 _LEVEL_COLOR = {"warn": "orange", "bad": "red"}
@@ -346,22 +354,40 @@ def _tile_note(header: dict[str, Any], field: str) -> str | None:
 def draw_why(assignment: dict[str, Any]) -> None:
     """Why the queue chose this EB: strategy, reason, the model's class probabilities and uncertainty."""
     with st.container(border=True, key="qa0-why"):
-        st.markdown("**Why this EB**")
-        strategy = str(assignment.get("strategy") or "–")
-        version = assignment.get("model_version")
-        st.text(f"{strategy}" + (f"  ·  model v{version}" if version else ""))
-        if assignment.get("reason"):
-            st.caption(w.md_escape(assignment["reason"]))
-        proba = assignment.get("proba")
-        if proba:
-            for value in ("Pass", "SemiPass", "Fail"):
-                p = float(proba.get(value, 0.0))
-                st.progress(min(max(p, 0.0), 1.0), text=f"{value}  {p:.2f}")
-            unc = assignment.get("uncertainty")
-            if unc is not None:
-                st.caption(f"uncertainty {float(unc):.3f}")
-        elif strategy != "undo":
-            st.caption("No model prediction for this EB yet.")
+        st.markdown(why_markdown(assignment))
+
+
+_BAR_COLOR = {"Pass": "green", "SemiPass": "orange", "Fail": "red"}
+BAR_CELLS = 12
+
+
+def why_markdown(assignment: dict[str, Any]) -> str:
+    """The "Why this EB" box as one markdown block: pick type, reason, probability bars, uncertainty.
+
+    One element instead of a text, a caption and three progress bars; the reason is escaped (it may quote
+    uids or names), everything else is formatted here from numbers and fixed words.
+    """
+    strategy = str(assignment.get("strategy") or "–")
+    version = assignment.get("model_version")
+    lines = ["**Why this EB**", w.md_escape(strategy + (f"  ·  model v{version}" if version else ""))]
+    if assignment.get("reason"):
+        lines.append(f":gray[{w.md_escape(assignment['reason'])}]")
+    proba = assignment.get("proba")
+    if proba:
+        rows = ["| QA0 | p | |", "|---|--:|---|"]
+        for value in ("Pass", "SemiPass", "Fail"):
+            p = min(max(float(proba.get(value, 0.0)), 0.0), 1.0)
+            full = int(round(p * BAR_CELLS))
+            bar = f":{_BAR_COLOR[value]}[{'█' * full}]" if full else ""
+            rest = f":gray[{'░' * (BAR_CELLS - full)}]" if full < BAR_CELLS else ""
+            rows.append(f"| {value} | {p:.2f} | {bar}{rest} |")
+        lines.append("\n".join(rows))
+        unc = assignment.get("uncertainty")
+        if unc is not None:
+            lines.append(f":gray[uncertainty {float(unc):.3f}]")
+    elif strategy != "undo":
+        lines.append(":gray[No model prediction for this EB yet.]")
+    return "\n\n".join(lines)
 
 
 def draw_plots(url: str, bundle: ReviewBundle) -> None:

@@ -71,15 +71,7 @@ STYLE = """
   monospace; font-size: 1.45rem; font-weight: 600; color: #12355b; letter-spacing: 0.01em; }
 .st-key-qa0-subtitle div[data-testid="stText"] { font-size: 1.0rem; color: #3d4b5c; }
 .st-key-qa0-title { gap: 0.1rem; }
-[class*="st-key-qa0-ok-"] [data-testid="stMetric"], [class*="st-key-qa0-warn-"] [data-testid="stMetric"],
-[class*="st-key-qa0-bad-"] [data-testid="stMetric"] {
-  border: 1px solid #dde3ea; border-radius: 6px; padding: 0.3rem 0.6rem; background: #fafbfd; }
-[class*="st-key-qa0-warn-"] [data-testid="stMetric"] { border-color: #e08a00; background: #fff6e6; }
-[class*="st-key-qa0-warn-"] [data-testid="stMetricLabel"] { color: #a35f00; font-weight: 600; }
-[class*="st-key-qa0-bad-"] [data-testid="stMetric"] { border-color: #c62828; background: #fdecea; }
-[class*="st-key-qa0-bad-"] [data-testid="stMetricLabel"] { color: #a31515; font-weight: 600; }
-[data-testid="stMetricValue"] { font-size: 1.35rem; }
-.st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; }
+.st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; line-height: 1.35; }
 .st-key-qa0-tiles table { width: 100%; margin-bottom: 0.4rem; }
 .st-key-qa0-tiles th { font-size: 0.78rem; font-weight: 600; color: #4a5868; background: #f3f6fa; white-space: nowrap; }
 .st-key-qa0-tiles td { font-size: 1.0rem; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -90,7 +82,8 @@ STYLE = """
   filter: brightness(1.08); color: white; }
 .st-key-qa0-actions { padding: 0.5rem 0.6rem; background: #f3f6fa; border-radius: 8px; }
 .block-container { padding-top: 4.2rem; }
-.st-key-qa0-warnings div[data-testid="stText"] { line-height: 1.35; }
+.st-key-qa0-why table { width: 100%; font-size: 0.9rem; margin-bottom: 0.2rem; }
+.st-key-qa0-why td, .st-key-qa0-why th { padding: 0.1rem 0.4rem; white-space: nowrap; }
 </style>
 """
 

@@ -99,3 +99,35 @@ def test_metrics_table_marks_warnings_and_escapes_database_text() -> None:
     assert ":red[**⚠ PWV**]" in first[0] and ":red-background[1\\.90 mm · limit 1\\.20]" in first[2]
     assert "12m\\|\\*\\*x\\*\\* \\[y\\]\\(z\\)" in first[2]
     assert "⚠" not in table.split("\n\n")[1], "only the warned metric is marked"
+
+
+def test_why_box_is_one_markdown_block_with_escaped_reason_and_proportional_bars() -> None:
+    from qa0_label.ui.label import BAR_CELLS, why_markdown
+
+    text = why_markdown({
+        "strategy": "margin-diverse", "model_version": 3, "reason": "<b>close</b> call [x](y) *between*",
+        "proba": {"Pass": 0.5, "SemiPass": 0.45, "Fail": 0.05}, "uncertainty": 0.05,
+    })
+    assert text.startswith("**Why this EB**") and "margin\\-diverse  ·  model v3" in text
+    assert "\\<b\\>close\\</b\\> call \\[x\\]\\(y\\) \\*between\\*" in text, "the reason cannot become markup"
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["Pass"].count("█") == BAR_CELLS // 2 and rows["Pass"].count("░") == BAR_CELLS - BAR_CELLS // 2
+    assert rows["Fail"].count("█") == round(0.05 * BAR_CELLS) and "| 0.05 |" in rows["Fail"]
+    assert "uncertainty 0.050" in text
+
+
+def test_why_box_without_prediction_says_so_except_after_undo() -> None:
+    from qa0_label.ui.label import why_markdown
+
+    assert "No model prediction" in why_markdown({"strategy": "cold-start", "proba": None})
+    undo = why_markdown({"strategy": "undo", "reason": "You undid your label", "proba": None})
+    assert "No model prediction" not in undo and "█" not in undo and "You undid your label" in undo
+
+
+def test_warnings_are_one_plain_text_line_each() -> None:
+    from qa0_label.ui.label import warning_lines
+
+    text = warning_lines({"pwv_mm": "PWV 1.90 mm is above the limit", "odd_field": ""})
+    lines = text.split("\n")
+    assert len(lines) == 2 and lines[0].startswith("⚠ ") and lines[0].endswith("PWV 1.90 mm is above the limit")
+    assert lines[1] == "⚠ Odd field"
