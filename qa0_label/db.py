@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 import threading
 import time
@@ -105,17 +106,90 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
-_write_gates: dict[str, threading.RLock] = {}
+class WriteGate:
+    """Queue for SQLite writers: a re-entrant lock for this process's threads, then an flock for all processes.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, so writers fighting over its file lock wait far
+    longer than the few milliseconds a write takes, and unfairly. Queueing on these locks first hands the
+    write over as soon as the previous writer commits. The flock is on a side file next to the database; the
+    kernel drops it when a process dies, so a kill -9 never leaves it held. Writers that do not pass through
+    here (imports, retrains) still meet at SQLite's own lock, which keeps correctness in every case.
+    """
+
+    def __init__(self, lock_path: str | None) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._path = lock_path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Wait for this process's turn, then for the file's."""
+        self._lock.acquire()
+        if self._depth == 0 and self._path is not None:
+            try:
+                self._flock()
+            except BaseException:
+                self._lock.release()
+                raise
+        self._depth += 1
+
+    def release(self) -> None:
+        """Hand the write over to the next waiting thread or process."""
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                import fcntl
+
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _flock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: SQLite's lock alone serialises writers
+            self._path = None
+            return
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)  # type: ignore[arg-type]
+            except OSError:  # read-only directory: fall back to SQLite's lock
+                self._path = None
+                return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+
+_write_gates: dict[str, WriteGate] = {}
 _gates_lock = threading.Lock()
 
 
-def _write_gate(engine: Engine) -> threading.RLock:
-    """One lock per SQLite file and process: this process's writers queue here, in order."""
+def _forget_gates_in_child() -> None:
+    # A forked child shares the parent's open lock file (an flock on it would not exclude the parent) and
+    # may have copied a lock some other thread held: it starts with gates of its own.
+    global _gates_lock
+    _write_gates.clear()
+    _gates_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_gates_in_child)
+
+
+def write_lock_path(engine: Engine) -> str | None:
+    """The side file whose flock orders writers across processes (None for in-memory databases)."""
+    database = engine.url.database
+    if not is_sqlite(engine) or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(Path(database).resolve()) + "-qa0-write.lock"
+
+
+def _write_gate(engine: Engine) -> WriteGate:
+    """One gate per SQLite file and process: this process's writers queue here, in order."""
     key = str(engine.url)
     with _gates_lock:
         gate = _write_gates.get(key)
         if gate is None:
-            gate = _write_gates[key] = threading.RLock()
+            gate = _write_gates[key] = WriteGate(write_lock_path(engine))
         return gate
 
 
@@ -126,10 +200,8 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     write=True takes SQLite's write lock when the transaction starts; use it for actions that read
     and then write (labels, leases) so concurrent AoDs queue instead of failing.
     """
-    # Streamlit serves every AoD from threads of one process. SQLite's busy handler polls with sleeps of up
-    # to 100 ms, so threads fighting for the file lock wait far longer than the few milliseconds a write
-    # takes; queueing them on a Python lock first hands the file lock over at once (other processes still
-    # meet at SQLite's lock).
+    # Streamlit serves every AoD from threads of one process, and CLI users and other app servers are other
+    # processes: all of them queue at the gate (see WriteGate) rather than in SQLite's polling busy handler.
     gate = _write_gate(engine) if write and is_sqlite(engine) else None
     if gate is not None:
         gate.acquire()
