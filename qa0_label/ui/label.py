@@ -60,7 +60,10 @@ TILE_ROWS: tuple[tuple[tuple[str, str, str], ...], ...] = (
 
 
 PREFETCH_ENV = "QA0_PREFETCH"
-"""process (default): build upcoming EBs in a worker process; thread: in a thread; 0: no prefetch."""
+"""thread (default): build upcoming EBs in a thread of the server; process: in a worker process; 0: none.
+
+A thread measured as fast as a worker process per key press (the build runs while the AoD looks at the EB)
+and keeps the app ~240 MB smaller, which keeps a 100k-pool app under 1 GB during a retrain."""
 LOOKAHEAD_ENV = "QA0_LOOKAHEAD"
 """1 (default): reserve each AoD's next EB while they look at the current one (lookahead.py); 0: only guess."""
 _OFF = ("0", "off", "no", "false")
@@ -69,11 +72,11 @@ _OFF = ("0", "off", "no", "false")
 @st.cache_resource(show_spinner=False)
 def bundle_cache() -> BundleCache:
     """The process-wide cache of review bundles (shared by every session of this server)."""
-    return BundleCache(get_engine, processes=os.environ.get(PREFETCH_ENV, "process") != "thread")
+    return BundleCache(get_engine, processes=os.environ.get(PREFETCH_ENV, "thread") == "process")
 
 
 def _prefetch_next(url: str, who: str, eb_id: int) -> None:
-    if os.environ.get(PREFETCH_ENV, "process") in _OFF:
+    if os.environ.get(PREFETCH_ENV, "thread") in _OFF:
         return
     strategy = st.session_state.get(w.K_STRATEGY)
     engine = w.engine_for(url)

@@ -175,13 +175,14 @@ def test_likely_next_is_the_head_of_the_queue(engine: Engine) -> None:
     assert likely_next(engine=engine, labeler="me", strategy=None, k=2) == [ids[-2], ids[-3]]
 
 
-def test_review_bundle_is_cached_prefetched_and_ready_to_send(engine: Engine) -> None:
+@pytest.mark.parametrize("processes", [False, True], ids=["thread", "process"])
+def test_review_bundle_is_cached_prefetched_and_ready_to_send(engine: Engine, db_url: str, processes: bool) -> None:
     from qa0_label.review_bundle import BundleCache
     from qa0_label.simulate import simulate
 
     simulate(engine=engine, n=4, seed=2, aods=1, labeled=2)
-    url = "test://db"
-    cache = BundleCache(lambda _url: engine, processes=False)
+    url = db_url  # a worker process opens the database by its URL
+    cache = BundleCache(lambda _url: engine, processes=processes)
     try:
         with session_scope(engine) as s:
             first, second = [int(r[0]) for r in s.connection().exec_driver_sql(
