@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, select as sa_select
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, select as sa_select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -237,11 +237,12 @@ class _Run:
 
 
 _Q_RUN = (
-    sa_select(ModelRun.id, ModelRun.version, ModelRun.metrics)
+    sa_select(ModelRun.id, ModelRun.version, ModelRun.finished_at)
     .where(ModelRun.status == "done")
     .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
     .limit(1)
 )
+_Q_RUN_METRICS = sa_select(ModelRun.metrics).where(ModelRun.id == _RUN)
 _Q_LABELER = sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String()))
 _Q_HELD = (
     sa_select(Lease.eb_id, Lease.reason, Lease.expires_at)
@@ -269,19 +270,39 @@ _Q_MAX_ID = sa_select(func.max(ExecutionBlock.id))
 _Q_META = sa_select(Meta.value).where(Meta.key == COLD_START_META)
 
 
+_run_classes: dict[tuple[str, int, str], bool] = {}
+"""(database, run id, finished at) -> whether that run knows all three values. A done run's metrics never change, and
+they hold every labelled EB's out-of-fold prediction: parsing them on each pick cost more than the pick."""
+
+
 def _serving_run(s: Session) -> _Run | None:
     """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
-    row = s.connection().execute(_Q_RUN).first()
+    conn = s.connection()
+    row = conn.execute(_Q_RUN).first()
     if row is None:
         return None
-    metrics = row[2] if isinstance(row[2], dict) else {}
-    # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
-    return _Run(int(row[0]), int(row[1]), set(LABEL_VALUES) <= set(metrics.get("classes") or []))
+    # finished_at too: a database recreated under the same URL starts its run ids again.
+    key = (str(conn.engine.url), int(row[0]), str(row[2]))
+    usable = _run_classes.get(key)
+    if usable is None:
+        metrics = conn.execute(_Q_RUN_METRICS, {"run": int(row[0])}).scalar()
+        metrics = metrics if isinstance(metrics, dict) else {}
+        # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
+        usable = _run_classes[key] = set(LABEL_VALUES) <= set(metrics.get("classes") or [])
+    return _Run(int(row[0]), int(row[1]), usable)
+
+
+_PG_LEASE_LOCK = text("SELECT pg_try_advisory_xact_lock(2058, :eb)")
+"""PostgreSQL: a transaction-scoped claim on one EB (2058: this app's lock class) that never waits."""
 
 
 def _try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
     expires = now + timedelta(minutes=float(minutes))
     conn = s.connection()
+    if conn.dialect.name == "postgresql" and not conn.execute(_PG_LEASE_LOCK, {"eb": int(eb_id)}).scalar():
+        # Another AoD is leasing this EB right now. Inserting anyway would wait for their transaction to end
+        # (the key is taken but uncommitted) and then fail: with every AoD at the queue head they queued up.
+        return None
     try:
         # The connection's own SAVEPOINT: Session.begin_nested() emits it lazily, only when the session
         # itself next executes, so with Connection.execute a failed insert aborted the whole PostgreSQL

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import text
 
 from qa0_label import assign
@@ -64,3 +65,37 @@ def test_eight_processes_asking_next_never_share_an_eb(db_url: str) -> None:
         n_labels = conn.execute(text("SELECT COUNT(*) FROM label")).scalar_one()
     assert tuple(leases) == (N_PROCS, N_PROCS)  # each still holds exactly its last pick
     assert n_labels == N_PROCS * ROUNDS
+
+
+def test_postgres_next_passes_over_an_eb_another_aod_is_leasing_instead_of_waiting(backend: str, db_url: str) -> None:
+    import threading
+    from datetime import datetime, timezone
+
+    from qa0_label.config import Settings
+    from qa0_label.db import session_scope
+    from qa0_label.labels import get_or_create_labeler
+
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer: the second AoD queues at the write gate by design")
+    engine = get_engine(db_url)
+    make_pool(engine, 40)
+    assign.build_cold_start_queue(engine=engine)
+    settings = Settings(overlap_share=0.0, random_share=0.0, gold_share=0.0)
+    with session_scope(engine) as s:
+        head = int(s.connection().execute(text(
+            "SELECT eb_id FROM score_rank WHERE run_id IS NULL ORDER BY rank LIMIT 1")).scalar())
+    with session_scope(engine, write=True) as racing:
+        # Another AoD is in the middle of leasing the queue head: inserted, not committed yet.
+        me = get_or_create_labeler(session=racing, name="racing-aod").id
+        assert assign._try_lease(racing, head, me, "test", datetime.now(timezone.utc), 30) is not None
+        picked: list[dict] = []
+        worker = threading.Thread(
+            target=lambda: picked.append(assign.next_for(engine=engine, labeler="second-aod", settings=settings))
+        )
+        worker.start()
+        worker.join(timeout=20)
+        waited = worker.is_alive()
+        racing.rollback()  # let a blocked worker finish either way
+    worker.join(timeout=20)
+    assert not waited, "next_for waited for the other AoD's transaction instead of moving on"
+    assert picked and picked[0] is not None and picked[0]["eb_id"] != head
