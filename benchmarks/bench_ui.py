@@ -52,9 +52,10 @@ WAIT_RENDERED = """
   const check = () => {
     const uidEl = document.querySelector('.st-key-qa0-uid');
     const app = document.querySelector('[data-testid="stApp"]');
-    const uid = uidEl ? uidEl.innerText.trim() : '';
+    // textContent and querySelector: reading innerText would force a layout in every frame the probe runs.
+    const uid = uidEl ? uidEl.textContent.trim() : '';
     const idle = app && app.getAttribute('data-test-script-state') === 'notRunning';
-    const stale = document.querySelectorAll('[data-stale="true"]').length;
+    const stale = document.querySelector('[data-stale="true"]') ? 1 : 0;
     const charts = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'));
     const drawn = charts.filter((c) => c.querySelector('canvas, svg')).length;
     const now = performance.now() - window.__qa0KeyAt;
@@ -187,7 +188,7 @@ def measure(
     for i in range(presses):
         if while_running and not retrain_running(page):
             break
-        old = page.inner_text(".st-key-qa0-uid").strip()  # type: ignore[attr-defined]
+        old = page.text_content(".st-key-qa0-uid").strip()  # type: ignore[attr-defined, union-attr]
         b0 = browser_task_s(cdp) if cdp is not None else 0.0
         s0 = tree_cpu_s(server_pid) if server_pid else 0.0
         page.keyboard.press(KEYS[i % 3])  # type: ignore[attr-defined]
@@ -245,6 +246,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3, help="presses before measuring (worker start, caches)")
     ap.add_argument("--retrain", action="store_true", help="also measure while a background retrain runs")
     ap.add_argument("--screenshot", help="save a screenshot of the Label page here")
+    ap.add_argument("--samples", type=Path, help="also write every press's timings here (JSON)")
     ap.add_argument("--db", type=Path, help="use this SQLite file (with a trained model) instead of building one, "
                     "e.g. a 100,000-EB pool from `python -m qa0_label simulate`")
     ap.add_argument("--in-place", action="store_true", help="with --db: label in that file instead of a copy")
@@ -286,6 +288,8 @@ def main() -> int:
             measure(page, args.warmup, args.dwell)
             samples = measure(page, args.presses, args.dwell, cdp=cdp, server_pid=server.pid)
             result["press_to_rendered"] = press_stats(samples)
+            if args.samples:
+                args.samples.write_text(json.dumps(samples, indent=1))
             result["server"] = server_summary(work / "server.log", skip=1 + args.warmup)
             print(json.dumps(result), file=sys.stderr, flush=True)
             if args.retrain:

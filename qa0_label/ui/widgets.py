@@ -72,6 +72,7 @@ STYLE = """
 .st-key-qa0-subtitle div[data-testid="stText"] { font-size: 1.0rem; color: #3d4b5c; }
 .st-key-qa0-title { gap: 0.1rem; }
 .st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; line-height: 1.35; }
+.st-key-qa0-no-warnings div[data-testid="stText"] { color: #1e7b3a; font-size: 0.9rem; }
 .st-key-qa0-tiles table { width: 100%; margin-bottom: 0.4rem; }
 .st-key-qa0-tiles th { font-size: 0.78rem; font-weight: 600; color: #4a5868; background: #f3f6fa; white-space: nowrap; }
 .st-key-qa0-tiles td { font-size: 1.0rem; font-variant-numeric: tabular-nums; white-space: nowrap; }
