@@ -243,3 +243,28 @@ def test_new_ebs_refresh_the_cold_start_queue(engine) -> None:
         queued = {r.eb_id for r in s.exec(select(ScoreRank).where(ScoreRank.run_id.is_(None))).all()}
         assert s.exec(select(Labeler).where(Labeler.name == "bo")).first() is not None
     assert n_before == 20 and set(more) <= queued and len(truth) + len(more) >= len(queued)
+
+
+def test_queue_head_passes_over_labelled_ranks_only(engine, monkeypatch) -> None:
+    monkeypatch.setattr(assign, "HEAD_REFRESH_S", 0.0)  # look the head up on every pick
+    truth = make_pool(engine, 30)
+    order = sorted(truth)[:10]
+    run = _fake_run(engine, truth, order)
+
+    def head() -> int:
+        with session_scope(engine) as s:
+            assign._serving_run(s)
+            return assign._queue_head(s, run, "margin")
+
+    label(engine, [*order[:4], order[5]], "bo", truth)
+    assert head() == 4, "the first unlabelled rank; rank 5 is labelled but rank 4 is not"
+    leased = _take(engine, "ana", strategy="margin")
+    assert leased["eb_id"] == order[4]
+    assert head() == 4, "a lease can expire or be released: a leased EB is never passed over for good"
+    assert _take(engine, "cy", strategy="margin")["eb_id"] == order[6]
+    label(engine, [order[4], order[6]], "ana", truth)
+    assert head() == 7
+    label(engine, order[7:], "bo", truth)
+    assert head() == assign._PAST_END
+    fallback = _take(engine, "dee", strategy="margin")
+    assert fallback is not None and fallback["eb_id"] not in order, "an exhausted queue falls back to the scores"
