@@ -21,7 +21,7 @@ LABEL_KINDS: tuple[str, ...] = ("review", "undo", "adjudication")
 ROLES: tuple[str, ...] = ("aod", "lead")
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump together with a new migration under db/migrations/."""
 
 
@@ -194,7 +194,11 @@ class ModelRun(SQLModel, table=True):
 class Score(SQLModel, table=True):
     """A model run's prediction for one EB, precomputed so 'next EB' is one indexed query."""
 
-    __table_args__ = (Index("ix_score_run_eb", "run_id", "eb_id", unique=True),)
+    __table_args__ = (
+        Index("ix_score_run_eb", "run_id", "eb_id", unique=True),
+        # Picks after a strategy's stored queue ran dry read the most uncertain scores first (assign._Q_SCORES).
+        Index("ix_score_run_uncertainty", "run_id", "uncertainty"),
+    )
 
     id: Optional[int] = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="model_run.id", ondelete="CASCADE")

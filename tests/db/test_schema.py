@@ -143,10 +143,12 @@ def test_upgrade_path_on_every_backend(engine) -> None:
             conn.execute(text("DROP TRIGGER eb_detail_features_del"))
             conn.execute(text("DROP TRIGGER eb_detail_features_upd"))
             conn.execute(text("DROP TABLE eb_detail_features"))
+        conn.execute(text("DROP INDEX ix_score_run_uncertainty"))
         conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
     assert init_db(engine) == models.SCHEMA_VERSION
     with engine.begin() as conn:
         assert dbmod.schema_version(conn) == models.SCHEMA_VERSION
+        assert "ix_score_run_uncertainty" in {ix["name"] for ix in inspect(conn).get_indexes("score")}
         assert [tuple(r) for r in conn.execute(text("SELECT value, client_event_id FROM label"))] == [("Fail", "e1")]
         conn.execute(text(
             "INSERT INTO eb_detail_features (eb_id, feature_version, n_rows, max_detail_id, values_json, computed_at) "
