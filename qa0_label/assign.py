@@ -18,6 +18,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
-def _route(settings: Settings, labeler: str, n: int) -> str:
+def route_for(settings: Settings, labeler: str, n: int) -> str:
     """gold / overlap / random / strategy for this AoD's n-th pick (low-discrepancy shares)."""
     offset = (zlib.crc32(labeler.encode()) % 10_000) / 10_000.0
     u = (offset + n * GOLDEN) % 1.0
@@ -269,7 +270,9 @@ def _gold_candidates(s: Session, me: int, now: datetime) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Run:
+class ServingRun:
+    """The model run whose queues picks follow: its id, version, and whether it knows all three values."""
+
     id: int
     version: int
     usable: bool
@@ -314,7 +317,7 @@ _run_classes: dict[tuple[str, int, str], bool] = {}
 they hold every labelled EB's out-of-fold prediction: parsing them on each pick cost more than the pick."""
 
 
-def _serving_run(s: Session) -> _Run | None:
+def serving_run(s: Session) -> ServingRun | None:
     """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
     conn = s.connection()
     row = conn.execute(_Q_RUN).first()
@@ -329,14 +332,15 @@ def _serving_run(s: Session) -> _Run | None:
         metrics = metrics if isinstance(metrics, dict) else {}
         # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
         usable = _run_classes[key] = set(LABEL_VALUES) <= set(metrics.get("classes") or [])
-    return _Run(int(row[0]), int(row[1]), usable)
+    return ServingRun(int(row[0]), int(row[1]), usable)
 
 
 _PG_LEASE_LOCK = text("SELECT pg_try_advisory_xact_lock(2058, :eb)")
 """PostgreSQL: a transaction-scoped claim on one EB (2058: this app's lock class) that never waits."""
 
 
-def _try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
+def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
+    """Lease EB_ID to labeler ME until NOW + MINUTES; None when someone else holds or is taking it."""
     expires = now + timedelta(minutes=float(minutes))
     conn = s.connection()
     if conn.dialect.name == "postgresql" and not conn.execute(_PG_LEASE_LOCK, {"eb": int(eb_id)}).scalar():
@@ -371,7 +375,7 @@ def _display(truth: str, strategy: str, cold: bool) -> tuple[str, str]:
     return truth, (s.reason if s else REASONS["uncertainty"])
 
 
-def _result(s: Session, eb_id: int, truth: str, strategy: str, cold: bool, run: _Run | None, expires: datetime) -> dict[str, Any]:
+def _result(s: Session, eb_id: int, truth: str, strategy: str, cold: bool, run: ServingRun | None, expires: datetime) -> dict[str, Any]:
     row = s.connection().execute(_Q_RESULT, {"eb": eb_id, "run": run.id if run is not None else -1}).one()
     proba = uncertainty = None
     if row[1] is not None:
@@ -440,6 +444,38 @@ _REBUILD = object()
 # --- public API --------------------------------------------------------------------------------
 
 
+Fetch = Callable[[], list[int]]
+
+
+def candidate_plan(
+    s: Session, *, me: int, route: str, run: ServingRun | None, strategy: str, now: datetime,
+    fallback: bool = False, overlap_share: float = 0.0,
+) -> list[tuple[str, Fetch]]:
+    """(what the pick is, candidate query) in the order a pick on ROUTE tries them; run None = cold start.
+
+    Shared by next_for and lookahead.reserve_next, so a reserved EB is chosen by exactly the queue's rules.
+    With fallback (nothing found on the first pass), random and overlap picks are tried last.
+    """
+    plan: list[tuple[str, Fetch]] = []
+    if route == "gold":
+        plan.append(("gold", lambda: _gold_candidates(s, me, now)))
+    elif route == "overlap":
+        plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
+    elif route == "random":
+        plan.append(("random", lambda: _random_candidates(s, me, now)))
+    if run is None or not run.usable:
+        plan.append((strat.COLD_START, lambda: _queue_candidates(s, None, strat.COLD_START, me, now)))
+    else:
+        plan.append((strategy, lambda: _queue_candidates(s, run.id, strategy, me, now)))
+        plan.append(("scores", lambda: _score_candidates(s, run.id, me, now)))
+    if fallback and route != "random":
+        plan.append(("random", lambda: _random_candidates(s, me, now)))
+    if fallback and route != "overlap" and overlap_share > 0:
+        # Nothing unlabelled is left for this AoD: a second opinion is still useful work.
+        plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
+    return plan
+
+
 def next_for(*, engine: Engine, labeler: str, strategy: str | None = None, settings: Settings) -> dict[str, Any] | None:
     """The EB this AoD should review next (leased to them), or None when nothing is left for them.
 
@@ -467,7 +503,7 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
         name = normalize_name(labeler)
         me_id = conn.execute(_Q_LABELER, {"name": name}).scalar()
         me = int(me_id) if me_id is not None else int(get_or_create_labeler(session=s, name=name).id)  # type: ignore[arg-type]
-        run = _serving_run(s)
+        run = serving_run(s)
         cold = run is None or not run.usable
 
         held = conn.execute(_Q_HELD, {"me": me, "now": now}).first()
@@ -478,26 +514,12 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
             return _REBUILD
         # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
         conn.execute(_D_MY_LEASES, {"me": me})
-        route = _route(settings, name, int(conn.execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0))
+        route = route_for(settings, name, int(conn.execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0))
 
-        plan: list[tuple[str, Any]] = []
-        if route == "gold":
-            plan.append(("gold", lambda: _gold_candidates(s, me, now)))
-        elif route == "overlap":
-            plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
-        elif route == "random":
-            plan.append(("random", lambda: _random_candidates(s, me, now)))
-        if cold:
-            plan.append((strat.COLD_START, lambda: _queue_candidates(s, None, strat.COLD_START, me, now)))
-        else:
-            assert run is not None
-            plan.append((strategy, lambda: _queue_candidates(s, run.id, strategy, me, now)))
-            plan.append(("scores", lambda: _score_candidates(s, run.id, me, now)))
-        if fallback and route != "random":
-            plan.append(("random", lambda: _random_candidates(s, me, now)))
-        if fallback and route != "overlap" and settings.overlap_share > 0:
-            # Nothing unlabelled is left for this AoD: a second opinion is still useful work.
-            plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
+        plan = candidate_plan(
+            s, me=me, route=route, run=run, strategy=strategy, now=now, fallback=fallback,
+            overlap_share=settings.overlap_share,
+        )
 
         for truth, fetch in plan:
             for _attempt in range(3):
@@ -505,7 +527,7 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
                 if not candidates:
                     break
                 for eb_id in candidates:
-                    expires = _try_lease(s, eb_id, me, truth if truth != "scores" else strategy, now, settings.lease_minutes)
+                    expires = try_lease(s, eb_id, me, truth if truth != "scores" else strategy, now, settings.lease_minutes)
                     if expires is not None:
                         return _result(s, eb_id, truth, strategy, cold, run, expires)
         if cold and not fallback:

@@ -11,9 +11,8 @@ The reserved lease is stamped a moment older than the current one, so while the 
 next_for (which returns the newest lease held) keeps returning the current EB; a reload never jumps ahead.
 Nothing changes when the reservation fails or is never made: next_for picks as it always did.
 
-assign.py has no public "pick after this one" yet, so this module reuses its private candidate helpers, each
-looked up by name: if one is missing (assign changed), reserve_next() returns None and the page simply
-prefetches the queue head as before.
+The candidates come from assign.candidate_plan, the same plan next_for follows, so a reserved EB is the one
+the queue's rules would have picked.
 """
 
 from __future__ import annotations
@@ -37,15 +36,6 @@ log = logging.getLogger(__name__)
 AHEAD_OFFSET = timedelta(seconds=1)
 """How much older than the current lease the reserved one is stamped (next_for serves the newest first)."""
 
-_NEEDED = ("_route", "_serving_run", "_queue_candidates", "_score_candidates", "_random_candidates",
-           "_overlap_candidates", "_gold_candidates", "_try_lease")
-
-
-def available() -> bool:
-    """True when assign offers everything a reservation needs."""
-    return all(callable(getattr(assign, name, None)) for name in _NEEDED)
-
-
 def _held(s: Any, me: int, now: Any) -> list[tuple[int, Any, str]]:
     """(eb_id, created_at, reason) of this AoD's unexpired leases on EBs they have neither labelled nor skipped."""
     mine = exists().where(Label.eb_id == Lease.eb_id, Label.labeler_id == me)
@@ -66,8 +56,6 @@ def reserve_next(
     Idempotent: an EB already reserved is returned again. Nothing is reserved unless the AoD still holds
     the current EB's lease (it is on screen, unlabelled), so a reservation racing a key press is dropped.
     """
-    if not available():
-        return None
     strategy = strategy or strat.DEFAULT_STRATEGY
     if strategy not in strat.STRATEGIES:
         return None
@@ -93,30 +81,20 @@ def _reserve(engine: Engine, labeler: str, current: int, strategy: str, settings
             return None
         if len(held) > 1:
             return held[1][0]  # already reserved
-        run = assign._serving_run(s)
-        cold = run is None or not run.usable
-        if cold:
+        run = assign.serving_run(s)
+        if run is None or not run.usable:
             # Cold start: the queue may need a rebuild first (next_for does that); do not guess here.
             return None
-        done = _done_count(s, me)
         # The reserved EB is this AoD's next pick: the one after the current EB, which is not yet done.
-        route = assign._route(settings, name, done + 1)
-        plan: list[tuple[str, Any]] = []
-        if route == "gold":
-            plan.append(("gold", lambda: assign._gold_candidates(s, me, now)))
-        elif route == "overlap":
-            plan.append(("overlap", lambda: assign._overlap_candidates(s, me, now)))
-        elif route == "random":
-            plan.append(("random", lambda: assign._random_candidates(s, me, now)))
-        plan.append((strategy, lambda: assign._queue_candidates(s, run.id, strategy, me, now)))
-        plan.append(("scores", lambda: assign._score_candidates(s, run.id, me, now)))
+        route = assign.route_for(settings, name, _done_count(s, me) + 1)
+        plan = assign.candidate_plan(s, me=me, route=route, run=run, strategy=strategy, now=now)
         created = held[0][1] - AHEAD_OFFSET
         for truth, fetch in plan:
             for eb_id in fetch():
                 if eb_id == current:
                     continue
                 reason = truth if truth != "scores" else strategy
-                if assign._try_lease(s, eb_id, me, reason, now, settings.lease_minutes) is not None:
+                if assign.try_lease(s, eb_id, me, reason, now, settings.lease_minutes) is not None:
                     conn.execute(
                         Lease.__table__.update()  # type: ignore[attr-defined]
                         .where(Lease.eb_id == eb_id)

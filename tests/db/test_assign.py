@@ -253,7 +253,7 @@ def test_queue_head_passes_over_labelled_ranks_only(engine, monkeypatch) -> None
 
     def head() -> int:
         with session_scope(engine) as s:
-            assign._serving_run(s)
+            assign.serving_run(s)
             return assign._queue_head(s, run, "margin")
 
     label(engine, [*order[:4], order[5]], "bo", truth)

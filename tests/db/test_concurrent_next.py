@@ -87,7 +87,7 @@ def test_postgres_next_passes_over_an_eb_another_aod_is_leasing_instead_of_waiti
     with session_scope(engine, write=True) as racing:
         # Another AoD is in the middle of leasing the queue head: inserted, not committed yet.
         me = get_or_create_labeler(session=racing, name="racing-aod").id
-        assert assign._try_lease(racing, head, me, "test", datetime.now(timezone.utc), 30) is not None
+        assert assign.try_lease(racing, head, me, "test", datetime.now(timezone.utc), 30) is not None
         picked: list[dict] = []
         worker = threading.Thread(
             target=lambda: picked.append(assign.next_for(engine=engine, labeler="second-aod", settings=settings))
