@@ -127,12 +127,13 @@ def _warm_worker() -> None:
 class BundleCache:
     """Thread-safe LRU of review bundles keyed by (database URL, EB id), with background prefetch.
 
-    Prefetched bundles are built in one worker process (so chart building never competes with the page for
-    the GIL, and may use another core); with processes=False, in one worker thread. A request for a bundle
+    Prefetched bundles are built in one worker thread (they are built while the AoD looks at the current EB,
+    so they rarely compete with a page run); with processes=True, in one worker process, which never holds
+    the server's GIL but costs ~240 MB. A request for a bundle
     whose prefetch is in flight waits for it instead of building it twice; any other miss is built inline.
     """
 
-    def __init__(self, engine_for: Callable[[str], Engine], *, size: int = CACHE_SIZE, processes: bool = True) -> None:
+    def __init__(self, engine_for: Callable[[str], Engine], *, size: int = CACHE_SIZE, processes: bool = False) -> None:
         self._engine_for = engine_for
         self._size = size
         self._items: OrderedDict[tuple[str, int], ReviewBundle] = OrderedDict()
