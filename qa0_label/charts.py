@@ -188,6 +188,50 @@ def template_spec(kind: str, key: tuple[Any, ...]) -> dict[str, Any]:
     return _TEMPLATES[kind](*key).properties(title=title).to_dict(validate=False)
 
 
+PANEL_ROWS: tuple[tuple[str, ...], ...] = (("spectrum", "light_curve"), ("heatmap", "context"))
+"""The review charts' layout in the one panel view: spectrum and flux history on top, heatmap and context below."""
+PANEL_CHART_WIDTH = 390
+"""Width (px) of each non-faceted chart in the panel; two of them and their legends fill the label page."""
+_INDEPENDENT = {"scale": {"color": "independent", "shape": "independent", "size": "independent"},
+                "legend": {"color": "independent"}}
+
+
+def review_panel(specs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The review charts (ChartParts.spec() dicts by kind) as ONE Vega-Lite view; None when none has data.
+
+    The browser redraws every element of the label page for each EB, and each Vega view costs it a dataflow
+    run, a resize and a canvas of its own: one view of four charts measured ~35 ms faster per key press than
+    four views. Each chart keeps its own dataset (renamed to its kind), scales and legend; a kind without
+    data is left out (the page says why next to the panel). Pure: the cached templates are not modified.
+    """
+    rows: list[dict[str, Any]] = []
+    datasets: dict[str, Any] = {}
+    config: dict[str, Any] | None = None
+    for kinds in PANEL_ROWS:
+        charts = []
+        for kind in kinds:
+            spec = specs.get(kind)
+            if spec is None:
+                continue
+            config = config or spec.get("config")
+            name = f"{REVIEW_DATA}_{kind}"
+            sub = {k: v for k, v in spec.items() if k not in ("$schema", "config", "datasets")}
+            sub["data"] = {"name": name}
+            if "facet" not in sub:
+                sub["width"] = PANEL_CHART_WIDTH
+            datasets[name] = spec.get("datasets", {}).get(REVIEW_DATA)
+            charts.append(sub)
+        if charts:
+            # resolve on every level: a nested concat would otherwise share one colour scale between charts.
+            rows.append({"hconcat": charts, "resolve": _INDEPENDENT, "spacing": 28})
+    if not rows:
+        return None
+    panel: dict[str, Any] = {"vconcat": rows, "resolve": _INDEPENDENT, "spacing": 24, "datasets": datasets}
+    if config:
+        panel["config"] = config
+    return panel
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows (NaN -> None) for an inline Altair dataset."""
     out = frame.astype(object).where(frame.notna(), None)

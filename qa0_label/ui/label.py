@@ -18,6 +18,7 @@ import streamlit as st
 
 from qa0_label import limits
 from qa0_label.browse import eb_id_for_uid, eb_labels, uid_of
+from qa0_label.charts import review_panel
 from qa0_label.db import get_engine, session_scope
 from qa0_label.labels import LabelError, record_label, record_skip, undo_last
 from qa0_label.lookahead import reserve_next
@@ -394,42 +395,31 @@ def why_markdown(assignment: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
+_NO_DATA = {
+    "spectrum": "Spectrum: no detail rows for this EB.",
+    "light_curve": "Flux history: no other measurement of this source in this band.",
+    "heatmap": "Heatmap: no detail rows for this EB.",
+    "context": "Context: no labelled EBs to compare with yet.",
+}
+
+
 def draw_plots(url: str, bundle: ReviewBundle) -> None:
-    """Spectrum and flux history on top; antenna x scan heatmap (metric selectable) and context below."""
-    top_left, top_right = st.columns(2, gap="medium")
-    with top_left, st.container(border=True, key="qa0-plot-spectrum"):
-        _chart(bundle.specs.get("spectrum"), "Spectrum: no detail rows for this EB")
-        if bundle.notes.get("spectrum"):
-            st.caption(w.md_escape(bundle.notes["spectrum"]))
-    with top_right, st.container(border=True, key="qa0-plot-lightcurve"):
-        _chart(bundle.specs.get("light_curve"), "No other measurement of this source in this band")
-    low_left, low_right = st.columns(2, gap="medium")
-    with low_left, st.container(border=True, key="qa0-plot-heatmap"):
-        _heatmap(url, bundle.eb_id)
-    with low_right, st.container(border=True, key="qa0-plot-context"):
-        _chart(bundle.specs.get("context"), "No labelled EBs to compare with yet")
-
-
-def _heatmap(url: str, eb_id: int) -> None:
-    # Inside the review fragment: switching Tsys / amplitude / phase reruns only that fragment.
+    """The four review charts as one view (charts.review_panel), the heatmap metric selector and the notes."""
     st.session_state.setdefault(K_HEAT, "Tsys")
-    choice = st.segmented_control(
-        "Antenna × scan", list(HEAT_METRICS), key=K_HEAT, required=True, label_visibility="collapsed"
-    ) or "Tsys"
-    spec, _n = bundle_cache().heatmap(url, eb_id, HEAT_METRICS[choice])
-    _chart(spec, "Heatmap: no detail rows for this EB")
-
-
-def _chart(spec: dict[str, Any] | None, empty_text: str) -> None:
-    if spec is None:
-        st.caption(empty_text)
-        return
-    # Streamlit moves the datasets out of the spec it is given: hand it a copy, keep the cached one intact.
-    spec = dict(spec)
-    if isinstance(spec.get("datasets"), dict):
-        spec["datasets"] = dict(spec["datasets"])
-    # A faceted chart (the context rows) has a fixed cell width: stretching it would only warn.
-    st.vega_lite_chart(spec=spec, width="content" if "facet" in spec else "stretch")
+    with st.container(key="qa0-plots"):
+        choice = st.segmented_control(
+            "Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True
+        ) or "Tsys"
+        heat, _n = bundle_cache().heatmap(url, bundle.eb_id, HEAT_METRICS[choice])
+        specs = {**bundle.specs, "heatmap": heat}
+        panel = review_panel(specs)
+        if panel is not None:
+            # Faceted context rows have a fixed cell width: the panel keeps its own width.
+            st.vega_lite_chart(spec=panel, width="content")
+        notes = [f"Spectrum: {bundle.notes['spectrum']}"] if bundle.notes.get("spectrum") else []
+        notes += [_NO_DATA[kind] for kind in _NO_DATA if specs.get(kind) is None]
+        # One caption for all notes; the spectrum note quotes numbers only, escaped all the same.
+        st.caption("  \n".join(w.md_escape(n) for n in notes) if notes else "")
 
 
 def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:

@@ -527,3 +527,48 @@ def test_pair_confusion_accepts_a_crosstab_or_long_frame() -> None:
         rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
         cells.append({(r["r"], r["c"]): r["count"] for r in unit_rows(spec, rect)})
     assert cells[0] == cells[1] and cells[0][("Pass", "SemiPass")] == 1 and len(cells[0]) == 9
+
+
+def _panel_specs() -> dict[str, Any]:
+    parts = {
+        "spectrum": charts.spectrum_parts(spectrum_data()),
+        "light_curve": charts.light_curve_parts(light_curve_df()),
+        "heatmap": charts.heatmap_parts(heatmap_df(), "tsys_k"),
+        "context": charts.context_parts(context_df()),
+    }
+    return {kind: p.spec() for kind, p in parts.items() if p is not None}
+
+
+def test_review_panel_is_one_view_with_each_chart_on_its_own_data_and_scales() -> None:
+    specs = _panel_specs()
+    before = {k: {kk: vv for kk, vv in v.items() if kk != "datasets"} for k, v in specs.items()}
+    panel = charts.review_panel(specs)
+    assert panel is not None
+    rows = [[sub for sub in row["hconcat"]] for row in panel["vconcat"]]
+    assert [len(r) for r in rows] == [2, 2]
+    names = [sub["data"]["name"] for row in rows for sub in row]
+    assert names == [f"{charts.REVIEW_DATA}_{k}" for k in ("spectrum", "light_curve", "heatmap", "context")]
+    for kind, name in zip(("spectrum", "light_curve", "heatmap", "context"), names):
+        assert panel["datasets"][name] is specs[kind]["datasets"][charts.REVIEW_DATA]
+    titles = [sub["title"] for row in rows for sub in row]
+    assert titles == [specs[k]["title"] for k in ("spectrum", "light_curve", "heatmap", "context")]
+    # Each level resolves colour independently: a shared scale would paint the QA0 classes with spw colours.
+    for level in (panel, *panel["vconcat"]):
+        assert level["resolve"]["scale"]["color"] == "independent"
+    assert all(sub.get("width") == charts.PANEL_CHART_WIDTH for sub in rows[0])
+    assert "width" not in rows[1][1], "the faceted context chart keeps its cell width"
+    assert not any("$schema" in sub or "config" in sub for row in rows for sub in row)
+    after = {k: {kk: vv for kk, vv in v.items() if kk != "datasets"} for k, v in specs.items()}
+    assert after == before, "the cached templates are not modified"
+    # A valid Vega-Lite document (the Arrow bytes stand in as empty JSON datasets for the schema check).
+    alt.VConcatChart.from_dict({**panel, "datasets": {n: [] for n in names}}, validate=True)
+
+
+def test_review_panel_leaves_out_charts_without_data() -> None:
+    specs = _panel_specs()
+    panel = charts.review_panel({**specs, "spectrum": None, "heatmap": None})
+    assert panel is not None
+    assert [[sub["data"]["name"] for sub in row["hconcat"]] for row in panel["vconcat"]] == [
+        [f"{charts.REVIEW_DATA}_light_curve"], [f"{charts.REVIEW_DATA}_context"]]
+    assert set(panel["datasets"]) == {f"{charts.REVIEW_DATA}_light_curve", f"{charts.REVIEW_DATA}_context"}
+    assert charts.review_panel({"spectrum": None, "light_curve": None}) is None
