@@ -17,8 +17,8 @@ import random
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -212,35 +212,31 @@ _Q_HEAD = (
 HEAD_REFRESH_S = 5.0
 """How often (per process and queue) the first unlabelled rank is looked up again."""
 _PAST_END = 2**31 - 1
-_queue_heads: dict[tuple[str, int, str], tuple[str, int, float]] = {}
-_run_stamps: dict[tuple[str, int], str] = {}
+_queue_heads: dict[tuple[str, int, str, str], tuple[int, float]] = {}
 
 
-def _queue_head(s: Session, run_id: int, queue: str) -> int:
+def _queue_head(s: Session, run: ServingRun, queue: str) -> int:
     """A rank below which every EB of this run's queue is labelled (labels are never removed, so it only grows).
 
     Without it, every pick walks past all the EBs labelled since the last retrain (thousands after a long
     shift without one: 9 ms per pick on PostgreSQL at 2,500); with it, the walk covers a few seconds' labels.
     """
     conn = s.connection()
-    url = str(conn.engine.url)
-    stamp = _run_stamps.get((url, run_id), "")
-    key = (url, run_id, queue)
-    known_stamp, rank, at = _queue_heads.get(key, (stamp, 0, 0.0))
-    if known_stamp != stamp:  # a database recreated under the same URL: its runs are new
-        rank, at = 0, 0.0
+    key = (str(conn.engine.url), run.id, run.finished, queue)
+    rank, at = _queue_heads.get(key, (0, 0.0))
     if time.monotonic() - at >= HEAD_REFRESH_S:
-        head = conn.execute(_Q_HEAD, {"run": run_id, "queue": queue, "from_rank": rank}).scalar()
+        head = conn.execute(_Q_HEAD, {"run": run.id, "queue": queue, "from_rank": rank}).scalar()
         rank = _PAST_END if head is None else int(head)  # None: every EB of the queue is labelled
-        _queue_heads[key] = (stamp, rank, time.monotonic())
+        _queue_heads[key] = (rank, time.monotonic())
     return rank
 
 
-def _queue_candidates(s: Session, run_id: int | None, queue: str, me: int, now: datetime) -> list[int]:
-    if run_id is None:
+def _queue_candidates(s: Session, run: ServingRun | None, queue: str, me: int, now: datetime) -> list[int]:
+    """Candidates in queue order: the cold-start queue when RUN is None, else RUN's queue for strategy QUEUE."""
+    if run is None:
         return _ids(s, _Q_QUEUE_COLD, queue=queue, me=me, now=now)
-    start = _queue_head(s, run_id, queue)
-    return _ids(s, _Q_QUEUE, run=run_id, queue=queue, me=me, now=now, from_rank=start)
+    start = _queue_head(s, run, queue)
+    return _ids(s, _Q_QUEUE, run=run.id, queue=queue, me=me, now=now, from_rank=start)
 
 
 def _score_candidates(s: Session, run_id: int, me: int, now: datetime) -> list[int]:
@@ -276,6 +272,8 @@ class ServingRun:
     id: int
     version: int
     usable: bool
+    finished: str = ""
+    """When it finished: with the database URL it names the run even if a database is recreated under one URL."""
 
 
 _Q_RUN = (
@@ -317,6 +315,11 @@ _run_classes: dict[tuple[str, int, str], bool] = {}
 they hold every labelled EB's out-of-fold prediction: parsing them on each pick cost more than the pick."""
 
 
+def done_count(s: Session, me: int) -> int:
+    """Label and skip events of labeler ME so far: the n of their n-th pick (route_for)."""
+    return int(s.connection().execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0)
+
+
 def serving_run(s: Session) -> ServingRun | None:
     """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
     conn = s.connection()
@@ -325,14 +328,13 @@ def serving_run(s: Session) -> ServingRun | None:
         return None
     # finished_at too: a database recreated under the same URL starts its run ids again.
     key = (str(conn.engine.url), int(row[0]), str(row[2]))
-    _run_stamps[key[:2]] = key[2]
     usable = _run_classes.get(key)
     if usable is None:
         metrics = conn.execute(_Q_RUN_METRICS, {"run": int(row[0])}).scalar()
         metrics = metrics if isinstance(metrics, dict) else {}
         # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
         usable = _run_classes[key] = set(LABEL_VALUES) <= set(metrics.get("classes") or [])
-    return ServingRun(int(row[0]), int(row[1]), usable)
+    return ServingRun(int(row[0]), int(row[1]), usable, str(row[2]))
 
 
 _PG_LEASE_LOCK = text("SELECT pg_try_advisory_xact_lock(2058, :eb)")
@@ -466,7 +468,7 @@ def candidate_plan(
     if run is None or not run.usable:
         plan.append((strat.COLD_START, lambda: _queue_candidates(s, None, strat.COLD_START, me, now)))
     else:
-        plan.append((strategy, lambda: _queue_candidates(s, run.id, strategy, me, now)))
+        plan.append((strategy, lambda: _queue_candidates(s, run, strategy, me, now)))
         plan.append(("scores", lambda: _score_candidates(s, run.id, me, now)))
     if fallback and route != "random":
         plan.append(("random", lambda: _random_candidates(s, me, now)))
@@ -514,7 +516,7 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
             return _REBUILD
         # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
         conn.execute(_D_MY_LEASES, {"me": me})
-        route = route_for(settings, name, int(conn.execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0))
+        route = route_for(settings, name, done_count(s, me))
 
         plan = candidate_plan(
             s, me=me, route=route, run=run, strategy=strategy, now=now, fallback=fallback,

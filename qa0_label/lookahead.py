@@ -21,7 +21,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select as sa_select
+from sqlalchemy import and_, exists, select as sa_select
 from sqlalchemy.engine import Engine
 
 from qa0_label import assign
@@ -86,7 +86,7 @@ def _reserve(engine: Engine, labeler: str, current: int, strategy: str, settings
             # Cold start: the queue may need a rebuild first (next_for does that); do not guess here.
             return None
         # The reserved EB is this AoD's next pick: the one after the current EB, which is not yet done.
-        route = assign.route_for(settings, name, _done_count(s, me) + 1)
+        route = assign.route_for(settings, name, assign.done_count(s, me) + 1)
         plan = assign.candidate_plan(s, me=me, route=route, run=run, strategy=strategy, now=now)
         created = held[0][1] - AHEAD_OFFSET
         for truth, fetch in plan:
@@ -102,12 +102,3 @@ def _reserve(engine: Engine, labeler: str, current: int, strategy: str, settings
                     )
                     return int(eb_id)
         return None
-
-
-def _done_count(s: Any, me: int) -> int:
-    """Label and skip events of this AoD (the n of its n-th pick, as assign counts them)."""
-    conn = s.connection()
-    labels = conn.execute(sa_select(func.count()).select_from(Label).where(Label.labeler_id == me)).scalar() or 0
-    skips = conn.execute(sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == me)).scalar() or 0
-    return int(labels) + int(skips)
-

@@ -70,14 +70,18 @@ LOOKAHEAD_ENV = "QA0_LOOKAHEAD"
 _OFF = ("0", "off", "no", "false")
 
 
+def _prefetch_mode() -> str:
+    return os.environ.get(PREFETCH_ENV, "thread").strip().lower()
+
+
 @st.cache_resource(show_spinner=False)
 def bundle_cache() -> BundleCache:
     """The process-wide cache of review bundles (shared by every session of this server)."""
-    return BundleCache(get_engine, processes=os.environ.get(PREFETCH_ENV, "thread") == "process")
+    return BundleCache(get_engine, processes=_prefetch_mode() == "process")
 
 
 def _prefetch_next(url: str, who: str, eb_id: int) -> None:
-    if os.environ.get(PREFETCH_ENV, "thread") in _OFF:
+    if _prefetch_mode() in _OFF:
         return
     strategy = st.session_state.get(w.K_STRATEGY)
     engine = w.engine_for(url)

@@ -249,11 +249,12 @@ def test_queue_head_passes_over_labelled_ranks_only(engine, monkeypatch) -> None
     monkeypatch.setattr(assign, "HEAD_REFRESH_S", 0.0)  # look the head up on every pick
     truth = make_pool(engine, 30)
     order = sorted(truth)[:10]
-    run = _fake_run(engine, truth, order)
+    run_id = _fake_run(engine, truth, order)
 
     def head() -> int:
         with session_scope(engine) as s:
-            assign.serving_run(s)
+            run = assign.serving_run(s)
+            assert run is not None and run.id == run_id
             return assign._queue_head(s, run, "margin")
 
     label(engine, [*order[:4], order[5]], "bo", truth)
