@@ -337,6 +337,17 @@ def serving_run(s: Session) -> ServingRun | None:
     return ServingRun(int(row[0]), int(row[1]), usable, str(row[2]))
 
 
+SECOND_OPINIONS = ("overlap", "gold")
+"""Picks that hand out EBs other labelers already labelled, by design."""
+_Q_LABELLED = sa_select(Label.id).where(
+    Label.eb_id == bindparam("eb", type_=Integer()), Label.value.is_not(None)  # type: ignore[union-attr]
+).limit(1)
+
+
+class _AlreadyLabelled(Exception):
+    """Raised inside try_lease's savepoint to undo a lease on an EB that was labelled meanwhile."""
+
+
 _PG_LEASE_LOCK = text("SELECT pg_try_advisory_xact_lock(2058, :eb)")
 """PostgreSQL: a transaction-scoped claim on one EB (2058: this app's lock class) that never waits."""
 
@@ -360,7 +371,13 @@ def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minut
                 _I_LEASE,
                 {"eb_id": eb_id, "labeler_id": me, "reason": reason[:32], "created_at": now, "expires_at": expires},
             )
-    except IntegrityError:
+            if (conn.dialect.name == "postgresql" and reason not in SECOND_OPINIONS
+                    and conn.execute(_Q_LABELLED, {"eb": eb_id}).first() is not None):
+                # PostgreSQL runs picks side by side: another AoD may have leased and labelled this EB after our
+                # candidate query ran. Once our lease is in, their label (committed with their lease's release)
+                # is visible here. SQLite needs no check: a pick holds the write lock from its first query.
+                raise _AlreadyLabelled
+    except (IntegrityError, _AlreadyLabelled):
         return None
     return expires
 

@@ -99,3 +99,25 @@ def test_postgres_next_passes_over_an_eb_another_aod_is_leasing_instead_of_waiti
     worker.join(timeout=20)
     assert not waited, "next_for waited for the other AoD's transaction instead of moving on"
     assert picked and picked[0] is not None and picked[0]["eb_id"] != head
+
+
+def test_postgres_lease_refuses_an_eb_labelled_after_the_candidate_query(backend: str, db_url: str) -> None:
+    from datetime import datetime, timezone
+
+    from qa0_label import labels
+    from qa0_label.db import session_scope
+
+    if backend != "postgresql":
+        pytest.skip("SQLite: a pick holds the write lock from its candidate query on, nothing can be labelled meanwhile")
+    engine = get_engine(db_url)
+    make_pool(engine, 5)
+    with session_scope(engine) as s:
+        eb = int(s.connection().execute(text("SELECT MIN(id) FROM execution_block")).scalar())
+    # Another AoD leased and labelled the EB after this AoD's candidate list was read.
+    with session_scope(engine, write=True) as s:
+        labels.record_label(session=s, eb_id=eb, labeler="fast-aod", value="Pass")
+    now = datetime.now(timezone.utc)
+    with session_scope(engine, write=True) as s:
+        me = labels.get_or_create_labeler(session=s, name="slow-aod").id
+        assert assign.try_lease(s, eb, me, "random", now, 30) is None, "a labelled EB is not handed out again"
+        assert assign.try_lease(s, eb, me, "overlap", now, 30) is not None, "a second opinion is asked on purpose"
