@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from qa0_label import labels
 from qa0_label.db import session_scope
@@ -123,6 +125,73 @@ def test_label_and_skip_release_the_lease(engine) -> None:
     with session_scope(engine) as s:
         assert s.exec(select(Lease)).all() == []
         assert len(s.exec(select(Skip)).all()) == 1
+
+
+def test_returned_event_is_the_stored_row(engine) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine, write=True) as s:
+        event = labels.record_label(
+            session=s, eb_id=eb, labeler=" ana ", value="semipass", comment="phase jumps", seconds_on_eb=12.5,
+            client_event_id="click-9",
+        )
+    with session_scope(engine) as s:
+        stored = s.exec(select(Label)).one()
+        ana = labels.get_or_create_labeler(session=s, name="ana")
+    assert event.id == stored.id and event.labeler_id == stored.labeler_id == ana.id
+    for field in ("eb_id", "value", "comment", "reason", "seconds_on_eb", "kind", "client_event_id", "reverts_id"):
+        assert getattr(event, field) == getattr(stored, field), field
+    assert (event.value, event.kind, event.comment) == ("SemiPass", "review", "phase jumps")
+    assert abs((event.created_at - stored.created_at.replace(tzinfo=timezone.utc)).total_seconds()) < 1e-3
+
+
+def test_label_releases_only_the_labelers_own_lease(engine) -> None:
+    a, b = _add_ebs(engine, 2)
+    with session_scope(engine) as s:
+        bob = labels.get_or_create_labeler(session=s, name="bob")
+        s.add(Lease(eb_id=a, labeler_id=bob.id, expires_at=utcnow()))
+    with session_scope(engine) as s:
+        labels.record_label(session=s, eb_id=a, labeler="ana", value="Pass")  # overlap: ana labels bob's EB
+    with session_scope(engine) as s:
+        assert [(x.eb_id, x.labeler_id) for x in s.exec(select(Lease)).all()] == [(a, bob.id)]
+
+
+def test_label_sees_unflushed_changes_of_the_same_session(engine) -> None:
+    # record_label reads through prebuilt Core queries, which do not autoflush: a role given in this session
+    # and not yet flushed must still count.
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine) as s:
+        labels.get_or_create_labeler(session=s, name="lena")
+    with session_scope(engine) as s:
+        lena = s.exec(select(labels.Labeler).where(labels.Labeler.name == "lena")).one()
+        lena.role = "lead"  # dirty, not flushed
+        event = labels.record_label(session=s, eb_id=eb, labeler="lena", value="Fail", kind="adjudication", reason="r")
+        assert event.kind == "adjudication"
+
+
+def test_click_racing_its_twin_stores_one_event(engine) -> None:
+    # The twin's transaction has inserted the event but not committed when this one looks: on PostgreSQL the
+    # look finds nothing and the insert waits, then yields to the twin; on SQLite it waits for the write lock.
+    (eb,) = _add_ebs(engine, 1)
+    twin = Session(engine)
+    first = labels.record_label(session=twin, eb_id=eb, labeler="ana", value="Pass", client_event_id="click-2")
+    got: list[object] = []
+
+    def second() -> None:
+        try:
+            with session_scope(engine, write=True) as s:
+                got.append(labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass", client_event_id="click-2").id)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            got.append(exc)
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(0.5)  # the second click is now waiting on the first one's transaction
+    twin.commit()
+    twin.close()
+    t.join(timeout=30)
+    assert got == [first.id]
+    with session_scope(engine) as s:
+        assert len(s.exec(select(Label)).all()) == 1
 
 
 def test_unknown_eb_is_refused(engine) -> None:
