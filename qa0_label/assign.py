@@ -22,7 +22,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, select as sa_select, text
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, select as sa_select, text, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -283,20 +285,11 @@ _Q_RUN = (
     .limit(1)
 )
 _Q_RUN_METRICS = sa_select(ModelRun.metrics).where(ModelRun.id == _RUN)
-_Q_LABELER = sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String()))
-_Q_HELD = (
-    sa_select(Lease.eb_id, Lease.reason, Lease.expires_at)
-    .where(Lease.labeler_id == _ME, Lease.expires_at > _NOW, _not_mine(Lease.eb_id), _not_skipped(Lease.eb_id))
-    .order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
-    .limit(1)
-)
 _Q_DONE_COUNT = sa_select(
     sa_select(func.count()).select_from(Label).where(Label.labeler_id == _ME).scalar_subquery()
     + sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == _ME).scalar_subquery()
 )
 _D_MY_LEASES = delete(Lease).where(Lease.labeler_id == _ME)
-_D_EXPIRED = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.expires_at <= _NOW)
-_I_LEASE = Lease.__table__.insert()  # type: ignore[attr-defined]
 _Q_RESULT = (
     sa_select(ExecutionBlock.uid, Score.p_pass, Score.p_semipass, Score.p_fail, Score.uncertainty)
     .select_from(
@@ -315,6 +308,38 @@ _run_classes: dict[tuple[str, int, str], bool] = {}
 they hold every labelled EB's out-of-fold prediction: parsing them on each pick cost more than the pick."""
 
 
+_HELD_LEASE = Lease.__table__.alias("held")  # type: ignore[attr-defined]
+_NEWEST_RUN = _Q_RUN.subquery("run")
+_Q_START = (
+    # Everything a pick needs to know before it looks for candidates, in one statement instead of five: a pick
+    # is CPU-bound (8 AoDs on 2 cores queue behind each other) and on PostgreSQL each statement is a round trip.
+    sa_select(
+        Labeler.id,
+        # done_count: the n of this AoD's n-th pick.
+        sa_select(func.count()).select_from(Label).where(Label.labeler_id == Labeler.id).scalar_subquery()
+        + sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == Labeler.id).scalar_subquery(),
+        # Any lease at all (finished or expired too): only then is there something to let go of.
+        exists().where(Lease.labeler_id == Labeler.id),
+        _HELD_LEASE.c.eb_id, _HELD_LEASE.c.reason, _HELD_LEASE.c.expires_at,
+        _NEWEST_RUN.c.id, _NEWEST_RUN.c.version, _NEWEST_RUN.c.finished_at,
+    )
+    .select_from(Labeler)
+    .outerjoin(
+        _HELD_LEASE,
+        and_(
+            # A lease the AoD still holds: unexpired, and the EB neither labelled nor skipped by them.
+            _HELD_LEASE.c.labeler_id == Labeler.id, _HELD_LEASE.c.expires_at > _NOW,
+            ~exists().where(Label.eb_id == _HELD_LEASE.c.eb_id, Label.labeler_id == Labeler.id),
+            ~exists().where(Skip.eb_id == _HELD_LEASE.c.eb_id, Skip.labeler_id == Labeler.id),
+        ),
+    )
+    .outerjoin(_NEWEST_RUN, true())
+    .where(Labeler.name == bindparam("name", type_=String()))
+    .order_by(_HELD_LEASE.c.created_at.desc())  # the newest held lease (lookahead stamps its reservation older)
+    .limit(1)
+)
+
+
 def done_count(s: Session, me: int) -> int:
     """Label and skip events of labeler ME so far: the n of their n-th pick (route_for)."""
     return int(s.connection().execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0)
@@ -324,17 +349,19 @@ def serving_run(s: Session) -> ServingRun | None:
     """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
     conn = s.connection()
     row = conn.execute(_Q_RUN).first()
-    if row is None:
-        return None
+    return None if row is None else _serving_run(conn, row[0], row[1], row[2])
+
+
+def _serving_run(conn: Any, run_id: int, version: int, finished: Any) -> ServingRun:
     # finished_at too: a database recreated under the same URL starts its run ids again.
-    key = (str(conn.engine.url), int(row[0]), str(row[2]))
+    key = (str(conn.engine.url), int(run_id), str(finished))
     usable = _run_classes.get(key)
     if usable is None:
-        metrics = conn.execute(_Q_RUN_METRICS, {"run": int(row[0])}).scalar()
+        metrics = conn.execute(_Q_RUN_METRICS, {"run": int(run_id)}).scalar()
         metrics = metrics if isinstance(metrics, dict) else {}
         # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
         usable = _run_classes[key] = set(LABEL_VALUES) <= set(metrics.get("classes") or [])
-    return ServingRun(int(row[0]), int(row[1]), usable, str(row[2]))
+    return ServingRun(int(run_id), int(version), usable, str(finished))
 
 
 SECOND_OPINIONS = ("overlap", "gold")
@@ -344,40 +371,48 @@ _Q_LABELLED = sa_select(Label.id).where(
 ).limit(1)
 
 
-class _AlreadyLabelled(Exception):
-    """Raised inside try_lease's savepoint to undo a lease on an EB that was labelled meanwhile."""
-
-
 _PG_LEASE_LOCK = text("SELECT pg_try_advisory_xact_lock(2058, :eb)")
 """PostgreSQL: a transaction-scoped claim on one EB (2058: this app's lock class) that never waits."""
+
+
+def _insert_lease_stmt(dialect: str) -> Any:
+    # ON CONFLICT DO NOTHING: a taken EB inserts nothing and returns nothing, instead of an IntegrityError that
+    # needed a SAVEPOINT around every attempt (two more statements). Not DO UPDATE ... WHERE expired: on
+    # PostgreSQL that row-locks the other AoD's live lease until our pick commits, so their label would wait
+    # for our pick, and two picks could deadlock over each other's leases.
+    insert_fn = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
+    return insert_fn(Lease).on_conflict_do_nothing(index_elements=["eb_id"]).returning(Lease.eb_id)
+
+
+_I_LEASE = {name: _insert_lease_stmt(name) for name in ("sqlite", "postgresql")}
+_D_EXPIRED = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.expires_at <= _NOW)
+_D_LEASE = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.labeler_id == _ME)
 
 
 def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
     """Lease EB_ID to labeler ME until NOW + MINUTES; None when someone else holds or is taking it."""
     expires = now + timedelta(minutes=float(minutes))
     conn = s.connection()
-    if conn.dialect.name == "postgresql" and not conn.execute(_PG_LEASE_LOCK, {"eb": int(eb_id)}).scalar():
+    postgres = conn.dialect.name == "postgresql"
+    if postgres and not conn.execute(_PG_LEASE_LOCK, {"eb": int(eb_id)}).scalar():
         # Another AoD is leasing this EB right now. Inserting anyway would wait for their transaction to end
-        # (the key is taken but uncommitted) and then fail: with every AoD at the queue head they queued up.
+        # (the key is taken but uncommitted) and then find it taken: with every AoD at the queue head they queued up.
         return None
-    try:
-        # The connection's own SAVEPOINT: Session.begin_nested() emits it lazily, only when the session
-        # itself next executes, so with Connection.execute a failed insert aborted the whole PostgreSQL
-        # transaction (InFailedSqlTransaction) when two AoDs raced for one EB.
-        with conn.begin_nested():
-            # An expired lease of someone else still holds the primary key: clear it first.
-            conn.execute(_D_EXPIRED, {"eb": eb_id, "now": now})
-            conn.execute(
-                _I_LEASE,
-                {"eb_id": eb_id, "labeler_id": me, "reason": reason[:32], "created_at": now, "expires_at": expires},
-            )
-            if (conn.dialect.name == "postgresql" and reason not in SECOND_OPINIONS
-                    and conn.execute(_Q_LABELLED, {"eb": eb_id}).first() is not None):
-                # PostgreSQL runs picks side by side: another AoD may have leased and labelled this EB after our
-                # candidate query ran. Once our lease is in, their label (committed with their lease's release)
-                # is visible here. SQLite needs no check: a pick holds the write lock from its first query.
-                raise _AlreadyLabelled
-    except (IntegrityError, _AlreadyLabelled):
+    insert = _I_LEASE[conn.dialect.name]
+    row = {"eb_id": int(eb_id), "labeler_id": me, "reason": reason[:32], "created_at": now, "expires_at": expires}
+    taken = conn.execute(insert, row).first() is not None
+    if not taken and conn.execute(_D_EXPIRED, {"eb": int(eb_id), "now": now}).rowcount:
+        # The key was held by a lease that has expired (whoever's): cleared, so take it now. Only on a
+        # conflict: the usual pick is one statement instead of a delete before every insert.
+        taken = conn.execute(insert, row).first() is not None
+    if not taken:
+        return None  # someone else's unexpired lease
+    if (postgres and reason not in SECOND_OPINIONS
+            and conn.execute(_Q_LABELLED, {"eb": eb_id}).first() is not None):
+        # PostgreSQL runs picks side by side: another AoD may have leased and labelled this EB after our
+        # candidate query ran. Once our lease is in, their label (committed with their lease's release) is
+        # visible here. SQLite needs no check: a pick holds the write lock from its first query.
+        conn.execute(_D_LEASE, {"eb": int(eb_id), "me": me})
         return None
     return expires
 
@@ -520,20 +555,25 @@ def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fa
     with session_scope(engine, write=True) as s:
         conn = s.connection()
         name = normalize_name(labeler)
-        me_id = conn.execute(_Q_LABELER, {"name": name}).scalar()
-        me = int(me_id) if me_id is not None else int(get_or_create_labeler(session=s, name=name).id)  # type: ignore[arg-type]
-        run = serving_run(s)
+        start = conn.execute(_Q_START, {"name": name, "now": now}).first()
+        if start is None:  # a new AoD: created here, and holding nothing yet
+            me = int(get_or_create_labeler(session=s, name=name).id)  # type: ignore[arg-type]
+            run, n_done, has_leases, held = serving_run(s), 0, False, None
+        else:
+            me, n_done, has_leases = int(start[0]), int(start[1] or 0), bool(start[2])
+            held = start[3:6] if start[3] is not None else None
+            run = _serving_run(conn, start[6], start[7], start[8]) if start[6] is not None else None
         cold = run is None or not run.usable
 
-        held = conn.execute(_Q_HELD, {"me": me, "now": now}).first()
         if held is not None:
             # Still theirs and not yet labelled or skipped: a rerun must not hop to another EB.
             return _result(s, int(held[0]), held[1], strategy, cold, run, held[2])
         if cold and not fallback and _cold_start_stale(s):
             return _REBUILD
-        # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
-        conn.execute(_D_MY_LEASES, {"me": me})
-        route = route_for(settings, name, done_count(s, me))
+        if has_leases:
+            # Whatever this AoD still holds is finished or expired: let it go before taking a new one.
+            conn.execute(_D_MY_LEASES, {"me": me})
+        route = route_for(settings, name, n_done)
 
         plan = candidate_plan(
             s, me=me, route=route, run=run, strategy=strategy, now=now, fallback=fallback,
