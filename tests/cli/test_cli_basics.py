@@ -34,6 +34,20 @@ def test_label_records_case_insensitive_value(db_url: str, capsys: pytest.Captur
     assert [tuple(r) for r in rows] == [("SemiPass", "=1+1", "Ana", "aod")]
 
 
+def test_commands_in_one_process_do_not_share_options(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # main() reuses one parser per process: options of one command must not leak into the next.
+    uid = _seed_one(db_url)
+    assert cli.main(["--db", db_url, "label", uid, "--labeler", "Ana", "--value", "Pass", "--comment", "first"]) == 0
+    assert cli.main(["label", uid, "--labeler", "Bo", "--value", "Fail", "--db", db_url]) == 0
+    assert cli.main(["--db", db_url, "label", "uid://none", "--labeler", "Ana", "--value", "Pass"]) == 2
+    assert "recorded Fail" in capsys.readouterr().out
+    with get_engine(db_url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT b.name, l.value, l.comment FROM label l JOIN labeler b ON b.id = l.labeler_id ORDER BY l.id")
+        ).fetchall()
+    assert [tuple(r) for r in rows] == [("Ana", "Pass", "first"), ("Bo", "Fail", None)]
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [
