@@ -269,3 +269,21 @@ def test_queue_head_passes_over_labelled_ranks_only(engine, monkeypatch) -> None
     assert head() == assign._PAST_END
     fallback = _take(engine, "dee", strategy="margin")
     assert fallback is not None and fallback["eb_id"] not in order, "an exhausted queue falls back to the scores"
+
+
+def test_try_lease_refuses_a_live_lease_and_takes_over_an_expired_one(engine) -> None:
+    truth = make_pool(engine, 2)
+    a, b = sorted(truth)
+    now = utcnow()
+    with session_scope(engine, write=True) as s:
+        ana = labels.get_or_create_labeler(session=s, name="ana")
+        bo = labels.get_or_create_labeler(session=s, name="bo")
+        s.add(Lease(eb_id=a, labeler_id=ana.id, reason="margin", created_at=now, expires_at=now + timedelta(minutes=5)))
+        s.add(Lease(eb_id=b, labeler_id=ana.id, reason="margin", created_at=now, expires_at=now - timedelta(seconds=1)))
+    with session_scope(engine, write=True) as s:
+        assert assign.try_lease(s, a, bo.id, "random", now, 15) is None
+        expires = assign.try_lease(s, b, bo.id, "random", now, 15)
+        assert expires == now + timedelta(minutes=15)
+    with session_scope(engine) as s:
+        leases = {x.eb_id: (x.labeler_id, x.reason) for x in s.exec(select(Lease)).all()}
+    assert leases == {a: (ana.id, "margin"), b: (bo.id, "random")}
