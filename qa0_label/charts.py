@@ -639,7 +639,9 @@ def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     if long.empty:
         return no_data_chart(title)
     long["metric"] = long["metric"].map(lambda m: SCORE_NAMES.get(str(m), str(m)))
-    x = alt.X("n_labels:Q", title="Consensus labels used for training")
+    # Label counts are whole numbers; with one model run Vega would otherwise print "320.000000".
+    x = alt.X("n_labels:Q", title="Consensus labels used for training",
+              axis=alt.Axis(format=",d", tickMinStep=1))
     y = alt.Y("value:Q", title="Score (cross-validated)", scale=alt.Scale(domain=[0, 1]))
     # Not red or green: those colours mean Fail and Pass everywhere else.
     names = list(dict.fromkeys([*SCORE_COLORS, *long["metric"]]))

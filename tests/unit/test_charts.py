@@ -438,6 +438,14 @@ def test_metrics_history_accepts_wide_and_long_frames() -> None:
         assert {r["metric"] for r in unit_rows(spec, point)} == {"macro F1", "Fail recall"}
 
 
+def test_metrics_history_labels_counts_as_whole_numbers() -> None:
+    one_run = pd.DataFrame({"version": [1], "n_labels": [320], "macro_f1": [0.64], "fail_recall": [0.76]})
+    spec = spec_of(charts.metrics_history_chart(one_run))
+    for unit in units(spec):
+        axis = unit["encoding"]["x"]["axis"]
+        assert axis["format"] == ",d" and axis["tickMinStep"] == 1
+
+
 def test_confusion_matrix_keeps_the_qa0_order_and_every_cell() -> None:
     df = pd.DataFrame({"actual": ["Pass", "Fail", "Fail"], "predicted": ["Pass", "Pass", "Fail"], "count": [30, 2, 5]})
     spec = spec_of(charts.confusion_chart(df))
