@@ -21,7 +21,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select as sa_select
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, exists, select as sa_select
 from sqlalchemy.engine import Engine
 
 from qa0_label import assign
@@ -36,15 +36,30 @@ log = logging.getLogger(__name__)
 AHEAD_OFFSET = timedelta(seconds=1)
 """How much older than the current lease the reserved one is stamped (next_for serves the newest first)."""
 
+# Statements built once at import (as in assign): building the held-lease query on every call cost 0.27 ms of
+# CPU against 0.02 ms to run it, inside the write transaction a reservation takes for every EB an AoD is shown.
+_ME = bindparam("me", type_=Integer())
+_NOW = bindparam("now", type_=DateTime())
+_Q_ME = sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String()))
+_Q_HELD = (
+    sa_select(Lease.eb_id, Lease.created_at, Lease.reason)
+    .where(
+        and_(Lease.labeler_id == _ME, Lease.expires_at > _NOW),
+        ~exists().where(Label.eb_id == Lease.eb_id, Label.labeler_id == _ME),
+        ~exists().where(Skip.eb_id == Lease.eb_id, Skip.labeler_id == _ME),
+    )
+    .order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
+)
+_U_CREATED = (
+    Lease.__table__.update()  # type: ignore[attr-defined]
+    .where(Lease.eb_id == bindparam("eb", type_=Integer()))
+    .values(created_at=bindparam("created", type_=DateTime()))
+)
+
+
 def _held(s: Any, me: int, now: Any) -> list[tuple[int, Any, str]]:
     """(eb_id, created_at, reason) of this AoD's unexpired leases on EBs they have neither labelled nor skipped."""
-    mine = exists().where(Label.eb_id == Lease.eb_id, Label.labeler_id == me)
-    skipped = exists().where(Skip.eb_id == Lease.eb_id, Skip.labeler_id == me)
-    rows = s.connection().execute(
-        sa_select(Lease.eb_id, Lease.created_at, Lease.reason)
-        .where(and_(Lease.labeler_id == me, Lease.expires_at > now), ~mine, ~skipped)
-        .order_by(Lease.created_at.desc())  # type: ignore[attr-defined]
-    ).fetchall()
+    rows = s.connection().execute(_Q_HELD, {"me": me, "now": now}).fetchall()
     return [(int(r[0]), r[1], str(r[2] or "")) for r in rows]
 
 
@@ -71,7 +86,7 @@ def _reserve(engine: Engine, labeler: str, current: int, strategy: str, settings
     with session_scope(engine, write=True) as s:
         conn = s.connection()
         name = normalize_name(labeler)
-        me_row = conn.execute(sa_select(Labeler.id).where(Labeler.name == name)).first()
+        me_row = conn.execute(_Q_ME, {"name": name}).first()
         if me_row is None:
             return None
         me = int(me_row[0])
@@ -95,10 +110,6 @@ def _reserve(engine: Engine, labeler: str, current: int, strategy: str, settings
                     continue
                 reason = truth if truth != "scores" else strategy
                 if assign.try_lease(s, eb_id, me, reason, now, settings.lease_minutes) is not None:
-                    conn.execute(
-                        Lease.__table__.update()  # type: ignore[attr-defined]
-                        .where(Lease.eb_id == eb_id)
-                        .values(created_at=created)
-                    )
+                    conn.execute(_U_CREATED, {"eb": int(eb_id), "created": created})
                     return int(eb_id)
         return None
