@@ -13,8 +13,10 @@ question.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+import weakref
 import zlib
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -47,6 +49,8 @@ from qa0_label.models import (
     Skip,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 COLD_START_LENGTH = 2000
 """How many EBs the cold-start diversity queue holds."""
@@ -552,6 +556,42 @@ def candidate_plan(
     return plan
 
 
+_warm_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def warm_up(engine: Engine) -> None:
+    """Compile the pick's and the label's queries into ENGINE's statement cache by running them on a read connection."""
+    # SQLAlchemy compiles a statement the first time a process runs it (~20 ms of CPU for a pick, with the mapper
+    # set-up), and a pick runs inside the write transaction: on SQLite every other AoD's pick and label queued
+    # behind that compile, in every new process (each CLI command, each app server). The parameters match no row,
+    # so the reads are index lookups. Not the overlap query (it scans the newest labels whatever the parameters),
+    # the inserts and deletes (compiled on first use: ~1 ms), nor the ORM path that creates a new labeler.
+    from sqlalchemy.orm import configure_mappers
+
+    from qa0_label import labels
+
+    configure_mappers()
+    now = utcnow()
+    nobody = {"me": -1, "now": now}
+    with engine.connect() as conn:
+        conn.execute(_Q_START, {"name": "", "now": now}).all()
+        conn.execute(_Q_HEAD, {"run": -1, "queue": "", "from_rank": 0}).all()
+        conn.execute(_Q_QUEUE, {"run": -1, "queue": "", "from_rank": 0, **nobody}).all()
+        conn.execute(_Q_QUEUE_COLD, {"queue": "", **nobody}).all()
+        conn.execute(_Q_SCORES, {"run": -1, **nobody}).all()
+        conn.execute(_Q_RANDOM[0], {"start": _PAST_END, **nobody}).all()
+        conn.execute(_Q_RANDOM[1], {"start": -1, **nobody}).all()
+        conn.execute(_Q_GOLD, nobody).all()
+        conn.execute(_Q_RESULT, {"eb": -1, "run": -1}).all()
+        conn.execute(_Q_LABELLED, {"eb": -1}).all()
+        conn.execute(_Q_RUN_METRICS, {"run": -1}).all()
+        conn.execute(_Q_RUN).all()
+        conn.execute(_Q_MAX_ID).all()
+        conn.execute(_Q_META).all()
+        conn.execute(labels._Q_LABEL_CONTEXT, {"cid": None, "eb": -1, "name": ""}).all()
+        conn.rollback()
+
+
 def next_for(*, engine: Engine, labeler: str, strategy: str | None = None, settings: Settings) -> dict[str, Any] | None:
     """The EB this AoD should review next (leased to them), or None when nothing is left for them.
 
@@ -561,6 +601,12 @@ def next_for(*, engine: Engine, labeler: str, strategy: str | None = None, setti
     strategy = strategy or strat.DEFAULT_STRATEGY
     if strategy not in strat.STRATEGIES:
         raise UnknownStrategy(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
+    if engine not in _warm_engines:
+        _warm_engines.add(engine)  # first: a failed warm-up is not retried on every pick
+        try:
+            warm_up(engine)
+        except Exception:  # noqa: BLE001 - an optimisation only: the pick compiles what it needs anyway
+            log.debug("warming the statement cache failed", exc_info=True)
     result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=False))
     if result is _REBUILD:
         # Cold start and the diversity queue is missing, used up, or older than the newest EBs: rebuild it

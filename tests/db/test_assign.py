@@ -287,3 +287,36 @@ def test_try_lease_refuses_a_live_lease_and_takes_over_an_expired_one(engine) ->
     with session_scope(engine) as s:
         leases = {x.eb_id: (x.labeler_id, x.reason) for x in s.exec(select(Lease)).all()}
     assert leases == {a: (ana.id, "margin"), b: (bo.id, "random")}
+
+
+@pytest.mark.parametrize("model", [False, True], ids=["cold-start", "model-queue"])
+def test_a_new_process_compiles_its_pick_before_the_write_transaction(db_url: str, model: bool) -> None:
+    # A fresh engine stands for a new process (each CLI command, each app server): empty statement cache.
+    from sqlalchemy import event
+    from sqlalchemy.engine.default import CACHE_HIT
+
+    setup = make_engine(db_url)
+    from qa0_label.db import init_db
+
+    init_db(setup)
+    truth = make_pool(setup, 30)
+    if model:
+        _fake_run(setup, truth, sorted(truth)[:10])
+    assign.build_cold_start_queue(engine=setup)
+    with session_scope(setup, write=True) as s:  # an AoD who has worked before (a new one is created once, via the ORM)
+        labels.get_or_create_labeler(session=s, name="ana")
+    setup.dispose()
+    fresh = make_engine(db_url)
+    in_write: list[tuple[str, object]] = []
+
+    @event.listens_for(fresh, "before_cursor_execute")
+    def _seen(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        # Reads only: inserts and deletes compile in about a millisecond and cannot be run ahead.
+        if conn.get_execution_options().get("qa0_write") and statement.lstrip().upper().startswith("SELECT"):
+            in_write.append((statement.split()[0:4], context.cache_hit))
+
+    pick = assign.next_for(engine=fresh, labeler="ana", settings=PLAIN)
+    fresh.dispose()
+    assert pick is not None
+    assert in_write, "the pick ran its queries in a write transaction"
+    assert [s for s, hit in in_write if hit != CACHE_HIT] == [], "compiled while holding the write lock"
