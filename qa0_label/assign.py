@@ -397,12 +397,21 @@ insert only when the claim was granted, in one round trip instead of two. The cl
 
 
 def _insert_lease_stmt(dialect: str) -> Any:
-    # ON CONFLICT DO NOTHING: a taken EB inserts nothing and returns nothing, instead of an IntegrityError that
-    # needed a SAVEPOINT around every attempt (two more statements). Not DO UPDATE ... WHERE expired: on
-    # PostgreSQL that row-locks the other AoD's live lease until our pick commits, so their label would wait
-    # for our pick, and two picks could deadlock over each other's leases.
-    insert_fn = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
-    return insert_fn(Lease).on_conflict_do_nothing(index_elements=["eb_id"]).returning(Lease.eb_id)
+    # ON CONFLICT DO NOTHING: a taken EB inserts nothing, instead of an IntegrityError that needed a SAVEPOINT
+    # around every attempt (two more statements). Not DO UPDATE ... WHERE expired: on PostgreSQL that row-locks
+    # the other AoD's live lease until our pick commits, so their label would wait for our pick, and two picks
+    # could deadlock over each other's leases. Taken or not: SQLite's row count (it has RETURNING only from 3.35
+    # on), PostgreSQL's RETURNING (SQLAlchemy does not keep psycopg's row count of an INSERT).
+    if dialect == "sqlite":
+        return sqlite_insert(Lease).on_conflict_do_nothing(index_elements=["eb_id"]).execution_options(
+            preserve_rowcount=True
+        )
+    return pg_insert(Lease).on_conflict_do_nothing(index_elements=["eb_id"]).returning(Lease.eb_id)
+
+
+def _took(result: Any) -> bool:
+    """Whether an _I_LEASE insert wrote its row."""
+    return result.first() is not None if result.returns_rows else result.rowcount == 1
 
 
 _I_LEASE = {name: _insert_lease_stmt(name) for name in ("sqlite", "postgresql")}
@@ -426,11 +435,11 @@ def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minut
             return None
         taken = inserted is not None
     else:
-        taken = conn.execute(insert, row).first() is not None
+        taken = _took(conn.execute(insert, row))
     if not taken and conn.execute(_D_EXPIRED, {"eb": int(eb_id), "now": now}).rowcount:
         # The key was held by a lease that has expired (whoever's): cleared, so take it now. Only on a
         # conflict: the usual pick is one statement instead of a delete before every insert.
-        taken = conn.execute(insert, row).first() is not None
+        taken = _took(conn.execute(insert, row))
     if not taken:
         return None  # someone else's unexpired lease
     if (postgres and reason not in SECOND_OPINIONS

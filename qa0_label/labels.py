@@ -121,8 +121,12 @@ _D_LEASE = delete(Lease).where(
 def _insert_label_stmt(dialect: str) -> Any:
     # ON CONFLICT DO NOTHING on the client event id: a click that arrives twice at once inserts nothing the
     # second time (no savepoint, no IntegrityError to catch), and the first event is read back instead.
-    insert_fn = {"sqlite": sqlite_insert, "postgresql": pg_insert}[dialect]
-    return insert_fn(Label).on_conflict_do_nothing(index_elements=["client_event_id"]).returning(Label.id)
+    # RETURNING only on PostgreSQL: SQLite has it from 3.35 on, and its row count and last row id serve as well.
+    if dialect == "sqlite":
+        return sqlite_insert(Label).on_conflict_do_nothing(index_elements=["client_event_id"]).execution_options(
+            preserve_rowcount=True
+        )
+    return pg_insert(Label).on_conflict_do_nothing(index_elements=["client_event_id"]).returning(Label.id)
 
 
 _I_LABEL = {name: _insert_label_stmt(name) for name in ("sqlite", "postgresql")}
@@ -186,7 +190,11 @@ def record_label(
         "client_event_id": client_event_id or uuid.uuid4().hex,
         "reverts_id": None,
     }
-    new_id = conn.execute(_I_LABEL[conn.dialect.name], row).scalar()
+    inserted = conn.execute(_I_LABEL[conn.dialect.name], row)
+    if conn.dialect.name == "sqlite":
+        new_id = inserted.inserted_primary_key[0] if inserted.rowcount else None
+    else:
+        new_id = inserted.scalar()
     if new_id is None:
         # The same click arrived twice at once: the first insert won, hand back that one.
         first = conn.execute(_Q_EVENT_BY_CLIENT_ID, {"cid": row["client_event_id"]}).scalar_one()

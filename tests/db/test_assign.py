@@ -320,3 +320,33 @@ def test_a_new_process_compiles_its_pick_before_the_write_transaction(db_url: st
     assert pick is not None
     assert in_write, "the pick ran its queries in a write transaction"
     assert [s for s, hit in in_write if hit != CACHE_HIT] == [], "compiled while holding the write lock"
+
+
+@pytest.mark.sqlite_only
+def test_picks_and_labels_work_on_a_sqlite_without_returning(db_url: str) -> None:
+    # SQLite has RETURNING only from 3.35 on (Ubuntu 20.04 ships 3.31), where it is a syntax error.
+    from sqlalchemy import event
+
+    from qa0_label.db import init_db
+
+    engine = make_engine(db_url)
+    init_db(engine)
+    truth = make_pool(engine, 3)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _old_sqlite(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if "RETURNING" in statement.upper():
+            raise AssertionError(f"an old SQLite cannot run: {statement}")
+
+    first = _take(engine, "ana")
+    with session_scope(engine, write=True) as s:
+        event = labels.record_label(session=s, eb_id=first["eb_id"], labeler="ana", value="Pass", client_event_id="k")
+        again = labels.record_label(session=s, eb_id=first["eb_id"], labeler="ana", value="Pass", client_event_id="k")
+        assert event.id is not None and again.id == event.id
+    second = _take(engine, "ana")
+    assert second is not None and second["eb_id"] != first["eb_id"]
+    with session_scope(engine, write=True) as s:  # the expired-lease path inserts a second time
+        s.exec(update(Lease).values(expires_at=utcnow() - timedelta(seconds=1)))
+    third = _take(engine, "bo")
+    assert third is not None and third["eb_id"] in set(truth) - {first["eb_id"]}
+    engine.dispose()
