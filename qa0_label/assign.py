@@ -2,8 +2,8 @@
 
 ``next_for`` never calls the model: it reads the newest `done` run's ScoreRank queue (one indexed query,
 ordered by rank, skipping EBs someone labelled, someone else leases, or this AoD skipped) and takes a lease.
-``Lease.eb_id`` is the primary key, so two AoDs asking at once cannot both get an EB: the second insert writes nothing
-and the next candidate is tried.
+``Lease.eb_id`` is the primary key, so two AoDs asking at once cannot both get an EB: the second insert writes
+nothing and the next candidate is tried.
 
 Which route a pick takes is deterministic per AoD: the n-th pick (n = this AoD's label and skip events so
 far) uses u = frac(offset(AoD) + n * golden ratio), a low-discrepancy sequence, so over any run of picks the
