@@ -38,10 +38,10 @@ bench: setup browser
 	$(PY) benchmarks/bench_ui.py --ebs 5000 --presses 30 --retrain
 
 bench-big: setup
-	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-10k.sqlite benchmark scale --pool 10000 --writers 8 --json
-	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite benchmark scale --pool 100000 --writers 8 --json
-	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite benchmark scale --pool 100000 --writers 8 --think-ms 500 --no-retrain --json
-	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-1m.sqlite benchmark scale --pool 1000000 --writers 8 --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-10k.sqlite benchmark scale --pool 10000 --writers 8 --writer-iterations 100 --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite benchmark scale --pool 100000 --writers 8 --writer-iterations 100 --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-100k.sqlite benchmark scale --pool 100000 --writers 8 --writer-iterations 60 --think-ms 500 --no-retrain --json
+	$(PY) -m qa0_label --db sqlite:////tmp/qa0-scale-1m.sqlite benchmark scale --pool 1000000 --writers 8 --writer-iterations 100 --json
 	$(PY) benchmarks/bench_memory.py --db /tmp/qa0-scale-100k.sqlite --labels 5 --retrain
 
 clean:
