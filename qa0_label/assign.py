@@ -25,15 +25,13 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, select as sa_select, text, true
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from qa0_label import strategies as strat
 from qa0_label.config import Settings
-from qa0_label.db import bulk_insert, retry_locked, session_scope
+from qa0_label.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
 from qa0_label.labels import get_or_create_labeler, normalize_name
 from qa0_label.models import (
     LABEL_VALUES,
@@ -396,25 +394,16 @@ insert only when the claim was granted, in one round trip instead of two. The cl
 (it calls a volatile function, so PostgreSQL never inlines it), before the insert that reads it."""
 
 
-def _insert_lease_stmt(dialect: str) -> Any:
-    # ON CONFLICT DO NOTHING: a taken EB inserts nothing, instead of an IntegrityError that needed a SAVEPOINT
-    # around every attempt (two more statements). Not DO UPDATE ... WHERE expired: on PostgreSQL that row-locks
-    # the other AoD's live lease until our pick commits, so their label would wait for our pick, and two picks
-    # could deadlock over each other's leases. Taken or not: SQLite's row count (it has RETURNING only from 3.35
-    # on), PostgreSQL's RETURNING (SQLAlchemy does not keep psycopg's row count of an INSERT).
-    if dialect == "sqlite":
-        return sqlite_insert(Lease).on_conflict_do_nothing(index_elements=["eb_id"]).execution_options(
-            preserve_rowcount=True
-        )
-    return pg_insert(Lease).on_conflict_do_nothing(index_elements=["eb_id"]).returning(Lease.eb_id)
+# Not ON CONFLICT DO UPDATE ... WHERE expired: on PostgreSQL that row-locks the other AoD's live lease until our
+# pick commits, so their label would wait for our pick, and two picks could deadlock over each other's leases.
+_I_LEASE = insert_unless_taken(Lease, "eb_id", Lease.eb_id)
 
 
 def _took(result: Any) -> bool:
     """Whether an _I_LEASE insert wrote its row."""
-    return result.first() is not None if result.returns_rows else result.rowcount == 1
+    return inserted_key(result) is not None
 
 
-_I_LEASE = {name: _insert_lease_stmt(name) for name in ("sqlite", "postgresql")}
 _D_EXPIRED = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.expires_at <= _NOW)
 _D_LEASE = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.labeler_id == _ME)
 

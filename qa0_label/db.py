@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -216,6 +218,26 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     finally:
         if gate is not None:
             gate.release()
+
+
+def insert_unless_taken(table: Any, key: str, returning: Any) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT (KEY) DO NOTHING, one prebuilt statement per backend (by dialect name)."""
+    # A taken key inserts nothing, instead of an IntegrityError that needs a SAVEPOINT around every attempt (two
+    # more statements per call on a hot path). Whether it wrote: RETURNING on PostgreSQL (SQLAlchemy does not
+    # keep psycopg's row count of an INSERT); SQLite's row count, since SQLite has RETURNING only from 3.35 on.
+    return {
+        "sqlite": sqlite_insert(table).on_conflict_do_nothing(index_elements=[key]).execution_options(
+            preserve_rowcount=True
+        ),
+        "postgresql": pg_insert(table).on_conflict_do_nothing(index_elements=[key]).returning(returning),
+    }
+
+
+def inserted_key(result: CursorResult[Any]) -> Any | None:
+    """The primary key an insert_unless_taken() statement wrote, or None when the key was taken."""
+    if result.returns_rows:
+        return result.scalar()
+    return result.inserted_primary_key[0] if result.rowcount == 1 else None
 
 
 def retry_locked(fn: Callable[[], T], *, attempts: int = 5, delay_s: float = 0.05) -> T:

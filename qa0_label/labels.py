@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Integer, String, bindparam, delete, select as sa_select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from qa0_label.db import insert_unless_taken, inserted_key
 from qa0_label.models import CAUTION_ORDER, LABEL_VALUES, ROLES, ExecutionBlock, Label, Labeler, Lease, Skip, utcnow
 from qa0_label.uids import canonical_uid
 
@@ -117,18 +116,8 @@ _D_LEASE = delete(Lease).where(
 )
 
 
-def _insert_label_stmt(dialect: str) -> Any:
-    # ON CONFLICT DO NOTHING on the client event id: a click that arrives twice at once inserts nothing the
-    # second time (no savepoint, no IntegrityError to catch), and the first event is read back instead.
-    # RETURNING only on PostgreSQL: SQLite has it from 3.35 on, and its row count and last row id serve as well.
-    if dialect == "sqlite":
-        return sqlite_insert(Label).on_conflict_do_nothing(index_elements=["client_event_id"]).execution_options(
-            preserve_rowcount=True
-        )
-    return pg_insert(Label).on_conflict_do_nothing(index_elements=["client_event_id"]).returning(Label.id)
-
-
-_I_LABEL = {name: _insert_label_stmt(name) for name in ("sqlite", "postgresql")}
+# A click that arrives twice at once inserts nothing the second time, and the first event is read back instead.
+_I_LABEL = insert_unless_taken(Label, "client_event_id", Label.id)
 
 
 def _flush_pending(session: Session) -> None:
@@ -189,11 +178,7 @@ def record_label(
         "client_event_id": client_event_id or uuid.uuid4().hex,
         "reverts_id": None,
     }
-    inserted = conn.execute(_I_LABEL[conn.dialect.name], row)
-    if conn.dialect.name == "sqlite":
-        new_id = inserted.inserted_primary_key[0] if inserted.rowcount else None
-    else:
-        new_id = inserted.scalar()
+    new_id = inserted_key(conn.execute(_I_LABEL[conn.dialect.name], row))
     if new_id is None:
         # The same click arrived twice at once: the first insert won, hand back that one.
         first = conn.execute(_Q_EVENT_BY_CLIENT_ID, {"cid": row["client_event_id"]}).scalar_one()
