@@ -32,7 +32,7 @@ from sqlmodel import Session, select
 from qa0_label import strategies as strat
 from qa0_label.config import Settings
 from qa0_label.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
-from qa0_label.labels import get_or_create_labeler, normalize_name
+from qa0_label.labels import get_or_create_labeler, normalize_name, release_lease
 from qa0_label.models import (
     LABEL_VALUES,
     ExecutionBlock,
@@ -405,7 +405,6 @@ def _took(result: Any) -> bool:
 
 
 _D_EXPIRED = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.expires_at <= _NOW)
-_D_LEASE = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.labeler_id == _ME)
 
 
 def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
@@ -436,7 +435,7 @@ def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minut
         # PostgreSQL runs picks side by side: another AoD may have leased and labelled this EB after our
         # candidate query ran. Once our lease is in, their label (committed with their lease's release) is
         # visible here. SQLite needs no check: a pick holds the write lock from its first query.
-        conn.execute(_D_LEASE, {"eb": int(eb_id), "me": me})
+        release_lease(session=s, eb_id=int(eb_id), labeler_id=me)
         return None
     return expires
 

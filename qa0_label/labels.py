@@ -183,7 +183,7 @@ def record_label(
         # The same click arrived twice at once: the first insert won, hand back that one.
         first = conn.execute(_Q_EVENT_BY_CLIENT_ID, {"cid": row["client_event_id"]}).scalar_one()
         return session.get_one(Label, int(first))
-    conn.execute(_D_LEASE, {"eb": int(eb_id), "me": int(who_id)})
+    release_lease(session=session, eb_id=int(eb_id), labeler_id=int(who_id))
     # A detached copy of the stored row: callers read its fields (id, value, kind ...), nothing is lazy-loaded.
     return Label(id=int(new_id), **row)
 
@@ -238,7 +238,9 @@ def record_skip(*, session: Session, eb_id: int, labeler: str) -> None:
 
 def release_lease(*, session: Session, eb_id: int, labeler_id: int) -> None:
     """Drop the labeler's lease on the EB, if they hold one."""
-    session.exec(delete(Lease).where(Lease.eb_id == eb_id, Lease.labeler_id == labeler_id))  # type: ignore[call-overload]
+    # The prebuilt statement: this runs on every label (record_label) and on every lost PostgreSQL lease race.
+    _flush_pending(session)
+    session.connection().execute(_D_LEASE, {"eb": int(eb_id), "me": int(labeler_id)})
 
 
 _CURRENT_SQL = """
