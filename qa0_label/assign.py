@@ -585,7 +585,7 @@ def warm_up(engine: Engine) -> None:
         conn.execute(_Q_RUN).all()
         conn.execute(_Q_MAX_ID).all()
         conn.execute(_Q_META).all()
-        conn.execute(labels._Q_LABEL_CONTEXT, {"cid": None, "eb": -1, "name": ""}).all()
+        labels.warm_up(conn)
         conn.rollback()
 
 

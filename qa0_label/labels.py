@@ -120,6 +120,11 @@ _D_LEASE = delete(Lease).where(
 _I_LABEL = insert_unless_taken(Label, "client_event_id", Label.id)
 
 
+def warm_up(conn: Any) -> None:
+    """Compile record_label's context query into CONN's engine statement cache (the parameters match no row)."""
+    conn.execute(_Q_LABEL_CONTEXT, {"cid": None, "eb": -1, "name": ""}).all()
+
+
 def _flush_pending(session: Session) -> None:
     # The Core statements below bypass the ORM's autoflush: rows a caller added to this session but has not
     # flushed yet (a new EB or labeler) must reach the database first, as an ORM query would have made them.
