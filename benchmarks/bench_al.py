@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa0_label.benchmark_al import DATASETS, run_benchmark  # noqa: E402
-from qa0_label.strategies import DEFAULT_STRATEGY  # noqa: E402
+from qa0_label.bench.al import DATASETS, run_benchmark  # noqa: E402
+from qa0_label.learning.strategies import DEFAULT_STRATEGY  # noqa: E402
 
 
 def _fmt(value: object) -> str:
@@ -46,15 +46,23 @@ def main(argv: list[str] | None = None) -> int:
             result = run_benchmark(dataset=dataset, strategy=strategy, seeds=args.seeds, progress=show)
             print(file=sys.stderr)
             results.append(result)
-            print(f"{dataset:14s} {strategy:16s} label_efficiency {result['label_efficiency']:.2f}  "
-                  f"(labels to 98% of full-pool macro-F1: strategy {result['strategy_labels_needed_median']:.0f}, "
-                  f"random {result['random_labels_needed_median']:.0f}; pool {result['pool']}, "
-                  f"full-pool macro-F1 {result['full_pool_macro_f1_median']:.3f}; per seed {result['efficiency_per_seed']}; "
-                  f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f})")
+            print(
+                f"{dataset:14s} {strategy:16s} label_efficiency {result['label_efficiency']:.2f}  "
+                f"(labels to 98% of full-pool macro-F1: strategy {result['strategy_labels_needed_median']:.0f}, "
+                f"random {result['random_labels_needed_median']:.0f}; pool {result['pool']}, "
+                f"full-pool macro-F1 {result['full_pool_macro_f1_median']:.3f}; per seed {result['efficiency_per_seed']}; "
+                f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f})"
+            )
             if dataset == "qa0-sim":
-                keys = ("fail_recall_at_5pct", "fail_recall_at_10pct", "random_fail_recall_at_10pct",
-                        "pool_fail_caught_at_5pct", "pool_fail_caught_at_10pct", "random_pool_fail_caught_at_10pct",
-                        "full_pool_fail_recall")
+                keys = (
+                    "fail_recall_at_5pct",
+                    "fail_recall_at_10pct",
+                    "random_fail_recall_at_10pct",
+                    "pool_fail_caught_at_5pct",
+                    "pool_fail_caught_at_10pct",
+                    "random_pool_fail_caught_at_10pct",
+                    "full_pool_fail_recall",
+                )
                 print("   " + ", ".join(f"{k} {_fmt(result[k])}" for k in keys))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))

@@ -28,14 +28,33 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa0_label.simulate import generate  # noqa: E402
+from qa0_label.sim.simulate import generate  # noqa: E402
 
 BASE = 2_000  # distinct simulated EBs the file repeats (with new uids)
 BLOCK = 100_000  # rows written per to_csv call, so generating the file needs little memory
 COLUMNS = [
-    "uid", "sb_name", "project", "source", "band", "array", "start_time", "duration_s", "n_antennas", "pwv_mm",
-    "elevation_deg", "tsys_median_k", "phase_rms_deg", "flagged_fraction", "exec_fraction", "freq_ghz", "flux_jy",
-    "flux_err_jy", "spectral_index", "spectral_index_err", "expected_flux_jy", "expected_flux_err_jy",
+    "uid",
+    "sb_name",
+    "project",
+    "source",
+    "band",
+    "array",
+    "start_time",
+    "duration_s",
+    "n_antennas",
+    "pwv_mm",
+    "elevation_deg",
+    "tsys_median_k",
+    "phase_rms_deg",
+    "flagged_fraction",
+    "exec_fraction",
+    "freq_ghz",
+    "flux_jy",
+    "flux_err_jy",
+    "spectral_index",
+    "spectral_index_err",
+    "expected_flux_jy",
+    "expected_flux_err_jy",
 ]
 
 
@@ -50,9 +69,9 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> None:
         block = base.iloc[np.arange(start, start + n) % BASE].reset_index(drop=True).copy()
         index = np.arange(start, start + n)
         block["uid"] = [f"uid://A002/X{0x100000 + i // 4096:x}/X{i % 4096:x}" for i in index]
-        block["start_time"] = (
-            block["start_time"] + pd.to_timedelta(index // BASE, unit="D")
-        ).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        block["start_time"] = (block["start_time"] + pd.to_timedelta(index // BASE, unit="D")).dt.strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
         block["pwv_mm"] = (block["pwv_mm"] * rng.uniform(0.9, 1.1, n)).round(3)
         block["qa0_status"] = statuses[rng.integers(0, len(statuses), n)]
         block["wind_ms"] = rng.gamma(2.0, 3.0, n).round(2)
@@ -93,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "ebs.csv"
         t0 = time.perf_counter()
         write_csv(path, args.rows)
-        print(f"wrote {args.rows:,} EB rows ({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"wrote {args.rows:,} EB rows ({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.0f} s"
+        )
         db = args.db or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
         runs = ["first import (inserts)"] + (["second import (updates)"] if args.twice else [])
         for label in runs:
@@ -105,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"  wall {fig['wall']:.1f} s, CPU {fig['cpu']:.1f} s, peak RSS {fig['rss_mb']:.0f} MB, "
                 f"{args.rows / fig['wall']:,.0f} rows/s"
             )
-            print(f"  (1-minute load average before / after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs)")
+            print(
+                f"  (1-minute load average before / after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs)"
+            )
     return 0
 
 

@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_ui import CHROMIUM, CHROMIUM_ARGS, count_ebs, free_port, start_server  # noqa: E402
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+IDLE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+)
 
 
 def _children() -> dict[int, list[int]]:
@@ -136,7 +138,10 @@ def main() -> int:
     ap.add_argument("--labeler", default="bench_mem_aod")
     args = ap.parse_args()
     if not args.db.exists():
-        print(f"{args.db} does not exist; build it with `python -m qa0_label --db sqlite:///PATH benchmark scale --pool 100000`", file=sys.stderr)
+        print(
+            f"{args.db} does not exist; build it with `python -m qa0_label --db sqlite:///PATH benchmark scale --pool 100000`",
+            file=sys.stderr,
+        )
         return 2
 
     from playwright.sync_api import sync_playwright
@@ -168,7 +173,8 @@ def main() -> int:
                 page.keyboard.press("psf"[i % 3])
                 page.wait_for_function(
                     "(old) => { const u = document.querySelector('.st-key-qa0-uid'); return u && u.innerText.trim() !== old; }",
-                    arg=old, timeout=60_000,
+                    arg=old,
+                    timeout=60_000,
                 )
                 _settle(page)
                 labelled += 1
@@ -200,19 +206,21 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - last resort
             server.kill()
     mb = 1024 * 1024
-    result.update({
-        "peak_rss_mb": round(sampler.peak_tree / mb, 1),
-        "peak_main_process_mb": round(sampler.peak_main / mb, 1),
-        "peak_by_phase_mb": {k: round(v / mb, 1) for k, v in sampler.by_phase.items()},
-        "processes_at_peak_mb": [(n, round(r / mb, 1)) for n, r in sampler.at_peak if r],
-        # RSS counts shared library pages once per process; PSS splits them (what the tree really occupies).
-        "peak_pss_mb": round(sampler.peak_pss / mb, 1),
-        "limit_mb": 1024,
-        "under_limit": sampler.peak_tree < 1024 * mb,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "load_after": round(os.getloadavg()[0], 2),
-        "server_log": str(work / "server.log"),
-    })
+    result.update(
+        {
+            "peak_rss_mb": round(sampler.peak_tree / mb, 1),
+            "peak_main_process_mb": round(sampler.peak_main / mb, 1),
+            "peak_by_phase_mb": {k: round(v / mb, 1) for k, v in sampler.by_phase.items()},
+            "processes_at_peak_mb": [(n, round(r / mb, 1)) for n, r in sampler.at_peak if r],
+            # RSS counts shared library pages once per process; PSS splits them (what the tree really occupies).
+            "peak_pss_mb": round(sampler.peak_pss / mb, 1),
+            "limit_mb": 1024,
+            "under_limit": sampler.peak_tree < 1024 * mb,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "load_after": round(os.getloadavg()[0], 2),
+            "server_log": str(work / "server.log"),
+        }
+    )
     print(json.dumps(result, indent=2))
     if not args.in_place:
         db.unlink(missing_ok=True)

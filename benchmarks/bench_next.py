@@ -19,11 +19,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa0_label import assign, labels, training  # noqa: E402
-from qa0_label.benchmark_al import synthetic_pool  # noqa: E402
+from qa0_label.bench.al import synthetic_pool  # noqa: E402
 from qa0_label.config import Settings  # noqa: E402
-from qa0_label.db import init_db, make_engine, session_scope  # noqa: E402
-from qa0_label.models import GoldEB  # noqa: E402
+from qa0_label.learning import training
+from qa0_label.queue import assign  # noqa: E402
+from qa0_label.store import labels
+from qa0_label.store.db import init_db, make_engine, session_scope  # noqa: E402
+from qa0_label.store.models import GoldEB  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             for eb in range(1, 51):
                 s.add(GoldEB(eb_id=eb, value="Pass", set_by_id=lead.id))
         result = training.retrain(engine=engine, settings=settings, trigger="bench")
-        print(f"pool: {pool['n_ebs']} EBs, {pool['n_labels']} labels, model version {result['version']} "
-              f"(ready in {time.perf_counter() - t:.1f} s)")
+        print(
+            f"pool: {pool['n_ebs']} EBs, {pool['n_labels']} labels, model version {result['version']} "
+            f"(ready in {time.perf_counter() - t:.1f} s)"
+        )
         names = [f"bench-reviewer-{i}" for i in range(args.aods)]
         timings: list[float] = []
         routes: dict[str, int] = {}
@@ -64,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
                 with session_scope(engine, write=True) as s:
                     labels.record_label(session=s, eb_id=pick["eb_id"], labeler=who, value="Pass")
         ms = np.asarray(timings)
-        print(f"next_for over {len(ms)} calls by {args.aods} AoDs on {args.n} EBs: p50 {np.percentile(ms, 50):.1f} ms, "
-              f"p95 {np.percentile(ms, 95):.1f} ms, max {ms.max():.1f} ms")
+        print(
+            f"next_for over {len(ms)} calls by {args.aods} AoDs on {args.n} EBs: p50 {np.percentile(ms, 50):.1f} ms, "
+            f"p95 {np.percentile(ms, 95):.1f} ms, max {ms.max():.1f} ms"
+        )
         print(f"picks shown as: {routes}")
         engine.dispose()
     return 0

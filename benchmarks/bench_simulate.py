@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa0_label.db import init_db, make_engine  # noqa: E402
-from qa0_label.simulate import simulate  # noqa: E402
+from qa0_label.sim.simulate import simulate  # noqa: E402
+from qa0_label.store.db import init_db, make_engine  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,12 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simulate --n {args.n} --seed {args.seed} into a fresh SQLite file")
     print(f"seconds: {summary['seconds']:.1f} (CPU seconds of this process: {cpu:.1f})")
     print(f"database size: {size_mb:.0f} MB")
-    print(f"detail rows: {summary['n_detail_rows']} total, per EB mean {rows['mean']:.0f} / min {rows['min']} / max {rows['max']}")
+    print(
+        f"detail rows: {summary['n_detail_rows']} total, per EB mean {rows['mean']:.0f} / min {rows['min']} / max {rows['max']}"
+    )
     print(
         f"reference shares: Pass {shares['Pass']:.1%} / SemiPass {shares['SemiPass']:.1%} / Fail {shares['Fail']:.1%}"
     )
     # The machine may be shared: wall time depends on what else runs, CPU seconds much less so.
-    print(f"(1-minute load average before / after the run: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs)")
+    print(
+        f"(1-minute load average before / after the run: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs)"
+    )
     return 0
 
 

@@ -40,8 +40,13 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 KEYS = "psf"
 
@@ -90,8 +95,8 @@ def build_database(n: int, path: Path) -> Path:
     """A simulated database of N EBs (+ labels by 4 AoDs), built once and reused."""
     if path.exists():
         return path
-    from qa0_label.db import dispose_engines, get_engine
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
+    from qa0_label.store.db import dispose_engines, get_engine
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
@@ -102,7 +107,7 @@ def build_database(n: int, path: Path) -> Path:
     simulate(engine=engine, n=n, seed=11, aods=4, labeled=min(400, n))
     # The usual state: a model exists and its queues are ranked (a cold start is a one-off).
     from qa0_label.config import load_settings
-    from qa0_label.training import retrain
+    from qa0_label.learning.training import retrain
 
     retrain(engine=engine, settings=load_settings(f"sqlite:///{tmp}"), trigger="cli")
     engine.dispose()
@@ -124,13 +129,31 @@ def start_server(
     db: Path, port: int, log: Path, *, model_dir: Path | None = None, timing: bool = True
 ) -> subprocess.Popen[bytes]:
     """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off); also used by bench_memory.py."""
-    env = {**os.environ, "QA0_DATABASE_URL": f"sqlite:///{db}", "QA0_SEED_DEMO": "0",
-           "QA0_UI_TIMING": "1" if timing else "0",
-           # Retrains run only when the benchmark asks for one (auto-retrain would start one every 25 labels).
-           "QA0_AUTO_RETRAIN": "0",
-           "QA0_MODEL_DIR": str(model_dir or db.parent / "models"), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    env = {
+        **os.environ,
+        "QA0_DATABASE_URL": f"sqlite:///{db}",
+        "QA0_SEED_DEMO": "0",
+        "QA0_UI_TIMING": "1" if timing else "0",
+        # Retrains run only when the benchmark asks for one (auto-retrain would start one every 25 labels).
+        "QA0_AUTO_RETRAIN": "0",
+        "QA0_MODEL_DIR": str(model_dir or db.parent / "models"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.time() + 90  # a cold start on a busy 2-core box can take a minute
     while time.time() < deadline:
@@ -148,8 +171,12 @@ def stats(samples: list[float]) -> dict[str, float]:
     """Median, p95 and max of SAMPLES (ms)."""
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"n": len(samples), "median_ms": round(statistics.median(ordered), 1), "p95_ms": round(p95, 1),
-            "max_ms": round(ordered[-1], 1)}
+    return {
+        "n": len(samples),
+        "median_ms": round(statistics.median(ordered), 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(ordered[-1], 1),
+    }
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -180,8 +207,13 @@ def browser_task_s(cdp: object) -> float:
 
 
 def measure(
-    page: object, presses: int, dwell: float, *, while_running: bool = False,
-    cdp: object = None, server_pid: int | None = None,
+    page: object,
+    presses: int,
+    dwell: float,
+    *,
+    while_running: bool = False,
+    cdp: object = None,
+    server_pid: int | None = None,
 ) -> list[dict[str, float]]:
     """Press P/S/F PRESSES times; per press the in-browser times (ms) of uid shown, run finished, all drawn,
     and (given CDP and SERVER_PID) the CPU milliseconds the browser page and the server tree spent meanwhile."""
@@ -271,8 +303,12 @@ def main() -> int:
     ap.add_argument("--retrain", action="store_true", help="also measure while a background retrain runs")
     ap.add_argument("--screenshot", help="save a screenshot of the Label page here")
     ap.add_argument("--samples", type=Path, help="also write every press's timings here (JSON)")
-    ap.add_argument("--db", type=Path, help="use this SQLite file (with a trained model) instead of building one, "
-                    "e.g. a 100,000-EB pool from `python -m qa0_label simulate`")
+    ap.add_argument(
+        "--db",
+        type=Path,
+        help="use this SQLite file (with a trained model) instead of building one, "
+        "e.g. a 100,000-EB pool from `python -m qa0_label simulate`",
+    )
     ap.add_argument("--in-place", action="store_true", help="with --db: label in that file instead of a copy")
     args = ap.parse_args()
 
@@ -317,8 +353,9 @@ def main() -> int:
             result["server"] = server_summary(work / "server.log", skip=1 + args.warmup)
             print(json.dumps(result), file=sys.stderr, flush=True)
             if args.retrain:
-                during, retrains = measure_during_retrains(page, args.presses, args.dwell, cdp=cdp,
-                                                           server_pid=server.pid)
+                during, retrains = measure_during_retrains(
+                    page, args.presses, args.dwell, cdp=cdp, server_pid=server.pid
+                )
                 result["retrains_started"] = retrains
                 result["press_to_rendered_during_retrain"] = press_stats(during) if during else "retrain ended too soon"
             browser.close()

@@ -23,7 +23,7 @@ class UserError(Exception):
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from qa0_label.db import get_engine
+    from qa0_label.store.db import get_engine
 
     return get_engine(args.db)
 
@@ -61,7 +61,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError("--labeled needs --aods K (how many simulated AoDs give the labels)")
     if args.details_for is not None and args.details_for < 0:
         raise UserError("--details-for must not be negative")
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
 
     try:
         summary = simulate(
@@ -85,7 +85,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
-    from qa0_label.ingest import ImportRefused, import_file
+    from qa0_label.ingest.pipeline import ImportRefused, import_file
 
     try:
         summary = import_file(
@@ -107,7 +107,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"{out}: --out must end in .csv or .parquet")
-    from qa0_label.ingest import export_labels
+    from qa0_label.ingest.pipeline import export_labels
 
     n = export_labels(engine=_engine(args), out=out, current=args.current)
     print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")
@@ -116,16 +116,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_label(args: argparse.Namespace) -> int:
     """Record one label for the EB with this uid."""
-    from qa0_label.db import session_scope
-    from qa0_label.labels import LabelError, eb_id_for_uid, normalize_value, record_label
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import LabelError, eb_id_for_uid, normalize_value, record_label
 
     try:
         value = normalize_value(args.value)
         with session_scope(_engine(args), write=True) as session:
             eb_id = eb_id_for_uid(session=session, uid=args.uid)
-            event = record_label(
-                session=session, eb_id=eb_id, labeler=args.labeler, value=value, comment=args.comment
-            )
+            event = record_label(session=session, eb_id=eb_id, labeler=args.labeler, value=value, comment=args.comment)
             event_id = event.id
     except LabelError as exc:
         raise UserError(str(exc)) from None
@@ -137,9 +135,9 @@ def cmd_role(args: argparse.Namespace) -> int:
     """Show a labeler's role, or set it (aod or lead; an unknown name is created)."""
     from sqlmodel import select
 
-    from qa0_label.db import session_scope
-    from qa0_label.labels import LabelError, normalize_name, set_role
-    from qa0_label.models import Labeler
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import LabelError, normalize_name, set_role
+    from qa0_label.store.models import Labeler
 
     try:
         with session_scope(_engine(args), write=args.role is not None) as session:
@@ -158,7 +156,7 @@ def cmd_role(args: argparse.Namespace) -> int:
 
 def cmd_next(args: argparse.Namespace) -> int:
     """The EB this AoD should review next, and why."""
-    from qa0_label.assign import next_for
+    from qa0_label.queue.assign import next_for
 
     result = next_for(engine=_engine(args), labeler=args.labeler, strategy=args.strategy, settings=_settings(args))
     if result is None:
@@ -176,7 +174,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Train, score the pool and store a model run."""
-    from qa0_label.training import RetrainRefused, retrain
+    from qa0_label.learning.training import RetrainRefused, retrain
 
     try:
         result = retrain(
@@ -201,9 +199,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_agreement(args: argparse.Namespace) -> int:
     """Agreement statistics over each labeler's current label."""
-    from qa0_label.agreement import agreement_report
-    from qa0_label.db import session_scope
-    from qa0_label.labels import current_labels
+    from qa0_label.lead.agreement import agreement_report
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import current_labels
 
     with session_scope(_engine(args)) as session:
         report = agreement_report(current_labels(session, include_archive=False))
@@ -225,7 +223,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Consistent copy of a live SQLite database."""
-    from qa0_label.db import backup_sqlite
+    from qa0_label.store.db import backup_sqlite
 
     try:
         size = backup_sqlite(_engine(args), Path(args.out))
@@ -238,23 +236,34 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Performance and label-efficiency figures."""
     if args.what == "al":
-        from qa0_label.benchmark_al import run_benchmark
-        from qa0_label.strategies import DEFAULT_STRATEGY
+        from qa0_label.bench.al import run_benchmark
+        from qa0_label.learning.strategies import DEFAULT_STRATEGY
 
         result = run_benchmark(
-            dataset=args.dataset, strategy=args.strategy or DEFAULT_STRATEGY, seeds=args.seeds,
+            dataset=args.dataset,
+            strategy=args.strategy or DEFAULT_STRATEGY,
+            seeds=args.seeds,
             progress=_progress_printer(args.json),
         )
     elif args.what == "scale":
         if args.pool <= 0 or args.writers < 0 or args.calls <= 0 or args.details_for < 0 or args.think_ms < 0:
             raise UserError("--pool and --calls must be positive; --writers, --details-for, --think-ms not negative")
-        from qa0_label.benchmark_scale import run_scale_benchmark
+        from qa0_label.bench.scale import run_scale_benchmark
         from qa0_label.config import database_url
 
         result = run_scale_benchmark(
-            url=database_url(args.db), pool=args.pool, details_for=args.details_for, aods=args.aods,
-            labels=args.labels, calls=args.calls, writers=args.writers, writer_iterations=args.writer_iterations,
-            think_ms=args.think_ms, retrain=not args.no_retrain, seed=args.seed, progress=_progress_printer(args.json),
+            url=database_url(args.db),
+            pool=args.pool,
+            details_for=args.details_for,
+            aods=args.aods,
+            labels=args.labels,
+            calls=args.calls,
+            writers=args.writers,
+            writer_iterations=args.writer_iterations,
+            think_ms=args.think_ms,
+            retrain=not args.no_retrain,
+            seed=args.seed,
+            progress=_progress_printer(args.json),
         )
     else:
         raise UserError(f"unknown benchmark {args.what!r}")
@@ -291,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aods", type=int, default=0, help="number of simulated AoDs giving labels")
     p.add_argument("--labeled", type=int, default=0, help="number of labels the simulated AoDs give")
     p.add_argument(
-        "--details-for", type=int, default=None, metavar="M",
+        "--details-for",
+        type=int,
+        default=None,
+        metavar="M",
         help="detail rows only for the first M new EBs (default: all); makes big pools cheap",
     )
     p.add_argument("--json", action="store_true")
@@ -357,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--writers", type=int, default=0, help="concurrent AoDs (threads, then processes)")
     b.add_argument("--writer-iterations", type=int, default=30, help="next + label rounds per concurrent AoD")
     b.add_argument(
-        "--think-ms", type=float, default=0.0,
+        "--think-ms",
+        type=float,
+        default=0.0,
         help="pause after each concurrent label (0.5-1.5 x this; 0 = back-to-back stress)",
     )
     b.add_argument("--no-retrain", action="store_true", help="skip the retrain phase (uses the last model)")

@@ -60,5 +60,5 @@ def load_settings(cli_db: str | None = None) -> Settings:
 def _default_model_dir(url: str) -> Path:
     # Keep model artifacts beside a SQLite file so that a temporary database gets temporary models.
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///"):]).parent / "models"
+        return Path(url[len("sqlite:///") :]).parent / "models"
     return Path("db/models")

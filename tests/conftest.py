@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from qa0_label.db import dispose_engines, init_db, make_engine
+from qa0_label.store.db import dispose_engines, init_db, make_engine
 
 POSTGRES_ADMIN_URL = os.environ.get("QA0_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_ADMIN_URL else [])

@@ -16,12 +16,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from qa0_label import adjudication as adj
-from qa0_label import agreement, charts, lead_charts, lead_report
-from qa0_label.db import session_scope
-from qa0_label.identity import roster, set_role_as_lead
-from qa0_label.labels import LabelError, NotAllowed, eb_id_for_uid
-from qa0_label.models import LABEL_VALUES, ROLES
+from qa0_label.access.identity import roster, set_role_as_lead
+from qa0_label.lead import adjudication as adj
+from qa0_label.lead import agreement
+from qa0_label.lead import charts as lead_charts
+from qa0_label.lead import report as lead_report
+from qa0_label.review import charts
+from qa0_label.store.db import session_scope
+from qa0_label.store.labels import LabelError, NotAllowed, eb_id_for_uid
+from qa0_label.store.models import LABEL_VALUES, ROLES
 from qa0_label.ui import widgets as w
 
 N_BOOT = 1000
@@ -38,11 +41,32 @@ K_GOLD_VALUE = "qa0-gold-value"
 K_GOLD_REASON = "qa0-gold-reason"
 K_GOLD_RESULT = "qa0-gold-result"
 
-QUEUE_COLUMNS = ["uid", "source", "band", "start_time", "n_labels", "values", "majority", "adjudicated_value",
-                 "last_label_at"]
-PER_AOD_COLUMNS = ["labeler", "n_labels", "share_pass", "share_semipass", "share_fail", "median_seconds",
-                   "agreement_with_consensus", "kappa_with_consensus", "n_vs_consensus", "agreement_with_model",
-                   "n_vs_model", "gold_accuracy", "gold_n"]
+QUEUE_COLUMNS = [
+    "uid",
+    "source",
+    "band",
+    "start_time",
+    "n_labels",
+    "values",
+    "majority",
+    "adjudicated_value",
+    "last_label_at",
+]
+PER_AOD_COLUMNS = [
+    "labeler",
+    "n_labels",
+    "share_pass",
+    "share_semipass",
+    "share_fail",
+    "median_seconds",
+    "agreement_with_consensus",
+    "kappa_with_consensus",
+    "n_vs_consensus",
+    "agreement_with_model",
+    "n_vs_model",
+    "gold_accuracy",
+    "gold_n",
+]
 
 
 # --- cached data (keys are small state values read on every rerun) ----------------------------------------
@@ -195,8 +219,19 @@ def per_aod_section(url: str, state: dict[str, Any]) -> None:
         st.info("No labels yet: per-AoD figures appear with the first labels.")
         return
     st.altair_chart(
-        charts.per_labeler_chart(table[["labeler", "share_pass", "share_semipass", "share_fail", "n_labels",
-                                        "median_seconds", "agreement_with_consensus"]]),
+        charts.per_labeler_chart(
+            table[
+                [
+                    "labeler",
+                    "share_pass",
+                    "share_semipass",
+                    "share_fail",
+                    "n_labels",
+                    "median_seconds",
+                    "agreement_with_consensus",
+                ]
+            ]
+        ),
         width="stretch",
         height=min(max(200, 30 * len(table) + 120), 900),  # see summary_section: discrete y needs a height
     )
@@ -260,8 +295,10 @@ def model_section(url: str, state: dict[str, Any]) -> None:
         column_config={
             "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm"),
             "n": st.column_config.NumberColumn("EBs in CV", format="%d"),
-            **{c: st.column_config.NumberColumn(format="%.3f") for c in
-               ("kappa", "accuracy", "recall_pass", "recall_semipass", "recall_fail", "macro_f1")},
+            **{
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("kappa", "accuracy", "recall_pass", "recall_semipass", "recall_fail", "macro_f1")
+            },
         },
     )
 

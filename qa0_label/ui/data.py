@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from qa0_label.browse import LABEL_STATES, BrowseFilter, browse_ebs, filter_options
-from qa0_label.db import session_scope
+from qa0_label.review.browse import LABEL_STATES, BrowseFilter, browse_ebs, filter_options
+from qa0_label.store.db import session_scope
 from qa0_label.ui import widgets as w
 
 MAX_UPLOAD_MB = 200  # also server.maxUploadSize in .streamlit/config.toml (the browser refuses above it)
@@ -87,7 +87,7 @@ def upload_limit_mb() -> float:
 
 
 def _run_import(ctx: w.PageContext, ebs_file: Any, details_file: Any) -> None:
-    from qa0_label.ingest import ImportRefused, import_file, upload_problem
+    from qa0_label.ingest.pipeline import ImportRefused, import_file, upload_problem
 
     files = [f for f in (ebs_file, details_file) if f is not None]
     limit = upload_limit_mb()
@@ -112,7 +112,8 @@ def _run_import(ctx: w.PageContext, ebs_file: Any, details_file: Any) -> None:
         )
     except ImportRefused as exc:
         st.session_state[K_IMPORT_RESULT] = (
-            "refused", (_problems_frame(list(exc.problems)).to_dict("records"), int(getattr(exc, "omitted", 0)))
+            "refused",
+            (_problems_frame(list(exc.problems)).to_dict("records"), int(getattr(exc, "omitted", 0))),
         )
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a user error, not a crash
         st.session_state[K_IMPORT_RESULT] = (
@@ -151,7 +152,7 @@ def export_section(ctx: w.PageContext) -> None:
     url = ctx.settings.database_url
 
     def build() -> bytes:
-        from qa0_label.ingest import export_labels_frame
+        from qa0_label.ingest.pipeline import export_labels_frame
 
         frame = export_labels_frame(engine=w.engine_for(url), current=current)
         return _csv_bytes(frame)
@@ -169,7 +170,7 @@ def export_section(ctx: w.PageContext) -> None:
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:
     try:
-        from qa0_label.ingest import spreadsheet_safe  # type: ignore[attr-defined]
+        from qa0_label.ingest.pipeline import spreadsheet_safe  # type: ignore[attr-defined]
 
         frame = spreadsheet_safe(frame)
     except ImportError:

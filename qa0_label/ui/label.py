@@ -16,13 +16,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from qa0_label import limits
-from qa0_label.browse import eb_id_for_uid, eb_labels, uid_of
-from qa0_label.charts import review_panel
-from qa0_label.db import get_engine, session_scope
-from qa0_label.labels import LabelError, record_label, record_skip, undo_last
-from qa0_label.lookahead import reserve_next
-from qa0_label.review_bundle import BundleCache, ReviewBundle, likely_next
+from qa0_label.queue.lookahead import reserve_next
+from qa0_label.review import limits
+from qa0_label.review.browse import eb_id_for_uid, eb_labels, uid_of
+from qa0_label.review.bundle import BundleCache, ReviewBundle, likely_next
+from qa0_label.review.charts import review_panel
+from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last
 from qa0_label.ui import widgets as w
 
 K_ASSIGN = "qa0_assignment"  # plain dict from assign.next_for (+ "labeler"): ids and numbers only
@@ -93,7 +93,8 @@ def _prefetch_next(url: str, who: str, eb_id: int) -> None:
         # are built before the key press; the queue head is only a guess when nothing could be reserved.
         ahead = (
             reserve_next(engine=engine, labeler=who, current_eb_id=eb_id, strategy=strategy, settings=settings)
-            if reserve else None
+            if reserve
+            else None
         )
         return [ahead] if ahead is not None else likely_next(engine=engine, labeler=who, strategy=strategy)
 
@@ -118,7 +119,7 @@ def _set_assignment(assignment: dict[str, Any] | None, who: str) -> None:
 
 def fetch_next(url: str, who: str) -> dict[str, Any] | None:
     """Ask assign.next_for for this AoD's EB (the same leased EB until it is labelled or skipped)."""
-    from qa0_label.assign import next_for
+    from qa0_label.queue.assign import next_for
 
     strategy = st.session_state.get(w.K_STRATEGY)
     assignment = next_for(engine=w.engine_for(url), labeler=who, strategy=strategy, settings=w.settings())
@@ -127,8 +128,15 @@ def fetch_next(url: str, who: str) -> dict[str, Any] | None:
 
 
 def press_is_current(
-    *, current: dict[str, Any] | None, event: str | None, shown_at: float | None, eb_id: int, event_id: str,
-    who: str, now: float, min_dwell_s: float = MIN_DWELL_S,
+    *,
+    current: dict[str, Any] | None,
+    event: str | None,
+    shown_at: float | None,
+    eb_id: int,
+    event_id: str,
+    who: str,
+    now: float,
+    min_dwell_s: float = MIN_DWELL_S,
 ) -> bool:
     """True when a press belongs to the EB on screen and came after it had been visible for min_dwell_s.
 
@@ -411,9 +419,9 @@ def draw_plots(url: str, bundle: ReviewBundle) -> None:
     """The four review charts as one view (charts.review_panel), the heatmap metric selector and the notes."""
     st.session_state.setdefault(K_HEAT, "Tsys")
     with st.container(key="qa0-plots"):
-        choice = st.segmented_control(
-            "Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True
-        ) or "Tsys"
+        choice = (
+            st.segmented_control("Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True) or "Tsys"
+        )
         heat, _n = bundle_cache().heatmap(url, bundle.eb_id, HEAT_METRICS[choice])
         specs = {**bundle.specs, "heatmap": heat}
         panel = review_panel(specs)
@@ -448,15 +456,29 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             label_visibility="collapsed",
             width=420,
         )
-        st.button("Skip", key="qa0-btn-skip", shortcut="K", on_click=on_skip, args=args_common,
-                  type="tertiary", help="Move on without a label (releases the EB)")
-        st.button("Undo", key="qa0-btn-undo", shortcut="U", on_click=on_undo, args=args_common,
-                  type="tertiary", help="Revert your last label and show that EB again")
+        st.button(
+            "Skip",
+            key="qa0-btn-skip",
+            shortcut="K",
+            on_click=on_skip,
+            args=args_common,
+            type="tertiary",
+            help="Move on without a label (releases the EB)",
+        )
+        st.button(
+            "Undo",
+            key="qa0-btn-undo",
+            shortcut="U",
+            on_click=on_undo,
+            args=args_common,
+            type="tertiary",
+            help="Revert your last label and show that EB again",
+        )
 
 
 def sidebar(ctx: w.PageContext) -> None:
     """Label-page sidebar: query strategy and model status."""
-    from qa0_label.strategies import strategy_names
+    from qa0_label.learning.strategies import strategy_names
 
     names = list(strategy_names())
     if names:
@@ -489,7 +511,9 @@ def readonly_view(ctx: w.PageContext, uid: str) -> None:
     with st.container(border=True, key="qa0-labels"):
         st.markdown("**Labels**")
         if labels.empty:
-            st.caption("No labels yet." if not withheld else "Labels are hidden until you give your own (blind review).")
+            st.caption(
+                "No labels yet." if not withheld else "Labels are hidden until you give your own (blind review)."
+            )
         else:
             st.dataframe(
                 labels[["created_at", "labeler", "kind", "value", "comment", "reason", "seconds_on_eb"]],

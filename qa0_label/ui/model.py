@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from qa0_label import model_report as mr
-from qa0_label.db import session_scope
+from qa0_label.learning import report as mr
+from qa0_label.store.db import session_scope
 from qa0_label.ui import widgets as w
 
 
@@ -26,7 +26,7 @@ def report_data(url: str) -> dict[str, Any]:
 def _chart_or(builder_name: str, frame: pd.DataFrame, fallback: Any, **kwargs: Any) -> None:
     # Prefer the shared Altair builder from charts.py; Streamlit's native chart is the fallback.
     try:
-        from qa0_label import charts
+        from qa0_label.review import charts
 
         builder = getattr(charts, builder_name, None)
     except ImportError:

@@ -23,10 +23,10 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from qa0_label.access.identity import Identity, ensure_labeler, is_lead, resolve_identity, roster
 from qa0_label.config import Settings, load_settings
-from qa0_label.db import get_engine, session_scope
-from qa0_label.identity import Identity, ensure_labeler, is_lead, resolve_identity, roster
-from qa0_label.retrain_process import RetrainRunner, should_auto_retrain
+from qa0_label.learning.retrain_process import RetrainRunner, should_auto_retrain
+from qa0_label.store.db import get_engine, session_scope
 
 # Session-state keys (one place, so pages and tests agree on them).
 K_CHOSEN = "qa0_chosen_labeler"
@@ -147,7 +147,7 @@ def ensure_demo_data(engine: Engine, url: str) -> None:
         if url in _seeded:
             return
         if seeding_enabled():
-            from qa0_label.simulate import seed_demo_if_empty
+            from qa0_label.sim.simulate import seed_demo_if_empty
 
             bar = st.progress(0.0, text="Checking the database…")
 
@@ -279,7 +279,9 @@ def identity_panel(ctx: PageContext) -> None:
         key="qa0_pick",
         placeholder="Pick your name",
         on_change=_switch_labeler,
-        format_func=lambda n: n if n == NEW_NAME_OPTION else f"{n} · {'lead' if dict(people).get(n) == 'lead' else 'AoD'}",
+        format_func=lambda n: (
+            n if n == NEW_NAME_OPTION else f"{n} · {'lead' if dict(people).get(n) == 'lead' else 'AoD'}"
+        ),
     )
     if st.session_state.get("qa0_pick") == NEW_NAME_OPTION or not names:
         st.text_input("Your name", key=K_NEW_NAME, max_chars=80, placeholder="e.g. Ana Rojas")
@@ -336,7 +338,7 @@ def new_event_id() -> str:
 
 @st.cache_data(ttl=1.0, show_spinner=False, max_entries=16)
 def _training_status(url: str) -> dict[str, Any]:
-    from qa0_label import training
+    from qa0_label.learning import training
 
     return training.status(engine=engine_for(url))
 

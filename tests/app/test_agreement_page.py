@@ -18,11 +18,12 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from qa0_label import adjudication as adj
-from qa0_label import agreement, lead_report
-from qa0_label.db import dispose_engines, get_engine, session_scope
-from qa0_label.labels import consensus, current_labels, record_label, set_role
-from qa0_label.models import ModelRun, utcnow
+from qa0_label.lead import adjudication as adj
+from qa0_label.lead import agreement
+from qa0_label.lead import report as lead_report
+from qa0_label.store.db import dispose_engines, get_engine, session_scope
+from qa0_label.store.labels import consensus, current_labels, record_label, set_role
+from qa0_label.store.models import ModelRun, utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
@@ -42,7 +43,7 @@ def _use_db(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:
 @pytest.fixture(scope="module")
 def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 simulated EBs with 160 labels from 4 simulated AoDs, built once per module."""
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
 
     path = tmp_path_factory.mktemp("agreement") / "template.sqlite"
     engine = get_engine(f"sqlite:///{path}")
@@ -154,7 +155,12 @@ def test_seeded_summary_matches_the_library(seeded_db: str) -> None:
     notes = [t.value for t in at.text if t.value.startswith("• ")]
     assert notes == [f"• {n}" for n in report["notes"]]
     titles = " ".join(str(c.proto.spec) for c in at.get("vega_lite_chart"))
-    for title in ("Cohen's kappa between AoDs", "Krippendorff's alpha", "Agreement between two AoDs", "Label mix per AoD"):
+    for title in (
+        "Cohen's kappa between AoDs",
+        "Krippendorff's alpha",
+        "Agreement between two AoDs",
+        "Label mix per AoD",
+    ):
         assert json.dumps(title)[1:-1] in titles, title
     per_aod = _frame_with(at, "labeler", "median_seconds", "agreement_with_model", "gold_accuracy")
     assert per_aod is not None
@@ -181,9 +187,11 @@ def test_report_is_cached_until_a_new_label(seeded_db: str, monkeypatch: pytest.
     engine = get_engine(seeded_db)
     with session_scope(engine, write=True) as session:
         # A second label on an EB that had one: one more shared EB.
-        eb_id = session.connection().execute(
-            text("SELECT eb_id FROM label GROUP BY eb_id HAVING COUNT(*) = 1 ORDER BY eb_id LIMIT 1")
-        ).scalar_one()
+        eb_id = (
+            session.connection()
+            .execute(text("SELECT eb_id FROM label GROUP BY eb_id HAVING COUNT(*) = 1 ORDER BY eb_id LIMIT 1"))
+            .scalar_one()
+        )
         record_label(session=session, eb_id=eb_id, labeler="t_second", value="Fail")
     at.run()
     _ok(at)
@@ -194,11 +202,28 @@ def test_report_is_cached_until_a_new_label(seeded_db: str, monkeypatch: pytest.
 def test_model_tab_shows_the_latest_finished_run(seeded_db: str) -> None:
     matrix = [[30, 3, 2], [4, 6, 2], [1, 1, 9]]
     with session_scope(get_engine(seeded_db), write=True) as session:
-        session.add(ModelRun(version=1, status="done", n_labels=40, finished_at=utcnow(),
-                             metrics={"confusion_matrix": [[9, 1, 0], [5, 1, 0], [0, 0, 2]]}))
-        session.add(ModelRun(version=2, status="done", n_labels=58, finished_at=utcnow(),
-                             metrics={"confusion_matrix": matrix, "labels": ["Pass", "SemiPass", "Fail"],
-                                      "per_class_recall": {"Pass": 30 / 35, "SemiPass": 0.5, "Fail": 9 / 11}}))
+        session.add(
+            ModelRun(
+                version=1,
+                status="done",
+                n_labels=40,
+                finished_at=utcnow(),
+                metrics={"confusion_matrix": [[9, 1, 0], [5, 1, 0], [0, 0, 2]]},
+            )
+        )
+        session.add(
+            ModelRun(
+                version=2,
+                status="done",
+                n_labels=58,
+                finished_at=utcnow(),
+                metrics={
+                    "confusion_matrix": matrix,
+                    "labels": ["Pass", "SemiPass", "Fail"],
+                    "per_class_recall": {"Pass": 30 / 35, "SemiPass": 0.5, "Fail": 9 / 11},
+                },
+            )
+        )
     at = _page("t_aod")
     assert _metric(at, "Model version") == "v2"
     assert _metric(at, "κ vs consensus") == f"{lead_report.kappa_from_confusion(matrix):.3f}"
@@ -240,12 +265,16 @@ def test_lead_adjudicates_an_eb_from_the_queue(seeded_db: str) -> None:
     _ok(at)
     assert any("Adjudicated" in m for m in _messages(at, "success"))
     with session_scope(engine) as session:
-        rows = session.connection().execute(
-            text(
-                "SELECT l.eb_id, l.value, l.reason, l.kind FROM label l JOIN labeler b ON b.id = l.labeler_id "
-                "WHERE b.name = 't_lead'"
+        rows = (
+            session.connection()
+            .execute(
+                text(
+                    "SELECT l.eb_id, l.value, l.reason, l.kind FROM label l JOIN labeler b ON b.id = l.labeler_id "
+                    "WHERE b.name = 't_lead'"
+                )
             )
-        ).fetchall()
+            .fetchall()
+        )
         cons = consensus(session).set_index("eb_id")
     assert [tuple(r) for r in rows] == [(eb_id, "Fail", "antenna DV08 Tsys spike in scans 4-6", "adjudication")]
     assert (cons.loc[eb_id, "value"], cons.loc[eb_id, "source"]) == ("Fail", "adjudication")
@@ -306,7 +335,11 @@ def test_lead_marks_and_unmarks_a_gold_eb(seeded_db: str) -> None:
     with session_scope(engine) as session:
         labels = current_labels(session, include_archive=False)
         eb_id = int(labels.groupby("eb_id").size().sort_index().loc[lambda s: s >= 2].index[0])
-        uid = session.connection().execute(text("SELECT uid FROM execution_block WHERE id = :i"), {"i": eb_id}).scalar_one()
+        uid = (
+            session.connection()
+            .execute(text("SELECT uid FROM execution_block WHERE id = :i"), {"i": eb_id})
+            .scalar_one()
+        )
     mine = labels[labels["eb_id"] == eb_id]
     at = _page("t_lead")
 
@@ -324,7 +357,9 @@ def test_lead_marks_and_unmarks_a_gold_eb(seeded_db: str) -> None:
     _ok(at)
     with session_scope(engine) as session:
         gold = adj.gold_table(session=session)
-    assert gold[["uid", "value", "set_by", "reason"]].values.tolist() == [[uid, "Fail", "t_lead", "three dead antennas"]]
+    assert gold[["uid", "value", "set_by", "reason"]].values.tolist() == [
+        [uid, "Fail", "t_lead", "three dead antennas"]
+    ]
     table = _frame_with(at, "uid", "value", "set_by")
     assert table is not None and table["uid"].tolist() == [uid]
     scores = _frame_with(at, "labeler", "n", "correct", "accuracy")

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from qa0_label.db import dispose_engines, get_engine, session_scope
-from qa0_label.labels import NotAllowed, current_labels, record_label, set_role
+from qa0_label.store.db import dispose_engines, get_engine, session_scope
+from qa0_label.store.labels import NotAllowed, current_labels, record_label, set_role
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
@@ -42,7 +42,7 @@ def _use_db(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:
 @pytest.fixture(scope="module")
 def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database with 200 simulated EBs and 120 labels from 4 simulated AoDs, built once per module."""
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
 
     path = tmp_path_factory.mktemp("seeded") / "template.sqlite"
     engine = get_engine(f"sqlite:///{path}")
@@ -148,13 +148,17 @@ def test_buttons_label_the_displayed_eb(seeded_db: str) -> None:
         assert _shown_uid(at) != uid, "the next EB is shown after a label"
         assert at.session_state["qa0_assignment"]["eb_id"] != eb_id
     with session_scope(get_engine(seeded_db)) as session:
-        rows = session.connection().execute(
-            text(
-                "SELECT e.uid, l.value, l.comment, l.seconds_on_eb FROM label l "
-                "JOIN execution_block e ON e.id = l.eb_id JOIN labeler b ON b.id = l.labeler_id "
-                "WHERE b.name = 't_aod' ORDER BY l.id"
+        rows = (
+            session.connection()
+            .execute(
+                text(
+                    "SELECT e.uid, l.value, l.comment, l.seconds_on_eb FROM label l "
+                    "JOIN execution_block e ON e.id = l.eb_id JOIN labeler b ON b.id = l.labeler_id "
+                    "WHERE b.name = 't_aod' ORDER BY l.id"
+                )
             )
-        ).fetchall()
+            .fetchall()
+        )
     assert {r[0]: r[1] for r in rows} == seen
     assert len(rows) == 3
     assert rows[2][2] == "baseline 3 **low** <b>amp</b>"  # stored verbatim
@@ -189,13 +193,17 @@ def test_skip_moves_on_and_undo_reverts(seeded_db: str) -> None:
     assert _shown_uid(at) == labelled, "undo shows the EB again"
     assert _current(seeded_db, "t_undo") == {}
     with session_scope(get_engine(seeded_db)) as session:
-        n_skips = session.connection().execute(
-            text("SELECT COUNT(*) FROM skip s JOIN labeler b ON b.id = s.labeler_id WHERE b.name = 't_undo'")
-        ).scalar_one()
+        n_skips = (
+            session.connection()
+            .execute(text("SELECT COUNT(*) FROM skip s JOIN labeler b ON b.id = s.labeler_id WHERE b.name = 't_undo'"))
+            .scalar_one()
+        )
         kinds = [
             r[0]
             for r in session.connection().execute(
-                text("SELECT l.kind FROM label l JOIN labeler b ON b.id = l.labeler_id WHERE b.name='t_undo' ORDER BY l.id")
+                text(
+                    "SELECT l.kind FROM label l JOIN labeler b ON b.id = l.labeler_id WHERE b.name='t_undo' ORDER BY l.id"
+                )
             )
         ]
     assert n_skips == 1
@@ -207,7 +215,7 @@ def test_skip_moves_on_and_undo_reverts(seeded_db: str) -> None:
 
 @pytest.mark.slow
 def test_retrain_now_creates_a_model_run(seeded_db: str) -> None:
-    from qa0_label import training
+    from qa0_label.learning import training
 
     at = _open(_app("t_retrain"), "label")
     at.button(key="qa0_retrain").click().run()
@@ -238,7 +246,7 @@ def test_aod_sees_no_adjudication_and_library_refuses(seeded_db: str) -> None:
         with pytest.raises(NotAllowed):
             record_label(session=session, eb_id=eb_id, labeler="t_aod", value="Fail", kind="adjudication", reason="x")
     try:
-        from qa0_label.adjudication import adjudicate
+        from qa0_label.lead.adjudication import adjudicate
     except ImportError:
         return
     with session_scope(engine, write=True) as session, pytest.raises(NotAllowed):
@@ -257,12 +265,16 @@ def test_lead_can_adjudicate_from_the_page(seeded_db: str) -> None:
     at.button(key="qa0-adj-go").click().run()
     assert not at.exception
     with session_scope(engine) as session:
-        rows = session.connection().execute(
-            text(
-                "SELECT l.value, l.reason FROM label l JOIN labeler b ON b.id = l.labeler_id "
-                "WHERE l.kind = 'adjudication' AND b.name = 't_lead'"
+        rows = (
+            session.connection()
+            .execute(
+                text(
+                    "SELECT l.value, l.reason FROM label l JOIN labeler b ON b.id = l.labeler_id "
+                    "WHERE l.kind = 'adjudication' AND b.name = 't_lead'"
+                )
             )
-        ).fetchall()
+            .fetchall()
+        )
     assert [(r[0], r[1]) for r in rows] == [("SemiPass", "antenna DV08 Tsys spike")]
 
 
@@ -280,12 +292,16 @@ def test_oidc_login_wins_over_the_url(empty_db: str) -> None:
 def test_read_only_view_keeps_overlap_blind(seeded_db: str) -> None:
     engine = get_engine(seeded_db)
     with session_scope(engine) as session:
-        uid, eb_id = session.connection().execute(
-            text(
-                "SELECT e.uid, e.id FROM execution_block e JOIN label l ON l.eb_id = e.id "
-                "WHERE l.comment IS NULL GROUP BY e.id ORDER BY e.id LIMIT 1"
+        uid, eb_id = (
+            session.connection()
+            .execute(
+                text(
+                    "SELECT e.uid, e.id FROM execution_block e JOIN label l ON l.eb_id = e.id "
+                    "WHERE l.comment IS NULL GROUP BY e.id ORDER BY e.id LIMIT 1"
+                )
             )
-        ).one()
+            .one()
+        )
     at = _open(_app("t_viewer", eb=uid), "label")
     assert _shown_uid(at) == uid
     assert not [b for b in at.button if b.key == "qa0-btn-pass"], "read-only: no label buttons"
@@ -306,7 +322,7 @@ def test_first_start_seeds_the_demo_once_per_process(tmp_path: Path, monkeypatch
         progress(0.5, "halfway")  # type: ignore[operator]
         return True
 
-    monkeypatch.setattr("qa0_label.simulate.seed_demo_if_empty", fake_seed)
+    monkeypatch.setattr("qa0_label.sim.simulate.seed_demo_if_empty", fake_seed)
     at = _open(_app(labeler=None), "label")
     at.run()
     _open(_app(labeler=None), "label")  # a second browser session of the same server process

@@ -7,16 +7,21 @@ from datetime import datetime, timezone
 
 import pytest
 
-from qa0_label import cli, labels
-from qa0_label.db import get_engine, session_scope
-from qa0_label.models import ExecutionBlock
+from qa0_label import cli
+from qa0_label.store import labels
+from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.models import ExecutionBlock
 
 
 def _seed(db_url: str, rows: list[tuple[int, str, str]]) -> None:
     with session_scope(get_engine(db_url), write=True) as s:
         ebs = [
-            ExecutionBlock(uid=f"uid://A002/Xcli/X{i}", source="J0522-3627", band=6,
-                           start_time=datetime(2024, 2, 1, i, tzinfo=timezone.utc))
+            ExecutionBlock(
+                uid=f"uid://A002/Xcli/X{i}",
+                source="J0522-3627",
+                band=6,
+                start_time=datetime(2024, 2, 1, i, tzinfo=timezone.utc),
+            )
             for i in range(4)
         ]
         s.add_all(ebs)
@@ -26,9 +31,20 @@ def _seed(db_url: str, rows: list[tuple[int, str, str]]) -> None:
 
 
 def test_agreement_json_contract(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _seed(db_url, [(0, "ana", "Pass"), (0, "bob", "Pass"), (1, "ana", "Fail"), (1, "bob", "SemiPass"),
-                   (2, "ana", "Pass"), (2, "bob", "Pass"), (2, "archive", "Fail"), (3, "ana", "Fail"),
-                   (3, "ana", "Pass")])  # ana's revision on EB 3 leaves it with one labeler
+    _seed(
+        db_url,
+        [
+            (0, "ana", "Pass"),
+            (0, "bob", "Pass"),
+            (1, "ana", "Fail"),
+            (1, "bob", "SemiPass"),
+            (2, "ana", "Pass"),
+            (2, "bob", "Pass"),
+            (2, "archive", "Fail"),
+            (3, "ana", "Fail"),
+            (3, "ana", "Pass"),
+        ],
+    )  # ana's revision on EB 3 leaves it with one labeler
     assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_items"] == 3

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qa0_label import cli
-from qa0_label.db import get_engine
+from qa0_label.store.db import get_engine
 from tests.db.al_pool import label, make_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,10 @@ def test_next_json_in_a_subprocess(db_url: str, tmp_path: Path) -> None:
     make_pool(get_engine(db_url), 5)
     proc = subprocess.run(
         [sys.executable, "-m", "qa0_label", "--db", db_url, "next", "--labeler", "Cy", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["uid"].startswith("uid://")

@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy import text
 
 from qa0_label import cli
-from qa0_label.db import get_engine, session_scope
-from qa0_label.models import ExecutionBlock
+from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.models import ExecutionBlock
 
 
 def _seed_one(db_url: str) -> str:
     uid = "uid://A002/X10d9399/Xae5e"
     with session_scope(get_engine(db_url)) as s:
-        s.add(ExecutionBlock(uid=uid, source="J1256-0547", band=3, start_time=datetime(2024, 1, 1, tzinfo=timezone.utc)))
+        s.add(
+            ExecutionBlock(uid=uid, source="J1256-0547", band=3, start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+        )
     return uid
 
 
@@ -59,7 +61,9 @@ def test_commands_in_one_process_do_not_share_options(db_url: str, capsys: pytes
         (["nonsense"], "invalid choice"),
     ],
 )
-def test_bad_input_exits_2_with_message(db_url: str, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+def test_bad_input_exits_2_with_message(
+    db_url: str, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     uid = _seed_one(db_url)
     argv = [uid if a == "UID" else a for a in argv]
     assert cli.main(["--db", db_url, *argv]) == 2
@@ -81,7 +85,9 @@ def test_label_subprocess_starts_without_sklearn(db_url: str, tmp_path: Path) ->
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, "--db", db_url, "label", uid, "--labeler", "Ana", "--value", "Pass"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -105,7 +111,9 @@ def test_backup_refuses_to_overwrite_live_database(db_url: str, capsys: pytest.C
     assert "must not overwrite" in capsys.readouterr().err
 
 
-def test_backup_of_postgres_points_to_pg_dump(db_url: str, backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backup_of_postgres_points_to_pg_dump(
+    db_url: str, backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     if backend == "sqlite":
         pytest.skip("PostgreSQL only")
     assert cli.main(["--db", db_url, "backup", "--out", str(tmp_path / "x.sqlite")]) == 2

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from qa0_label import cli
-from qa0_label.db import get_engine
+from qa0_label.store.db import get_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "uid,source,band,start_time,pwv_mm,qa0_status,comment_text\n"
@@ -29,7 +29,11 @@ def run(*args: str, db: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "qa0_label", "--db", db, *args],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
     )
 
 
@@ -114,9 +118,7 @@ def test_import_with_details_and_reimport(db_url: str, tmp_path: Path, capsys: p
     ebs, det = tmp_path / "ebs.csv", tmp_path / "det.csv"
     ebs.write_text(GOOD)
     det.write_text(
-        "uid,antenna,spw,scan,tsys_k,flagged\n"
-        "uid://A002/X1/X1,DA41,0,1,80,no\n"
-        "uid://A002/X1/X1,DA42,0,1,95,yes\n"
+        "uid,antenna,spw,scan,tsys_k,flagged\nuid://A002/X1/X1,DA41,0,1,80,no\nuid://A002/X1/X1,DA42,0,1,95,yes\n"
     )
     argv = ["--db", db_url, "import", str(ebs), "--details", str(det), "--quiet"]
     assert cli.main(argv) == 0
@@ -131,8 +133,23 @@ def test_export_current_and_parquet(db_url: str, tmp_path: Path, capsys: pytest.
     ebs = tmp_path / "ebs.csv"
     ebs.write_text(GOOD)
     assert cli.main(["--db", db_url, "import", str(ebs), "--quiet"]) == 0
-    assert cli.main(["--db", db_url, "label", "uid://A002/X1/X1", "--labeler", "ana", "--value", "fail",
-                     "--comment", "=cmd|' /C calc'!A0"]) == 0
+    assert (
+        cli.main(
+            [
+                "--db",
+                db_url,
+                "label",
+                "uid://A002/X1/X1",
+                "--labeler",
+                "ana",
+                "--value",
+                "fail",
+                "--comment",
+                "=cmd|' /C calc'!A0",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["--db", db_url, "label", "uid://A002/X1/X1", "--labeler", "ana", "--value", "pass"]) == 0
     capsys.readouterr()
     events, current = tmp_path / "events.parquet", tmp_path / "current.csv"
@@ -142,8 +159,10 @@ def test_export_current_and_parquet(db_url: str, tmp_path: Path, capsys: pytest.
     assert len(pd.read_parquet(events)) == 4
     frame = pd.read_csv(current, dtype=str, keep_default_na=False)
     assert frame[["labeler", "value"]].values.tolist() == [
-        ["archive", "Pass"], ["archive", "SemiPass"], ["ana", "Pass"]
+        ["archive", "Pass"],
+        ["archive", "SemiPass"],
+        ["ana", "Pass"],
     ]
-    raw = (tmp_path / "all.csv")
+    raw = tmp_path / "all.csv"
     assert cli.main(["--db", db_url, "export", "--out", str(raw)]) == 0
     assert "'=cmd|' /C calc'!A0" in raw.read_text()

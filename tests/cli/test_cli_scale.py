@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qa0_label import benchmark_scale as B
 from qa0_label import cli
+from qa0_label.bench import scale as B
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,21 @@ def _small_thresholds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_scale_json_contract_and_reuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'scale.sqlite'}"
-    argv = ["--db", url, "benchmark", "scale", "--pool", "120", "--details-for", "15", "--labels", "90",
-            "--calls", "6", "--json"]
+    argv = [
+        "--db",
+        url,
+        "benchmark",
+        "scale",
+        "--pool",
+        "120",
+        "--details-for",
+        "15",
+        "--labels",
+        "90",
+        "--calls",
+        "6",
+        "--json",
+    ]
     assert cli.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pool"] == 120 and out["ebs"] == 120 and out["reused"] is False
@@ -39,8 +52,8 @@ def test_bad_scale_arguments_exit_2(tmp_path: Path) -> None:
 
 
 def test_concurrent_threads_phase_checks_hold(db_url: str) -> None:
-    from qa0_label.db import get_engine
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
+    from qa0_label.store.db import get_engine
 
     engine = get_engine(db_url)
     simulate(engine=engine, n=60, seed=1, details_for=0)
@@ -64,8 +77,8 @@ def test_double_lease_check() -> None:
 
 
 def test_think_time_paces_each_aod(db_url: str) -> None:
-    from qa0_label.db import get_engine
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
+    from qa0_label.store.db import get_engine
 
     engine = get_engine(db_url)
     simulate(engine=engine, n=40, seed=2, details_for=0)

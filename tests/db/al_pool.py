@@ -7,14 +7,27 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from qa0_label import labels
-from qa0_label.db import bulk_insert, session_scope
+from qa0_label.store import labels
+from qa0_label.store.db import bulk_insert, session_scope
 
 SOURCES = ("J1256-0547", "J0319+4130", "J1924-2914", "J2253+1608")
 BANDS = (3, 4, 6, 7)
 _COLS = [
-    "uid", "source", "band", "array", "start_time", "n_antennas", "pwv_mm", "elevation_deg", "exec_fraction",
-    "phase_rms_deg", "flux_jy", "flux_err_jy", "expected_flux_jy", "freq_ghz", "imported_at",
+    "uid",
+    "source",
+    "band",
+    "array",
+    "start_time",
+    "n_antennas",
+    "pwv_mm",
+    "elevation_deg",
+    "exec_fraction",
+    "phase_rms_deg",
+    "flux_jy",
+    "flux_err_jy",
+    "expected_flux_jy",
+    "freq_ghz",
+    "imported_at",
 ]
 _FREQ = {3: 97.5, 4: 145.0, 6: 233.0, 7: 343.5}
 
@@ -45,8 +58,21 @@ def make_pool(engine: Engine, n: int, *, seed: int = 0, blocked_head: int = 0) -
         start = t0 + timedelta(hours=7 * i)
         rows.append(
             (
-                f"uid://A002/X{seed:x}/X{i:x}", source, band, "12m", start, n_ant, float(rng.uniform(0.3, 2.0)),
-                float(rng.uniform(30, 80)), execf, phase, 2.0, 0.05, 2.0, _FREQ[band], start,
+                f"uid://A002/X{seed:x}/X{i:x}",
+                source,
+                band,
+                "12m",
+                start,
+                n_ant,
+                float(rng.uniform(0.3, 2.0)),
+                float(rng.uniform(30, 80)),
+                execf,
+                phase,
+                2.0,
+                0.05,
+                2.0,
+                _FREQ[band],
+                start,
             )
         )
     with session_scope(engine, write=True) as s:
@@ -54,9 +80,15 @@ def make_pool(engine: Engine, n: int, *, seed: int = 0, blocked_head: int = 0) -
         first = conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM execution_block").scalar()
         if conn.dialect.name == "sqlite":
             # SQLite stores datetimes as text in SQLAlchemy's format.
-            rows = [r[:4] + (r[4].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[5:14] + (r[14].strftime("%Y-%m-%d %H:%M:%S.%f"),) for r in rows]
+            rows = [
+                r[:4] + (r[4].strftime("%Y-%m-%d %H:%M:%S.%f"),) + r[5:14] + (r[14].strftime("%Y-%m-%d %H:%M:%S.%f"),)
+                for r in rows
+            ]
         bulk_insert(conn, "execution_block", _COLS, rows)
-        ids = [int(r[0]) for r in conn.exec_driver_sql(f"SELECT id FROM execution_block WHERE id > {int(first)} ORDER BY id")]
+        ids = [
+            int(r[0])
+            for r in conn.exec_driver_sql(f"SELECT id FROM execution_block WHERE id > {int(first)} ORDER BY id")
+        ]
     return dict(zip(ids, truths))
 
 

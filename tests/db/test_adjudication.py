@@ -8,18 +8,23 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import select
 
-from qa0_label import adjudication as adj
-from qa0_label import agreement, labels
-from qa0_label.db import session_scope
-from qa0_label.models import ExecutionBlock, GoldEB, Label, Labeler
+from qa0_label.lead import adjudication as adj
+from qa0_label.lead import agreement
+from qa0_label.store import labels
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import ExecutionBlock, GoldEB, Label, Labeler
 
 
 def _add_ebs(engine, n: int) -> list[int]:
     start = datetime(2024, 5, 1, 3, 0, tzinfo=timezone.utc)
     with session_scope(engine) as s:
         ebs = [
-            ExecutionBlock(uid=f"uid://A002/Xadj/X{i:x}", source="J1924-2914", band=3 + i % 4,
-                           start_time=start + timedelta(hours=i))
+            ExecutionBlock(
+                uid=f"uid://A002/Xadj/X{i:x}",
+                source="J1924-2914",
+                band=3 + i % 4,
+                start_time=start + timedelta(hours=i),
+            )
             for i in range(n)
         ]
         s.add_all(ebs)
@@ -175,7 +180,9 @@ def test_labels_for_eb_shows_current_labels_and_rulings(team) -> None:
         with pytest.raises(labels.LabelError):
             adj.labels_for_eb(session=s, eb_id=999_999)
     assert view[["kind", "labeler", "value"]].values.tolist() == [
-        ["review", "ana", "SemiPass"], ["review", "bob", "Fail"], ["adjudication", "lena", "SemiPass"],
+        ["review", "ana", "SemiPass"],
+        ["review", "bob", "Fail"],
+        ["adjudication", "lena", "SemiPass"],
     ]
     assert view["comment"].tolist()[0] == "low elevation"
     assert view["reason"].tolist()[2] == "elevation 22 deg"

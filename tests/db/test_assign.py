@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from qa0_label import assign, labels
-from qa0_label import strategies as S
 from qa0_label.config import Settings
-from qa0_label.db import make_engine, session_scope
-from qa0_label.models import ExecutionBlock, GoldEB, Labeler, Lease, ModelRun, Score, ScoreRank, utcnow
+from qa0_label.learning import strategies as S
+from qa0_label.queue import assign
+from qa0_label.store import labels
+from qa0_label.store.db import make_engine, session_scope
+from qa0_label.store.models import ExecutionBlock, GoldEB, Labeler, Lease, ModelRun, Score, ScoreRank, utcnow
 from tests.db.al_pool import label, make_pool
 
 # Routing off unless a test turns it on: plain queue behaviour first.
@@ -98,7 +99,7 @@ def test_an_aod_never_gets_an_eb_they_labelled(engine) -> None:
 @pytest.mark.sqlite_only
 def test_two_aods_asking_at_once_never_share_an_eb(db_url: str) -> None:
     setup_engine = make_engine(db_url)
-    from qa0_label.db import init_db
+    from qa0_label.store.db import init_db
 
     init_db(setup_engine)
     make_pool(setup_engine, 60)
@@ -146,7 +147,16 @@ def test_overlap_share_is_respected_and_blind(engine) -> None:
         pick = _label_current(engine, "bo", truth, settings)
         text = json.dumps(pick)
         assert "SECRET-ANA-NOTE" not in text and "ana" not in text
-        assert set(pick) >= {"eb_id", "uid", "strategy", "reason", "uncertainty", "proba", "model_version", "lease_expires_at"}
+        assert set(pick) >= {
+            "eb_id",
+            "uid",
+            "strategy",
+            "reason",
+            "uncertainty",
+            "proba",
+            "model_version",
+            "lease_expires_at",
+        }
         if pick["eb_id"] in first:
             overlap += 1
             assert pick["strategy"] == "overlap"
@@ -296,7 +306,7 @@ def test_a_new_process_compiles_its_pick_before_the_write_transaction(db_url: st
     from sqlalchemy.engine.default import CACHE_HIT
 
     setup = make_engine(db_url)
-    from qa0_label.db import init_db
+    from qa0_label.store.db import init_db
 
     init_db(setup)
     truth = make_pool(setup, 30)
@@ -327,7 +337,7 @@ def test_picks_and_labels_work_on_a_sqlite_without_returning(db_url: str) -> Non
     # SQLite has RETURNING only from 3.35 on (Ubuntu 20.04 ships 3.31), where it is a syntax error.
     from sqlalchemy import event
 
-    from qa0_label.db import init_db
+    from qa0_label.store.db import init_db
 
     engine = make_engine(db_url)
     init_db(engine)

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from sqlalchemy import func
 from sqlmodel import select
 
-from qa0_label import labels
-from qa0_label.db import bulk_insert, get_engine, session_scope
-from qa0_label.models import Label
+from qa0_label.store import labels
+from qa0_label.store.db import bulk_insert, get_engine, session_scope
+from qa0_label.store.models import Label
 
 N_WRITERS = 8
 PER_WRITER = 25
@@ -41,7 +41,9 @@ def test_eight_threads_label_at_once_and_nothing_is_lost(db_url: str) -> None:
             start.wait()
             for i in range(PER_WRITER):
                 with session_scope(engine, write=True) as s:
-                    labels.record_label(session=s, eb_id=i + 1, labeler=f"aod{k}", value=("Pass", "SemiPass", "Fail")[(i + k) % 3])
+                    labels.record_label(
+                        session=s, eb_id=i + 1, labeler=f"aod{k}", value=("Pass", "SemiPass", "Fail")[(i + k) % 3]
+                    )
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
@@ -85,7 +87,7 @@ def test_a_writer_outwaiting_busy_timeout_still_gets_in(tmp_path, monkeypatch) -
     import sqlite3
     import time
 
-    from qa0_label import db as dbmod
+    from qa0_label.store import db as dbmod
 
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
     path = tmp_path / "busy.sqlite"

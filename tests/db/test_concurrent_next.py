@@ -10,8 +10,8 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from qa0_label import assign
-from qa0_label.db import get_engine
+from qa0_label.queue import assign
+from qa0_label.store.db import get_engine
 from tests.db.al_pool import make_pool
 
 N_PROCS = 8
@@ -49,7 +49,10 @@ def test_eight_processes_asking_next_never_share_an_eb(db_url: str) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _SCRIPT, db_url, f"proc-aod-{k}", str(ROUNDS)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for k in range(N_PROCS)
     ]
@@ -72,8 +75,8 @@ def test_postgres_next_passes_over_an_eb_another_aod_is_leasing_instead_of_waiti
     from datetime import datetime, timezone
 
     from qa0_label.config import Settings
-    from qa0_label.db import session_scope
-    from qa0_label.labels import get_or_create_labeler
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import get_or_create_labeler
 
     if backend != "postgresql":
         pytest.skip("SQLite has one writer: the second AoD queues at the write gate by design")
@@ -82,8 +85,11 @@ def test_postgres_next_passes_over_an_eb_another_aod_is_leasing_instead_of_waiti
     assign.build_cold_start_queue(engine=engine)
     settings = Settings(overlap_share=0.0, random_share=0.0, gold_share=0.0)
     with session_scope(engine) as s:
-        head = int(s.connection().execute(text(
-            "SELECT eb_id FROM score_rank WHERE run_id IS NULL ORDER BY rank LIMIT 1")).scalar())
+        head = int(
+            s.connection()
+            .execute(text("SELECT eb_id FROM score_rank WHERE run_id IS NULL ORDER BY rank LIMIT 1"))
+            .scalar()
+        )
     with session_scope(engine, write=True) as racing:
         # Another AoD is in the middle of leasing the queue head: inserted, not committed yet.
         me = get_or_create_labeler(session=racing, name="racing-aod").id
@@ -104,11 +110,13 @@ def test_postgres_next_passes_over_an_eb_another_aod_is_leasing_instead_of_waiti
 def test_postgres_lease_refuses_an_eb_labelled_after_the_candidate_query(backend: str, db_url: str) -> None:
     from datetime import datetime, timezone
 
-    from qa0_label import labels
-    from qa0_label.db import session_scope
+    from qa0_label.store import labels
+    from qa0_label.store.db import session_scope
 
     if backend != "postgresql":
-        pytest.skip("SQLite: a pick holds the write lock from its candidate query on, nothing can be labelled meanwhile")
+        pytest.skip(
+            "SQLite: a pick holds the write lock from its candidate query on, nothing can be labelled meanwhile"
+        )
     engine = get_engine(db_url)
     make_pool(engine, 5)
     with session_scope(engine) as s:

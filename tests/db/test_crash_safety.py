@@ -27,11 +27,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from qa0_label import assign, training
 from qa0_label.config import Settings
-from qa0_label.db import dispose_engines, init_db, make_engine, session_scope
-from qa0_label.learner import load_artifact
-from qa0_label.models import ModelRun, Score, ScoreRank
+from qa0_label.learning import training
+from qa0_label.learning.learner import load_artifact
+from qa0_label.queue import assign
+from qa0_label.store.db import dispose_engines, init_db, make_engine, session_scope
+from qa0_label.store.models import ModelRun, Score, ScoreRank
 from tests.db.al_pool import label, make_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,11 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "QA0_MIN_LABELS": "20"}
 def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -73,7 +78,7 @@ def _fresh(db_url: str) -> Engine:
 def _integrity_ok(db_url: str) -> None:
     if not db_url.startswith("sqlite"):
         return
-    conn = sqlite3.connect(db_url[len("sqlite:///"):])
+    conn = sqlite3.connect(db_url[len("sqlite:///") :])
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -95,7 +100,9 @@ def _digest(engine: Engine, table: str, columns: str) -> tuple[int, str]:
 
 RETRAIN_DRIVER = """
 import sys, time
-from qa0_label import cli, learner, training
+from qa0_label import cli
+from qa0_label.learning import learner
+from qa0_label.learning import training
 
 pause = sys.argv[2]
 if pause == "fit":
@@ -128,7 +135,8 @@ def _served(engine: Engine, run_id: int) -> tuple[int, list[int]]:
     with session_scope(engine) as s:
         n = len(s.exec(select(Score.id).where(Score.run_id == run_id)).all())
         queue = s.exec(
-            select(ScoreRank.eb_id).where(ScoreRank.run_id == run_id, ScoreRank.strategy == "margin")
+            select(ScoreRank.eb_id)
+            .where(ScoreRank.run_id == run_id, ScoreRank.strategy == "margin")
             .order_by(ScoreRank.rank)  # type: ignore[arg-type]
         ).all()
     return n, list(queue)
@@ -194,16 +202,23 @@ def _import_files(tmp_path: Path, n_ebs: int, per_eb: int, start: int = 0) -> tu
     uids = [f"uid://A002/X{0x200000 + k // 4096:x}/X{k % 4096:x}" for k in i]
     ebs = pd.DataFrame(
         {
-            "uid": uids, "source": "J1256-0547", "band": "B3",
+            "uid": uids,
+            "source": "J1256-0547",
+            "band": "B3",
             "start_time": pd.Timestamp("2024-05-01", tz="UTC") + pd.to_timedelta(i, unit="min"),
-            "pwv_mm": 0.5 + (i % 20) / 10, "n_antennas": 43, "qa0_status": np.array(["Pass", "Fail", ""])[i % 3],
+            "pwv_mm": 0.5 + (i % 20) / 10,
+            "n_antennas": 43,
+            "qa0_status": np.array(["Pass", "Fail", ""])[i % 3],
         }
     )
     reps = np.repeat(np.arange(n_ebs), per_eb)
     details = pd.DataFrame(
         {
-            "uid": np.asarray(uids)[reps], "antenna": [f"DA{41 + k % 50}" for k in range(len(reps))],
-            "spw": np.arange(len(reps)) // 50 % 4, "scan": 1, "tsys_k": 80.0 + reps % 7,
+            "uid": np.asarray(uids)[reps],
+            "antenna": [f"DA{41 + k % 50}" for k in range(len(reps))],
+            "spw": np.arange(len(reps)) // 50 % 4,
+            "scan": 1,
+            "tsys_k": 80.0 + reps % 7,
         }
     )
     ebs_path, det_path = tmp_path / f"ebs{start}.csv", tmp_path / f"det{start}.csv"
@@ -222,7 +237,7 @@ def _state(engine: Engine) -> dict[str, tuple[int, str]]:
 
 @pytest.mark.slow
 def test_killed_import_leaves_the_database_as_it_was(db_url: str, engine: Engine, tmp_path: Path) -> None:
-    from qa0_label.ingest import import_file
+    from qa0_label.ingest.pipeline import import_file
 
     small = _import_files(tmp_path, 50, 4)
     import_file(engine=engine, path=small[0], details_path=small[1])
@@ -230,7 +245,10 @@ def test_killed_import_leaves_the_database_as_it_was(db_url: str, engine: Engine
     ebs, details = _import_files(tmp_path, 20_000, 12, start=1_000)
     proc = subprocess.Popen(
         [sys.executable, "-m", "qa0_label", "--db", db_url, "import", str(ebs), "--details", str(details)],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     seen = bytearray()
 
@@ -257,8 +275,8 @@ def test_killed_import_leaves_the_database_as_it_was(db_url: str, engine: Engine
 
 LABEL_DRIVER = """
 import sys, time
-from qa0_label.db import get_engine, session_scope
-from qa0_label.labels import record_label
+from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.labels import record_label
 
 engine = get_engine(sys.argv[1])
 eb_ids = [int(x) for x in sys.argv[2].split(",")]
@@ -300,7 +318,11 @@ def test_cli_label_that_exited_0_is_there_after_a_kill_of_a_writer(db_url: str, 
     uid = "uid://A002/X0/X0"
     done = subprocess.run(
         [sys.executable, "-m", "qa0_label", "--db", db_url, "label", uid, "--labeler", "ana", "--value", "fail"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     # Another process that writes and is killed mid-stream does not take the acknowledged label with it.
@@ -319,8 +341,8 @@ def test_cli_label_that_exited_0_is_there_after_a_kill_of_a_writer(db_url: str, 
 
 WRITER_DRIVER = """
 import sys, time
-from qa0_label.db import get_engine, session_scope
-from qa0_label.labels import record_label
+from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.labels import record_label
 
 engine = get_engine(sys.argv[1])
 eb_ids = [int(x) for x in sys.argv[2].split(",")]
@@ -345,7 +367,11 @@ def test_backup_of_a_live_database_is_consistent(db_url: str, engine: Engine, tm
         out = tmp_path / "backup" / "copy.sqlite"
         done = subprocess.run(
             [sys.executable, "-m", "qa0_label", "--db", db_url, "backup", "--out", str(out)],
-            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
         more = _acks(proc, lambda a: len(a) >= 20)  # the writer kept writing during and after the backup

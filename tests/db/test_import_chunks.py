@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from qa0_label import ingest
-from qa0_label.db import init_db, make_engine
-from qa0_label.ingest import ImportRefused, import_file
+from qa0_label.ingest import pipeline as ingest
+from qa0_label.ingest.pipeline import ImportRefused, import_file
+from qa0_label.store.db import init_db, make_engine
 from tests.db.test_import_export import detail_rows, eb_row, snapshot, write_csv
 
 N_BIG = 50_000
@@ -90,8 +90,9 @@ def test_failure_while_writing_a_late_block_rolls_back(engine: Engine, tmp_path:
                 raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        import_file(engine=engine, path=write_csv(tmp_path / "b.csv", _big_rows(1_000)), chunk_rows=300,
-                    progress=explode)
+        import_file(
+            engine=engine, path=write_csv(tmp_path / "b.csv", _big_rows(1_000)), chunk_rows=300, progress=explode
+        )
     assert snapshot(engine) == before
 
 

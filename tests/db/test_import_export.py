@@ -14,17 +14,23 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 
-from qa0_label import ingest, labels
-from qa0_label.db import session_scope
-from qa0_label.ingest import ImportRefused, export_labels, export_labels_frame, import_file, import_frames
-from qa0_label.models import EBDetail, ExecutionBlock, Label, Labeler
+from qa0_label.ingest import pipeline as ingest
+from qa0_label.ingest.pipeline import ImportRefused, export_labels, export_labels_frame, import_file, import_frames
+from qa0_label.store import labels
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import EBDetail, ExecutionBlock, Label, Labeler
 
 
 def eb_row(i: int, **override: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "uid": f"uid://A002/X10d9399/X{i:x}", "source": "J1256-0547", "band": "B3",
-        "start_time": f"2024-05-01T03:{i % 60:02d}:00", "pwv_mm": "0.9", "n_antennas": "43",
-        "elevation_deg": "55", "qa0_status": "pass",
+        "uid": f"uid://A002/X10d9399/X{i:x}",
+        "source": "J1256-0547",
+        "band": "B3",
+        "start_time": f"2024-05-01T03:{i % 60:02d}:00",
+        "pwv_mm": "0.9",
+        "n_antennas": "43",
+        "elevation_deg": "55",
+        "qa0_status": "pass",
     }
     row.update(override)
     return row
@@ -86,8 +92,12 @@ def test_import_stores_typed_values_extras_and_archive_labels(engine: Engine, tm
     ]
     summary = import_file(engine=engine, path=write_csv(tmp_path / "ebs.csv", rows))
     assert summary == {
-        "inserted": 3, "updated": 0, "labels_added": 2, "detail_rows": 0,
-        "extra_columns": ["wind_ms"], "ignored_columns": ["notes"],
+        "inserted": 3,
+        "updated": 0,
+        "labels_added": 2,
+        "detail_rows": 0,
+        "extra_columns": ["wind_ms"],
+        "ignored_columns": ["notes"],
     }
     ebs = ebs_by_uid(engine)
     first, second = ebs[rows[0]["uid"]], ebs[rows[1]["uid"]]
@@ -229,14 +239,27 @@ def test_details_are_imported_and_replaced_per_uid(engine: Engine, tmp_path: Pat
 def test_parquet_import_matches_csv_import(engine: Engine, tmp_path: Path) -> None:
     frame = pd.DataFrame(
         {
-            "uid": ["p1", "p2"], "source": ["J1924-2914", "J1924-2914"], "band": [6, 7],
+            "uid": ["p1", "p2"],
+            "source": ["J1924-2914", "J1924-2914"],
+            "band": [6, 7],
             "start_time": pd.to_datetime(["2024-02-01T00:00:00", "2024-02-01T01:00:00"]),
-            "n_antennas": [45, 46], "pwv_mm": [0.4, None], "qa0_status": ["Pass", None], "wind": [1.5, 2.5],
+            "n_antennas": [45, 46],
+            "pwv_mm": [0.4, None],
+            "qa0_status": ["Pass", None],
+            "wind": [1.5, 2.5],
         }
     )
     frame.to_parquet(tmp_path / "ebs.parquet", index=False)
-    details = pd.DataFrame({"uid": ["p1", "p1"], "antenna": ["DV01", "DV02"], "spw": [0, 0], "scan": [1, 1],
-                            "amplitude": [5.5, 5.6], "flagged": [False, True]})
+    details = pd.DataFrame(
+        {
+            "uid": ["p1", "p1"],
+            "antenna": ["DV01", "DV02"],
+            "spw": [0, 0],
+            "scan": [1, 1],
+            "amplitude": [5.5, 5.6],
+            "flagged": [False, True],
+        }
+    )
     details.to_parquet(tmp_path / "det.parquet", index=False)
     summary = import_file(engine=engine, path=tmp_path / "ebs.parquet", details_path=tmp_path / "det.parquet")
     assert (summary["inserted"], summary["labels_added"], summary["detail_rows"]) == (2, 1, 2)
@@ -306,7 +329,8 @@ def test_export_events_and_current_labels(engine: Engine, tmp_path: Path) -> Non
     assert events["seconds_on_eb"].iloc[2] == 42.5
     current = export_labels_frame(engine=engine, current=True)
     assert current[["uid", "labeler", "value"]].values.tolist() == [
-        [uids[0], "archive", "Pass"], [uids[0], "ana", "SemiPass"],
+        [uids[0], "archive", "Pass"],
+        [uids[0], "ana", "SemiPass"],
     ]
 
 
@@ -315,7 +339,7 @@ def test_csv_export_neutralises_formulas_and_parquet_keeps_text(engine: Engine, 
     out = tmp_path / "out" / "labels.csv"
     assert export_labels(engine=engine, out=out) == 5
     back = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert back["comment"].tolist() == ["", "'=HYPERLINK(\"http://x\",\"y\")", "'-2 dB ripple", "'@home", ""]
+    assert back["comment"].tolist() == ["", '\'=HYPERLINK("http://x","y")', "'-2 dB ripple", "'@home", ""]
     assert not any(c.startswith(("=", "+", "-", "@")) for col in back.columns for c in back[col])
     parquet = tmp_path / "labels.parquet"
     assert export_labels(engine=engine, out=parquet, current=True) == 2
@@ -385,7 +409,9 @@ def test_on_disk_uid_spelling_updates_the_same_eb(engine, tmp_path) -> None:
     first = tmp_path / "a.csv"
     first.write_text("uid,source,band,start_time\nuid://A002/X10d9399/Xae5e,J1256-0547,3,2024-01-01T00:00:00Z\n")
     second = tmp_path / "b.csv"
-    second.write_text("uid,source,band,start_time,pwv_mm\nuid___A002_X10d9399_Xae5e,J1256-0547,B3,2024-01-01T00:00:00,0.8\n")
+    second.write_text(
+        "uid,source,band,start_time,pwv_mm\nuid___A002_X10d9399_Xae5e,J1256-0547,B3,2024-01-01T00:00:00,0.8\n"
+    )
     ingest.import_file(engine=engine, path=first)
     summary = ingest.import_file(engine=engine, path=second)
     assert summary["updated"] == 1 and summary["inserted"] == 0

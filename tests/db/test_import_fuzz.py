@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from qa0_label import cli
-from qa0_label.ingest import ImportRefused, import_file
+from qa0_label.ingest.pipeline import ImportRefused, import_file
 from tests.db.test_import_export import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +37,26 @@ FUZZ = settings(
 )
 
 NAMES = [
-    "uid", "source", "band", "start_time", "pwv_mm", "n_antennas", "elevation_deg", "qa0_status", "array",
-    "sb_name", "flagged_fraction", "wind_ms", "comment", " Band ", "UID", "", "__line__", "id", "extra", "x" * 120,
+    "uid",
+    "source",
+    "band",
+    "start_time",
+    "pwv_mm",
+    "n_antennas",
+    "elevation_deg",
+    "qa0_status",
+    "array",
+    "sb_name",
+    "flagged_fraction",
+    "wind_ms",
+    "comment",
+    " Band ",
+    "UID",
+    "",
+    "__line__",
+    "id",
+    "extra",
+    "x" * 120,
 ]
 GOOD_CELLS = {
     "source": ["J1256-0547", "J0319+4130"],
@@ -56,8 +74,31 @@ GOOD_CELLS = {
 }
 VALID_NAMES = list(GOOD_CELLS)
 ODD_CELLS = [
-    "", " ", "NA", "nan", "inf", "-1", "1e309", "0", "12.5", "abc", "TRUE", "2024-13-45", "B99", "\x00", "a\x00b",
-    "tab\there", "line\nbreak", "é", "日本", '"quoted"', "=cmd|' /C calc'!A0", "9" * 40, "-0", "1,5", "\ufeff",
+    "",
+    " ",
+    "NA",
+    "nan",
+    "inf",
+    "-1",
+    "1e309",
+    "0",
+    "12.5",
+    "abc",
+    "TRUE",
+    "2024-13-45",
+    "B99",
+    "\x00",
+    "a\x00b",
+    "tab\there",
+    "line\nbreak",
+    "é",
+    "日本",
+    '"quoted"',
+    "=cmd|' /C calc'!A0",
+    "9" * 40,
+    "-0",
+    "1,5",
+    "\ufeff",
 ]
 
 
@@ -80,8 +121,13 @@ def csv_files(draw: Any) -> bytes:
     if hostile:
         header = draw(st.lists(st.sampled_from(NAMES), min_size=0, max_size=9))
     else:
-        header = ["uid", "source", "band", "start_time",
-                  *draw(st.lists(st.sampled_from(VALID_NAMES[3:]), unique=True, max_size=6))]
+        header = [
+            "uid",
+            "source",
+            "band",
+            "start_time",
+            *draw(st.lists(st.sampled_from(VALID_NAMES[3:]), unique=True, max_size=6)),
+        ]
     n_rows = draw(st.integers(0 if hostile else 1, 6))
     lines = [header]
     for r in range(n_rows):
@@ -103,7 +149,9 @@ def csv_files(draw: Any) -> bytes:
 def _arrow_column(draw: Any, n: int) -> pa.Array:
     kind = draw(st.sampled_from(["int", "float", "str", "bool", "list", "struct", "bytes", "time", "null", "dict"]))
     if kind == "int":
-        return pa.array(draw(st.lists(st.integers(-(2**63), 2**63 - 1) | st.none(), min_size=n, max_size=n)), pa.int64())
+        return pa.array(
+            draw(st.lists(st.integers(-(2**63), 2**63 - 1) | st.none(), min_size=n, max_size=n)), pa.int64()
+        )
     if kind == "float":
         return pa.array(draw(st.lists(st.floats(allow_nan=True) | st.none(), min_size=n, max_size=n)), pa.float64())
     if kind == "str":
@@ -284,8 +332,21 @@ def test_cli_subprocess_refuses_nested_parquet_with_exit_2(tmp_path: Path) -> No
     path = tmp_path / "nested.parquet"
     path.write_bytes(_nested_parquet())
     done = subprocess.run(
-        [sys.executable, "-m", "qa0_label", "--db", f"sqlite:///{tmp_path / 'x.sqlite'}", "import", str(path), "--quiet"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "qa0_label",
+            "--db",
+            f"sqlite:///{tmp_path / 'x.sqlite'}",
+            "import",
+            str(path),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"{path}: row 1, column source") and "Traceback" not in done.stderr

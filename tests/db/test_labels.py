@@ -9,16 +9,18 @@ from datetime import datetime, timezone
 import pytest
 from sqlmodel import Session, select
 
-from qa0_label import labels
-from qa0_label.db import session_scope
-from qa0_label.models import ExecutionBlock, Label, Lease, Skip, utcnow
+from qa0_label.store import labels
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import ExecutionBlock, Label, Lease, Skip, utcnow
 
 
 def _add_ebs(engine, n: int = 3) -> list[int]:
     with session_scope(engine) as session:
         ebs = [
             ExecutionBlock(
-                uid=f"uid://A002/X1/X{i:x}", source="J1256-0547", band=3,
+                uid=f"uid://A002/X1/X{i:x}",
+                source="J1256-0547",
+                band=3,
                 start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
             )
             for i in range(n)
@@ -28,7 +30,9 @@ def _add_ebs(engine, n: int = 3) -> list[int]:
         return [eb.id for eb in ebs]
 
 
-@pytest.mark.parametrize("raw,expected", [("pass", "Pass"), ("SEMIPASS", "SemiPass"), (" semi-pass ", "SemiPass"), ("Fail", "Fail")])
+@pytest.mark.parametrize(
+    "raw,expected", [("pass", "Pass"), ("SEMIPASS", "SemiPass"), (" semi-pass ", "SemiPass"), ("Fail", "Fail")]
+)
 def test_values_are_case_insensitive(raw: str, expected: str) -> None:
     assert labels.normalize_value(raw) == expected
 
@@ -131,7 +135,12 @@ def test_returned_event_is_the_stored_row(engine) -> None:
     (eb,) = _add_ebs(engine, 1)
     with session_scope(engine, write=True) as s:
         event = labels.record_label(
-            session=s, eb_id=eb, labeler=" ana ", value="semipass", comment="phase jumps", seconds_on_eb=12.5,
+            session=s,
+            eb_id=eb,
+            labeler=" ana ",
+            value="semipass",
+            comment="phase jumps",
+            seconds_on_eb=12.5,
             client_event_id="click-9",
         )
     with session_scope(engine) as s:
@@ -179,7 +188,9 @@ def test_click_racing_its_twin_stores_one_event(engine) -> None:
     def second() -> None:
         try:
             with session_scope(engine, write=True) as s:
-                got.append(labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass", client_event_id="click-2").id)
+                got.append(
+                    labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass", client_event_id="click-2").id
+                )
         except BaseException as exc:  # noqa: BLE001 - asserted below
             got.append(exc)
 

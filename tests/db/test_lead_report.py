@@ -8,17 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label import adjudication as adj
-from qa0_label import agreement, labels, lead_report
-from qa0_label.db import session_scope
-from qa0_label.models import ExecutionBlock, ModelRun, utcnow
+from qa0_label.lead import adjudication as adj
+from qa0_label.lead import agreement
+from qa0_label.lead import report as lead_report
+from qa0_label.store import labels
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import ExecutionBlock, ModelRun, utcnow
 
 
 def _add_ebs(engine, n: int) -> list[int]:
     start = datetime(2024, 5, 1, 3, 0, tzinfo=timezone.utc)
     with session_scope(engine) as s:
         ebs = [
-            ExecutionBlock(uid=f"uid://A002/Xlead/X{i:x}", source="J1924-2914", band=3, start_time=start + timedelta(hours=i))
+            ExecutionBlock(
+                uid=f"uid://A002/Xlead/X{i:x}", source="J1924-2914", band=3, start_time=start + timedelta(hours=i)
+            )
             for i in range(n)
         ]
         s.add_all(ebs)
@@ -113,9 +117,7 @@ def test_overview_uses_current_labels_without_archive(team) -> None:
     assert overview["labelers"] == ["ana", "bob"]
     assert report["percent_agreement"] == pytest.approx(2 / 3)
     (pair,) = report["cohen_kappa"]
-    assert pair["kappa"] == pytest.approx(
-        agreement.cohen_kappa(["Fail", "Pass", "SemiPass"], ["Fail", "Pass", "Fail"])
-    )
+    assert pair["kappa"] == pytest.approx(agreement.cohen_kappa(["Fail", "Pass", "SemiPass"], ["Fail", "Pass", "Fail"]))
     assert "comment" not in overview["labels"].columns
     table = lead_report.summary_table(report)
     assert table.set_index("statistic").loc["Percent agreement", "value"] == pytest.approx(2 / 3)
@@ -151,10 +153,17 @@ def test_model_history_and_latest_run_from_stored_metrics(team) -> None:
     m2 = [[9, 1, 0], [1, 5, 0], [0, 0, 4]]
     _add_run(engine, 1, "done", {"confusion_matrix": m1, "labels": ["Pass", "SemiPass", "Fail"], "macro_f1": 0.6})
     _add_run(engine, 2, "failed", None)
-    _add_run(engine, 3, "done", {
-        "confusion_matrix": m2, "labels": ["Pass", "SemiPass", "Fail"],
-        "per_class_recall": {"Pass": 0.9, "SemiPass": 5 / 6, "Fail": 1.0},
-    }, n_labels=20)
+    _add_run(
+        engine,
+        3,
+        "done",
+        {
+            "confusion_matrix": m2,
+            "labels": ["Pass", "SemiPass", "Fail"],
+            "per_class_recall": {"Pass": 0.9, "SemiPass": 5 / 6, "Fail": 1.0},
+        },
+        n_labels=20,
+    )
     _add_run(engine, 4, "running", None)
     assert _state(engine)[2] == 3
     with session_scope(engine) as s:
@@ -189,7 +198,9 @@ def test_out_of_fold_predictions_fill_the_model_columns(team) -> None:
     assert table.loc["ana", "n_vs_model"] == 3
     assert table.loc["ana", "agreement_with_model"] == pytest.approx(2 / 3)
     assert table.loc["bob", "agreement_with_model"] == pytest.approx(1.0)
-    expected = agreement.model_vs_consensus(cons[["eb_id", "value"]], pd.Series({e1: "Pass", e2: "Pass", e3: "SemiPass"}))
+    expected = agreement.model_vs_consensus(
+        cons[["eb_id", "value"]], pd.Series({e1: "Pass", e2: "Pass", e3: "SemiPass"})
+    )
     assert latest is not None and "out-of-fold predictions" in latest["source"]
     assert latest["n"] == 3 and latest["accuracy"] == pytest.approx(expected["accuracy"])
     assert latest["kappa"] == pytest.approx(expected["kappa"])

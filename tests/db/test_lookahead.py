@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from qa0_label import assign, labels, lookahead
 from qa0_label.config import Settings
-from qa0_label.db import session_scope
-from qa0_label.models import Lease
+from qa0_label.queue import assign, lookahead
+from qa0_label.store import labels
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import Lease
 from tests.db.al_pool import label, make_pool
 from tests.db.test_assign import _fake_run
 

@@ -10,27 +10,65 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
-from qa0_label import labels, limits, review
-from qa0_label.db import bulk_insert, session_scope
-from qa0_label.models import ExecutionBlock
+from qa0_label.review import limits
+from qa0_label.review import view as review
+from qa0_label.store import labels
+from qa0_label.store.db import bulk_insert, session_scope
+from qa0_label.store.models import ExecutionBlock
 
 T0 = datetime(2024, 3, 1, 4, 30, tzinfo=timezone.utc)
 SPW_FREQ = (91.5, 93.5, 101.5, 103.5)
 ANTENNAS = tuple(f"DA{n}" for n in range(41, 47)) + tuple(f"DV{n:02d}" for n in range(1, 7))
-DETAIL_COLS = ("eb_id", "antenna", "spw", "scan", "freq_ghz", "time_s", "tsys_k", "amplitude", "phase_deg",
-               "bp_ripple_db", "flagged")
+DETAIL_COLS = (
+    "eb_id",
+    "antenna",
+    "spw",
+    "scan",
+    "freq_ghz",
+    "time_s",
+    "tsys_k",
+    "amplitude",
+    "phase_deg",
+    "bp_ripple_db",
+    "flagged",
+)
 
 GOOD: dict[str, Any] = dict(
-    source="J1256-0547", band=3, array="12m", duration_s=900.0, n_antennas=45, pwv_mm=1.2, elevation_deg=65.0,
-    tsys_median_k=60.0, phase_rms_deg=12.0, flagged_fraction=0.03, exec_fraction=1.0, freq_ghz=97.5,
-    flux_jy=13.6, flux_err_jy=0.3, spectral_index=-0.55, spectral_index_err=0.05, expected_flux_jy=13.4,
+    source="J1256-0547",
+    band=3,
+    array="12m",
+    duration_s=900.0,
+    n_antennas=45,
+    pwv_mm=1.2,
+    elevation_deg=65.0,
+    tsys_median_k=60.0,
+    phase_rms_deg=12.0,
+    flagged_fraction=0.03,
+    exec_fraction=1.0,
+    freq_ghz=97.5,
+    flux_jy=13.6,
+    flux_err_jy=0.3,
+    spectral_index=-0.55,
+    spectral_index_err=0.05,
+    expected_flux_jy=13.4,
     expected_flux_err_jy=0.4,
 )
 
 
-def add_eb(engine: Engine, uid: str, *, start: datetime = T0, details: bool = True, s0: float = 13.6,
-           alpha: float = -0.55, seed: int = 0, tsys_factor: dict[str, float] | None = None,
-           ripple_spw: dict[int, float] | None = None, flag_antenna: str | None = None, **fields: Any) -> int:
+def add_eb(
+    engine: Engine,
+    uid: str,
+    *,
+    start: datetime = T0,
+    details: bool = True,
+    s0: float = 13.6,
+    alpha: float = -0.55,
+    seed: int = 0,
+    tsys_factor: dict[str, float] | None = None,
+    ripple_spw: dict[int, float] | None = None,
+    flag_antenna: str | None = None,
+    **fields: Any,
+) -> int:
     """Insert one EB (GOOD metrics unless overridden) and, optionally, antenna x spw x scan detail rows."""
     values = {**GOOD, **fields}
     with session_scope(engine) as session:
@@ -49,8 +87,21 @@ def add_eb(engine: Engine, uid: str, *, start: datetime = T0, details: bool = Tr
                         tsys *= (tsys_factor or {}).get(ant, 1.0)
                         ripple = (ripple_spw or {}).get(spw, 0.6) + 0.1 * rng.standard_normal()
                         flagged = ant == flag_antenna
-                        rows.append((eb_id, ant, spw, scan, freq, 60.0 * scan, tsys,
-                                     1000.0 if flagged else flux, float(rng.normal(0, 5)), ripple, flagged))
+                        rows.append(
+                            (
+                                eb_id,
+                                ant,
+                                spw,
+                                scan,
+                                freq,
+                                60.0 * scan,
+                                tsys,
+                                1000.0 if flagged else flux,
+                                float(rng.normal(0, 5)),
+                                ripple,
+                                flagged,
+                            )
+                        )
             bulk_insert(session.connection(), "eb_detail", DETAIL_COLS, rows)
     return eb_id
 
@@ -81,15 +132,33 @@ def test_header_has_typed_fields_and_no_warnings_for_a_good_eb(engine) -> None:
 
 def test_header_warns_for_every_metric_past_its_limit(engine) -> None:
     eb = add_eb(
-        engine, "uid://A002/X1/Xbad", pwv_mm=9.0, elevation_deg=18.0, n_antennas=30, exec_fraction=0.6,
-        flux_jy=9.0, flux_err_jy=0.3, phase_rms_deg=70.0, flagged_fraction=0.5,
-        tsys_factor={"DV03": 3.0}, ripple_spw={2: 4.5},
+        engine,
+        "uid://A002/X1/Xbad",
+        pwv_mm=9.0,
+        elevation_deg=18.0,
+        n_antennas=30,
+        exec_fraction=0.6,
+        flux_jy=9.0,
+        flux_err_jy=0.3,
+        phase_rms_deg=70.0,
+        flagged_fraction=0.5,
+        tsys_factor={"DV03": 3.0},
+        ripple_spw={2: 4.5},
     )
     with session_scope(engine) as s:
         h = review.eb_header(session=s, eb_id=eb)
     w = h["warnings"]
-    assert set(w) == {"pwv_mm", "elevation_deg", "n_antennas", "exec_fraction", "flux_jy", "phase_rms_deg",
-                      "flagged_fraction", "tsys_outliers", "bp_ripple_db"}
+    assert set(w) == {
+        "pwv_mm",
+        "elevation_deg",
+        "n_antennas",
+        "exec_fraction",
+        "flux_jy",
+        "phase_rms_deg",
+        "flagged_fraction",
+        "tsys_outliers",
+        "bp_ripple_db",
+    }
     assert "DV03" in w["tsys_outliers"] and list(h["tsys_outliers"]) == ["DV03"]
     assert h["tsys_outliers"]["DV03"] == pytest.approx(3.0, rel=0.1)
     assert "spw 2" in w["bp_ripple_db"] and "spw 1" not in w["bp_ripple_db"]
@@ -236,7 +305,10 @@ def test_tsys_heatmap_has_one_cell_per_antenna_and_scan_and_shows_the_bad_antenn
 
 def test_phase_heatmap_averages_on_the_circle(engine) -> None:
     eb = add_eb(engine, "uid://A002/X4/X2", details=False)
-    rows = [(eb, "DA41", spw, 1, 100.0, 0.0, 50.0, 1.0, ph, 0.5, False) for spw, ph in enumerate((179.0, -179.0, 177.0, -177.0))]
+    rows = [
+        (eb, "DA41", spw, 1, 100.0, 0.0, 50.0, 1.0, ph, 0.5, False)
+        for spw, ph in enumerate((179.0, -179.0, 177.0, -177.0))
+    ]
     rows += [(eb, "DA42", spw, 1, 100.0, 0.0, 50.0, 1.0, 10.0, 0.5, spw == 0) for spw in range(4)]
     rows += [(eb, "DA43", spw, 1, 100.0, 0.0, 50.0, 1.0, 0.0, 0.5, False) for spw in range(4)]
     with session_scope(engine) as s:
@@ -263,11 +335,21 @@ def test_heatmap_refuses_unknown_metrics_and_is_empty_without_details(engine) ->
 def _context_fixture(engine: Engine) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {"Pass": [], "Fail": [], "none": []}
     for i in range(6):
-        eb = add_eb(engine, f"uid://A002/X5/Xp{i}", details=False, pwv_mm=1.0 + 0.1 * i, start=T0 - timedelta(days=i + 1))
+        eb = add_eb(
+            engine, f"uid://A002/X5/Xp{i}", details=False, pwv_mm=1.0 + 0.1 * i, start=T0 - timedelta(days=i + 1)
+        )
         label(engine, eb, ("ana", "Pass"))
         out["Pass"].append(eb)
     for i in range(3):
-        eb = add_eb(engine, f"uid://A002/X5/Xf{i}", details=False, pwv_mm=8.0 + i, band=7, freq_ghz=343.5, start=T0 - timedelta(days=i + 1))
+        eb = add_eb(
+            engine,
+            f"uid://A002/X5/Xf{i}",
+            details=False,
+            pwv_mm=8.0 + i,
+            band=7,
+            freq_ghz=343.5,
+            start=T0 - timedelta(days=i + 1),
+        )
         label(engine, eb, ("ana", "Fail"), ("ben", "Fail"))
         out["Fail"].append(eb)
     out["none"].append(add_eb(engine, "uid://A002/X5/Xn", details=False, pwv_mm=50.0))
@@ -304,7 +386,6 @@ def test_context_refuses_unknown_metrics(engine) -> None:
             review.context(session=s, eb_id=eb, metrics=("pwv_mm", "1; DROP TABLE label"))
 
 
-
 def test_context_groups_follow_labels_consensus_on_random_labels(engine) -> None:
     rng = np.random.default_rng(5)
     ebs = [add_eb(engine, f"uid://A002/X6/X{i}", details=False, pwv_mm=1.0 + i / 10) for i in range(25)]
@@ -312,9 +393,13 @@ def test_context_groups_follow_labels_consensus_on_random_labels(engine) -> None
         labels.set_role(session=s, name="lead", role="lead")
         for eb in ebs:
             for who in rng.choice(["ana", "ben", "eva", "li"], size=int(rng.integers(0, 4)), replace=False):
-                labels.record_label(session=s, eb_id=eb, labeler=str(who), value=str(rng.choice(["Pass", "SemiPass", "Fail"])))
+                labels.record_label(
+                    session=s, eb_id=eb, labeler=str(who), value=str(rng.choice(["Pass", "SemiPass", "Fail"]))
+                )
             if rng.random() < 0.2:
-                labels.record_label(session=s, eb_id=eb, labeler="lead", value="SemiPass", kind="adjudication", reason="r")
+                labels.record_label(
+                    session=s, eb_id=eb, labeler="lead", value="SemiPass", kind="adjudication", reason="r"
+                )
         labels.undo_last(session=s, labeler="ana")
         labels.undo_last(session=s, labeler="ben")
     cur = add_eb(engine, "uid://A002/X6/Xcur", details=False)
@@ -326,10 +411,13 @@ def test_context_groups_follow_labels_consensus_on_random_labels(engine) -> None
 
 
 def test_review_functions_on_simulated_ebs(engine) -> None:
-    simulate = pytest.importorskip("qa0_label.simulate").simulate
+    simulate = pytest.importorskip("qa0_label.sim.simulate").simulate
     simulate(engine=engine, n=50, seed=1, aods=2, labeled=40)
     with session_scope(engine) as s:
-        ids = [int(i) for i in s.connection().exec_driver_sql("SELECT id FROM execution_block ORDER BY id LIMIT 8").scalars()]
+        ids = [
+            int(i)
+            for i in s.connection().exec_driver_sql("SELECT id FROM execution_block ORDER BY id LIMIT 8").scalars()
+        ]
         for eb in ids:
             h = review.eb_header(session=s, eb_id=eb)
             assert h["start_time"].utcoffset() == timedelta(0) and h["band_name"] == f"Band {h['band']}"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from qa0_label import db as dbmod
-from qa0_label import models
-from qa0_label.db import init_db, make_engine
+from qa0_label.store import db as dbmod
+from qa0_label.store import models
+from qa0_label.store.db import init_db, make_engine
 
 BASELINE = Path(dbmod.MIGRATIONS_DIR) / "0001_baseline.sql"
 
@@ -110,10 +110,12 @@ def test_upgrade_to_version_2_adds_the_detail_cache_and_its_triggers(tmp_path: P
         assert conn.execute(text("SELECT COUNT(*) FROM eb_detail")).scalar_one() == 1
         triggers = {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))}
         assert {"eb_detail_features_del", "eb_detail_features_upd"} <= triggers
-        conn.execute(text(
-            "INSERT INTO eb_detail_features (eb_id, feature_version, n_rows, max_detail_id, values_json, computed_at) "
-            "VALUES (1, 'x', 1, 1, '[]', '2024-01-01 00:00:00')"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO eb_detail_features (eb_id, feature_version, n_rows, max_detail_id, values_json, computed_at) "
+                "VALUES (1, 'x', 1, 1, '[]', '2024-01-01 00:00:00')"
+            )
+        )
         conn.execute(text("DELETE FROM eb_detail WHERE eb_id = 1"))
         assert conn.execute(text("SELECT COUNT(*) FROM eb_detail_features")).scalar_one() == 0
     engine.dispose()
@@ -122,18 +124,28 @@ def test_upgrade_to_version_2_adds_the_detail_cache_and_its_triggers(tmp_path: P
 def test_upgrade_path_on_every_backend(engine) -> None:
     """Drop what version 2 added, mark the database version 1, and upgrade again (PostgreSQL SQL included)."""
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO execution_block (uid, source, band, start_time, imported_at) "
-            "VALUES ('uid://A002/X1/X1', 'J1256-0547', 3, '2024-01-01 00:00:00', '2024-01-01 00:00:00')"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO execution_block (uid, source, band, start_time, imported_at) "
+                "VALUES ('uid://A002/X1/X1', 'J1256-0547', 3, '2024-01-01 00:00:00', '2024-01-01 00:00:00')"
+            )
+        )
         eb = conn.execute(text("SELECT id FROM execution_block")).scalar_one()
-        conn.execute(text("INSERT INTO labeler (name, role, active, created_at) VALUES ('ana', 'aod', true, '2024-01-01')"))
+        conn.execute(
+            text("INSERT INTO labeler (name, role, active, created_at) VALUES ('ana', 'aod', true, '2024-01-01')")
+        )
         who = conn.execute(text("SELECT id FROM labeler")).scalar_one()
-        conn.execute(text(
-            "INSERT INTO label (eb_id, labeler_id, value, created_at, kind, client_event_id) "
-            "VALUES (:e, :w, 'Fail', '2024-01-01 00:05:00', 'review', 'e1')"), {"e": eb, "w": who})
-        conn.execute(text("INSERT INTO eb_detail (eb_id, antenna, spw, scan, flagged) VALUES (:e, 'DA41', 0, 1, false)"),
-                     {"e": eb})
+        conn.execute(
+            text(
+                "INSERT INTO label (eb_id, labeler_id, value, created_at, kind, client_event_id) "
+                "VALUES (:e, :w, 'Fail', '2024-01-01 00:05:00', 'review', 'e1')"
+            ),
+            {"e": eb, "w": who},
+        )
+        conn.execute(
+            text("INSERT INTO eb_detail (eb_id, antenna, spw, scan, flagged) VALUES (:e, 'DA41', 0, 1, false)"),
+            {"e": eb},
+        )
         if conn.dialect.name == "postgresql":
             conn.execute(text("DROP TABLE eb_detail_features"))
             for trig in ("ins", "del", "upd"):
@@ -150,8 +162,12 @@ def test_upgrade_path_on_every_backend(engine) -> None:
         assert dbmod.schema_version(conn) == models.SCHEMA_VERSION
         assert "ix_score_run_uncertainty" in {ix["name"] for ix in inspect(conn).get_indexes("score")}
         assert [tuple(r) for r in conn.execute(text("SELECT value, client_event_id FROM label"))] == [("Fail", "e1")]
-        conn.execute(text(
-            "INSERT INTO eb_detail_features (eb_id, feature_version, n_rows, max_detail_id, values_json, computed_at) "
-            "VALUES (:e, 'x', 1, 1, '[]', '2024-01-01 00:00:00')"), {"e": eb})
+        conn.execute(
+            text(
+                "INSERT INTO eb_detail_features (eb_id, feature_version, n_rows, max_detail_id, values_json, computed_at) "
+                "VALUES (:e, 'x', 1, 1, '[]', '2024-01-01 00:00:00')"
+            ),
+            {"e": eb},
+        )
         conn.execute(text("UPDATE eb_detail SET tsys_k = 90 WHERE eb_id = :e"), {"e": eb})
         assert conn.execute(text("SELECT COUNT(*) FROM eb_detail_features")).scalar_one() == 0

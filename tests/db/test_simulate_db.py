@@ -12,10 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from qa0_label import labels
-from qa0_label import simulate as sim
-from qa0_label.db import session_scope
-from qa0_label.models import ExecutionBlock, Labeler
+from qa0_label.sim import simulate as sim
+from qa0_label.store import labels
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import ExecutionBlock, Labeler
 
 
 def _count(engine, table: str) -> int:
@@ -106,7 +106,9 @@ def test_taken_uid_is_replaced(engine) -> None:
     with session_scope(engine) as session:
         session.add(
             ExecutionBlock(
-                uid=wanted[0], source="J1256-0547", band=3,
+                uid=wanted[0],
+                source="J1256-0547",
+                band=3,
                 start_time=pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime(),
             )
         )
@@ -160,7 +162,9 @@ def test_foreign_keys_are_back_on_after_the_bulk_write(engine) -> None:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     with pytest.raises(IntegrityError):
         with session_scope(engine) as session:
-            session.connection().execute(text("INSERT INTO reference_outcome (eb_id, value, reasons) VALUES (999999, 'Pass', '')"))
+            session.connection().execute(
+                text("INSERT INTO reference_outcome (eb_id, value, reasons) VALUES (999999, 'Pass', '')")
+            )
 
 
 def test_seed_demo_skips_a_database_with_ebs(engine) -> None:

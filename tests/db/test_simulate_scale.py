@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from qa0_label import simulate as sim
+from qa0_label.sim import simulate as sim
 
 
 def test_details_only_for_the_first_m_and_labels_on_them(engine, monkeypatch: pytest.MonkeyPatch) -> None:

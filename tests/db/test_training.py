@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import func, update
 from sqlmodel import select
 
-from qa0_label import assign, training
-from qa0_label import strategies as S
 from qa0_label.config import Settings
-from qa0_label.db import session_scope
-from qa0_label.learner import load_artifact
-from qa0_label.models import ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
+from qa0_label.learning import strategies as S
+from qa0_label.learning import training
+from qa0_label.learning.learner import load_artifact
+from qa0_label.queue import assign
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
 from tests.db.al_pool import label, make_pool
 
 
@@ -26,8 +27,12 @@ from tests.db.al_pool import label, make_pool
 def settings(tmp_path) -> Settings:
     """Small thresholds and a temporary model directory; no routing so queues are easy to check."""
     return Settings(
-        model_dir=tmp_path / "models", min_labels_to_train=20, auto_retrain_every=10,
-        overlap_share=0.0, random_share=0.0, gold_share=0.0,
+        model_dir=tmp_path / "models",
+        min_labels_to_train=20,
+        auto_retrain_every=10,
+        overlap_share=0.0,
+        random_share=0.0,
+        gold_share=0.0,
     )
 
 
@@ -58,7 +63,14 @@ def test_retrain_stores_run_metrics_scores_queues_and_artifact(engine, settings)
     result = training.retrain(engine=engine, settings=settings, progress=lambda f, m: steps.append((f, m)))
     assert result["version"] == 1 and result["n_labels"] == 60
     m = result["metrics"]
-    for key in ("macro_f1", "balanced_accuracy", "per_class_recall", "fail_recall", "confusion_matrix", "reference_agreement"):
+    for key in (
+        "macro_f1",
+        "balanced_accuracy",
+        "per_class_recall",
+        "fail_recall",
+        "confusion_matrix",
+        "reference_agreement",
+    ):
         assert key in m
     assert 0.0 <= m["macro_f1"] <= 1.0 and 0.5 < m["reference_agreement"] <= 1.0
     assert set(m["per_class_recall"]) == {"Pass", "SemiPass", "Fail"}
@@ -77,7 +89,7 @@ def test_retrain_stores_run_metrics_scores_queues_and_artifact(engine, settings)
     assert len(oof["eb_id"]) == 60 and set(oof["eb_id"]) == labelled
     predicted_counts = [sum(1 for p in oof["predicted"] if p == v) for v in m["labels"]]
     assert predicted_counts == [sum(col) for col in zip(*m["confusion_matrix"])]
-    from qa0_label import lead_report
+    from qa0_label.lead import report as lead_report
 
     with session_scope(engine) as s:
         table = lead_report.per_aod_table(session=s)["table"].set_index("labeler")
@@ -90,7 +102,11 @@ def test_retrain_stores_run_metrics_scores_queues_and_artifact(engine, settings)
     # The model's queue is what the next AoD gets.
     pick = assign.next_for(engine=engine, labeler="bo", strategy="margin", settings=settings)
     with session_scope(engine) as s:
-        top = s.exec(select(ScoreRank.eb_id).where(ScoreRank.run_id == run.id, ScoreRank.strategy == "margin", ScoreRank.rank == 0)).one()
+        top = s.exec(
+            select(ScoreRank.eb_id).where(
+                ScoreRank.run_id == run.id, ScoreRank.strategy == "margin", ScoreRank.rank == 0
+            )
+        ).one()
     assert pick["eb_id"] == top and pick["model_version"] == 1 and pick["proba"] is not None
 
 
@@ -154,8 +170,15 @@ def test_killed_retrain_is_failed_on_next_start_and_old_model_keeps_serving(engi
 def test_silent_run_on_another_host_goes_stale(engine, settings) -> None:
     _labelled_pool(engine)
     with session_scope(engine, write=True) as s:
-        s.add(ModelRun(version=1, status="running", host="elsewhere", pid=1,
-                       heartbeat_at=utcnow() - timedelta(seconds=training.STALE_AFTER_S + 5)))
+        s.add(
+            ModelRun(
+                version=1,
+                status="running",
+                host="elsewhere",
+                pid=1,
+                heartbeat_at=utcnow() - timedelta(seconds=training.STALE_AFTER_S + 5),
+            )
+        )
     assert training.retrain(engine=engine, settings=settings)["version"] == 2
 
 
@@ -257,7 +280,7 @@ def test_stale_flag_for_a_run_of_this_process_that_no_thread_owns(engine, settin
 def test_training_labels_match_labels_consensus(engine) -> None:
     import numpy as np
 
-    from qa0_label import labels
+    from qa0_label.store import labels
 
     truth = make_pool(engine, 40)
     ids = sorted(truth)

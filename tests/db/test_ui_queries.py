@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from qa0_label import model_report as mr
-from qa0_label.browse import BrowseFilter, browse_ebs, eb_id_for_uid, eb_labels, filter_options
-from qa0_label.db import session_scope
-from qa0_label.identity import require_lead, roster, set_role_as_lead
-from qa0_label.labels import NotAllowed, record_label, set_role, undo_last
-from qa0_label.models import ExecutionBlock, ModelRun, Score, ScoreRank
+from qa0_label.access.identity import require_lead, roster, set_role_as_lead
+from qa0_label.learning import report as mr
+from qa0_label.review.browse import BrowseFilter, browse_ebs, eb_id_for_uid, eb_labels, filter_options
+from qa0_label.store.db import session_scope
+from qa0_label.store.labels import NotAllowed, record_label, set_role, undo_last
+from qa0_label.store.models import ExecutionBlock, ModelRun, Score, ScoreRank
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -67,8 +67,9 @@ def test_browse_filters_by_label_state(engine: Engine) -> None:
         record_label(session=s, eb_id=ids["uid://A002/X1/X3"], labeler="a", value="Fail")
         undo_last(session=s, labeler="a")  # X3 back to unlabelled
         set_role(session=s, name="lead", role="lead")
-        record_label(session=s, eb_id=ids["uid://A002/X1/X2"], labeler="lead", value="Fail", kind="adjudication",
-                     reason="DV08")
+        record_label(
+            session=s, eb_id=ids["uid://A002/X1/X2"], labeler="lead", value="Fail", kind="adjudication", reason="DV08"
+        )
     assert _browse(engine, label_state="labelled") == ["uid://A002/X1/X1", "uid://A002/X1/X2"]
     assert _browse(engine, label_state="disputed") == ["uid://A002/X1/X2"]
     assert _browse(engine, label_state="adjudicated") == ["uid://A002/X1/X2"]
@@ -123,15 +124,23 @@ def test_model_report_history_confusion_importance_and_pool(engine: Engine) -> N
     with session_scope(engine) as s:
         assert mr.latest_done_run(session=s) is None
     _run(engine, 1, 20, {"macro_f1": 0.5, "fail_recall": 0.4})
-    run2 = _run(engine, 2, 40, {
-        "macro_f1": 0.7, "fail_recall": 0.8, "confusion_matrix": [[5, 1, 0], [1, 3, 1], [0, 0, 4]],
-        "feature_importances": [0.2, 0.7],
-    })
+    run2 = _run(
+        engine,
+        2,
+        40,
+        {
+            "macro_f1": 0.7,
+            "fail_recall": 0.8,
+            "confusion_matrix": [[5, 1, 0], [1, 3, 1], [0, 0, 4]],
+            "feature_importances": [0.2, 0.7],
+        },
+    )
     _run(engine, 3, 45, {}, status="failed")
     with session_scope(engine, write=True) as s:
         for i, eb in enumerate(sorted(ids.values())):
-            s.add(Score(run_id=run2, eb_id=eb, p_pass=0.1 * i, p_semipass=0.05, p_fail=0.9 - 0.1 * i,
-                        uncertainty=0.1 * i))
+            s.add(
+                Score(run_id=run2, eb_id=eb, p_pass=0.1 * i, p_semipass=0.05, p_fail=0.9 - 0.1 * i, uncertainty=0.1 * i)
+            )
         record_label(session=s, eb_id=min(ids.values()), labeler="a", value="Fail")
     with session_scope(engine) as s:
         history = mr.run_history(session=s)
@@ -164,8 +173,8 @@ def test_confusion_and_importance_tolerate_missing_or_odd_metrics() -> None:
 
 
 def test_likely_next_is_the_head_of_the_queue(engine: Engine) -> None:
-    from qa0_label.review_bundle import likely_next
-    from qa0_label.strategies import COLD_START
+    from qa0_label.learning.strategies import COLD_START
+    from qa0_label.review.bundle import likely_next
 
     ids = sorted(_ebs(engine).values())
     with session_scope(engine, write=True) as s:
@@ -177,16 +186,17 @@ def test_likely_next_is_the_head_of_the_queue(engine: Engine) -> None:
 
 @pytest.mark.parametrize("processes", [False, True], ids=["thread", "process"])
 def test_review_bundle_is_cached_prefetched_and_ready_to_send(engine: Engine, db_url: str, processes: bool) -> None:
-    from qa0_label.review_bundle import BundleCache
-    from qa0_label.simulate import simulate
+    from qa0_label.review.bundle import BundleCache
+    from qa0_label.sim.simulate import simulate
 
     simulate(engine=engine, n=4, seed=2, aods=1, labeled=2)
     url = db_url  # a worker process opens the database by its URL
     cache = BundleCache(lambda _url: engine, processes=processes)
     try:
         with session_scope(engine) as s:
-            first, second = [int(r[0]) for r in s.connection().exec_driver_sql(
-                "SELECT id FROM execution_block ORDER BY id LIMIT 2")]
+            first, second = [
+                int(r[0]) for r in s.connection().exec_driver_sql("SELECT id FROM execution_block ORDER BY id LIMIT 2")
+            ]
         assert cache.prefetch(url, [first]) == 1
         assert cache.prefetch(url, [first]) == 0, "no second build while one is queued or done"
         cache.wait_idle()
@@ -210,7 +220,7 @@ def test_auto_retrain_is_due_after_enough_new_labels(engine: Engine) -> None:
     from dataclasses import replace
 
     from qa0_label.config import Settings
-    from qa0_label.retrain_process import should_auto_retrain
+    from qa0_label.learning.retrain_process import should_auto_retrain
 
     ids = sorted(_ebs(engine).values())
     settings = replace(Settings(), auto_retrain_every=3)
@@ -229,7 +239,7 @@ def test_auto_retrain_is_due_after_enough_new_labels(engine: Engine) -> None:
 @pytest.mark.slow
 @pytest.mark.sqlite_only
 def test_retrain_runner_reports_a_refusal_from_its_worker_process(engine: Engine, db_url: str) -> None:
-    from qa0_label.retrain_process import RetrainRunner
+    from qa0_label.learning.retrain_process import RetrainRunner
 
     runner = RetrainRunner()
     try:

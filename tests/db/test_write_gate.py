@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from qa0_label.db import get_engine, session_scope, write_lock_path
+from qa0_label.store.db import get_engine, session_scope, write_lock_path
 
 HOLD_S = 0.3
 WRITER = """
 import sys, time
-from qa0_label.db import get_engine, session_scope
+from qa0_label.store.db import get_engine, session_scope
 engine = get_engine(sys.argv[1])
 with session_scope(engine, write=True) as s:
     start = time.time()

@@ -19,18 +19,25 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from qa0_label.db import dispose_engines, get_engine, session_scope
+from qa0_label.store.db import dispose_engines, get_engine, session_scope
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 UID = ".st-key-qa0-uid"
-IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+IDLE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+)
 DWELL_S = 0.5  # the page ignores presses within 0.4 s of an EB appearing (double-click guard)
 
 
@@ -43,7 +50,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(base URL, database URL) of a streamlit server on a freshly simulated temporary database."""
-    from qa0_label.simulate import simulate
+    from qa0_label.sim.simulate import simulate
 
     work = tmp_path_factory.mktemp("e2e")
     db_url = f"sqlite:///{work / 'e2e.sqlite'}"
@@ -53,9 +60,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     env = {**os.environ, "QA0_DATABASE_URL": db_url, "QA0_SEED_DEMO": "0", "QA0_MODEL_DIR": str(work / "models")}
     log = (work / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.time() + 60
@@ -115,13 +138,17 @@ def _wait_new_eb(page: object, old_uid: str) -> str:
 
 def _labels(db_url: str, labeler: str) -> list[tuple[str, str, str | None]]:
     with session_scope(get_engine(db_url)) as session:
-        rows = session.connection().execute(
-            text(
-                "SELECT e.uid, l.value, l.comment FROM label l JOIN execution_block e ON e.id = l.eb_id "
-                "JOIN labeler b ON b.id = l.labeler_id WHERE b.name = :n ORDER BY l.id"
-            ),
-            {"n": labeler},
-        ).fetchall()
+        rows = (
+            session.connection()
+            .execute(
+                text(
+                    "SELECT e.uid, l.value, l.comment FROM label l JOIN execution_block e ON e.id = l.eb_id "
+                    "JOIN labeler b ON b.id = l.labeler_id WHERE b.name = :n ORDER BY l.id"
+                ),
+                {"n": labeler},
+            )
+            .fetchall()
+        )
     return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
 

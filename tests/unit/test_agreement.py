@@ -16,9 +16,9 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix, recall_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from qa0_label import agreement as ag
-from qa0_label.labels import LabelError, majority_value
-from qa0_label.models import LABEL_VALUES, ORDINAL
+from qa0_label.lead import agreement as ag
+from qa0_label.store.labels import LabelError, majority_value
+from qa0_label.store.models import LABEL_VALUES, ORDINAL
 
 TOL = 1e-9
 VALUES = np.array(LABEL_VALUES, dtype=object)
@@ -131,8 +131,10 @@ def test_fleiss_matches_statsmodels_with_equal_raters(seed: int) -> None:
 def gwet_fleiss_by_loops(labels: pd.DataFrame) -> float:
     """Fleiss' generalised kappa for missing ratings, written out from Gwet's formulas with plain loops."""
     items = [Counter(group["value"]) for _, group in labels.groupby("eb_id") if len(group) >= 2]
-    pa = sum(sum(c * (c - 1) for c in counts.values()) / (sum(counts.values()) * (sum(counts.values()) - 1))
-             for counts in items) / len(items)
+    pa = sum(
+        sum(c * (c - 1) for c in counts.values()) / (sum(counts.values()) * (sum(counts.values()) - 1))
+        for counts in items
+    ) / len(items)
     pi = {v: sum(counts[v] / sum(counts.values()) for counts in items) / len(items) for v in LABEL_VALUES}
     pe = sum(p * p for p in pi.values())
     return (pa - pe) / (1 - pe)
@@ -158,8 +160,13 @@ def test_alpha_matches_krippendorff_package(seed: int, level: str) -> None:
 
 def test_ordinal_alpha_uses_fail_semipass_pass_order() -> None:
     # Near misses (SemiPass vs Pass) must cost less than far misses (Fail vs Pass) on the ordinal scale.
-    near = frame([(i, "a", "Pass") for i in range(6)] + [(i, "b", "Pass") for i in range(5)] + [(5, "b", "SemiPass")]
-                 + [(i, "a", "Fail") for i in range(6, 9)] + [(i, "b", "Fail") for i in range(6, 9)])
+    near = frame(
+        [(i, "a", "Pass") for i in range(6)]
+        + [(i, "b", "Pass") for i in range(5)]
+        + [(5, "b", "SemiPass")]
+        + [(i, "a", "Fail") for i in range(6, 9)]
+        + [(i, "b", "Fail") for i in range(6, 9)]
+    )
     far = near.copy()
     far.loc[(far["eb_id"] == 5) & (far["labeler"] == "b"), "value"] = "Fail"
     assert ag.krippendorff_alpha(near, "ordinal") > ag.krippendorff_alpha(far, "ordinal")
@@ -267,12 +274,15 @@ def test_pair_with_one_shared_eb() -> None:
 # --- bootstrap --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,fn", [
-    ("fleiss_kappa", ag.fleiss_kappa),
-    ("alpha_nominal", lambda d: ag.krippendorff_alpha(d, "nominal")),
-    ("alpha_ordinal", lambda d: ag.krippendorff_alpha(d, "ordinal")),
-    ("percent_agreement", ag.percent_agreement),
-])
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("fleiss_kappa", ag.fleiss_kappa),
+        ("alpha_nominal", lambda d: ag.krippendorff_alpha(d, "nominal")),
+        ("alpha_ordinal", lambda d: ag.krippendorff_alpha(d, "ordinal")),
+        ("percent_agreement", ag.percent_agreement),
+    ],
+)
 def test_fast_bootstrap_equals_resampling_dataframes(name: str, fn) -> None:
     labels = random_labels(3, n_items=40, n_raters=4)
     fast = ag.bootstrap_ci(labels, name, n_boot=30, seed=7)
@@ -359,7 +369,9 @@ def test_consensus_of_others_excludes_self_and_breaks_ties_cautiously(seed: int)
 
 def test_confusion_vs_consensus_with_two_raters_is_the_pair_matrix() -> None:
     labels = random_labels(2, n_raters=2, min_per_item=2)
-    assert (ag.confusion_vs_consensus(labels, "aod0").to_numpy() == ag.pair_confusion(labels, "aod0", "aod1").to_numpy()).all()
+    assert (
+        ag.confusion_vs_consensus(labels, "aod0").to_numpy() == ag.pair_confusion(labels, "aod0", "aod1").to_numpy()
+    ).all()
 
 
 # --- per labeler, model, gold -------------------------------------------------------------------------------
@@ -383,10 +395,14 @@ def test_per_labeler_stats_against_loops(seed: int) -> None:
         own, cons = zip(*pairs)
         assert row["agreement_with_consensus"] == pytest.approx(np.mean(np.array(own) == np.array(cons)))
         ref = sk_kappa(own, cons)
-        assert (math.isnan(row["kappa_with_consensus"]) and math.isnan(ref)) or row["kappa_with_consensus"] == pytest.approx(ref, abs=TOL)
+        assert (math.isnan(row["kappa_with_consensus"]) and math.isnan(ref)) or row[
+            "kappa_with_consensus"
+        ] == pytest.approx(ref, abs=TOL)
         seen = mine[mine["eb_id"].isin(predictions.index)]
         assert row["n_vs_model"] == len(seen)
-        assert row["agreement_with_model"] == pytest.approx((seen["value"].to_numpy() == predictions.loc[seen["eb_id"]].to_numpy()).mean())
+        assert row["agreement_with_model"] == pytest.approx(
+            (seen["value"].to_numpy() == predictions.loc[seen["eb_id"]].to_numpy()).mean()
+        )
         on_gold = mine.merge(gold, on="eb_id", suffixes=("", "_gold"))
         assert row["gold_n"] == len(on_gold)
         if len(on_gold):
@@ -435,7 +451,7 @@ def test_weekly_trend_buckets_items_by_their_newest_label() -> None:
     labels["created_at"] = [str(start + pd.Timedelta(hours=float(h))) for h in rng.uniform(0, 24 * 7 * 3, len(labels))]
     trend = ag.weekly_trend(labels, n_boot=50)
     newest = pd.to_datetime(labels["created_at"], utc=True).groupby(labels["eb_id"]).max()
-    week_of_item = ((newest - start).dt.days // 7)
+    week_of_item = (newest - start).dt.days // 7
     assert trend["n_items"].tolist() == week_of_item.value_counts().sort_index().tolist()
     for i, row in trend.iterrows():
         assert row["week"] == start + pd.Timedelta(weeks=int(week_of_item.sort_values().unique()[i]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa0_label import benchmark_al as B
+from qa0_label.bench import al as B
 
 
 def test_bad_arguments_are_refused() -> None:
@@ -28,7 +28,9 @@ def test_replay_bookkeeping_on_wine() -> None:
     counts = [p[0] for p in curve["strategy"]]
     assert counts[0] == B.PLANS["wine"].n_initial and np.all(np.diff(counts) == B.PLANS["wine"].batch)
     assert out["strategy_labels_needed_median"] in counts
-    assert out["label_efficiency"] == pytest.approx(out["random_labels_needed_median"] / out["strategy_labels_needed_median"])
+    assert out["label_efficiency"] == pytest.approx(
+        out["random_labels_needed_median"] / out["strategy_labels_needed_median"]
+    )
     target = out["full_pool_macro_f1_median"] * B.TARGET_SHARE
     reached = dict((p[0], p[1]) for p in curve["strategy"])
     assert reached[int(out["strategy_labels_needed_median"])] >= target

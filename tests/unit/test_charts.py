@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label import charts
-from qa0_label.review import SpectrumData
+from qa0_label.review import charts
+from qa0_label.review.view import SpectrumData
 
 EVIL = '<img src=x onerror="alert(1)">{{datum.x}}'
 
@@ -102,32 +102,68 @@ def spectrum_data() -> SpectrumData:
     freqs = np.array([90.5, 92.5, 102.5, 104.5])
     grid = np.linspace(84, 116, 20)
     return SpectrumData(
-        spw=pd.DataFrame({"spw": [0, 1, 2, 3], "freq_ghz": freqs, "flux_jy": 5 * (freqs / 97.5) ** -0.6,
-                          "flux_err_jy": [0.02, 0.02, np.nan, 0.03], "n": [200, 200, 1, 200]}),
+        spw=pd.DataFrame(
+            {
+                "spw": [0, 1, 2, 3],
+                "freq_ghz": freqs,
+                "flux_jy": 5 * (freqs / 97.5) ** -0.6,
+                "flux_err_jy": [0.02, 0.02, np.nan, 0.03],
+                "n": [200, 200, 1, 200],
+            }
+        ),
         fit=pd.DataFrame({"freq_ghz": grid, "flux_jy": 5 * (grid / 97.5) ** -0.6}),
-        alpha=-0.6, alpha_err=0.04,
-        expected=pd.DataFrame({"freq_ghz": grid, "flux_jy": 5.1 * (grid / 97.5) ** -0.55,
-                               "low": 4.8 * (grid / 97.5) ** -0.55, "high": 5.4 * (grid / 97.5) ** -0.55}),
-        freq0_ghz=97.5, s0_jy=5.0, expected_alpha=-0.55, expected_alpha_err=0.1, band=3, band_edges_ghz=(84.0, 116.0),
+        alpha=-0.6,
+        alpha_err=0.04,
+        expected=pd.DataFrame(
+            {
+                "freq_ghz": grid,
+                "flux_jy": 5.1 * (grid / 97.5) ** -0.55,
+                "low": 4.8 * (grid / 97.5) ** -0.55,
+                "high": 5.4 * (grid / 97.5) ** -0.55,
+            }
+        ),
+        freq0_ghz=97.5,
+        s0_jy=5.0,
+        expected_alpha=-0.55,
+        expected_alpha_err=0.1,
+        band=3,
+        band_edges_ghz=(84.0, 116.0),
     )
 
 
 def light_curve_df(uid: str = "uid://A002/X1/X1") -> pd.DataFrame:
     t = pd.date_range("2024-01-01", periods=5, freq="7D", tz="UTC")
-    return pd.DataFrame({
-        "eb_id": [1, 2, 3, 4, 5], "uid": [f"uid://A002/X1/X{i}" for i in range(4)] + [uid], "start_time": t,
-        "freq_ghz": [97.5] * 5, "flux_jy": [5.0, 5.1, 4.9, 6.5, 5.0], "flux_err_jy": [0.1, 0.1, np.nan, 0.1, 0.1],
-        "expected_flux_jy": [5.0] * 4 + [np.nan], "low": [4.8] * 4 + [np.nan], "high": [5.2] * 4 + [np.nan],
-        "is_current": [False, False, False, True, False], "label": ["Pass", "SemiPass", "unlabelled", "this EB", "Fail"],
-    })
+    return pd.DataFrame(
+        {
+            "eb_id": [1, 2, 3, 4, 5],
+            "uid": [f"uid://A002/X1/X{i}" for i in range(4)] + [uid],
+            "start_time": t,
+            "freq_ghz": [97.5] * 5,
+            "flux_jy": [5.0, 5.1, 4.9, 6.5, 5.0],
+            "flux_err_jy": [0.1, 0.1, np.nan, 0.1, 0.1],
+            "expected_flux_jy": [5.0] * 4 + [np.nan],
+            "low": [4.8] * 4 + [np.nan],
+            "high": [5.2] * 4 + [np.nan],
+            "is_current": [False, False, False, True, False],
+            "label": ["Pass", "SemiPass", "unlabelled", "this EB", "Fail"],
+        }
+    )
 
 
 def heatmap_df(antennas: tuple[str, ...] = ("DV02", "DA41", "PM01"), value: float = 60.0) -> pd.DataFrame:
     out = []
     for a in antennas:
         for scan in (1, 2, 3):
-            out.append({"antenna": a, "scan": scan, "value": value * (3 if a == "DV02" else 1), "vs_array": 1.0,
-                        "n": 4, "flagged_fraction": 1.0 if (a == "PM01" and scan == 2) else 0.0})
+            out.append(
+                {
+                    "antenna": a,
+                    "scan": scan,
+                    "value": value * (3 if a == "DV02" else 1),
+                    "vs_array": 1.0,
+                    "n": 4,
+                    "flagged_fraction": 1.0 if (a == "PM01" and scan == 2) else 0.0,
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -145,18 +181,52 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
     "light_curve": (charts.light_curve_chart, light_curve_df()),
     "heatmap": (lambda df: charts.heatmap_chart(df, "tsys_k"), heatmap_df()),
     "context": (charts.context_chart, context_df()),
-    "metrics_history": (charts.metrics_history_chart,
-                        pd.DataFrame({"version": [1, 2], "n_labels": [20, 45], "macro_f1": [0.5, 0.7], "fail_recall": [0.4, 0.8]})),
-    "confusion": (charts.confusion_chart, pd.DataFrame({"true": ["Pass", "Fail"], "predicted": ["Pass", "Pass"], "count": [30, 2]})),
-    "class_balance": (charts.class_balance_chart, pd.DataFrame({"value": ["Pass", "SemiPass", "Fail"], "count": [80, 12, 8]})),
-    "feature_importance": (charts.feature_importance_chart, pd.DataFrame({"feature": ["pwv_mm", "n_antennas"], "importance": [0.3, 0.1]})),
+    "metrics_history": (
+        charts.metrics_history_chart,
+        pd.DataFrame({"version": [1, 2], "n_labels": [20, 45], "macro_f1": [0.5, 0.7], "fail_recall": [0.4, 0.8]}),
+    ),
+    "confusion": (
+        charts.confusion_chart,
+        pd.DataFrame({"true": ["Pass", "Fail"], "predicted": ["Pass", "Pass"], "count": [30, 2]}),
+    ),
+    "class_balance": (
+        charts.class_balance_chart,
+        pd.DataFrame({"value": ["Pass", "SemiPass", "Fail"], "count": [80, 12, 8]}),
+    ),
+    "feature_importance": (
+        charts.feature_importance_chart,
+        pd.DataFrame({"feature": ["pwv_mm", "n_antennas"], "importance": [0.3, 0.1]}),
+    ),
     "uncertainty": (charts.uncertainty_histogram, pd.DataFrame({"uncertainty": np.linspace(0, 1, 50)})),
     "kappa": (charts.kappa_heatmap, pd.DataFrame({"a": ["ana"], "b": ["ben"], "kappa": [0.7], "n": [40]})),
-    "alpha_trend": (charts.alpha_trend_chart, pd.DataFrame({"week": ["2024-01-01", "2024-01-08"], "alpha_nominal": [0.6, 0.7],
-                                                            "alpha_ordinal": [0.7, 0.8], "low": [0.6, 0.7], "high": [0.8, 0.9]})),
-    "per_labeler": (charts.per_labeler_chart, pd.DataFrame({"labeler": ["ana", "ben"], "share_pass": [0.8, 0.6],
-                                                            "share_semipass": [0.1, 0.2], "share_fail": [0.1, 0.2], "n_labels": [50, 40]})),
-    "pair_confusion": (charts.pair_confusion_chart, pd.DataFrame({"a_value": ["Pass"], "b_value": ["Fail"], "count": [3]})),
+    "alpha_trend": (
+        charts.alpha_trend_chart,
+        pd.DataFrame(
+            {
+                "week": ["2024-01-01", "2024-01-08"],
+                "alpha_nominal": [0.6, 0.7],
+                "alpha_ordinal": [0.7, 0.8],
+                "low": [0.6, 0.7],
+                "high": [0.8, 0.9],
+            }
+        ),
+    ),
+    "per_labeler": (
+        charts.per_labeler_chart,
+        pd.DataFrame(
+            {
+                "labeler": ["ana", "ben"],
+                "share_pass": [0.8, 0.6],
+                "share_semipass": [0.1, 0.2],
+                "share_fail": [0.1, 0.2],
+                "n_labels": [50, 40],
+            }
+        ),
+    ),
+    "pair_confusion": (
+        charts.pair_confusion_chart,
+        pd.DataFrame({"a_value": ["Pass"], "b_value": ["Fail"], "count": [3]}),
+    ),
 }
 
 
@@ -219,8 +289,9 @@ def test_qa0_colours_are_the_same_everywhere() -> None:
     [
         lambda: charts.light_curve_chart(light_curve_df(uid=EVIL)),
         lambda: charts.kappa_heatmap(pd.DataFrame({"a": [EVIL], "b": ["ben"], "kappa": [0.5], "n": [9]})),
-        lambda: charts.per_labeler_chart(pd.DataFrame({"labeler": [EVIL], "share_pass": [1.0], "share_semipass": [0.0],
-                                                       "share_fail": [0.0]})),
+        lambda: charts.per_labeler_chart(
+            pd.DataFrame({"labeler": [EVIL], "share_pass": [1.0], "share_semipass": [0.0], "share_fail": [0.0]})
+        ),
         lambda: charts.feature_importance_chart(pd.DataFrame({"feature": [EVIL], "importance": [0.2]})),
         lambda: charts.heatmap_chart(heatmap_df(antennas=(EVIL, "DA41", "DA42")), "tsys_k"),
         lambda: charts.class_balance_chart(pd.DataFrame({"value": [EVIL, "Pass"], "count": [1, 2]})),
@@ -238,8 +309,11 @@ def test_user_text_travels_only_as_data(build: Callable[[], alt.TopLevelMixin]) 
 
 
 def test_pair_confusion_axis_titles_are_plain_titles() -> None:
-    spec = spec_of(charts.pair_confusion_chart(pd.DataFrame({"a_value": ["Pass"], "b_value": ["Pass"], "count": [4]}),
-                                               a_title=EVIL, b_title="ben"))
+    spec = spec_of(
+        charts.pair_confusion_chart(
+            pd.DataFrame({"a_value": ["Pass"], "b_value": ["Pass"], "count": [4]}), a_title=EVIL, b_title="ben"
+        )
+    )
     places = {k for k, s in strings_outside_data(spec) if "onerror" in s}
     assert places == {"title"}
 
@@ -280,7 +354,8 @@ def drawn(spec: dict[str, Any]) -> list[str]:
     """Mark types of the layers that draw at least one row."""
     return sorted(
         (u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"])
-        for u in units(spec) if visible_rows(spec, u) and u["mark"].get("opacity", 1) != 0
+        for u in units(spec)
+        if visible_rows(spec, u) and u["mark"].get("opacity", 1) != 0
     )
 
 
@@ -320,8 +395,15 @@ def test_spectrum_without_fit_or_expectation_still_draws_the_points() -> None:
 def test_review_specs_do_not_change_from_eb_to_eb() -> None:
     # Two different EBs: same Vega-Lite spec apart from the data, so the browser only swaps the dataset.
     other = spectrum_data()
-    other = SpectrumData(spw=other.spw.iloc[:2], fit=pd.DataFrame(), alpha=None, alpha_err=None,
-                         expected=other.expected, band=7, band_edges_ghz=(275.0, 373.0))
+    other = SpectrumData(
+        spw=other.spw.iloc[:2],
+        fit=pd.DataFrame(),
+        alpha=None,
+        alpha_err=None,
+        expected=other.expected,
+        band=7,
+        band_edges_ghz=(275.0, 373.0),
+    )
     pairs = [
         (charts.spectrum_parts(spectrum_data()), charts.spectrum_parts(other)),
         (charts.light_curve_parts(light_curve_df()), charts.light_curve_parts(light_curve_df().iloc[1:4])),
@@ -332,7 +414,9 @@ def test_review_specs_do_not_change_from_eb_to_eb() -> None:
         assert a is not None and b is not None
         spec_a, spec_b = a.spec(), b.spec()
         assert list(spec_a["datasets"]) == [charts.REVIEW_DATA]
-        assert {k: v for k, v in spec_a.items() if k != "datasets"} == {k: v for k, v in spec_b.items() if k != "datasets"}
+        assert {k: v for k, v in spec_a.items() if k != "datasets"} == {
+            k: v for k, v in spec_b.items() if k != "datasets"
+        }
         assert not a.frame.equals(b.frame)
         # The fast spec is the Altair chart's own spec, minus the inline data and the per-EB subtitle.
         assert template_only(spec_a) == template_only(spec_of(a.chart()))
@@ -411,10 +495,16 @@ def test_context_summarises_each_group_and_marks_this_eb() -> None:
 
 
 def test_context_accepts_the_summary_and_draws_percentages_in_percent() -> None:
-    from qa0_label.review import summarise_context
+    from qa0_label.review.view import summarise_context
 
-    long = pd.DataFrame({"eb_id": range(5), "metric": "flagged_fraction",
-                         "value": [0.05, 0.01, 0.02, 0.03, 0.04], "group": ["this EB"] + ["Pass"] * 4})
+    long = pd.DataFrame(
+        {
+            "eb_id": range(5),
+            "metric": "flagged_fraction",
+            "value": [0.05, 0.01, 0.02, 0.03, 0.04],
+            "group": ["this EB"] + ["Pass"] * 4,
+        }
+    )
     summary = summarise_context(long)
     assert list(summary["group"]) == ["Pass", "this EB"]
     spec = spec_of(charts.context_chart(summary))
@@ -473,8 +563,9 @@ def test_feature_importance_shows_the_top_features_largest_first() -> None:
 
 
 def test_uncertainty_histogram_bins_raw_values_or_draws_given_bins() -> None:
-    raw = pd.DataFrame({"uncertainty": np.random.default_rng(1).random(300),
-                        "predicted": ["Pass"] * 200 + ["Fail"] * 100})
+    raw = pd.DataFrame(
+        {"uncertainty": np.random.default_rng(1).random(300), "predicted": ["Pass"] * 200 + ["Fail"] * 100}
+    )
     spec = spec_of(charts.uncertainty_histogram(raw, bins=10))
     assert sum(r["count"] for r in rows(spec)) == 300 and len(rows(spec)) == 20
     assert spec["encoding"]["x"]["bin"] == "binned" and spec["encoding"]["color"]["field"] == "predicted"
@@ -577,6 +668,8 @@ def test_review_panel_leaves_out_charts_without_data() -> None:
     panel = charts.review_panel({**specs, "spectrum": None, "heatmap": None})
     assert panel is not None
     assert [[sub["data"]["name"] for sub in row["hconcat"]] for row in panel["vconcat"]] == [
-        [f"{charts.REVIEW_DATA}_light_curve"], [f"{charts.REVIEW_DATA}_context"]]
+        [f"{charts.REVIEW_DATA}_light_curve"],
+        [f"{charts.REVIEW_DATA}_context"],
+    ]
     assert set(panel["datasets"]) == {f"{charts.REVIEW_DATA}_light_curve", f"{charts.REVIEW_DATA}_context"}
     assert charts.review_panel({"spectrum": None, "light_curve": None}) is None

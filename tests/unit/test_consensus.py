@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label.labels import consensus_from_frames, majority_value
-from qa0_label.models import LABEL_VALUES
+from qa0_label.store.labels import consensus_from_frames, majority_value
+from qa0_label.store.models import LABEL_VALUES
 
 
 def _random_frames(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

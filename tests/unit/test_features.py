@@ -8,26 +8,50 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label import features as F
+from qa0_label.learning import features as F
 
 FREQS = (91.5, 93.5, 101.5, 103.5)
 
 
 def _eb(eb_id: int, **over: object) -> dict:
     row = {
-        "eb_id": eb_id, "source": "J1256-0547", "band": 3, "array": "7m",
+        "eb_id": eb_id,
+        "source": "J1256-0547",
+        "band": 3,
+        "array": "7m",
         "start_time": datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=3 * eb_id),
-        "n_antennas": 10, "pwv_mm": 1.0, "elevation_deg": 60.0, "tsys_median_k": 70.0, "phase_rms_deg": 5.0,
-        "flagged_fraction": 0.0, "exec_fraction": 1.0, "freq_ghz": 97.5, "flux_jy": 10.0, "flux_err_jy": 0.2,
-        "spectral_index": -0.6, "spectral_index_err": 0.05, "expected_flux_jy": 10.0, "expected_flux_err_jy": 0.3,
-        "duration_s": 600.0, "extra": None,
+        "n_antennas": 10,
+        "pwv_mm": 1.0,
+        "elevation_deg": 60.0,
+        "tsys_median_k": 70.0,
+        "phase_rms_deg": 5.0,
+        "flagged_fraction": 0.0,
+        "exec_fraction": 1.0,
+        "freq_ghz": 97.5,
+        "flux_jy": 10.0,
+        "flux_err_jy": 0.2,
+        "spectral_index": -0.6,
+        "spectral_index_err": 0.05,
+        "expected_flux_jy": 10.0,
+        "expected_flux_err_jy": 0.3,
+        "duration_s": 600.0,
+        "extra": None,
     }
     row.update(over)
     return row
 
 
-def _details(eb_id: int, *, dead: int = 0, noisy: int = 0, spike_scan: int | None = None, jump: bool = False,
-             ripple_spw: int | None = None, spw_bias: float = 1.0, seed: int = 0) -> pd.DataFrame:
+def _details(
+    eb_id: int,
+    *,
+    dead: int = 0,
+    noisy: int = 0,
+    spike_scan: int | None = None,
+    jump: bool = False,
+    ripple_spw: int | None = None,
+    spw_bias: float = 1.0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """10 antennas x 4 spw x 6 scans of a 10 Jy, alpha -0.6 source, with the requested faults."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -50,8 +74,21 @@ def _details(eb_id: int, *, dead: int = 0, noisy: int = 0, spike_scan: int | Non
                     phase += 120.0
                 rip = 6.0 if ripple_spw == s else 0.3
                 rows.append((eb_id, f"DA{41 + a}", s, k + 1, nu, tsys, amp, phase, rip, False))
-    return pd.DataFrame(rows, columns=["eb_id", "antenna", "spw", "scan", "freq_ghz", "tsys_k", "amplitude",
-                                       "phase_deg", "bp_ripple_db", "flagged"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "eb_id",
+            "antenna",
+            "spw",
+            "scan",
+            "freq_ghz",
+            "tsys_k",
+            "amplitude",
+            "phase_deg",
+            "bp_ripple_db",
+            "flagged",
+        ],
+    )
 
 
 def _frame(faults: dict[int, dict], ebs: dict[int, dict] | None = None) -> pd.DataFrame:
@@ -65,7 +102,7 @@ def test_columns_are_fixed_and_index_is_eb_id() -> None:
     feats = _frame({1: {}, 2: {}})
     assert list(feats.columns) == F.feature_names()
     assert feats.index.name == "eb_id" and feats.index.tolist() == [1, 2]
-    assert feats.dtypes.map(lambda d: d == float).all()
+    assert feats.dtypes.map(lambda d: d == np.dtype(float)).all()
 
 
 def test_dead_and_noisy_antennas_are_counted_as_shares() -> None:
@@ -134,7 +171,7 @@ def test_extra_numeric_columns_become_features() -> None:
 
 
 def test_simulator_frames_are_accepted_and_faults_show() -> None:
-    simulate = pytest.importorskip("qa0_label.simulate")
+    simulate = pytest.importorskip("qa0_label.sim.simulate")
     batch = simulate.generate(n=40, seed=3)
     feats = F.features_from_frames(batch.ebs, batch.details)
     assert len(feats) == 40 and list(feats.columns) == F.feature_names()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa0_label.identity import oidc_name, resolve_identity
+from qa0_label.access.identity import oidc_name, resolve_identity
 from qa0_label.ui.label import press_is_current
 from qa0_label.ui.widgets import md_escape
 
@@ -61,8 +61,9 @@ def test_md_escape_keeps_plain_text_readable() -> None:
 
 
 def _press(**kw: object) -> bool:
-    base = dict(current={"eb_id": 7, "labeler": "ana"}, event="e1", shown_at=100.0, eb_id=7, event_id="e1",
-                who="ana", now=101.0)
+    base = dict(
+        current={"eb_id": 7, "labeler": "ana"}, event="e1", shown_at=100.0, eb_id=7, event_id="e1", who="ana", now=101.0
+    )
     base.update(kw)
     return press_is_current(**base)  # type: ignore[arg-type]
 
@@ -89,8 +90,15 @@ def test_metrics_table_marks_warnings_and_escapes_database_text() -> None:
     from qa0_label.ui.label import metrics_table
 
     header = {
-        "band": 7, "freq_ghz": 343.5, "array": "12m|**x** [y](z)", "n_antennas": 43, "pwv_mm": 1.9,
-        "pwv_limit_mm": 1.2, "elevation_deg": 55.0, "exec_fraction": 1.0, "flux_jy": 2.1,
+        "band": 7,
+        "freq_ghz": 343.5,
+        "array": "12m|**x** [y](z)",
+        "n_antennas": 43,
+        "pwv_mm": 1.9,
+        "pwv_limit_mm": 1.2,
+        "elevation_deg": 55.0,
+        "exec_fraction": 1.0,
+        "flux_jy": 2.1,
         "warning_levels": {"pwv_mm": "bad"},
     }
     table = metrics_table(header, {"pwv_mm": "PWV 1.90 mm is above the Band 7 limit"})
@@ -104,10 +112,15 @@ def test_metrics_table_marks_warnings_and_escapes_database_text() -> None:
 def test_why_box_is_one_markdown_block_with_escaped_reason_and_proportional_bars() -> None:
     from qa0_label.ui.label import BAR_CELLS, why_markdown
 
-    text = why_markdown({
-        "strategy": "margin-diverse", "model_version": 3, "reason": "<b>close</b> call [x](y) *between*",
-        "proba": {"Pass": 0.5, "SemiPass": 0.45, "Fail": 0.05}, "uncertainty": 0.05,
-    })
+    text = why_markdown(
+        {
+            "strategy": "margin-diverse",
+            "model_version": 3,
+            "reason": "<b>close</b> call [x](y) *between*",
+            "proba": {"Pass": 0.5, "SemiPass": 0.45, "Fail": 0.05},
+            "uncertainty": 0.05,
+        }
+    )
     assert text.startswith("**Why this EB**") and "margin\\-diverse  ·  model v3" in text
     assert "\\<b\\>close\\</b\\> call \\[x\\]\\(y\\) \\*between\\*" in text, "the reason cannot become markup"
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}

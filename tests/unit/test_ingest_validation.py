@@ -12,24 +12,49 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa0_label import ingest
-from qa0_label.ingest import ImportRefused, Problem, read_table, validate_details, validate_ebs
-from qa0_label.models import EBDetail, ExecutionBlock
+from qa0_label.ingest import pipeline as ingest
+from qa0_label.ingest.pipeline import ImportRefused, Problem, read_table, validate_details, validate_ebs
+from qa0_label.store.models import EBDetail, ExecutionBlock
 
 COLUMNS = [
-    "uid", "source", "band", "start_time", "sb_name", "array", "duration_s", "n_antennas", "pwv_mm",
-    "elevation_deg", "flagged_fraction", "exec_fraction", "freq_ghz", "flux_jy", "flux_err_jy", "qa0_status",
+    "uid",
+    "source",
+    "band",
+    "start_time",
+    "sb_name",
+    "array",
+    "duration_s",
+    "n_antennas",
+    "pwv_mm",
+    "elevation_deg",
+    "flagged_fraction",
+    "exec_fraction",
+    "freq_ghz",
+    "flux_jy",
+    "flux_err_jy",
+    "qa0_status",
 ]
 
 
 def good_row(i: int = 1, **override: str) -> dict[str, str]:
     """A valid EB row as raw CSV text; keyword arguments replace cells."""
     row = {
-        "uid": f"uid://A002/X10d9399/X{i:x}", "source": "J1256-0547", "band": "3",
-        "start_time": "2024-05-01T03:12:00Z", "sb_name": "J1256-0547_a_03_TM1", "array": "12m",
-        "duration_s": "1800", "n_antennas": "43", "pwv_mm": "0.9", "elevation_deg": "55.5",
-        "flagged_fraction": "0.05", "exec_fraction": "1.0", "freq_ghz": "97.5", "flux_jy": "13.6",
-        "flux_err_jy": "0.4", "qa0_status": "Pass",
+        "uid": f"uid://A002/X10d9399/X{i:x}",
+        "source": "J1256-0547",
+        "band": "3",
+        "start_time": "2024-05-01T03:12:00Z",
+        "sb_name": "J1256-0547_a_03_TM1",
+        "array": "12m",
+        "duration_s": "1800",
+        "n_antennas": "43",
+        "pwv_mm": "0.9",
+        "elevation_deg": "55.5",
+        "flagged_fraction": "0.05",
+        "exec_fraction": "1.0",
+        "freq_ghz": "97.5",
+        "flux_jy": "13.6",
+        "flux_err_jy": "0.4",
+        "qa0_status": "Pass",
     }
     row.update(override)
     return row
@@ -176,7 +201,10 @@ def test_every_problem_of_a_file_is_reported_in_line_order() -> None:
     rows = [good_row(1, band="X"), good_row(2, pwv_mm="-1", elevation_deg="100"), good_row(3, start_time="?")]
     problems = refused(csv_bytes(rows))
     assert [(p.row, p.column) for p in problems] == [
-        (2, "band"), (3, "pwv_mm"), (3, "elevation_deg"), (4, "start_time")
+        (2, "band"),
+        (3, "pwv_mm"),
+        (3, "elevation_deg"),
+        (4, "start_time"),
     ]
 
 
@@ -198,8 +226,23 @@ def test_refusal_message_lists_at_most_20_problems() -> None:
 
 @pytest.mark.parametrize(
     "raw,band",
-    [("3", 3), ("B3", 3), ("b3", 3), ("Band 3", 3), ("band3", 3), ("BAND_3", 3), ("ALMA_RB_03", 3),
-     ("alma_rb_3", 3), (" 3 ", 3), ("B03", 3), ("3.0", 3), ("1", 1), ("10", 10), ("ALMA_RB_10", 10), ("Band 7", 7)],
+    [
+        ("3", 3),
+        ("B3", 3),
+        ("b3", 3),
+        ("Band 3", 3),
+        ("band3", 3),
+        ("BAND_3", 3),
+        ("ALMA_RB_03", 3),
+        ("alma_rb_3", 3),
+        (" 3 ", 3),
+        ("B03", 3),
+        ("3.0", 3),
+        ("1", 1),
+        ("10", 10),
+        ("ALMA_RB_10", 10),
+        ("Band 7", 7),
+    ],
 )
 def test_band_spellings(raw: str, band: int) -> None:
     clean, problems = check(csv_bytes([good_row(1, band=raw)]))
@@ -209,8 +252,16 @@ def test_band_spellings(raw: str, band: int) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["2024-05-01T03:12:00Z", "2024-05-01T03:12:00", "2024-05-01 03:12:00", "2024-05-01T03:12:00.000Z",
-     "2024-05-01T05:12:00+02:00", "2024-04-30T22:12:00-05:00", "2024-05-01T03:12Z", " 2024-05-01T03:12:00Z "],
+    [
+        "2024-05-01T03:12:00Z",
+        "2024-05-01T03:12:00",
+        "2024-05-01 03:12:00",
+        "2024-05-01T03:12:00.000Z",
+        "2024-05-01T05:12:00+02:00",
+        "2024-04-30T22:12:00-05:00",
+        "2024-05-01T03:12Z",
+        " 2024-05-01T03:12:00Z ",
+    ],
 )
 def test_times_are_utc_with_or_without_zone(raw: str) -> None:
     clean, problems = check(csv_bytes([good_row(1, start_time=raw)]))
@@ -220,8 +271,18 @@ def test_times_are_utc_with_or_without_zone(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "raw,value",
-    [("pass", "Pass"), ("PASS", "Pass"), (" Pass ", "Pass"), ("semipass", "SemiPass"), ("SEMI-PASS", "SemiPass"),
-     ("Semi Pass", "SemiPass"), ("fail", "Fail"), ("", None), ("Unset", None), ("pending", None)],
+    [
+        ("pass", "Pass"),
+        ("PASS", "Pass"),
+        (" Pass ", "Pass"),
+        ("semipass", "SemiPass"),
+        ("SEMI-PASS", "SemiPass"),
+        ("Semi Pass", "SemiPass"),
+        ("fail", "Fail"),
+        ("", None),
+        ("Unset", None),
+        ("pending", None),
+    ],
 )
 def test_status_spellings(raw: str, value: str | None) -> None:
     clean, problems = check(csv_bytes([good_row(1, qa0_status=raw)]))
@@ -394,8 +455,13 @@ def check_details(data: bytes, known: set[str]) -> tuple[pd.DataFrame, list[Prob
 
 
 def test_valid_details_are_typed() -> None:
-    data = details_bytes([("u1", "DA41", "0", "1", "80.5", ""), ("u1", " DV02 ", "1", "1", "", "TRUE"),
-                          ("u1", "DV02", "1", "1", "", "yes")])
+    data = details_bytes(
+        [
+            ("u1", "DA41", "0", "1", "80.5", ""),
+            ("u1", " DV02 ", "1", "1", "", "TRUE"),
+            ("u1", "DV02", "1", "1", "", "yes"),
+        ]
+    )
     clean, problems = check_details(data, {"u1"})
     assert problems == []
     assert clean["antenna"].tolist() == ["DA41", "DV02"]  # the identical repeat is dropped
@@ -441,7 +507,8 @@ def test_details_missing_required_column() -> None:
 @given(
     cells=st.lists(
         st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=12), min_size=0, max_size=6),
-        min_size=0, max_size=5,
+        min_size=0,
+        max_size=5,
     ),
     header=st.sampled_from(["uid,source,band,start_time", "uid,source,band,start_time,pwv_mm,qa0_status,x", "a,a"]),
 )

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label import charts, lead_charts
+from qa0_label.lead import charts as lead_charts
+from qa0_label.review import charts
 
 
 def _units(spec: dict[str, Any]) -> list[dict[str, Any]]:

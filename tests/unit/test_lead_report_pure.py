@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from qa0_label import agreement, lead_report
+from qa0_label.lead import agreement
+from qa0_label.lead import report as lead_report
 
 
 def _expand(matrix: list[list[int]]) -> tuple[list[int], list[int]]:

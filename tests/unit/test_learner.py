@@ -10,7 +10,7 @@ import sklearn
 from modAL.models import ActiveLearner
 from sklearn.base import clone
 
-from qa0_label import learner as L
+from qa0_label.learning import learner as L
 
 
 def _toy(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:

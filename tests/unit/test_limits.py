@@ -7,12 +7,24 @@ import math
 import numpy as np
 import pytest
 
-from qa0_label import limits
+from qa0_label.review import limits
 
 GOOD_ROW = {
-    "band": 3, "array": "12m", "freq_ghz": 97.5, "pwv_mm": 1.0, "elevation_deg": 60.0, "n_antennas": 45,
-    "exec_fraction": 1.0, "flux_jy": 10.0, "flux_err_jy": 0.3, "expected_flux_jy": 10.2, "expected_flux_err_jy": 0.4,
-    "phase_rms_deg": 10.0, "flagged_fraction": 0.02, "spectral_index": -0.6, "spectral_index_err": 0.1,
+    "band": 3,
+    "array": "12m",
+    "freq_ghz": 97.5,
+    "pwv_mm": 1.0,
+    "elevation_deg": 60.0,
+    "n_antennas": 45,
+    "exec_fraction": 1.0,
+    "flux_jy": 10.0,
+    "flux_err_jy": 0.3,
+    "expected_flux_jy": 10.2,
+    "expected_flux_err_jy": 0.4,
+    "phase_rms_deg": 10.0,
+    "flagged_fraction": 0.02,
+    "spectral_index": -0.6,
+    "spectral_index_err": 0.1,
 }
 
 
@@ -97,8 +109,15 @@ def test_each_limit_fires_alone_with_its_level(change: dict, field: str, level: 
 
 @pytest.mark.parametrize(
     "change",
-    [{"elevation_deg": 40.0}, {"n_antennas": 40}, {"exec_fraction": 0.9}, {"phase_rms_deg": 30.0},
-     {"flagged_fraction": 0.2}, {"pwv_mm": 6.9}, {"spectral_index": 0.65}],  # 0.65 is within 2 sigma of +0.5
+    [
+        {"elevation_deg": 40.0},
+        {"n_antennas": 40},
+        {"exec_fraction": 0.9},
+        {"phase_rms_deg": 30.0},
+        {"flagged_fraction": 0.2},
+        {"pwv_mm": 6.9},
+        {"spectral_index": 0.65},
+    ],  # 0.65 is within 2 sigma of +0.5
 )
 def test_values_at_the_limit_are_accepted(change: dict) -> None:
     assert limits.check_metrics({**GOOD_ROW, **change}) == {}
@@ -116,8 +135,16 @@ def test_pwv_is_judged_at_the_eb_frequency() -> None:
 
 
 def test_garbage_values_are_skipped_not_raised() -> None:
-    row = {**GOOD_ROW, "pwv_mm": "wet", "elevation_deg": float("nan"), "n_antennas": None,
-           "exec_fraction": math.inf, "band": "B?", "tsys_outliers": "DV01", "bp_ripple": {0: "x"}}
+    row = {
+        **GOOD_ROW,
+        "pwv_mm": "wet",
+        "elevation_deg": float("nan"),
+        "n_antennas": None,
+        "exec_fraction": math.inf,
+        "band": "B?",
+        "tsys_outliers": "DV01",
+        "bp_ripple": {0: "x"},
+    }
     assert limits.check_metrics(row) == {}
 
 
@@ -144,8 +171,21 @@ def test_long_lists_are_shortened() -> None:
 
 
 def test_every_reported_key_has_a_display_title() -> None:
-    row = {**GOOD_ROW, "pwv_mm": 20.0, "elevation_deg": 10.0, "n_antennas": 3, "exec_fraction": 0.1, "flux_jy": 1.0,
-           "spectral_index": 3.0, "phase_rms_deg": 90.0, "flagged_fraction": 0.9, "tsys_outliers": {"A": 3.0},
-           "tsys_spikes": {1: 3.0}, "amplitude_outliers": {"A": 0.0}, "phase_jumps": {"A": 90.0}, "bp_ripple": {0: 9.0}}
+    row = {
+        **GOOD_ROW,
+        "pwv_mm": 20.0,
+        "elevation_deg": 10.0,
+        "n_antennas": 3,
+        "exec_fraction": 0.1,
+        "flux_jy": 1.0,
+        "spectral_index": 3.0,
+        "phase_rms_deg": 90.0,
+        "flagged_fraction": 0.9,
+        "tsys_outliers": {"A": 3.0},
+        "tsys_spikes": {1: 3.0},
+        "amplitude_outliers": {"A": 0.0},
+        "phase_jumps": {"A": 90.0},
+        "bp_ripple": {0: 9.0},
+    }
     keys = [f.field for f in limits.find_problems(row)]
     assert keys == list(limits.CHECK_TITLES)

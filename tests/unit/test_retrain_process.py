@@ -6,7 +6,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from qa0_label import retrain_process
+from qa0_label.learning import retrain_process
 
 
 def _niceness() -> int:

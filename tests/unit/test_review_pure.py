@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qa0_label import review
-from qa0_label.labels import majority_value
+from qa0_label.review import view as review
+from qa0_label.store.labels import majority_value
 
 FREQS = np.array([90.5, 92.5, 102.5, 104.5])
 
@@ -40,8 +40,16 @@ def test_power_law_fit_needs_two_positive_points() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 6), st.sampled_from(["Pass", "SemiPass", "Fail"]),
-                          st.sampled_from(["review", "review", "adjudication"])), max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 6),
+            st.sampled_from(["Pass", "SemiPass", "Fail"]),
+            st.sampled_from(["review", "review", "adjudication"]),
+        ),
+        max_size=40,
+    )
+)
 def test_consensus_values_follow_the_labels_module_rule(rows: list[tuple[int, str, str]]) -> None:
     # The rows are what the SQL hands over: current labels and at most the newest adjudication per EB.
     seen_adj: set[int] = set()
@@ -78,13 +86,18 @@ def _details(n_ant: int = 10, n_scan: int = 6, seed: int = 0) -> pd.DataFrame:
     for a in range(n_ant):
         for spw in range(4):
             for scan in range(1, n_scan + 1):
-                rows.append({
-                    "antenna": f"DA{41 + a}", "spw": spw, "scan": scan,
-                    "tsys_k": 60.0 * (1 + 0.1 * spw) * (1 + 0.03 * rng.standard_normal()),
-                    "amplitude": 5.0 * (1 - 0.02 * spw) * (1 + 0.02 * rng.standard_normal()),
-                    "phase_deg": 8.0 * rng.standard_normal(), "bp_ripple_db": 0.5 + 0.1 * rng.standard_normal(),
-                    "flagged": False,
-                })
+                rows.append(
+                    {
+                        "antenna": f"DA{41 + a}",
+                        "spw": spw,
+                        "scan": scan,
+                        "tsys_k": 60.0 * (1 + 0.1 * spw) * (1 + 0.03 * rng.standard_normal()),
+                        "amplitude": 5.0 * (1 - 0.02 * spw) * (1 + 0.02 * rng.standard_normal()),
+                        "phase_deg": 8.0 * rng.standard_normal(),
+                        "bp_ripple_db": 0.5 + 0.1 * rng.standard_normal(),
+                        "flagged": False,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -130,8 +143,13 @@ def test_flagged_rows_do_not_count_for_ripple_or_jumps() -> None:
 
 def test_summaries_of_tiny_or_empty_details_are_empty() -> None:
     empty = _details().iloc[0:0]
-    for fn in (review.tsys_outliers, review.tsys_spikes, review.amplitude_outliers, review.phase_jumps,
-               review.bandpass_ripple):
+    for fn in (
+        review.tsys_outliers,
+        review.tsys_spikes,
+        review.amplitude_outliers,
+        review.phase_jumps,
+        review.bandpass_ripple,
+    ):
         assert fn(empty) == {}
     two = _details(n_ant=2)
     assert review.tsys_outliers(two) == {} and review.phase_jumps(two) == {}

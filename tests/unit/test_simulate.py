@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label import simulate as sim
-from qa0_label.models import ExecutionBlock
+from qa0_label.sim import simulate as sim
+from qa0_label.store.models import ExecutionBlock
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,11 @@ def big() -> sim.SimulatedBatch:
 def per_antenna(big: sim.SimulatedBatch) -> pd.DataFrame:
     """Per EB x antenna medians of the detail rows."""
     d = big.details
-    return d.groupby(["eb", "antenna"], observed=True).agg(
-        amp=("amplitude", "median"), tsys=("tsys_k", "median")
-    ).reset_index()
+    return (
+        d.groupby(["eb", "antenna"], observed=True)
+        .agg(amp=("amplitude", "median"), tsys=("tsys_k", "median"))
+        .reset_index()
+    )
 
 
 def _decisive(reasons: pd.Series, fault: str) -> pd.Series:
@@ -290,7 +292,13 @@ def test_few_antennas_aborted_pwv_and_elevation_decide_the_outcome(big: sim.Simu
     tau_ratio = sim.tau_zenith(ebs["freq_ghz"], ebs["pwv_mm"]) / ebs["band"].map(sim.TAU_LIMIT)
     wet = ebs[tau_ratio >= 1.32].index
     low = ebs[ebs["elevation_deg"] < 16.8].index
-    for idx, fault in ((few12, "few_antennas"), (few7, "few_antennas"), (aborted, "aborted"), (wet, "high_pwv"), (low, "low_elevation")):
+    for idx, fault in (
+        (few12, "few_antennas"),
+        (few7, "few_antennas"),
+        (aborted, "aborted"),
+        (wet, "high_pwv"),
+        (low, "low_elevation"),
+    ):
         assert len(idx) >= 3, fault
         assert (out.loc[idx, "value"] != "Pass").all(), fault
         assert _decisive(out.loc[idx, "reasons"], fault).all(), fault
@@ -318,9 +326,10 @@ def test_flux_offset_versus_real_flare(big: sim.SimulatedBatch) -> None:
     inst = out[_decisive(out["reasons"], "flux_offset")].index
     assert len(inst) >= 10
     assert dev[inst].median() > 0.15
-    flare_only = out[out["reasons"].str.contains("note: real flare") & ~out["reasons"].str.contains(
-        "|".join(f"(?:^|; ){re.escape(v)}:" for v in sim.FAULTS.values())
-    )].index
+    flare_only = out[
+        out["reasons"].str.contains("note: real flare")
+        & ~out["reasons"].str.contains("|".join(f"(?:^|; ){re.escape(v)}:" for v in sim.FAULTS.values()))
+    ].index
     assert len(flare_only) >= 5
     assert (out.loc[flare_only, "value"] == "Pass").all()
     assert dev[flare_only].median() > 0.1

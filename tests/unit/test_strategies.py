@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa0_label import strategies as S
+from qa0_label.learning import strategies as S
 
 P = np.array(
     [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from qa0_label.uids import canonical_uid
+from qa0_label.store.uids import canonical_uid
 
 
 @pytest.mark.parametrize(

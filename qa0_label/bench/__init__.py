@@ -1,0 +1,1 @@
+"""Benchmarks run from the CLI (active-learning efficiency, scale)."""

@@ -1,0 +1,1 @@
+"""Importing EB tables (read, validate, write) and exporting labels."""

@@ -1,0 +1,1 @@
+"""Team-lead work: agreement statistics, adjudication, reports and their charts."""

@@ -1,0 +1,1 @@
+"""Features, the modAL learner, query strategies and model runs (retrain, score)."""

@@ -1,0 +1,621 @@
+"""Retrain: cross-validated metrics, fit on all consensus labels, score the pool, store a ModelRun.
+
+Only one retrain runs at a time across threads and processes. The claim happens in one write transaction
+that locks the `meta` row 'retrain_lock' (SELECT ... FOR UPDATE on PostgreSQL; SQLite's write transaction is
+already exclusive), reaps stale runs, refuses when another run is alive and inserts the new `running` run.
+A run is alive while its process heartbeats; a run whose process died (dead pid on this host, or no
+heartbeat for STALE_AFTER_S) is marked failed by the next claim. Score and ScoreRank rows of a run are only
+read once the run is `done`, so the previous model keeps serving until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, func, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from qa0_label.config import Settings
+from qa0_label.learning import features as feats
+from qa0_label.learning import learner as lrn
+from qa0_label.learning import strategies as strat
+from qa0_label.store.db import bulk_insert, session_scope
+from qa0_label.store.labels import consensus_from_frames
+from qa0_label.store.models import LABEL_VALUES, Label, Meta, ModelRun, Score, ScoreRank, utcnow
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+STALE_AFTER_S = 120.0
+"""A running run whose heartbeat is older than this is considered dead."""
+HEARTBEAT_S = 5.0
+QUEUE_LENGTH = 3000
+"""ScoreRank rows stored per strategy and run (enough for many AoDs between two retrains)."""
+DIVERSE_HEAD = 300
+"""Batch strategies order this many with their diversity algorithm, the rest of the queue by score."""
+KEEP_DONE_RUNS = 2
+"""Score rows are kept for this many newest done runs (older ones are deleted to bound the table)."""
+LOCK_KEY = "retrain_lock"
+HOST = socket.gethostname()[:255]
+
+_active_lock = threading.Lock()
+_active_runs: set[int] = set()
+
+
+class RetrainRefused(Exception):
+    """A retrain that cannot start (one is running, too few labels, a single class); nothing was replaced."""
+
+
+# --- liveness ----------------------------------------------------------------------------------
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def is_stale(run: ModelRun, *, now: datetime | None = None) -> bool:
+    """True when a `running` run cannot still be making progress (its process is gone or silent)."""
+    now = now or utcnow()
+    if run.host == HOST and run.pid is not None:
+        if run.pid == os.getpid():
+            # Our own process: alive exactly when one of our threads is working on it.
+            with _active_lock:
+                return run.id not in _active_runs
+        if not _pid_alive(run.pid):
+            return True
+    beat = _aware(run.heartbeat_at) or _aware(run.started_at) or now
+    return (now - beat).total_seconds() > STALE_AFTER_S
+
+
+def _delete_run_rows(session: Session, run_id: int) -> None:
+    session.exec(delete(ScoreRank).where(ScoreRank.run_id == run_id))  # type: ignore[call-overload]
+    session.exec(delete(Score).where(Score.run_id == run_id))  # type: ignore[call-overload]
+
+
+def reap_stale(*, session: Session) -> list[int]:
+    """Mark every stale `running` run failed (and drop its partial scores); returns their versions."""
+    reaped = []
+    for run in session.exec(select(ModelRun).where(ModelRun.status == "running")).all():
+        if is_stale(run):
+            run.status = "failed"
+            run.finished_at = utcnow()
+            run.error = (run.error or "") + "abandoned: its process stopped before finishing"
+            session.add(run)
+            _delete_run_rows(session, int(run.id))  # type: ignore[arg-type]
+            reaped.append(run.version)
+    session.flush()
+    return reaped
+
+
+def _take_lock(session: Session) -> None:
+    # The lock row serialises claims on PostgreSQL (row lock until commit); SQLite's BEGIN IMMEDIATE
+    # already serialises every writer, and FOR UPDATE renders as nothing there.
+    if session.get(Meta, LOCK_KEY) is None:
+        try:
+            with session.begin_nested():
+                session.add(Meta(key=LOCK_KEY, value=""))
+                session.flush()
+        except IntegrityError:
+            pass
+    session.exec(select(Meta).where(Meta.key == LOCK_KEY).with_for_update()).one()
+
+
+def _describe_running(run: ModelRun) -> str:
+    started = _aware(run.started_at)
+    when = started.strftime("%Y-%m-%d %H:%M:%S UTC") if started else "at an unknown time"
+    return f"a retrain is already running (version {run.version}, started {when})"
+
+
+_CURRENT_SQL = """
+SELECT l.eb_id, l.value FROM label l
+JOIN (SELECT eb_id, labeler_id, MAX(id) AS id FROM label WHERE kind IN ('review', 'undo') GROUP BY eb_id, labeler_id) newest
+  ON newest.id = l.id
+WHERE l.value IS NOT NULL
+"""
+_ADJUDICATED_SQL = """
+SELECT eb_id, value FROM label WHERE id IN (SELECT MAX(id) FROM label WHERE kind = 'adjudication' GROUP BY eb_id)
+"""
+
+
+def training_labels(*, session: Session) -> pd.DataFrame:
+    """Consensus label per EB (eb_id, value) with labels.consensus's rules, from two narrow queries.
+
+    An adjudication wins; else the majority of current labels; a tie goes to the more cautious value.
+    """
+    conn = session.connection()
+    cur = pd.DataFrame([tuple(r) for r in conn.execute(text(_CURRENT_SQL))], columns=["eb_id", "value"])
+    adj = pd.DataFrame([tuple(r) for r in conn.execute(text(_ADJUDICATED_SQL))], columns=["eb_id", "value"])
+    return consensus_from_frames(cur, adj)[["eb_id", "value"]]
+
+
+def _check_labels(cons: pd.DataFrame, settings: Settings) -> None:
+    n = len(cons)
+    if n < settings.min_labels_to_train:
+        raise RetrainRefused(
+            f"only {n} labelled EBs; at least {settings.min_labels_to_train} are needed to train a model"
+        )
+    classes = sorted(set(cons["value"]))
+    if len(classes) < 2:
+        raise RetrainRefused(
+            f"all {n} labelled EBs are {classes[0] if classes else 'unlabelled'}; "
+            "a model needs at least two different QA0 values"
+        )
+
+
+def _claim(*, engine: Engine, settings: Settings, trigger: str) -> tuple[int, int]:
+    """Insert the `running` run under the lock, or raise RetrainRefused; returns (run id, version)."""
+    with session_scope(engine, write=True) as session:
+        _take_lock(session)
+        reaped = reap_stale(session=session)
+        running = session.exec(select(ModelRun).where(ModelRun.status == "running")).first()
+        if running is not None:
+            raise RetrainRefused(_describe_running(running))
+        _check_labels(training_labels(session=session), settings)
+        top = session.exec(select(func.max(ModelRun.version))).one()
+        now = utcnow()
+        run = ModelRun(
+            version=int(top or 0) + 1,
+            status="running",
+            trigger=str(trigger)[:16],
+            started_at=now,
+            heartbeat_at=now,
+            progress=0.0,
+            progress_text="queued",
+            strategy=strat.DEFAULT_STRATEGY,
+            feature_version=feats.FEATURE_VERSION,
+            pid=os.getpid(),
+            host=HOST,
+        )
+        session.add(run)
+        session.flush()
+        run_id, version = int(run.id), int(run.version)  # type: ignore[arg-type]
+        with _active_lock:
+            _active_runs.add(run_id)
+    _drop_abandoned_artifacts(Path(settings.model_dir), reaped)  # only once the reaping is committed
+    return run_id, version
+
+
+def _drop_abandoned_artifacts(model_dir: Path, versions: list[int]) -> None:
+    """Delete what reaped runs left in the model directory: a half-written temp file, an unrecorded artifact."""
+    for version in versions:
+        for path in model_dir.glob(f"model_v{version:05d}.joblib*"):
+            path.unlink(missing_ok=True)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+class _Heartbeat:
+    """Background thread that keeps the run's heartbeat fresh while a long step runs."""
+
+    def __init__(self, engine: Engine, run_id: int) -> None:
+        self.engine, self.run_id = engine, run_id
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"qa0-heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop_event.wait(HEARTBEAT_S):
+            try:
+                with session_scope(self.engine, write=True) as s:
+                    s.exec(
+                        update(ModelRun)  # type: ignore[call-overload]
+                        .where(ModelRun.id == self.run_id, ModelRun.status == "running")
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself reports errors
+                log.debug("heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=HEARTBEAT_S + 1)
+
+
+def _reporter(engine: Engine, run_id: int, progress: Progress | None) -> Progress:
+    def report(fraction: float, message: str) -> None:
+        with session_scope(engine, write=True) as s:
+            s.exec(
+                update(ModelRun)  # type: ignore[call-overload]
+                .where(ModelRun.id == run_id, ModelRun.status == "running")
+                .values(progress=float(fraction), progress_text=message[:200], heartbeat_at=utcnow())
+            )
+        if progress is not None:
+            progress(float(fraction), message)
+
+    return report
+
+
+def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter: int = 100) -> dict[str, Any]:
+    """Stratified k-fold (k <= 5) out-of-fold metrics of the shipped estimator on the labelled EBs.
+
+    The out-of-fold prediction of every labelled EB is returned too, under ``oof_predicted`` (same order as
+    ``y``), so agreement with the model can be measured per AoD without in-sample predictions.
+    """
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    counts = pd.Series(y).value_counts()
+    # Fewer folds as labels grow: with thousands of labels each fold still holds >1,000 EBs, the metric barely
+    # moves, and the folds (run beside the final fit) stop being the retrain's longest step.
+    most = 5 if len(y) < 1000 else 3 if len(y) < 3000 else 2
+    n_splits = int(min(most, max(2, counts.min())))
+    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    pred = np.empty(len(y), dtype=object)
+    import warnings
+
+    with warnings.catch_warnings():
+        # A class with fewer members than folds is legal here; sklearn warns about it.
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(skf.split(X, y))
+    with lrn.fit_thread_limit(len(y)):
+        for train, test in splits:
+            if len(set(y[train])) < 2:
+                # This fold saw one class only: predict it (a fair, if pessimistic, stand-in).
+                pred[test] = y[train][0]
+                continue
+            est = lrn.make_estimator(random_state=random_state, max_iter=max_iter, n_samples=len(train))
+            est.fit(X[train], y[train])
+            pred[test] = est.predict(X[test])
+    labels = list(LABEL_VALUES)
+    present = [c for c in labels if c in set(y)]
+    recalls = recall_score(y, pred, labels=present, average=None, zero_division=0)
+    per_class = {c: float(r) for c, r in zip(present, recalls)}
+    return {
+        "macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "per_class_recall": per_class,
+        "fail_recall": per_class.get("Fail"),
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+        "labels": labels,
+        "cv_folds": n_splits,
+        "class_counts": {c: int(counts.get(c, 0)) for c in labels},
+        "oof_predicted": [str(p) for p in pred],
+    }
+
+
+def _reference_agreement(session: Session, eb_index: pd.Index, predicted: np.ndarray) -> dict[str, Any] | None:
+    # Plain DB-API rows and one reindex: ORM rows and label-based lookups took ~1 s of a 100k-EB retrain.
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("SELECT eb_id, value FROM reference_outcome")
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not rows:
+        return None
+    ids, values = zip(*rows)
+    ref = pd.Series(np.asarray(values, dtype=object), index=np.asarray(ids, dtype=np.int64))
+    ref_at = ref.reindex(np.asarray(eb_index, dtype=np.int64)).to_numpy(dtype=object)
+    have = pd.notna(ref_at)
+    if not have.any():
+        return None
+    common = np.flatnonzero(have)
+    agree = np.asarray(predicted, dtype=object)[common] == ref_at[common]
+    fail_mask = ref_at[common] == "Fail"
+    return {
+        "reference_agreement": float(agree.mean()),
+        "reference_fail_recall": float(agree[fail_mask].mean()) if fail_mask.any() else None,
+        "reference_n": int(len(common)),
+    }
+
+
+def _write_scores(engine: Engine, run_id: int, eb_ids: np.ndarray, proba: np.ndarray, unc: np.ndarray) -> None:
+    rows = [(run_id, int(e), float(p[0]), float(p[1]), float(p[2]), float(u)) for e, p, u in zip(eb_ids, proba, unc)]
+    # Chunked transactions keep SQLite's write lock short so AoDs' labels slip in between.
+    for start in range(0, len(rows), 20_000):
+        with session_scope(engine, write=True) as s:
+            bulk_insert(
+                s.connection(),
+                "score",
+                ["run_id", "eb_id", "p_pass", "p_semipass", "p_fail", "uncertainty"],
+                rows[start : start + 20_000],
+            )
+
+
+def _write_ranks(engine: Engine, run_id: int | None, queues: dict[str, np.ndarray]) -> None:
+    rows = [(run_id, name, r, int(e)) for name, ids in queues.items() for r, e in enumerate(ids)]
+    with session_scope(engine, write=True) as s:
+        bulk_insert(s.connection(), "score_rank", ["run_id", "strategy", "rank", "eb_id"], rows)
+
+
+def build_queues(
+    proba: np.ndarray, X: np.ndarray, eb_ids: np.ndarray, *, seed: int, length: int = QUEUE_LENGTH
+) -> dict[str, np.ndarray]:
+    """Each strategy's queue (EB ids, review-first first) over the unlabelled pool."""
+    queues = {}
+    for name in strat.STRATEGIES:
+        rng = np.random.default_rng(seed)
+        order = strat.rank(name, proba, X, length, rng, diverse_head=DIVERSE_HEAD)
+        queues[name] = eb_ids[order]
+    return queues
+
+
+def _finish(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
+    with session_scope(engine, write=True) as s:
+        done = s.exec(
+            update(ModelRun)  # type: ignore[call-overload]
+            .where(ModelRun.id == run_id, ModelRun.status == "running")
+            .values(status="done", finished_at=utcnow(), progress=1.0, progress_text="done", **values)
+        ).rowcount
+        if not done:
+            raise RuntimeError("the run was marked failed while it was finishing (stale heartbeat?)")
+        keep = s.exec(
+            select(ModelRun.id).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(KEEP_DONE_RUNS)  # type: ignore[attr-defined]
+        ).all()
+        old = s.exec(select(ModelRun.id).where(ModelRun.status == "done", ModelRun.id.notin_(keep))).all()  # type: ignore[union-attr]
+        for rid in old:
+            _delete_run_rows(s, int(rid))
+
+
+def _fail(engine: Engine, run_id: int, error: str) -> None:
+    with session_scope(engine, write=True) as s:
+        s.exec(
+            update(ModelRun)  # type: ignore[call-overload]
+            .where(ModelRun.id == run_id, ModelRun.status == "running")
+            .values(status="failed", finished_at=utcnow(), error=error[:2000], progress_text="failed")
+        )
+        _delete_run_rows(s, run_id)
+
+
+def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progress: Progress | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    report = _reporter(engine, run_id, progress)
+    try:
+        with _Heartbeat(engine, run_id):
+            report(0.02, "updating the detail-feature cache")
+            feats.ensure_detail_cache(
+                engine=engine,
+                progress=lambda done, total: report(
+                    0.02 + 0.08 * done / max(total, 1), f"detail features {done}/{total} EBs"
+                ),
+            )
+            report(0.1, "reading labels and features")
+            with session_scope(engine) as s:
+                max_label_id = int(s.exec(select(func.max(Label.id))).one() or 0)
+                cons = training_labels(session=s)
+                _check_labels(cons, settings)
+                X_all = feats.build_features(session=s)
+            label_of = dict(zip(cons["eb_id"].astype(int), cons["value"]))
+            pool_ids = X_all.index.to_numpy(dtype=np.int64)
+            labelled_mask = np.fromiter((int(e) in label_of for e in pool_ids), dtype=bool, count=len(pool_ids))
+            # Drop columns that are empty over the whole pool: they carry nothing and only slow the trees.
+            columns = [c for c in X_all.columns if X_all[c].notna().any()]
+            X = X_all[columns].to_numpy(dtype=float)
+            # The frame is a second copy of X: let it go before cross-validation (the app's retrain worker
+            # process is part of the app's memory).
+            pool_index = pd.Index(pool_ids, name="eb_id")
+            del X_all
+            X_lab = X[labelled_mask]
+            y_lab = np.asarray([label_of[int(e)] for e in pool_ids[labelled_mask]], dtype=object)
+            n_labels = int(len(y_lab))
+            _check_labels(pd.DataFrame({"value": y_lab}), settings)
+
+            report(0.15, f"cross-validating and fitting on {n_labels} labels")
+            # Cross-validation (metrics only) runs beside the final fit and the pool scoring: on two cores this
+            # takes a third off a 100k-pool retrain. One OpenMP thread each, so the two do not fight over cores.
+            from concurrent.futures import ThreadPoolExecutor
+
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1), ThreadPoolExecutor(1, thread_name_prefix="qa0-cv") as pool:
+                cv_job = pool.submit(cv_metrics, X_lab, y_lab, random_state=version)
+                learner = lrn.build_learner(X_lab, y_lab, random_state=version)
+                report(0.45, f"scoring {len(pool_ids)} EBs")
+                proba = lrn.proba_full(learner, X)
+                metrics = cv_job.result()
+            # Parallel lists (lead_report.oof_predictions reads them): per-AoD agreement with the model.
+            metrics["oof_predictions"] = {
+                "eb_id": [int(e) for e in pool_ids[labelled_mask]],
+                "predicted": metrics.pop("oof_predicted"),
+            }
+            report(0.6, "comparing with reference outcomes")
+            unc = strat.margin_score(proba)
+            predicted = np.asarray(LABEL_VALUES)[proba.argmax(axis=1)]
+            with session_scope(engine) as s:
+                ref = _reference_agreement(s, pool_index, predicted)
+            if ref:
+                metrics.update(ref)
+            metrics["classes"] = sorted(set(y_lab), key=LABEL_VALUES.index)
+            clf = learner.estimator.steps[-1][1]
+            imp = getattr(clf, "feature_importances_", None)
+            if imp is not None and np.sum(imp) > 0:
+                top = np.argsort(-np.asarray(imp))[:20]
+                metrics["feature_importances"] = {columns[i]: round(float(imp[i]), 4) for i in top if imp[i] > 0}
+            metrics["max_label_id"] = max_label_id
+            metrics["n_pool"] = int(len(pool_ids))
+
+            report(0.7, "ranking the review queues")
+            un = ~labelled_mask
+            queues = build_queues(proba[un], X[un], pool_ids[un], seed=version)
+
+            report(0.75, "saving the model")
+            model_dir = Path(settings.model_dir)
+            path = (model_dir / f"model_v{version:05d}.joblib").resolve()
+            artifact = {
+                "learner": learner,
+                "features": columns,
+                "feature_version": feats.FEATURE_VERSION,
+                "classes": list(LABEL_VALUES),
+                "version": version,
+            }
+            digest = lrn.save_artifact(artifact, path)
+
+            report(0.8, "storing scores")
+            _write_scores(engine, run_id, pool_ids, proba, unc)
+            _write_ranks(engine, run_id, queues)
+            metrics["seconds"] = round(time.perf_counter() - t0, 3)
+            _finish(
+                engine,
+                run_id,
+                {
+                    "n_labels": n_labels,
+                    "estimator": _describe_estimator(learner),
+                    "features": columns,
+                    "feature_version": feats.FEATURE_VERSION,
+                    "metrics": _jsonable(metrics),
+                    "artifact_path": str(path),
+                    "artifact_sha256": digest,
+                },
+            )
+        if progress is not None:
+            progress(1.0, f"model version {version} ready")
+        return {
+            "version": version,
+            "run_id": run_id,
+            "n_labels": n_labels,
+            # The per-EB predictions stay in the stored run; a CLI answer would drown in them.
+            "metrics": _jsonable({k: v for k, v in metrics.items() if k != "oof_predictions"}),
+            "artifact_path": str(path),
+            "artifact_sha256": digest,
+            "seconds": metrics["seconds"],
+        }
+    except BaseException as exc:
+        _fail(engine, run_id, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, RetrainRefused):
+            raise
+        raise
+    finally:
+        with _active_lock:
+            _active_runs.discard(run_id)
+
+
+def _describe_estimator(learner: Any) -> str:
+    est = learner.estimator
+    clf = est.steps[-1][1] if hasattr(est, "steps") else est
+    params = clf.get_params()
+    keys = ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf", "class_weight")
+    inner = ", ".join(f"{k}={params[k]}" for k in keys if k in params)
+    return f"modAL ActiveLearner({type(clf).__name__}({inner}))"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    return value
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def retrain(
+    *, engine: Engine, settings: Settings, trigger: str = "manual", progress: Progress | None = None
+) -> dict[str, Any]:
+    """Train on the consensus labels, score the pool and store a ModelRun; RetrainRefused when it cannot."""
+    run_id, version = _claim(engine=engine, settings=settings, trigger=trigger)
+    return _run(engine=engine, settings=settings, run_id=run_id, version=version, progress=progress)
+
+
+def start_background(*, engine: Engine, settings: Settings, trigger: str = "manual") -> dict[str, Any]:
+    """Start a retrain in a daemon thread; refusals come back as started=False with the reason."""
+    try:
+        run_id, version = _claim(engine=engine, settings=settings, trigger=trigger)
+    except RetrainRefused as exc:
+        return {"started": False, "run_id": None, "message": str(exc)}
+
+    def work() -> None:
+        try:
+            _run(engine=engine, settings=settings, run_id=run_id, version=version, progress=None)
+        except Exception:  # noqa: BLE001 - recorded on the run (status failed, error); nothing to raise to
+            log.exception("background retrain %s failed", version)
+
+    threading.Thread(target=work, name=f"qa0-retrain-{version}", daemon=True).start()
+    return {"started": True, "run_id": run_id, "message": f"retrain version {version} started"}
+
+
+def _latest_done(session: Session) -> ModelRun | None:
+    return session.exec(
+        select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+    ).first()
+
+
+def labels_since_last_run(*, session: Session) -> int:
+    """Label events (reviews and adjudications) recorded after the newest done run read its labels."""
+    done = _latest_done(session)
+    since = int((done.metrics or {}).get("max_label_id", 0)) if done is not None else 0
+    n = session.exec(
+        select(func.count()).select_from(Label).where(Label.id > since, Label.kind.in_(("review", "adjudication")))  # type: ignore[attr-defined]
+    ).one()
+    return int(n)
+
+
+def status(*, engine: Engine) -> dict[str, Any]:
+    """What the sidebar shows: is a retrain running, its progress, the serving model, labels since it."""
+    with session_scope(engine) as s:
+        running = s.exec(
+            select(ModelRun).where(ModelRun.status == "running").order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
+        ).first()
+        alive = running is not None and not is_stale(running)
+        done = _latest_done(s)
+        newest = s.exec(select(ModelRun).order_by(ModelRun.version.desc()).limit(1)).first()  # type: ignore[attr-defined]
+        last_error = None
+        if newest is not None and newest.status == "failed":
+            last_error = newest.error
+        latest = None
+        if done is not None:
+            latest = {
+                "version": done.version,
+                "finished_at": _aware(done.finished_at).isoformat() if done.finished_at else None,  # type: ignore[union-attr]
+                "n_labels": done.n_labels,
+                "metrics": dict(done.metrics or {}),
+            }
+        return {
+            "running": bool(alive),
+            "progress": float(running.progress) if alive and running is not None else 0.0,
+            "progress_text": running.progress_text if alive and running is not None else None,
+            "running_version": running.version if alive and running is not None else None,
+            "latest": latest,
+            "labels_since": labels_since_last_run(session=s),
+            "last_error": last_error,
+        }
+
+
+def maybe_auto_retrain(*, engine: Engine, settings: Settings) -> bool:
+    """Start a background retrain when auto_retrain_every labels arrived since the last done run."""
+    every = int(settings.auto_retrain_every)
+    if every <= 0:
+        return False
+    with session_scope(engine) as s:
+        if labels_since_last_run(session=s) < every:
+            return False
+        running = s.exec(select(ModelRun).where(ModelRun.status == "running")).first()
+        if running is not None and not is_stale(running):
+            return False
+    return bool(start_background(engine=engine, settings=settings, trigger="auto")["started"])

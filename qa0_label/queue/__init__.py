@@ -1,0 +1,1 @@
+"""Which EB an AoD reviews next: routing, leases, look-ahead reservations."""
