@@ -85,7 +85,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
-    from qa0_label.ingest.pipeline import ImportRefused, import_file
+    from qa0_label.ingest import ImportRefused, import_file
 
     try:
         summary = import_file(
@@ -107,7 +107,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"{out}: --out must end in .csv or .parquet")
-    from qa0_label.ingest.pipeline import export_labels
+    from qa0_label.ingest import export_labels
 
     n = export_labels(engine=_engine(args), out=out, current=args.current)
     print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")

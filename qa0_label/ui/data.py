@@ -87,7 +87,7 @@ def upload_limit_mb() -> float:
 
 
 def _run_import(ctx: w.PageContext, ebs_file: Any, details_file: Any) -> None:
-    from qa0_label.ingest.pipeline import ImportRefused, import_file, upload_problem
+    from qa0_label.ingest import ImportRefused, import_file, upload_problem
 
     files = [f for f in (ebs_file, details_file) if f is not None]
     limit = upload_limit_mb()
@@ -152,7 +152,7 @@ def export_section(ctx: w.PageContext) -> None:
     url = ctx.settings.database_url
 
     def build() -> bytes:
-        from qa0_label.ingest.pipeline import export_labels_frame
+        from qa0_label.ingest import export_labels_frame
 
         frame = export_labels_frame(engine=w.engine_for(url), current=current)
         return _csv_bytes(frame)
@@ -170,7 +170,7 @@ def export_section(ctx: w.PageContext) -> None:
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:
     try:
-        from qa0_label.ingest.pipeline import spreadsheet_safe  # type: ignore[attr-defined]
+        from qa0_label.ingest import spreadsheet_safe  # type: ignore[attr-defined]
 
         frame = spreadsheet_safe(frame)
     except ImportError:

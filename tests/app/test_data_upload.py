@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from qa0_label.ingest.pipeline import upload_problem
+from qa0_label.ingest import upload_problem
 from qa0_label.store.db import dispose_engines, get_engine
 
 ROOT = Path(__file__).resolve().parents[2]

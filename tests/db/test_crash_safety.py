@@ -237,7 +237,7 @@ def _state(engine: Engine) -> dict[str, tuple[int, str]]:
 
 @pytest.mark.slow
 def test_killed_import_leaves_the_database_as_it_was(db_url: str, engine: Engine, tmp_path: Path) -> None:
-    from qa0_label.ingest.pipeline import import_file
+    from qa0_label.ingest import import_file
 
     small = _import_files(tmp_path, 50, 4)
     import_file(engine=engine, path=small[0], details_path=small[1])

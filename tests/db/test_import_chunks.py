@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from qa0_label.ingest import pipeline as ingest
-from qa0_label.ingest.pipeline import ImportRefused, import_file
+from qa0_label.ingest import ImportRefused, import_file
+from qa0_label.ingest import columns as ingest
 from qa0_label.store.db import init_db, make_engine
 from tests.db.test_import_export import detail_rows, eb_row, snapshot, write_csv
 

@@ -14,8 +14,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 
-from qa0_label.ingest import pipeline as ingest
-from qa0_label.ingest.pipeline import ImportRefused, export_labels, export_labels_frame, import_file, import_frames
+import qa0_label.ingest as ingest
+from qa0_label.ingest import (
+    ImportRefused,
+    columns,
+    export_labels,
+    export_labels_frame,
+    import_file,
+    import_frames,
+    write,
+)
 from qa0_label.store import labels
 from qa0_label.store.db import session_scope
 from qa0_label.store.models import EBDetail, ExecutionBlock, Label, Labeler
@@ -284,7 +292,7 @@ def test_import_frames_reports_progress_and_accepts_in_memory_frames(engine: Eng
 
 
 def test_large_file_takes_the_bulk_paths(engine: Engine, tmp_path: Path) -> None:
-    n = ingest.FULL_SCAN_OVER + 500
+    n = columns.FULL_SCAN_OVER + 500
     rows = [eb_row(i, qa0_status=("Pass", "Fail", "SemiPass", "")[i % 4]) for i in range(n)]
     path = write_csv(tmp_path / "big.csv", rows)
     first = import_file(engine=engine, path=path)
@@ -390,7 +398,7 @@ def test_uid_inserted_by_another_process_meanwhile_is_updated_not_duplicated(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import_file(engine=engine, path=write_csv(tmp_path / "first.csv", [eb_row(1)]))
-    real = ingest._uid_ids
+    real = write._uid_ids
     calls = {"n": 0}
 
     def stale(conn: Any, uids: Any) -> dict[str, int]:
@@ -398,7 +406,7 @@ def test_uid_inserted_by_another_process_meanwhile_is_updated_not_duplicated(
         calls["n"] += 1
         return {} if calls["n"] == 1 else real(conn, uids)
 
-    monkeypatch.setattr(ingest, "_uid_ids", stale)
+    monkeypatch.setattr(write, "_uid_ids", stale)
     summary = import_file(engine=engine, path=write_csv(tmp_path / "again.csv", [eb_row(1, pwv_mm="3"), eb_row(2)]))
     assert (summary["inserted"], summary["updated"]) == (1, 1)
     ebs = ebs_by_uid(engine)

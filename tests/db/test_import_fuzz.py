@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from qa0_label import cli
-from qa0_label.ingest.pipeline import ImportRefused, import_file
+from qa0_label.ingest import ImportRefused, import_file
 from tests.db.test_import_export import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa0_label.ingest import pipeline as ingest
-from qa0_label.ingest.pipeline import ImportRefused, Problem, read_table, validate_details, validate_ebs
+from qa0_label.ingest import ImportRefused, Problem, read_table, validate_details, validate_ebs
+from qa0_label.ingest import columns as ingest
 from qa0_label.store.models import EBDetail, ExecutionBlock
 
 COLUMNS = [
