@@ -71,12 +71,6 @@ def is_lead(role: str | None) -> bool:
     return role == "lead"
 
 
-def role_of(*, session: Session, name: str) -> str:
-    """The role of a labeler in the roster; an unknown name is an AoD."""
-    role = session.exec(select(Labeler.role).where(Labeler.name == normalize_name(name))).first()
-    return str(role) if role else "aod"
-
-
 def ensure_labeler(*, session: Session, name: str, lead_names: Iterable[str] = ()) -> str:
     """Make sure NAME is in the roster (a new name becomes an AoD) and return its role.
 

@@ -543,23 +543,6 @@ def retrain(
     return _run(engine=engine, settings=settings, run_id=run_id, version=version, progress=progress)
 
 
-def start_background(*, engine: Engine, settings: Settings, trigger: str = "manual") -> dict[str, Any]:
-    """Start a retrain in a daemon thread; refusals come back as started=False with the reason."""
-    try:
-        run_id, version = _claim(engine=engine, settings=settings, trigger=trigger)
-    except RetrainRefused as exc:
-        return {"started": False, "run_id": None, "message": str(exc)}
-
-    def work() -> None:
-        try:
-            _run(engine=engine, settings=settings, run_id=run_id, version=version, progress=None)
-        except Exception:  # noqa: BLE001 - recorded on the run (status failed, error); nothing to raise to
-            log.exception("background retrain %s failed", version)
-
-    threading.Thread(target=work, name=f"qa0-retrain-{version}", daemon=True).start()
-    return {"started": True, "run_id": run_id, "message": f"retrain version {version} started"}
-
-
 def _latest_done(session: Session) -> ModelRun | None:
     return session.exec(
         select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
@@ -605,17 +588,3 @@ def status(*, engine: Engine) -> dict[str, Any]:
             "labels_since": labels_since_last_run(session=s),
             "last_error": last_error,
         }
-
-
-def maybe_auto_retrain(*, engine: Engine, settings: Settings) -> bool:
-    """Start a background retrain when auto_retrain_every labels arrived since the last done run."""
-    every = int(settings.auto_retrain_every)
-    if every <= 0:
-        return False
-    with session_scope(engine) as s:
-        if labels_since_last_run(session=s) < every:
-            return False
-        running = s.exec(select(ModelRun).where(ModelRun.status == "running")).first()
-        if running is not None and not is_stale(running):
-            return False
-    return bool(start_background(engine=engine, settings=settings, trigger="auto")["started"])

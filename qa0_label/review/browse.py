@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import bindparam, text
 from sqlmodel import Session, select
 
-from qa0_label.store.models import ExecutionBlock, Labeler
+from qa0_label.store.models import ExecutionBlock
 
 LABEL_STATES: tuple[str, ...] = ("any", "unlabelled", "labelled", "disputed", "adjudicated")
 """Label-state filter values: disputed = current labels disagree; adjudicated = a lead decided."""
@@ -197,8 +197,3 @@ def eb_labels(*, session: Session, eb_id: int, viewer: str | None, viewer_role: 
     if has_own_label:
         return frame, False
     return own, bool(len(frame) > len(own))
-
-
-def labeler_exists(*, session: Session, name: str) -> bool:
-    """True when NAME is in the roster."""
-    return session.exec(select(Labeler.id).where(Labeler.name == name)).first() is not None

@@ -99,16 +99,6 @@ def eb_id_for_uid(*, session: Session, uid: str) -> int:
     return int(eb_id)
 
 
-def _current_review_value(session: Session, eb_id: int, labeler_id: int) -> tuple[int | None, str | None]:
-    row = session.exec(
-        select(Label.id, Label.value)
-        .where(Label.eb_id == eb_id, Label.labeler_id == labeler_id, Label.kind.in_(("review", "undo")))
-        .order_by(Label.id.desc())
-        .limit(1)
-    ).first()
-    return (row[0], row[1]) if row else (None, None)
-
-
 # record_label runs on every key press of every AoD: prebuilt Core statements (compiled once, cached by
 # SQLAlchemy) instead of ORM queries and a unit-of-work flush cut its CPU to a fraction and its statements
 # from seven to three (context lookup, insert, lease release).

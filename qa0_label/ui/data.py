@@ -169,13 +169,9 @@ def export_section(ctx: w.PageContext) -> None:
 
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    try:
-        from qa0_label.ingest import spreadsheet_safe  # type: ignore[attr-defined]
+    from qa0_label.ingest import spreadsheet_safe
 
-        frame = spreadsheet_safe(frame)
-    except ImportError:
-        pass
-    return frame.to_csv(index=False).encode("utf-8")
+    return spreadsheet_safe(frame).to_csv(index=False).encode("utf-8")
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=8)

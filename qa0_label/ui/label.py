@@ -263,21 +263,6 @@ def _format(value: Any, fmt: str) -> str:
         return str(value)
 
 
-def _warning_map(header: dict[str, Any]) -> dict[str, str]:
-    raw = header.get("warnings") or {}
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    out: dict[str, str] = {}
-    for item in raw:
-        if isinstance(item, dict):
-            out[str(item.get("metric") or item.get("field"))] = str(item.get("message") or item.get("reason") or "")
-        elif isinstance(item, (tuple, list)) and item:
-            out[str(item[0])] = str(item[1]) if len(item) > 1 else ""
-        else:
-            out[str(item)] = ""
-    return out
-
-
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M UTC")
@@ -290,7 +275,7 @@ def _when(value: Any) -> str:
 def draw_header(header: dict[str, Any], uid: str) -> None:
     """The EB's identity line, its metrics (each one with a warning marked ⚠ in colour) and the warnings."""
     # Few elements on purpose: the browser redraws every element of this page for each EB, at a few ms each.
-    warnings = _warning_map(header)
+    warnings: dict[str, str] = header.get("warnings") or {}  # review.eb_header: {field: message}
     with st.container(key="qa0-title"):
         with st.container(key="qa0-uid"):
             st.text(uid)

@@ -6,6 +6,7 @@ values in st.session_state.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import statistics
@@ -27,6 +28,8 @@ from qa0_label.access.identity import Identity, ensure_labeler, is_lead, resolve
 from qa0_label.config import Settings, load_settings
 from qa0_label.learning.retrain_process import RetrainRunner, should_auto_retrain
 from qa0_label.store.db import get_engine, session_scope
+
+log = logging.getLogger(__name__)
 
 # Session-state keys (one place, so pages and tests agree on them).
 K_CHOSEN = "qa0_chosen_labeler"
@@ -477,7 +480,7 @@ def maybe_auto_retrain(url: str) -> None:
                 with _started_lock:
                     _started_for.add(session)
         except Exception:  # noqa: BLE001 - a failed auto-retrain must never touch the label just saved
-            pass
+            log.warning("auto-retrain check failed", exc_info=True)
 
     _auto_pool.submit(check)
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from qa0_label.learning import features as F
+from qa0_label.sim import simulate
 from qa0_label.store.db import session_scope
-
-simulate = pytest.importorskip("qa0_label.sim.simulate")
 
 
 def test_sql_and_pandas_paths_agree(engine) -> None:

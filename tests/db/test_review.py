@@ -411,7 +411,8 @@ def test_context_groups_follow_labels_consensus_on_random_labels(engine) -> None
 
 
 def test_review_functions_on_simulated_ebs(engine) -> None:
-    simulate = pytest.importorskip("qa0_label.sim.simulate").simulate
+    from qa0_label.sim.simulate import simulate
+
     simulate(engine=engine, n=50, seed=1, aods=2, labeled=40)
     with session_scope(engine) as s:
         ids = [

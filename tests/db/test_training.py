@@ -17,6 +17,7 @@ from qa0_label.config import Settings
 from qa0_label.learning import strategies as S
 from qa0_label.learning import training
 from qa0_label.learning.learner import load_artifact
+from qa0_label.learning.retrain_process import should_auto_retrain
 from qa0_label.queue import assign
 from qa0_label.store.db import session_scope
 from qa0_label.store.models import ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
@@ -133,8 +134,6 @@ def test_second_retrain_while_one_runs_is_refused(engine, settings) -> None:
         s.add(ModelRun(version=1, status="running", host="elsewhere", pid=1, heartbeat_at=utcnow()))
     with pytest.raises(training.RetrainRefused, match=r"already running \(version 1, started"):
         training.retrain(engine=engine, settings=settings)
-    out = training.start_background(engine=engine, settings=settings)
-    assert out["started"] is False and "already running" in out["message"] and out["run_id"] is None
     assert training.status(engine=engine)["running"] is True
 
 
@@ -210,7 +209,11 @@ def test_threads_racing_to_retrain_start_exactly_one(engine, settings) -> None:
 
     def go() -> None:
         barrier.wait()
-        outcomes.append(training.start_background(engine=engine, settings=settings))
+        try:
+            training.retrain(engine=engine, settings=settings)
+            outcomes.append({"started": True, "message": ""})
+        except training.RetrainRefused as exc:
+            outcomes.append({"started": False, "message": str(exc)})
 
     threads = [threading.Thread(target=go) for _ in range(4)]
     for t in threads:
@@ -234,21 +237,21 @@ def _wait_idle(engine, timeout: float = 120.0) -> dict:
     raise AssertionError("retrain did not finish")
 
 
-def test_background_status_and_auto_retrain(engine, settings) -> None:
+def test_status_and_auto_retrain_threshold(engine, settings) -> None:
     truth = _labelled_pool(engine)
     assert training.status(engine=engine)["labels_since"] == 60
-    started = training.start_background(engine=engine, settings=settings)
-    assert started["started"] and started["run_id"]
+    training.retrain(engine=engine, settings=settings)
     st = _wait_idle(engine)
     assert st["latest"]["version"] == 1 and st["latest"]["n_labels"] == 60 and st["labels_since"] == 0
     assert "macro_f1" in st["latest"]["metrics"] and st["last_error"] is None
-    assert training.maybe_auto_retrain(engine=engine, settings=settings) is False
+    assert should_auto_retrain(engine=engine, settings=settings) is False
     unlabelled = [e for e in sorted(truth) if e not in set(sorted(truth)[:57])][:12]
     label(engine, unlabelled[:9], "bo", truth)
     assert training.status(engine=engine)["labels_since"] == 9
-    assert training.maybe_auto_retrain(engine=engine, settings=settings) is False
+    assert should_auto_retrain(engine=engine, settings=settings) is False
     label(engine, unlabelled[9:10], "bo", truth)
-    assert training.maybe_auto_retrain(engine=engine, settings=settings) is True
+    assert should_auto_retrain(engine=engine, settings=settings) is True
+    training.retrain(engine=engine, settings=settings, trigger="auto")
     st = _wait_idle(engine)
     assert st["latest"]["version"] == 2
     with session_scope(engine) as s:

@@ -171,7 +171,8 @@ def test_extra_numeric_columns_become_features() -> None:
 
 
 def test_simulator_frames_are_accepted_and_faults_show() -> None:
-    simulate = pytest.importorskip("qa0_label.sim.simulate")
+    from qa0_label.sim import simulate
+
     batch = simulate.generate(n=40, seed=3)
     feats = F.features_from_frames(batch.ebs, batch.details)
     assert len(feats) == 40 and list(feats.columns) == F.feature_names()
