@@ -4,12 +4,13 @@ The public surface; the modules behind it follow the path of a file: `columns` (
 `read`, `validate`, `write`, `importer` (streaming, whole-file rules, one transaction) and `export`.
 """
 
-from qa0_label.ingest.columns import ARCHIVE_LABELER, EXPORT_COLUMNS, LINE_COLUMN
+from qa0_label.ingest.columns import EXPORT_COLUMNS, LINE_COLUMN
 from qa0_label.ingest.export import export_labels, export_labels_frame, spreadsheet_safe
 from qa0_label.ingest.importer import import_file, import_frames
 from qa0_label.ingest.problems import ImportRefused, Problem, upload_problem
 from qa0_label.ingest.read import read_chunks, read_table
 from qa0_label.ingest.validate import validate_details, validate_ebs
+from qa0_label.store.models import ARCHIVE_LABELER
 
 __all__ = [
     "ARCHIVE_LABELER",

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 Progress = Callable[[float, str], None]
 
-ARCHIVE_LABELER = "archive"
 LINE_COLUMN = "__line__"
 """Column read_table adds: the CSV line (header = line 1) or Parquet row (1-based) each row came from."""
 

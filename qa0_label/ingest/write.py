@@ -13,7 +13,6 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from qa0_label.ingest.columns import (
-    ARCHIVE_LABELER,
     CHUNK,
     DETAIL_MEASUREMENTS,
     FULL_SCAN_OVER,
@@ -22,7 +21,7 @@ from qa0_label.ingest.columns import (
 )
 from qa0_label.store import labels as labels_mod
 from qa0_label.store.db import bulk_insert
-from qa0_label.store.models import EBDetail, ExecutionBlock, Label, utcnow
+from qa0_label.store.models import ARCHIVE_LABELER, EBDetail, ExecutionBlock, Label, utcnow
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -31,6 +30,7 @@ from qa0_label.lead import agreement
 from qa0_label.store.labels import (
     LabelError,
     NotAllowed,
+    adjudications_select,
     current_labels,
     majority_value,
     normalize_name,
@@ -74,20 +74,8 @@ def _require_eb(session: Session, eb_id: int) -> ExecutionBlock:
 
 
 def _newest_adjudications(session: Session) -> pd.DataFrame:
-    rows = (
-        session.connection()
-        .execute(
-            text(
-                """
-            SELECT l.eb_id, l.id AS event_id, l.value
-            FROM label l
-            WHERE l.id IN (SELECT MAX(id) FROM label WHERE kind = 'adjudication' GROUP BY eb_id)
-            """
-            )
-        )
-        .fetchall()
-    )
-    return pd.DataFrame(rows, columns=["eb_id", "event_id", "value"])
+    stmt = adjudications_select(Label.eb_id, Label.id.label("event_id"), Label.value)  # type: ignore[union-attr]
+    return pd.DataFrame(session.connection().execute(stmt).fetchall(), columns=["eb_id", "event_id", "value"])
 
 
 def _eb_info(session: Session, eb_ids: list[int]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, func, text, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -32,7 +32,7 @@ from qa0_label.learning import features as feats
 from qa0_label.learning import learner as lrn
 from qa0_label.learning import strategies as strat
 from qa0_label.store.db import bulk_insert, session_scope
-from qa0_label.store.labels import consensus_from_frames
+from qa0_label.store.labels import adjudications_select, consensus_from_frames, current_labels_select
 from qa0_label.store.models import LABEL_VALUES, Label, Meta, ModelRun, Score, ScoreRank, utcnow
 
 log = logging.getLogger(__name__)
@@ -133,25 +133,18 @@ def _describe_running(run: ModelRun) -> str:
     return f"a retrain is already running (version {run.version}, started {when})"
 
 
-_CURRENT_SQL = """
-SELECT l.eb_id, l.value FROM label l
-JOIN (SELECT eb_id, labeler_id, MAX(id) AS id FROM label WHERE kind IN ('review', 'undo') GROUP BY eb_id, labeler_id) newest
-  ON newest.id = l.id
-WHERE l.value IS NOT NULL
-"""
-_ADJUDICATED_SQL = """
-SELECT eb_id, value FROM label WHERE id IN (SELECT MAX(id) FROM label WHERE kind = 'adjudication' GROUP BY eb_id)
-"""
-
-
 def training_labels(*, session: Session) -> pd.DataFrame:
     """Consensus label per EB (eb_id, value) with labels.consensus's rules, from two narrow queries.
 
     An adjudication wins; else the majority of current labels; a tie goes to the more cautious value.
     """
     conn = session.connection()
-    cur = pd.DataFrame([tuple(r) for r in conn.execute(text(_CURRENT_SQL))], columns=["eb_id", "value"])
-    adj = pd.DataFrame([tuple(r) for r in conn.execute(text(_ADJUDICATED_SQL))], columns=["eb_id", "value"])
+    cur = pd.DataFrame(
+        conn.execute(current_labels_select(Label.eb_id, Label.value)).fetchall(), columns=["eb_id", "value"]
+    )
+    adj = pd.DataFrame(
+        conn.execute(adjudications_select(Label.eb_id, Label.value)).fetchall(), columns=["eb_id", "value"]
+    )
     return consensus_from_frames(cur, adj)[["eb_id", "value"]]
 
 

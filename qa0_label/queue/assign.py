@@ -316,6 +316,17 @@ _run_classes: dict[tuple[str, int, str], bool] = {}
 they hold every labelled EB's out-of-fold prediction: parsing them on each pick cost more than the pick."""
 
 
+def still_held(lease: Any, me: Any) -> Any:
+    """The condition on LEASE (a lease table or alias) that labeler ME still holds it: unexpired (at :now), and
+    the EB neither labelled nor skipped by them. Shared by the pick and lookahead's reservation."""
+    return and_(
+        lease.c.labeler_id == me,
+        lease.c.expires_at > _NOW,
+        ~exists().where(Label.eb_id == lease.c.eb_id, Label.labeler_id == me),
+        ~exists().where(Skip.eb_id == lease.c.eb_id, Skip.labeler_id == me),
+    )
+
+
 _HELD_LEASE = Lease.__table__.alias("held")  # type: ignore[attr-defined]
 _NEWEST_RUN = _Q_RUN.subquery("run")
 _Q_START = (
@@ -338,13 +349,7 @@ _Q_START = (
     .select_from(Labeler)
     .outerjoin(
         _HELD_LEASE,
-        and_(
-            # A lease the AoD still holds: unexpired, and the EB neither labelled nor skipped by them.
-            _HELD_LEASE.c.labeler_id == Labeler.id,
-            _HELD_LEASE.c.expires_at > _NOW,
-            ~exists().where(Label.eb_id == _HELD_LEASE.c.eb_id, Label.labeler_id == Labeler.id),
-            ~exists().where(Skip.eb_id == _HELD_LEASE.c.eb_id, Skip.labeler_id == Labeler.id),
-        ),
+        still_held(_HELD_LEASE, Labeler.id),
     )
     .outerjoin(_NEWEST_RUN, true())
     .where(Labeler.name == bindparam("name", type_=String()))
@@ -579,6 +584,24 @@ def candidate_plan(
         # Nothing unlabelled is left for this AoD: a second opinion is still useful work.
         plan.append(("overlap", lambda: _overlap_candidates(s, me, now)))
     return plan
+
+
+def peek_next(*, engine: Engine, labeler: str, strategy: str | None = None, k: int = 1) -> list[int]:
+    """Up to K EBs at the head of the queue this AoD's next pick follows (the strategy's or cold-start queue).
+
+    Read-only, leases nothing: a hint for cache warming. next_for decides, and a pick routed to overlap /
+    random / gold review is not predicted (those are drawn at random).
+    """
+    strategy = strategy or strat.DEFAULT_STRATEGY
+    with session_scope(engine) as s:
+        me_row = s.connection().execute(Q_LABELER_ID, {"name": normalize_name(labeler)}).first()
+        me = int(me_row[0]) if me_row is not None else -1
+        run = serving_run(s)
+        plan = candidate_plan(s, me=me, route="queue", run=run, strategy=strategy, now=utcnow())
+        return plan[0][1]()[: max(int(k), 0)]
+
+
+Q_LABELER_ID = sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String()))
 
 
 _warm_engines: weakref.WeakSet[Engine] = weakref.WeakSet()

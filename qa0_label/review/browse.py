@@ -7,10 +7,12 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from qa0_label.store.models import ExecutionBlock
+from qa0_label.store.labels import current_labels_select
+from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, Label
 
 LABEL_STATES: tuple[str, ...] = ("any", "unlabelled", "labelled", "disputed", "adjudicated")
 """Label-state filter values: disputed = current labels disagree; adjudicated = a lead decided."""
@@ -62,72 +64,79 @@ def _as_date(value: Any) -> date | None:
     return pd.Timestamp(value).date()
 
 
-# Current label per (eb, labeler) = newest review/undo event; undo events without a value mean "no label".
-_CURRENT = """
-SELECT l.eb_id, l.value FROM label l
-JOIN (SELECT eb_id, labeler_id, MAX(id) AS id FROM label WHERE kind IN ('review', 'undo')
-      GROUP BY eb_id, labeler_id) newest ON newest.id = l.id
-WHERE l.value IS NOT NULL
-"""
+def _label_counts() -> Subquery:
+    """Per EB: how many current labels, how many distinct values, and the count of each value."""
+    cur = current_labels_select(
+        Label.eb_id,
+        func.count().label("n"),
+        func.count(distinct(Label.value)).label("n_values"),
+        *(func.sum(case((Label.value == v, 1), else_=0)).label(f"n_{v.lower()}") for v in LABEL_VALUES),
+    )
+    return cur.group_by(Label.eb_id).subquery("c")
+
+
+def _eb_filter(flt: BrowseFilter) -> list[ColumnElement[bool]]:
+    eb = ExecutionBlock
+    where: list[ColumnElement[bool]] = []
+    if flt.source:
+        where.append(eb.source == flt.source)  # type: ignore[arg-type]
+    if flt.band is not None:
+        where.append(eb.band == int(flt.band))  # type: ignore[arg-type]
+    if flt.start is not None:
+        where.append(eb.start_time >= datetime.combine(flt.start, time.min, tzinfo=timezone.utc))  # type: ignore[arg-type]
+    if flt.end is not None:
+        end = datetime.combine(flt.end + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        where.append(eb.start_time < end)  # type: ignore[arg-type]
+    if flt.uid_contains:
+        # LIKE wildcards in user input are matched literally.
+        needle = flt.uid_contains.strip().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        where.append(eb.uid.like(f"%{needle}%", escape="!"))  # type: ignore[attr-defined]
+    return where
 
 
 def browse_ebs(*, session: Session, flt: BrowseFilter, limit: int = 500) -> tuple[pd.DataFrame, int]:
     """EBs matching the filter (newest first, at most LIMIT rows) and how many match in total."""
     if flt.label_state not in LABEL_STATES:
         raise ValueError(f"unknown label state {flt.label_state!r}; expected one of {', '.join(LABEL_STATES)}")
-    where = ["1=1"]
-    params: dict[str, Any] = {}
-    if flt.source:
-        where.append("e.source = :source")
-        params["source"] = flt.source
-    if flt.band is not None:
-        where.append("e.band = :band")
-        params["band"] = int(flt.band)
-    if flt.start is not None:
-        where.append("e.start_time >= :t0")
-        params["t0"] = datetime.combine(flt.start, time.min, tzinfo=timezone.utc)
-    if flt.end is not None:
-        where.append("e.start_time < :t1")
-        params["t1"] = datetime.combine(flt.end + timedelta(days=1), time.min, tzinfo=timezone.utc)
-    if flt.uid_contains:
-        # LIKE wildcards in user input are matched literally.
-        where.append("e.uid LIKE :uid ESCAPE '!'")
-        needle = flt.uid_contains.strip().replace("!", "!!").replace("%", "!%").replace("_", "!_")
-        params["uid"] = f"%{needle}%"
+    c = _label_counts()
+    a = sa_select(Label.eb_id).where(Label.kind == "adjudication").distinct().subquery("a")
+    n = func.coalesce(c.c.n, 0)
     state = {
-        "any": "1=1",
-        "unlabelled": "COALESCE(c.n, 0) = 0 AND a.eb_id IS NULL",
-        "labelled": "COALESCE(c.n, 0) > 0",
-        "disputed": "COALESCE(c.n_values, 0) > 1",
-        "adjudicated": "a.eb_id IS NOT NULL",
+        "any": None,
+        "unlabelled": and_(n == 0, a.c.eb_id.is_(None)),
+        "labelled": n > 0,
+        "disputed": func.coalesce(c.c.n_values, 0) > 1,
+        "adjudicated": a.c.eb_id.is_not(None),
     }[flt.label_state]
-    where.append(state)
-    base = f"""
-        FROM execution_block e
-        LEFT JOIN (SELECT eb_id, COUNT(*) AS n, COUNT(DISTINCT value) AS n_values,
-                          SUM(CASE WHEN value = 'Pass' THEN 1 ELSE 0 END) AS n_pass,
-                          SUM(CASE WHEN value = 'SemiPass' THEN 1 ELSE 0 END) AS n_semi,
-                          SUM(CASE WHEN value = 'Fail' THEN 1 ELSE 0 END) AS n_fail
-                   FROM ({_CURRENT}) cur GROUP BY eb_id) c ON c.eb_id = e.id
-        LEFT JOIN (SELECT DISTINCT eb_id FROM label WHERE kind = 'adjudication') a ON a.eb_id = e.id
-        WHERE {" AND ".join(where)}
-    """
+    where = _eb_filter(flt) + ([state] if state is not None else [])
+    eb = ExecutionBlock.__table__  # type: ignore[attr-defined]
+    joined = eb.outerjoin(c, c.c.eb_id == eb.c.id).outerjoin(a, a.c.eb_id == eb.c.id)
     conn = session.connection()
-    # Times go through the column's own type so SQLite compares strings of the same format.
-    time_type = ExecutionBlock.__table__.c.start_time.type  # type: ignore[attr-defined]
-    binds = [bindparam(k, type_=time_type) for k in ("t0", "t1") if k in params]
-    total = int(conn.execute(text("SELECT COUNT(*) " + base).bindparams(*binds), params).scalar_one())
-    rows = conn.execute(
-        text(
-            """SELECT e.id, e.uid, e.source, e.band, e.array, e.start_time, e.n_antennas, e.pwv_mm,
-                      e.elevation_deg, e.exec_fraction, COALESCE(c.n, 0), COALESCE(c.n_pass, 0),
-                      COALESCE(c.n_semi, 0), COALESCE(c.n_fail, 0),
-                      CASE WHEN a.eb_id IS NULL THEN 0 ELSE 1 END """
-            + base
-            + " ORDER BY e.start_time DESC, e.id DESC LIMIT :limit"
-        ).bindparams(*binds),
-        {**params, "limit": int(limit)},
-    ).fetchall()
+    total = int(conn.execute(sa_select(func.count()).select_from(joined).where(*where)).scalar_one())
+    stmt = (
+        sa_select(
+            eb.c.id,
+            eb.c.uid,
+            eb.c.source,
+            eb.c.band,
+            eb.c.array,
+            eb.c.start_time,
+            eb.c.n_antennas,
+            eb.c.pwv_mm,
+            eb.c.elevation_deg,
+            eb.c.exec_fraction,
+            n,
+            func.coalesce(c.c.n_pass, 0),
+            func.coalesce(c.c.n_semipass, 0),
+            func.coalesce(c.c.n_fail, 0),
+            case((a.c.eb_id.is_(None), 0), else_=1),
+        )
+        .select_from(joined)
+        .where(*where)
+        .order_by(eb.c.start_time.desc(), eb.c.id.desc())
+        .limit(int(limit))
+    )
+    rows = conn.execute(stmt).fetchall()
     frame = pd.DataFrame(
         rows,
         columns=[

@@ -9,7 +9,6 @@ No Streamlit here: the page only looks bundles up.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import threading
@@ -20,7 +19,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
 from qa0_label.store.db import session_scope
@@ -275,55 +273,9 @@ class BundleCache:
 
 # --- which EBs to prefetch -------------------------------------------------------------------------
 
-_QUEUE_HEAD_SQL = """
-SELECT r.eb_id FROM score_rank r
-WHERE {run} AND r.strategy = :strategy
-  AND NOT EXISTS (SELECT 1 FROM label l WHERE l.eb_id = r.eb_id AND l.value IS NOT NULL)
-  AND NOT EXISTS (SELECT 1 FROM lease x WHERE x.eb_id = r.eb_id AND x.expires_at > :now)
-  AND NOT EXISTS (SELECT 1 FROM skip k JOIN labeler b ON b.id = k.labeler_id
-                  WHERE k.eb_id = r.eb_id AND b.name = :me)
-ORDER BY r.rank LIMIT :k
-"""
-
 
 def likely_next(*, engine: Engine, labeler: str, strategy: str | None, k: int = 1) -> list[int]:
-    """EBs the queue will most probably hand this AoD next (head of the strategy or cold-start queue).
-
-    Only a cache-warming hint: assign.next_for decides. A pick routed to overlap / random / gold review is
-    not predicted (those are drawn at random).
-    """
-    from qa0_label.learning import strategies as strat
+    """EBs the queue will most probably hand this AoD next: assign.peek_next, the queue's own answer."""
     from qa0_label.queue import assign
-    from qa0_label.store.models import LABEL_VALUES, Lease, utcnow
 
-    peek = getattr(assign, "peek_next", None)
-    if callable(peek):  # the queue's own answer, when the assign module offers one
-        return [int(e) for e in peek(engine=engine, labeler=labeler, strategy=strategy, k=k)]
-    with session_scope(engine) as session:
-        conn = session.connection()
-        run = conn.execute(
-            text("SELECT id, metrics FROM model_run WHERE status = 'done' ORDER BY version DESC LIMIT 1")
-        ).first()
-        metrics = _json(run[1]) if run is not None else {}
-        usable = run is not None and set(LABEL_VALUES) <= set(metrics.get("classes") or [])
-        if usable:
-            sql, params = _QUEUE_HEAD_SQL.format(run="r.run_id = :run"), {"run": int(run[0])}
-            queue = strategy or strat.DEFAULT_STRATEGY
-        else:
-            sql, params = _QUEUE_HEAD_SQL.format(run="r.run_id IS NULL"), {}
-            queue = strat.COLD_START
-        time_type = Lease.__table__.c.expires_at.type  # type: ignore[attr-defined]
-        rows = conn.execute(
-            text(sql).bindparams(bindparam("now", type_=time_type)),
-            {**params, "strategy": queue, "now": utcnow(), "me": labeler, "k": int(k)},
-        ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def _json(value: Any) -> dict[str, Any]:
-    if isinstance(value, (str, bytes)):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return dict(value) if isinstance(value, dict) else {}
+    return assign.peek_next(engine=engine, labeler=labeler, strategy=strategy, k=k)

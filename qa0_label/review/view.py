@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import Select, bindparam, func, literal_column, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
 from qa0_label.review import limits
+from qa0_label.store import labels
 from qa0_label.store.models import CAUTION_ORDER, ExecutionBlock
 
 HEADER_FIELDS: tuple[str, ...] = (
@@ -113,7 +115,6 @@ CONTEXT_CAP_PER_CLASS = 2000
 FIT_SAMPLES = 60
 
 _TIME_TYPE = ExecutionBlock.__table__.c.start_time.type  # type: ignore[attr-defined]
-_CAUTION_RANK = {v: i for i, v in enumerate(CAUTION_ORDER)}
 
 
 class EBNotFound(LookupError):
@@ -183,48 +184,6 @@ def _eb_row(session: Session, eb_id: int, extra_sql: str = "") -> dict[str, Any]
     if row is None:
         raise EBNotFound(f"no EB with id {eb_id}")
     return dict(row)
-
-
-def _consensus_sql(filter_sql: str) -> str:
-    # Newest review/undo event per (EB, labeler) is the current label (NULL value: withdrawn); the newest
-    # adjudication per EB overrides the vote. FILTER_SQL restricts the EBs through the alias e.
-    return f"""
-        SELECT l.eb_id, l.value, l.kind FROM label l
-        WHERE l.value IS NOT NULL AND l.id IN (
-            SELECT MAX(l2.id) FROM label l2 JOIN execution_block e ON e.id = l2.eb_id
-            WHERE l2.kind IN ('review', 'undo') AND {filter_sql}
-            GROUP BY l2.eb_id, l2.labeler_id
-            UNION ALL
-            SELECT MAX(l3.id) FROM label l3 JOIN execution_block e ON e.id = l3.eb_id
-            WHERE l3.kind = 'adjudication' AND {filter_sql}
-            GROUP BY l3.eb_id
-        )
-    """
-
-
-def consensus_values(rows: Sequence[Sequence[Any]]) -> dict[int, str]:
-    """EB id -> consensus value from (eb_id, value, kind) rows of current labels and newest adjudications.
-
-    Same rule as labels.consensus, vectorised: an adjudication wins; else the majority; a tie goes to the more
-    cautious value.
-    """
-    if not rows:
-        return {}
-    eb, value, kind = (np.asarray(col, dtype=object) for col in zip(*rows))
-    code = np.array([_CAUTION_RANK.get(v, -1) for v in value], dtype=np.int64)
-    keep = code >= 0
-    eb, code, adjud = eb[keep].astype(np.int64), code[keep], (kind[keep] == "adjudication")
-    if eb.size == 0:
-        return {}
-    ids, inv = np.unique(eb, return_inverse=True)
-    counts = np.zeros((ids.size, len(CAUTION_ORDER)), dtype=np.int64)
-    np.add.at(counts, (inv[~adjud], code[~adjud]), 1)
-    # Columns are in caution order, and argmax returns the first maximum: ties go to the cautious value.
-    winner = counts.argmax(axis=1)
-    has_votes = counts.sum(axis=1) > 0
-    winner[inv[adjud]] = code[adjud]
-    has_votes[inv[adjud]] = True
-    return {int(i): CAUTION_ORDER[int(w)] for i, w, h in zip(ids, winner, has_votes) if h}
 
 
 def _details(session: Session, eb_id: int, columns: Sequence[str]) -> pd.DataFrame:
@@ -657,8 +616,7 @@ def light_curve(
         here = int(np.flatnonzero(frame["eb_id"].to_numpy() == int(eb_id))[0])
         start = min(max(here - max_points // 2, 0), len(frame) - max_points)
         frame = frame.iloc[start : start + max_points].reset_index(drop=True)
-    label_rows = conn.execute(text(_consensus_sql(where)).bindparams(*binds), params).fetchall()
-    labels_by_eb = consensus_values(label_rows)
+    labels_by_eb = labels.consensus_of(session, frame["eb_id"].astype(int))
     frame["eb_id"] = frame["eb_id"].astype("int64")
     frame["uid"] = frame["uid"].astype(str)
     frame["start_time"] = pd.to_datetime([_utc(t) for t in frame["start_time"]], utc=True)
@@ -719,44 +677,23 @@ def heatmap(*, session: Session, eb_id: int, metric: str, by_spw: bool = False) 
 # --- context among labelled EBs ----------------------------------------------------------------------
 
 
-def _context_sql(filter_sql: str, select_cols: str) -> str:
-    """Consensus label of every labelled EB passing FILTER_SQL, sampled per class (first column: the label).
+def _sampled_consensus(band: int | None, cap: int) -> Select[Any]:
+    """(grp, EB columns of _CONTEXT_SELECT) of up to CAP consensus-labelled EBs per class, optionally of one band.
 
-    The same rule as labels.consensus (adjudication wins; else majority; ties to the cautious value), in
-    SQL so the page never pulls every label into Python. The sample order is a fixed multiplicative hash
-    of the id: representative, and stable as labels accumulate.
+    The consensus comes from labels.consensus_select (SQL, so the page never pulls every label into Python).
+    The sample order is a fixed multiplicative hash of the id: representative, and stable as labels accumulate.
     """
-    values = "('Pass', 'SemiPass', 'Fail')"
-    caution = "CASE value WHEN 'Fail' THEN 0 WHEN 'SemiPass' THEN 1 ELSE 2 END"
-    return f"""
-    WITH newest AS (
-        SELECT MAX(l.id) AS id FROM label l JOIN execution_block e ON e.id = l.eb_id
-        WHERE l.kind IN ('review', 'undo') AND {filter_sql}
-        GROUP BY l.eb_id, l.labeler_id
-    ), votes AS (
-        SELECT l.eb_id, l.value, COUNT(*) AS n FROM label l JOIN newest ON newest.id = l.id
-        WHERE l.value IN {values} GROUP BY l.eb_id, l.value
-    ), majority AS (
-        SELECT eb_id, value FROM (
-            SELECT eb_id, value, ROW_NUMBER() OVER (PARTITION BY eb_id ORDER BY n DESC, {caution}) AS r FROM votes
-        ) ranked WHERE r = 1
-    ), adjudicated AS (
-        SELECT l.eb_id, l.value FROM label l
-        WHERE l.value IN {values} AND l.id IN (
-            SELECT MAX(l3.id) FROM label l3 JOIN execution_block e ON e.id = l3.eb_id
-            WHERE l3.kind = 'adjudication' AND {filter_sql} GROUP BY l3.eb_id
-        )
-    ), cons AS (
-        SELECT eb_id, value FROM adjudicated
-        UNION ALL
-        SELECT eb_id, value FROM majority WHERE eb_id NOT IN (SELECT eb_id FROM adjudicated)
-    ), sampled AS (
-        SELECT eb_id, value,
-               ROW_NUMBER() OVER (PARTITION BY value ORDER BY (eb_id * 2654435761) % 4294967296, eb_id) AS k
-        FROM cons
+    cons = labels.consensus_select(ExecutionBlock.band == band if band is not None else None).subquery("cons")  # type: ignore[arg-type]
+    k = func.row_number().over(
+        partition_by=cons.c.value, order_by=((cons.c.eb_id * 2654435761) % 4294967296, cons.c.eb_id)
     )
-    SELECT s.value AS grp, {select_cols} FROM sampled s JOIN execution_block e ON e.id = s.eb_id WHERE s.k <= :cap
-    """
+    sampled = sa_select(cons.c.eb_id, cons.c.value, k.label("k")).subquery("s")
+    e = ExecutionBlock.__table__.alias("e")  # type: ignore[attr-defined]
+    return (
+        sa_select(sampled.c.value.label("grp"), literal_column(_CONTEXT_SELECT))
+        .select_from(sampled.join(e, e.c.id == sampled.c.eb_id))
+        .where(sampled.c.k <= cap)
+    )
 
 
 def context(
@@ -852,8 +789,7 @@ def _labelled_sample_keyed(session: Session, *, cap: int, band: int | None) -> t
         if cached is not None:
             _CONTEXT_CACHE.move_to_end(key)
             return key, cached
-    filter_sql = "e.band = :band" if band is not None else "1 = 1"
-    rows = conn.execute(text(_context_sql(filter_sql, _CONTEXT_SELECT)), {"band": band, "cap": cap}).fetchall()
+    rows = conn.execute(_sampled_consensus(band, cap)).fetchall()
     data = _context_frame([r[1:] for r in rows])
     data["group"] = [str(r[0]) for r in rows]
     with _CONTEXT_LOCK:

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Integer, String, bindparam, delete, text
+from sqlalchemy import ColumnElement, Integer, Select, String, Subquery, bindparam, case, delete, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from qa0_label.store.db import insert_unless_taken, inserted_key
 from qa0_label.store.models import (
+    ARCHIVE_LABELER,
     CAUTION_ORDER,
     LABEL_VALUES,
     ROLES,
@@ -247,43 +248,79 @@ def release_lease(*, session: Session, eb_id: int, labeler_id: int) -> None:
     session.connection().execute(_D_LEASE, {"eb": int(eb_id), "me": int(labeler_id)})
 
 
-_CURRENT_SQL = """
-SELECT l.eb_id, l.labeler_id, lb.name AS labeler, lb.role AS role, l.value, l.comment,
-       l.seconds_on_eb, l.created_at, l.id AS event_id
-FROM label l
-JOIN (
-    SELECT eb_id, labeler_id, MAX(id) AS id FROM label
-    WHERE kind IN ('review', 'undo')
-    GROUP BY eb_id, labeler_id
-) newest ON newest.id = l.id
-JOIN labeler lb ON lb.id = l.labeler_id
-WHERE l.value IS NOT NULL
-"""
+# --- the current-label and consensus rules: their one home -----------------------------------------
+#
+# A labeler's current label on an EB is their newest review or undo event (an undo back to "no label" has no
+# value); the newest adjudication of an EB wins over the labelers' majority. Every query of current labels,
+# adjudications or consensus is built from the selectables below.
+
+CURRENT_KINDS: tuple[str, ...] = ("review", "undo")
+
+
+def current_label_ids(eb_where: ColumnElement[bool] | None = None) -> Subquery:
+    """Ids of the current-label events: the newest review/undo event per (EB, labeler), as subquery `newest(id)`.
+
+    EB_WHERE (a condition on ExecutionBlock's columns) limits the EBs considered.
+    """
+    stmt = sa_select(func.max(Label.id).label("id")).where(Label.kind.in_(CURRENT_KINDS))  # type: ignore[attr-defined]
+    if eb_where is not None:
+        stmt = stmt.join(ExecutionBlock, ExecutionBlock.id == Label.eb_id).where(eb_where)  # type: ignore[arg-type]
+    return stmt.group_by(Label.eb_id, Label.labeler_id).subquery("newest")
+
+
+def newest_adjudication_ids(eb_where: ColumnElement[bool] | None = None) -> Subquery:
+    """Ids of the newest adjudication event per EB, as subquery `newest_adj(id)`."""
+    stmt = sa_select(func.max(Label.id).label("id")).where(Label.kind == "adjudication")
+    if eb_where is not None:
+        stmt = stmt.join(ExecutionBlock, ExecutionBlock.id == Label.eb_id).where(eb_where)  # type: ignore[arg-type]
+    return stmt.group_by(Label.eb_id).subquery("newest_adj")
+
+
+def current_labels_select(*columns: Any, eb_where: ColumnElement[bool] | None = None) -> Select[Any]:
+    """SELECT COLUMNS (of Label, Labeler, ...) FROM the current labels that carry a value."""
+    newest = current_label_ids(eb_where)
+    return sa_select(*columns).select_from(Label).join(newest, newest.c.id == Label.id).where(Label.value.is_not(None))  # type: ignore[union-attr]
+
+
+def adjudications_select(*columns: Any, eb_where: ColumnElement[bool] | None = None) -> Select[Any]:
+    """SELECT COLUMNS FROM the newest adjudication of each EB."""
+    newest = newest_adjudication_ids(eb_where)
+    return sa_select(*columns).select_from(Label).join(newest, newest.c.id == Label.id)
+
+
+_CURRENT_COLUMNS = (
+    Label.eb_id,
+    Label.labeler_id,
+    Labeler.name.label("labeler"),  # type: ignore[attr-defined]
+    Labeler.role,
+    Label.value,
+    Label.comment,
+    Label.seconds_on_eb,
+    Label.created_at,
+    Label.id.label("event_id"),  # type: ignore[union-attr]
+)
 
 
 def current_labels(session: Session, *, include_archive: bool = True) -> pd.DataFrame:
     """Each labeler's current label per EB: the newest review/undo event, when it carries a value."""
-    sql = _CURRENT_SQL + ("" if include_archive else " AND lb.name <> 'archive'")
-    rows = session.connection().execute(text(sql + " ORDER BY l.id")).fetchall()
+    stmt = current_labels_select(*_CURRENT_COLUMNS).join(Labeler, Labeler.id == Label.labeler_id)
+    if not include_archive:
+        stmt = stmt.where(Labeler.name != ARCHIVE_LABELER)
+    rows = session.connection().execute(stmt.order_by(Label.id)).fetchall()
     cols = ["eb_id", "labeler_id", "labeler", "role", "value", "comment", "seconds_on_eb", "created_at", "event_id"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def adjudications(session: Session) -> pd.DataFrame:
     """The newest adjudication per EB."""
-    rows = (
-        session.connection()
-        .execute(
-            text(
-                """
-            SELECT l.eb_id, l.value, l.reason, lb.name AS labeler, l.created_at
-            FROM label l JOIN labeler lb ON lb.id = l.labeler_id
-            WHERE l.id IN (SELECT MAX(id) FROM label WHERE kind = 'adjudication' GROUP BY eb_id)
-            """
-            )
-        )
-        .fetchall()
-    )
+    stmt = adjudications_select(
+        Label.eb_id,
+        Label.value,
+        Label.reason,
+        Labeler.name.label("labeler"),
+        Label.created_at,  # type: ignore[attr-defined]
+    ).join(Labeler, Labeler.id == Label.labeler_id)
+    rows = session.connection().execute(stmt).fetchall()
     return pd.DataFrame(rows, columns=["eb_id", "value", "reason", "labeler", "created_at"])
 
 
@@ -303,20 +340,23 @@ def consensus_from_frames(current: pd.DataFrame, adjudicated: pd.DataFrame) -> p
     (Fail before SemiPass before Pass), exactly as ``majority_value``.
     """
     cols = ["eb_id", "value", "source", "n_labels"]
-    if current.empty:
+    rank = {v: i for i, v in enumerate(CAUTION_ORDER)}
+    code = np.array([rank.get(v, -1) for v in current["value"]], dtype=np.int64)
+    known = code >= 0
+    if not known.any():
         out = pd.DataFrame({c: pd.Series(dtype=object if c in ("value", "source") else "int64") for c in cols})
     else:
-        counts = pd.crosstab(current["eb_id"], current["value"]).reindex(columns=list(CAUTION_ORDER), fill_value=0)
-        arr = counts.to_numpy()
-        # First column in caution order that reaches the row maximum: the majority with a cautious tie-break.
-        pick = np.argmax(arr == arr.max(axis=1, keepdims=True), axis=1)
-        n = arr.sum(axis=1)
+        ids, inv = np.unique(current["eb_id"].to_numpy()[known].astype(np.int64), return_inverse=True)
+        counts = np.zeros((ids.size, len(CAUTION_ORDER)), dtype=np.int64)
+        np.add.at(counts, (inv, code[known]), 1)
+        # Columns in caution order and argmax takes the first maximum: the majority with a cautious tie-break.
+        pick = counts.argmax(axis=1)
         out = pd.DataFrame(
             {
-                "eb_id": counts.index.to_numpy(dtype=np.int64),
+                "eb_id": ids,
                 "value": np.asarray(CAUTION_ORDER, dtype=object)[pick],
-                "source": np.where((arr > 0).sum(axis=1) == 1, "unanimous", "majority").astype(object),
-                "n_labels": n.astype(np.int64),
+                "source": np.where((counts > 0).sum(axis=1) == 1, "unanimous", "majority").astype(object),
+                "n_labels": counts.sum(axis=1).astype(np.int64),
             }
         )
     if not adjudicated.empty:
@@ -332,3 +372,48 @@ def consensus_from_frames(current: pd.DataFrame, adjudicated: pd.DataFrame) -> p
 def consensus(session: Session) -> pd.DataFrame:
     """Training label per EB: an adjudication wins, else the majority of current labels (cautious ties)."""
     return consensus_from_frames(current_labels(session), adjudications(session))
+
+
+def consensus_of(session: Session, eb_ids: Iterable[int]) -> dict[int, str]:
+    """EB id -> consensus value for the given EBs that have one (the rule of consensus_from_frames)."""
+    ids = sorted({int(e) for e in eb_ids})
+    if not ids:
+        return {}
+    where = ExecutionBlock.id.in_(ids)  # type: ignore[union-attr]
+    conn = session.connection()
+    cur = pd.DataFrame(
+        conn.execute(current_labels_select(Label.eb_id, Label.value, eb_where=where)).fetchall(),
+        columns=["eb_id", "value"],
+    )
+    adj = pd.DataFrame(
+        conn.execute(adjudications_select(Label.eb_id, Label.value, eb_where=where)).fetchall(),
+        columns=["eb_id", "value"],
+    )
+    cons = consensus_from_frames(cur, adj)
+    return dict(zip(cons["eb_id"].astype(int), cons["value"]))
+
+
+def consensus_select(eb_where: ColumnElement[bool] | None = None) -> Select[Any]:
+    """The consensus rule in SQL, SELECT eb_id, value: for pages that must not pull every label into Python.
+
+    The same rule as consensus_from_frames (tests check they agree): the newest adjudication wins; else the
+    majority of current labels, a tie going to the first value of CAUTION_ORDER.
+    """
+    votes = (
+        current_labels_select(Label.eb_id, Label.value, func.count().label("n"), eb_where=eb_where)
+        .where(Label.value.in_(CAUTION_ORDER))  # type: ignore[union-attr]
+        .group_by(Label.eb_id, Label.value)
+        .subquery("votes")
+    )
+    caution = case({v: i for i, v in enumerate(CAUTION_ORDER)}, value=votes.c.value)
+    rank = func.row_number().over(partition_by=votes.c.eb_id, order_by=(votes.c.n.desc(), caution)).label("r")
+    ranked = sa_select(votes.c.eb_id, votes.c.value, rank).subquery("ranked")
+    adjudicated = (
+        adjudications_select(Label.eb_id, Label.value, eb_where=eb_where)
+        .where(Label.value.in_(CAUTION_ORDER))  # type: ignore[union-attr]
+        .subquery("adjudicated")
+    )
+    majority = sa_select(ranked.c.eb_id, ranked.c.value).where(
+        ranked.c.r == 1, ranked.c.eb_id.not_in(sa_select(adjudicated.c.eb_id))
+    )
+    return sa_select(adjudicated.c.eb_id, adjudicated.c.value).union_all(majority)

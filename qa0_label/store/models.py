@@ -18,6 +18,7 @@ CAUTION_ORDER: tuple[str, ...] = ("Fail", "SemiPass", "Pass")
 """Tie-break order for consensus: the more cautious value wins."""
 
 LABEL_KINDS: tuple[str, ...] = ("review", "undo", "adjudication")
+ARCHIVE_LABELER = "archive"  # the labeler an import's qa0_status column records its labels as
 ROLES: tuple[str, ...] = ("aod", "lead")
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed")
 

@@ -220,3 +220,34 @@ def test_names_are_trimmed_and_validated(engine) -> None:
             labels.get_or_create_labeler(session=s, name="   ")
         with pytest.raises(labels.LabelError):
             labels.get_or_create_labeler(session=s, name="x" * 81)
+
+
+def test_sql_consensus_agrees_with_the_python_rule(engine) -> None:
+    # Random votes, revisions, undos and adjudications: labels.consensus_select (what pages use) must give the
+    # same value per EB as labels.consensus (what training uses), and consensus_of the same for a subset.
+    import random
+
+    from qa0_label.store.models import Labeler
+
+    rng = random.Random(7)
+    ebs = _add_ebs(engine, 40)
+    with session_scope(engine) as s:
+        s.add(Labeler(name="lea", role="lead"))
+    for eb in ebs:
+        with session_scope(engine) as s:
+            for who in rng.sample(["ana", "bo", "cy", "di"], rng.randint(0, 4)):
+                for _ in range(rng.randint(1, 2)):
+                    labels.record_label(session=s, eb_id=eb, labeler=who, value=rng.choice(["Pass", "SemiPass", "Fail"]))
+                if rng.random() < 0.2:
+                    labels.undo_last(session=s, labeler=who)
+            if rng.random() < 0.15:
+                labels.record_label(
+                    session=s, eb_id=eb, labeler="lea", value=rng.choice(["Pass", "Fail"]), kind="adjudication", reason="r"
+                )
+    with session_scope(engine) as s:
+        python = dict(zip(labels.consensus(s)["eb_id"].astype(int), labels.consensus(s)["value"]))
+        sql = {int(e): v for e, v in s.connection().execute(labels.consensus_select()).fetchall()}
+        subset = ebs[::3]
+        some = labels.consensus_of(s, subset)
+    assert sql == python and len(python) > 20
+    assert some == {e: v for e, v in python.items() if e in set(subset)}

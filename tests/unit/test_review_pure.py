@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qa0_label.review import view as review
-from qa0_label.store.labels import majority_value
 
 FREQS = np.array([90.5, 92.5, 102.5, 104.5])
 
@@ -37,35 +36,6 @@ def test_power_law_fit_needs_two_positive_points() -> None:
         review.fit_power_law([90.0, 100.0], [1.0, -1.0])
     s0, alpha, err, _ = review.fit_power_law([90.0, 100.0, 110.0], [1.0, 0.0, 0.8])
     assert err is None and alpha < 0  # the zero flux is ignored, two points remain, no error bars given
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(1, 6),
-            st.sampled_from(["Pass", "SemiPass", "Fail"]),
-            st.sampled_from(["review", "review", "adjudication"]),
-        ),
-        max_size=40,
-    )
-)
-def test_consensus_values_follow_the_labels_module_rule(rows: list[tuple[int, str, str]]) -> None:
-    # The rows are what the SQL hands over: current labels and at most the newest adjudication per EB.
-    seen_adj: set[int] = set()
-    clean = []
-    for eb, value, kind in rows:
-        if kind == "adjudication":
-            if eb in seen_adj:
-                continue
-            seen_adj.add(eb)
-        clean.append((eb, value, kind))
-    expected: dict[int, str] = {}
-    for eb in {r[0] for r in clean}:
-        adj = [v for e, v, k in clean if e == eb and k == "adjudication"]
-        votes = [v for e, v, k in clean if e == eb and k != "adjudication"]
-        expected[eb] = adj[0] if adj else majority_value(votes)  # type: ignore[assignment]
-    assert review.consensus_values(clean) == expected
 
 
 @settings(max_examples=100, deadline=None)
