@@ -443,8 +443,12 @@ def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: i
     """
     from datetime import datetime, timedelta, timezone
 
+    from sqlalchemy import func, insert
+    from sqlalchemy import select as sa_select
+
     from qa0_label.review.limits import REFERENCE_FREQ_GHZ
     from qa0_label.store.db import bulk_insert, session_scope
+    from qa0_label.store.models import ExecutionBlock, Labeler
 
     rng = np.random.default_rng(seed)
     sources = [f"J{h:02d}{m:02d}-{d:02d}{s:02d}" for h, m, d, s in rng.integers(0, 24, (40, 4))]
@@ -474,7 +478,7 @@ def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: i
         def when(t: datetime) -> Any:
             return t.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t
 
-        first = int(conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM execution_block").scalar() or 0)
+        first = int(conn.execute(sa_select(func.coalesce(func.max(ExecutionBlock.id), 0))).scalar() or 0)
         cols = [
             "uid",
             "source",
@@ -526,20 +530,15 @@ def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: i
         ]
         for start in range(0, n, 20_000):
             bulk_insert(conn, "execution_block", cols, rows[start : start + 20_000])
-        ids = np.asarray(
-            [int(r[0]) for r in conn.exec_driver_sql(f"SELECT id FROM execution_block WHERE id > {first} ORDER BY id")]
-        )
-        now = when(datetime.now(timezone.utc))
+        eb_id = ExecutionBlock.id
+        ids = np.asarray([int(r[0]) for r in conn.execute(sa_select(eb_id).where(eb_id > first).order_by(eb_id))])
+        created = datetime.now(timezone.utc)
+        now = when(created)
         lab_ids = []
         for a in range(aods):
             name = f"bench-aod-{seed}-{a}"
-            conn.exec_driver_sql(
-                "INSERT INTO labeler (name, role, active, created_at) VALUES (%s, 'aod', %s, %s)"
-                if not sqlite
-                else "INSERT INTO labeler (name, role, active, created_at) VALUES (?, 'aod', ?, ?)",
-                (name, True, now),
-            )
-            lab_ids.append(int(conn.exec_driver_sql("SELECT MAX(id) FROM labeler").scalar()))
+            new = conn.execute(insert(Labeler).values(name=name, role="aod", active=True, created_at=created))
+            lab_ids.append(int(new.inserted_primary_key[0]))
         chosen = rng.choice(n, size=min(n_labels, n), replace=False)
         label_rows = [
             (int(ids[i]), lab_ids[j % aods], str(truth[i]), now, "review", f"bench-{seed}-{first}-{i}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, delete, func, select
+from sqlalchemy import JSON, Table, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -43,7 +43,7 @@ def _uid_ids(conn: Connection, uids: Sequence[str]) -> dict[str, int]:
     ):
         # One scan beats hundreds of IN (...) queries when the table is not much larger than the file.
         wanted = set(uids)
-        rows = conn.exec_driver_sql("SELECT uid, id FROM execution_block").fetchall()
+        rows = conn.execute(select(t.c.uid, t.c.id)).fetchall()
         return {uid: int(eb_id) for uid, eb_id in rows if uid in wanted}
     found: dict[str, int] = {}
     for chunk in _chunks(list(uids), CHUNK):
@@ -60,19 +60,6 @@ def _new_ids(conn: Connection, after_id: int, uids: Collection[str]) -> dict[str
     wanted = set(uids)
     rows = conn.execute(select(t.c.uid, t.c.id).where(t.c.id > after_id))
     return {uid: int(eb_id) for uid, eb_id in rows if uid in wanted}
-
-
-def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Run a parameterised statement (qmark style) for many rows through the DB-API cursor."""
-    if not rows:
-        return
-    if conn.dialect.name != "sqlite":
-        sql = sql.replace("?", "%s")
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
 
 
 def _binder(conn: Connection, model: Any, column: str) -> Callable[[Any], Any]:
@@ -108,7 +95,8 @@ def _write_ebs(
     to_json = _binder(conn, ExecutionBlock, "extra")
     values = {c: _py(clean[c]) for c in columns}
     values["start_time"] = [to_time(v) for v in values["start_time"]]
-    now = to_time(utcnow())
+    imported_at = utcnow()
+    now = to_time(imported_at)
     extras: list[dict[str, float] | None] = clean["extra"].tolist()
     is_new = [uid not in existing for uid in uids]
 
@@ -121,23 +109,28 @@ def _write_ebs(
 
     old_idx = [i for i, new in enumerate(is_new) if not new]
     file_extras = set(file_extras)
-    set_cols = [c for c in columns if c != "uid"] + ["imported_at"]
+    set_cols = [c for c in columns if c != "uid"]
     if file_extras:
-        set_cols.append("extra")
         old = _old_extras(conn, [existing[uids[i]] for i in old_idx])
-    upd_rows: list[tuple[Any, ...]] = []
+    raw_time = _py(clean["start_time"])
+    upd_rows: list[dict[str, Any]] = []
     for i in old_idx:
         eb_id = existing[uids[i]]
-        row: list[Any] = [values[c][i] for c in columns if c != "uid"] + [now]
+        row = {f"v_{c}": values[c][i] for c in set_cols}
+        row.update(v_start_time=raw_time[i], v_imported_at=imported_at, v_id=eb_id)
         if file_extras:
             # Extra columns in this file replace their old values; extra columns it lacks are kept.
             kept = {k: v for k, v in (old.get(eb_id) or {}).items() if k not in file_extras}
-            row.append(to_json({**kept, **(extras[i] or {})} or None))
-        upd_rows.append((*row, eb_id))
-    quote = conn.dialect.identifier_preparer.quote
-    sql = f"UPDATE execution_block SET {', '.join(f'{quote(c)} = ?' for c in set_cols)} WHERE id = ?"
-    for chunk in _chunks(upd_rows, WRITE_CHUNK):
-        _executemany(conn, sql, chunk)
+            row["v_extra"] = {**kept, **(extras[i] or {})} or None
+        upd_rows.append(row)
+    if upd_rows:
+        sets = {c: bindparam(f"v_{c}", type_=t.c[c].type) for c in [*set_cols, "imported_at"]}
+        if file_extras:
+            # SQL NULL, not JSON 'null', for an EB left without extras (as the insert writes it).
+            sets["extra"] = bindparam("v_extra", type_=JSON(none_as_null=True))
+        stmt = update(t).where(t.c.id == bindparam("v_id")).values(sets)
+        for chunk in _chunks(upd_rows, WRITE_CHUNK):
+            conn.execute(stmt, list(chunk))
 
     # Rows inserted here got ids above the largest id before the insert: one range read, no IN lists.
     inserted = _new_ids(conn, before, [uids[i] for i in new_idx])

@@ -26,11 +26,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import delete, exists, func, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from qa0_label.review import limits
+from qa0_label.store.db import bulk_rows
+from qa0_label.store.models import EBDetail, EBDetailFeatures, ExecutionBlock
 
 FEATURE_VERSION = "2"
 """Bump whenever a feature's meaning changes: a model trained on another version is not reused."""
@@ -612,9 +615,14 @@ def features_from_frames(ebs: pd.DataFrame, details: pd.DataFrame | None = None)
 EB_FETCH_ROWS = 20_000
 """EB rows converted to columns at a time by load_eb_frame."""
 _EB_COLS = ["eb_id", "source", "array", "start_time", "extra", *EB_NUMERIC]
-_EB_SQL = (
-    'SELECT id, source, "array", start_time, extra, ' + ", ".join(EB_NUMERIC) + " FROM execution_block ORDER BY id"
-)
+_EB_QUERY = sa_select(
+    ExecutionBlock.id,
+    ExecutionBlock.source,
+    ExecutionBlock.array,
+    ExecutionBlock.start_time,
+    ExecutionBlock.extra,
+    *(getattr(ExecutionBlock, c) for c in EB_NUMERIC),
+).order_by(ExecutionBlock.id)
 
 
 def load_eb_frame(*, session: Session) -> pd.DataFrame:
@@ -623,17 +631,12 @@ def load_eb_frame(*, session: Session) -> pd.DataFrame:
     # pandas probes them attribute by attribute.
     # Fetched in chunks, each turned into typed columns at once: a million Python tuples held together
     # would double the peak memory of a retrain (the app's retrain worker must stay small).
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     parts: list[pd.DataFrame] = []
-    try:
-        cursor.execute(_EB_SQL)
-        while rows := cursor.fetchmany(EB_FETCH_ROWS):
-            part = pd.DataFrame.from_records(rows, columns=_EB_COLS)
-            del rows
-            part["start_time"] = pd.to_datetime(part["start_time"], utc=True, errors="coerce", format="ISO8601")
-            parts.append(part)
-    finally:
-        cursor.close()
+    for rows in bulk_rows(session.connection(), _EB_QUERY, batch=EB_FETCH_ROWS):
+        part = pd.DataFrame.from_records(rows, columns=_EB_COLS)
+        del rows
+        part["start_time"] = pd.to_datetime(part["start_time"], utc=True, errors="coerce", format="ISO8601")
+        parts.append(part)
     if not parts:
         return pd.DataFrame({name: [] for name in _EB_COLS})
     return pd.concat(parts, ignore_index=True)
@@ -688,10 +691,8 @@ def detail_eb_ids(*, session: Session, eb_ids: Sequence[int] | None = None) -> l
     ids = sorted({int(i) for i in eb_ids})
     for start in range(0, len(ids), 2000):
         chunk = ids[start : start + 2000]
-        stmt = text("SELECT DISTINCT eb_id FROM eb_detail WHERE eb_id IN :ids").bindparams(
-            bindparam("ids", expanding=True)
-        )
-        out += [int(r[0]) for r in conn.execute(stmt, {"ids": chunk})]
+        stmt = sa_select(EBDetail.eb_id).distinct().where(EBDetail.eb_id.in_(chunk))  # type: ignore[attr-defined]
+        out += [int(r[0]) for r in conn.execute(stmt)]
     return sorted(out)
 
 
@@ -701,18 +702,16 @@ def _stale_by_insert(session: Session) -> set[int]:
     if conn.dialect.name != "sqlite":
         return set()
     # The eb_detail index holds (eb_id, rowid): each probe is one seek.
-    sql = (
-        "SELECT f.eb_id FROM eb_detail_features f WHERE EXISTS "
-        "(SELECT 1 FROM eb_detail d WHERE d.eb_id = f.eb_id AND d.id > f.max_detail_id)"
-    )
-    return {int(r[0]) for r in conn.exec_driver_sql(sql)}
+    f, d = EBDetailFeatures, EBDetail
+    newer = exists().where(d.eb_id == f.eb_id, d.id > f.max_detail_id)  # type: ignore[operator]
+    return {int(r[0]) for r in conn.execute(sa_select(f.eb_id).where(newer))}
 
 
 def cached_detail_features(*, session: Session, eb_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """The valid cache rows (this FEATURE_VERSION, details unchanged since) as a DETAIL_FEATURES frame."""
     conn = session.connection()
-    stmt = text("SELECT eb_id, values_json FROM eb_detail_features WHERE feature_version = :v")
-    rows = conn.execute(stmt, {"v": FEATURE_VERSION}).fetchall()
+    f = EBDetailFeatures
+    rows = conn.execute(sa_select(f.eb_id, f.values_json).where(f.feature_version == FEATURE_VERSION)).fetchall()
     stale = _stale_by_insert(session) if rows else set()
     wanted = None if eb_ids is None else {int(i) for i in eb_ids}
     keep = [(int(e), v) for e, v in rows if int(e) not in stale and (wanted is None or int(e) in wanted)]
@@ -733,10 +732,9 @@ def _json_row(values: np.ndarray) -> str:
 
 def detail_signatures(conn: Connection, eb_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     """(row count, newest row id) of each EB's detail rows: what a cache row was computed from."""
-    stmt = text("SELECT eb_id, COUNT(*), MAX(id) FROM eb_detail WHERE eb_id IN :ids GROUP BY eb_id").bindparams(
-        bindparam("ids", expanding=True)
-    )
-    return {int(e): (int(n), int(m)) for e, n, m in conn.execute(stmt, {"ids": list(eb_ids)})}
+    d = EBDetail
+    stmt = sa_select(d.eb_id, func.count(), func.max(d.id)).where(d.eb_id.in_(list(eb_ids))).group_by(d.eb_id)  # type: ignore[attr-defined]
+    return {int(e): (int(n), int(m)) for e, n, m in conn.execute(stmt)}
 
 
 def store_detail_cache(
@@ -766,8 +764,7 @@ def store_detail_cache(
     from qa0_label.store.db import bulk_insert
 
     # Replaces rows of an older feature version (or a stale row the SQLite insert check found).
-    stmt = text("DELETE FROM eb_detail_features WHERE eb_id IN :ids").bindparams(bindparam("ids", expanding=True))
-    conn.execute(stmt, {"ids": [r[0] for r in rows]})
+    conn.execute(delete(EBDetailFeatures).where(EBDetailFeatures.eb_id.in_([r[0] for r in rows])))  # type: ignore[attr-defined]
 
     return bulk_insert(
         conn,

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import exists
 from sqlmodel import Session, select
 
 from qa0_label.store.labels import consensus
-from qa0_label.store.models import LABEL_VALUES, ModelRun
+from qa0_label.store.models import LABEL_VALUES, Label, ModelRun, Score
 
 HISTORY_METRICS: tuple[str, ...] = ("macro_f1", "fail_recall", "balanced_accuracy")
 
@@ -138,13 +138,12 @@ def class_balance(*, session: Session) -> pd.DataFrame:
 
 def pool_scores(*, session: Session, run_id: int, unlabelled_only: bool = True) -> pd.DataFrame:
     """Uncertainty and predicted class of each scored EB of a run (by default only EBs nobody labelled yet)."""
-    sql = """
-        SELECT s.eb_id, s.uncertainty, s.p_pass, s.p_semipass, s.p_fail FROM score s
-        WHERE s.run_id = :run
-    """
+    stmt = select(Score.eb_id, Score.uncertainty, Score.p_pass, Score.p_semipass, Score.p_fail).where(
+        Score.run_id == int(run_id)
+    )
     if unlabelled_only:
-        sql += " AND NOT EXISTS (SELECT 1 FROM label l WHERE l.eb_id = s.eb_id AND l.value IS NOT NULL)"
-    rows = session.connection().execute(text(sql), {"run": int(run_id)}).fetchall()
+        stmt = stmt.where(~exists().where(Label.eb_id == Score.eb_id, Label.value.is_not(None)))  # type: ignore[union-attr]
+    rows = session.connection().execute(stmt).fetchall()
     frame = pd.DataFrame(rows, columns=["eb_id", "uncertainty", "p_pass", "p_semipass", "p_fail"])
     if frame.empty:
         frame["predicted"] = pd.Series(dtype=str)

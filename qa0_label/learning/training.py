@@ -31,9 +31,9 @@ from qa0_label.config import Settings
 from qa0_label.learning import features as feats
 from qa0_label.learning import learner as lrn
 from qa0_label.learning import strategies as strat
-from qa0_label.store.db import bulk_insert, session_scope
+from qa0_label.store.db import bulk_insert, bulk_rows, session_scope
 from qa0_label.store.labels import adjudications_select, consensus_from_frames, current_labels_select
-from qa0_label.store.models import LABEL_VALUES, Label, Meta, ModelRun, Score, ScoreRank, utcnow
+from qa0_label.store.models import LABEL_VALUES, Label, Meta, ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -299,12 +299,8 @@ def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter:
 
 def _reference_agreement(session: Session, eb_index: pd.Index, predicted: np.ndarray) -> dict[str, Any] | None:
     # Plain DB-API rows and one reindex: ORM rows and label-based lookups took ~1 s of a 100k-EB retrain.
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute("SELECT eb_id, value FROM reference_outcome")
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    query = select(ReferenceOutcome.eb_id, ReferenceOutcome.value)
+    rows = [r for batch in bulk_rows(session.connection(), query) for r in batch]
     if not rows:
         return None
     ids, values = zip(*rows)

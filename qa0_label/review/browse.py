@@ -7,12 +7,12 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func, text
+from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from qa0_label.store.labels import current_labels_select
-from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, Label
+from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, Label, Labeler
 
 LABEL_STATES: tuple[str, ...] = ("any", "unlabelled", "labelled", "disputed", "adjudicated")
 """Label-state filter values: disputed = current labels disagree; adjudicated = a lead decided."""
@@ -48,9 +48,10 @@ class BrowseFilter:
 def filter_options(*, session: Session) -> dict[str, Any]:
     """Choices for the browse filters: sources, bands, first and last observation date."""
     conn = session.connection()
-    sources = [r[0] for r in conn.execute(text("SELECT DISTINCT source FROM execution_block ORDER BY source"))]
-    bands = [int(r[0]) for r in conn.execute(text("SELECT DISTINCT band FROM execution_block ORDER BY band"))]
-    lo, hi = conn.execute(text("SELECT MIN(start_time), MAX(start_time) FROM execution_block")).one()
+    eb = ExecutionBlock
+    sources = [r[0] for r in conn.execute(sa_select(eb.source).distinct().order_by(eb.source))]
+    bands = [int(r[0]) for r in conn.execute(sa_select(eb.band).distinct().order_by(eb.band))]
+    lo, hi = conn.execute(sa_select(func.min(eb.start_time), func.max(eb.start_time))).one()
     return {"sources": sources, "bands": bands, "first": _as_date(lo), "last": _as_date(hi)}
 
 
@@ -187,14 +188,23 @@ def eb_labels(*, session: Session, eb_id: int, viewer: str | None, viewer_role: 
     own; team leads see everything.
     """
     conn = session.connection()
-    rows = conn.execute(
-        text(
-            """SELECT l.id, lb.name, lb.role, l.kind, l.value, l.comment, l.reason, l.seconds_on_eb, l.created_at
-               FROM label l JOIN labeler lb ON lb.id = l.labeler_id
-               WHERE l.eb_id = :eb ORDER BY l.id"""
-        ),
-        {"eb": int(eb_id)},
-    ).fetchall()
+    stmt = (
+        sa_select(
+            Label.id,
+            Labeler.name,
+            Labeler.role,
+            Label.kind,
+            Label.value,
+            Label.comment,
+            Label.reason,
+            Label.seconds_on_eb,
+            Label.created_at,
+        )
+        .join(Labeler, Labeler.id == Label.labeler_id)
+        .where(Label.eb_id == int(eb_id))
+        .order_by(Label.id)
+    )
+    rows = conn.execute(stmt).fetchall()
     frame = pd.DataFrame(
         rows,
         columns=["event_id", "labeler", "role", "kind", "value", "comment", "reason", "seconds_on_eb", "created_at"],

@@ -1,4 +1,4 @@
-"""Engine and session helpers: SQLite pragmas, schema creation and upgrade, bulk inserts."""
+"""Engine and session helpers: SQLite pragmas, schema creation and upgrade, bulk reads and inserts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import Executable, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -312,27 +312,50 @@ def _set_version(conn: Connection, version: int) -> None:
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
 
 
-# --- bulk writes -------------------------------------------------------------------------------
+# --- bulk reads and writes ----------------------------------------------------------------------
+#
+# The data-access rule (docs/architecture.md): the ORM where speed does not matter, prebuilt Core statements on
+# hot paths, and for row counts where SQLAlchemy's per-row work dominates, these two helpers: the only code that
+# touches the DB-API cursor, written once for both backends.
 
 
 def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
-    """Insert many rows through the DB-API cursor (an order of magnitude faster than ORM objects)."""
+    """Insert many rows through the DB-API cursor (an order of magnitude faster than ORM objects).
+
+    Values go to the driver as they are: datetimes and JSON must already be in the column's stored form on
+    SQLite (see the column type's bind processor).
+    """
     if not rows:
         return 0
     # Quote identifiers: "array" is a reserved word in PostgreSQL. Already-quoted names pass through.
     quote = conn.dialect.identifier_preparer.quote
     cols = ", ".join(c if c.startswith('"') else quote(c) for c in columns)
-    if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in columns)
-    else:
-        marks = ", ".join("%s" for _ in columns)
-    sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(mark for _ in columns)})"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, rows)
     finally:
         cursor.close()
     return len(rows)
+
+
+def bulk_rows(conn: Connection, stmt: Executable, *, batch: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of a Core SELECT as the driver's plain tuples, BATCH rows at a time.
+
+    SQLAlchemy Row objects cost about twice the fetch at 100k+ rows and pandas probes them attribute by
+    attribute; no result processing happens here (times come back as the driver returns them).
+    """
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args: Any = [params[k] for k in compiled.positiontup or ()] if compiled.positional else params
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(compiled.string, args)
+        while rows := cursor.fetchmany(batch):
+            yield [tuple(r) for r in rows]
+    finally:
+        cursor.close()
 
 
 def backup_sqlite(engine: Engine, out: Path) -> int:
