@@ -131,6 +131,31 @@ def cmd_label(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    """One EB as the review page shows it: header values and the warnings list."""
+    from qa0_label.review import checks, view
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import LabelError, eb_id_for_uid
+
+    try:
+        with session_scope(_engine(args)) as session:
+            eb_id = eb_id_for_uid(session=session, uid=args.uid)
+            payload = checks.header_json(view.eb_header(session=session, eb_id=eb_id))
+    except (LabelError, view.EBNotFound) as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        _print_json(payload)
+        return EXIT_OK
+    for key, value in payload.items():
+        if key != "warnings" and not isinstance(value, (dict, list)):
+            print(f"{key}: {value}")
+    if not payload["warnings"]:
+        print("warnings: none (no metric crosses an AoD limit)")
+    for w in payload["warnings"]:
+        print(f"{w['level'].upper():4} {w['field']}: {w['text']}")
+    return EXIT_OK
+
+
 def cmd_role(args: argparse.Namespace) -> int:
     """Show a labeler's role, or set it (aod or lead; an unknown name is created)."""
     from sqlmodel import select
@@ -327,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", required=True, help="Pass, SemiPass or Fail (any case)")
     p.add_argument("--comment")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("show", help="one EB's header values and warnings, as the review page shows them")
+    p.add_argument("uid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("role", help="show or set a labeler's role (aod, lead)")
     p.add_argument("name")

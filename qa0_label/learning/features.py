@@ -500,9 +500,8 @@ def _assemble(ebs: pd.DataFrame, det: pd.DataFrame) -> pd.DataFrame:
     el = e["elevation_deg"].clip(lower=3.0)
     am = 1.0 / np.sin(np.radians(el))
     f["airmass"] = am
-    trx = band.map(limits.RECEIVER_TEMP_K).astype(float)
-    ext = np.exp(tau * am)
-    f["tsys_over_expected"] = e["tsys_median_k"] / ((trx + limits.T_ATM_K * (1.0 - 1.0 / ext)) * ext)
+    expected = limits.expected_tsys_array(band.to_numpy(), freq.to_numpy(), e["pwv_mm"].to_numpy(), el.to_numpy())
+    f["tsys_over_expected"] = e["tsys_median_k"] / pd.Series(expected, index=idx)
 
     flux, err, exp_f = e["flux_jy"], e["flux_err_jy"], e["expected_flux_jy"]
     f["flux_snr"] = flux / err.where(err > 0)
@@ -561,7 +560,7 @@ def _limit_ratios(e: pd.DataFrame, f: Mapping[str, Any]) -> pd.DataFrame:
         {
             "tau": f["tau_over_limit"] / limits.PWV_BAD_OPACITY_RATIO,
             "exec": (1.0 - e["exec_fraction"]) / (1.0 - limits.EXEC_FRACTION_BAD),
-            "phase": e["phase_rms_deg"] / limits.PHASE_RMS_BAD_DEG,
+            "phase": e["phase_rms_deg"] / limits.phase_rms_bad_deg_array(e["band"], array, e["freq_ghz"]),
             "flag": e["flagged_fraction"] / limits.FLAGGED_FRACTION_BAD,
             "elev": limits.ELEVATION_BAD_DEG / e["elevation_deg"].where(e["elevation_deg"] > 0),
             "ants": warn_ants / good.where(good > 0),

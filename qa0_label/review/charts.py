@@ -381,6 +381,10 @@ def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
     current = d["is_current"].fillna(False).astype(bool) if "is_current" in d else pd.Series(False, index=d.index)
     label = d["label"].fillna("unlabelled").astype(str) if "label" in d else pd.Series("unlabelled", index=d.index)
     label[current] = "this EB"
+    # Catalogue-quality (Pass) measurements apart from the rest: the rest is drawn fainter.
+    series = np.where(current, "this EB", np.where(label == "Pass", "catalogue", "other"))
+    if "series" in d:
+        series = np.where(current, "this EB", d["series"].fillna("other").astype(str).to_numpy())
     err = pd.to_numeric(d["flux_err_jy"], errors="coerce") if "flux_err_jy" in d else pd.Series(np.nan, index=d.index)
     flux = pd.to_numeric(d["flux_jy"], errors="coerce").astype(float)
     out = pd.DataFrame(
@@ -395,6 +399,7 @@ def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
             "flux_text": _pm(flux, err),
             "label": label,
             "marker": np.where(current, "this EB", "other"),
+            "series": series,
             "is_current": current.to_numpy(),
         }
     )
@@ -447,10 +452,15 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
             )
     layers.append(base.mark_rule(opacity=0.7).encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q", color=color))
     layers.append(
-        base.mark_point(filled=True, opacity=0.9).encode(
+        base.mark_point(filled=True).encode(
             x=x,
             y=_flux_y("flux_jy:Q"),
             color=color,
+            opacity=alt.Opacity(
+                "series:N",
+                scale=alt.Scale(domain=["catalogue", "other", "this EB"], range=[0.95, 0.35, 0.95]),
+                legend=None,
+            ),
             shape=alt.Shape(
                 "marker:N", scale=alt.Scale(domain=["other", "this EB"], range=["circle", "diamond"]), legend=None
             ),

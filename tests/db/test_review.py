@@ -127,7 +127,15 @@ def test_header_has_typed_fields_and_no_warnings_for_a_good_eb(engine) -> None:
     assert h["flux_deviation_sigma"] == pytest.approx((13.6 - 13.4) / math.hypot(0.3, 0.4))
     assert h["n_spw"] == 4 and h["n_scans"] == 5 and h["n_detail_antennas"] == len(ANTENNAS)
     assert h["pwv_limit_mm"] == pytest.approx(limits.pwv_limit_mm(3, 97.5))
-    assert h["warnings"] == {} and h["tsys_outliers"] == {}
+    assert h["warnings"] == {} and h["tsys_outliers"] == {} and h["warning_list"] == []
+    # The header says how Tsys compares with what the band, PWV and elevation predict.
+    assert h["tsys_expected_k"] == pytest.approx(
+        limits.expected_tsys_k(3, h["pwv_mm"], h["elevation_deg"], 97.5), abs=0.1
+    )
+    assert h["tsys_vs_expected"] == pytest.approx(h["tsys_median_k"] / h["tsys_expected_k"], abs=0.01)
+    assert (h["phase_rms_warn_deg"], h["phase_rms_bad_deg"]) == pytest.approx(
+        limits.phase_rms_limits_deg(3, "12m", 97.5), abs=0.1
+    )
 
 
 def test_header_warns_for_every_metric_past_its_limit(engine) -> None:
@@ -136,7 +144,7 @@ def test_header_warns_for_every_metric_past_its_limit(engine) -> None:
         "uid://A002/X1/Xbad",
         pwv_mm=9.0,
         elevation_deg=18.0,
-        n_antennas=30,
+        n_antennas=25,
         exec_fraction=0.6,
         flux_jy=9.0,
         flux_err_jy=0.3,
@@ -164,6 +172,10 @@ def test_header_warns_for_every_metric_past_its_limit(engine) -> None:
     assert "spw 2" in w["bp_ripple_db"] and "spw 1" not in w["bp_ripple_db"]
     assert "below" in w["flux_jy"]
     assert h["warning_levels"]["elevation_deg"] == "bad"
+    # The same warnings as a list in the page's order (what `show --json` prints).
+    assert [(x["field"], x["level"], x["text"]) for x in h["warning_list"]] == [
+        (k, h["warning_levels"][k], w[k]) for k in w
+    ]
 
 
 def test_header_falls_back_to_spw_frequency_and_parses_extra(engine) -> None:
@@ -270,6 +282,10 @@ def test_light_curve_window_labels_and_blindness(engine) -> None:
     assert by_id[ids["adj"]] == "Fail"
     assert by_id[ids["undone"]] == "unlabelled" and by_id[ids["later"]] == "unlabelled"
     assert by_id[cur] == "this EB" and lc["is_current"].sum() == 1
+    # Only consensus-Pass measurements are catalogue quality; unlabelled, SemiPass and Fail are the rest.
+    series = dict(zip(lc["eb_id"], lc["series"]))
+    assert series[ids["pass"]] == "catalogue" and series[cur] == "this EB"
+    assert {series[ids[k]] for k in ("split", "adj", "undone", "later")} == {"other"}
     assert str(lc["start_time"].dt.tz) == "UTC"
     row = lc[lc["is_current"]].iloc[0]
     assert row["flux_jy"] == 11.0 and row["low"] == pytest.approx(13.0) and row["high"] == pytest.approx(13.8)

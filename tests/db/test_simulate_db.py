@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from qa0_label.sim import demo
 from qa0_label.sim import simulate as sim
 from qa0_label.store import labels
 from qa0_label.store.db import session_scope
@@ -136,8 +137,8 @@ def test_bad_arguments_are_refused_and_zero_is_harmless(engine) -> None:
 
 def test_seed_demo_once(engine, monkeypatch: pytest.MonkeyPatch) -> None:
     # The real demo is ~3,000 EBs; a smaller one exercises the same path quickly.
-    monkeypatch.setattr(sim, "DEMO_EBS", 90)
-    monkeypatch.setattr(sim, "DEMO_LABELS", 40)
+    monkeypatch.setattr(demo, "DEMO_EBS", 90)
+    monkeypatch.setattr(demo, "DEMO_LABELS", 40)
     assert sim.seed_demo_if_empty(engine=engine) is True
     assert _count(engine, "execution_block") == 90
     assert _count(engine, "label") == 40

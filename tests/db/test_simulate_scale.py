@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from qa0_label.sim import database
 from qa0_label.sim import simulate as sim
 
 
 def test_details_only_for_the_first_m_and_labels_on_them(engine, monkeypatch: pytest.MonkeyPatch) -> None:
     # Small chunks so the run has full-detail, split and detail-free (worker process) batches.
-    monkeypatch.setattr(sim, "CHUNK_EBS", 20)
+    monkeypatch.setattr(database, "CHUNK_EBS", 20)
     summary = sim.simulate(engine=engine, n=70, seed=6, aods=2, labeled=30, details_for=25)
     assert summary["n_ebs"] == 70 and summary["n_ebs_with_details"] == 25
     with engine.connect() as conn:

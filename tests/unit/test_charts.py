@@ -439,6 +439,18 @@ def test_light_curve_highlights_this_eb_and_draws_the_expected_band() -> None:
     assert len(visible_rows(spec, band)) == 4  # the EB without an expectation leaves a gap, not a zero
 
 
+def test_light_curve_sets_catalogue_quality_pass_points_apart() -> None:
+    spec = spec_of(charts.light_curve_chart(light_curve_df()))
+    main = next(u for u in units_of(spec, "point") if "shape" in u["encoding"])
+    assert main["encoding"]["opacity"]["field"] == "series"
+    rows = visible_rows(spec, main)
+    for r in rows:
+        expected = "this EB" if r["marker"] == "this EB" else "catalogue" if r["label"] == "Pass" else "other"
+        assert r["series"] == expected
+    scale = main["encoding"]["opacity"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"]))["other"] < dict(zip(scale["domain"], scale["range"]))["catalogue"]
+
+
 def test_light_curve_without_expectation_has_no_band() -> None:
     df = light_curve_df().drop(columns=["low", "high", "expected_flux_jy"])
     assert "area" not in mark_types(spec_of(charts.light_curve_chart(df)))

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qa0_label.review import checks
 from qa0_label.review import view as review
 
 FREQS = np.array([90.5, 92.5, 102.5, 104.5])
@@ -43,7 +44,7 @@ def test_power_law_fit_needs_two_positive_points() -> None:
 def test_group_median_matches_numpy(pairs: list[tuple[int, float]]) -> None:
     codes = np.array([p[0] for p in pairs], dtype=np.int64)
     values = np.array([p[1] for p in pairs], dtype=float)
-    got_codes, med = review._group_median(codes, values)
+    got_codes, med = checks._group_median(codes, values)
     for c, m in zip(got_codes, med):
         vals = values[(codes == c) & ~np.isnan(values)]
         assert m == pytest.approx(float(np.median(vals)))

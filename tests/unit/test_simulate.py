@@ -178,9 +178,16 @@ def test_eb_summary_matches_detail_rows(big: sim.SimulatedBatch) -> None:
     ok = d[~d["flagged"]]
     ebs = big.ebs
     np.testing.assert_allclose(ok.groupby("eb")["tsys_k"].median().reindex(ebs.index), ebs["tsys_median_k"], atol=0.011)
-    np.testing.assert_allclose(
-        np.sqrt((ok["phase_deg"] ** 2).groupby(ok["eb"]).mean()).reindex(ebs.index), ebs["phase_rms_deg"], atol=0.011
+    # Phase RMS about each antenna x spw's circular mean (the instrumental offsets removed).
+    rad = np.radians(ok["phase_deg"].to_numpy())
+    keys = [ok["eb"], ok["antenna"].astype(str), ok["spw"]]
+    mean = np.arctan2(
+        pd.Series(np.sin(rad), index=ok.index).groupby(keys).transform("mean"),
+        pd.Series(np.cos(rad), index=ok.index).groupby(keys).transform("mean"),
     )
+    dev = np.degrees(np.angle(np.exp(1j * (rad - mean))))
+    rms = np.sqrt(pd.Series(dev**2, index=ok.index).groupby(ok["eb"]).mean()).reindex(ebs.index)
+    np.testing.assert_allclose(rms, ebs["phase_rms_deg"], atol=0.05)
     np.testing.assert_allclose(d.groupby("eb")["flagged"].mean().reindex(ebs.index), ebs["flagged_fraction"], atol=1e-5)
     # The EB flux is a power-law fit to the per-spw means: an unweighted fit lands close to it.
     spw = ok.groupby(["eb", "spw"]).agg(f=("freq_ghz", "first"), s=("amplitude", "mean")).reset_index()
@@ -231,7 +238,8 @@ def test_dead_antennas_in_the_data_decide_the_outcome(big: sim.SimulatedBatch, p
     pa = per_antenna.copy()
     pa["ratio"] = pa["amp"] / pa.groupby("eb")["amp"].transform("median")
     dead = pa[pa["ratio"] < 0.1].groupby("eb").size()
-    frac = (dead / big.ebs["n_antennas"]).dropna()
+    # The first dead antenna is flagged and costs nothing; the others count by share of the array.
+    frac = ((dead - 1) / big.ebs["n_antennas"]).dropna()
     out = big.outcomes.set_index("eb")
     assert (frac >= 0.075).sum() >= 5
     assert (out.loc[frac[frac >= 0.075].index, "value"] != "Pass").all()
@@ -239,11 +247,21 @@ def test_dead_antennas_in_the_data_decide_the_outcome(big: sim.SimulatedBatch, p
     assert _decisive(out.loc[frac[frac >= 0.075].index, "reasons"], "dead_antenna").all()
 
 
+def test_an_isolated_bad_antenna_is_flagged_not_downgraded(big: sim.SimulatedBatch) -> None:
+    out, sev = big.outcomes.set_index("eb"), big.severity
+    for fault in ("dead_antenna", "noisy_antenna"):
+        single = out["reasons"].str.contains(rf"minor {sim.FAULTS[fault]}: \w+ .*\(1/\d+\), flagged")
+        assert single.sum() >= 5, fault
+        # Nothing else wrong: the EB passes, and the reason still names the antenna.
+        alone = single & (sev.drop(columns=[fault, "s_max", "flare"]).max(axis=1) < 1.0)
+        assert alone.sum() >= 3 and (out.loc[alone, "value"] == "Pass").all(), fault
+
+
 def test_noisy_antennas_in_the_data_decide_the_outcome(big: sim.SimulatedBatch, per_antenna: pd.DataFrame) -> None:
     pa = per_antenna.copy()
     pa["ratio"] = pa["tsys"] / pa.groupby("eb")["tsys"].transform("median")
     noisy = pa[pa["ratio"] > 1.8].groupby("eb").size()
-    frac = noisy / big.ebs.loc[noisy.index, "n_antennas"]
+    frac = (noisy - 1) / big.ebs.loc[noisy.index, "n_antennas"]
     out = big.outcomes.set_index("eb")
     hit = frac[frac >= 0.075].index
     assert len(hit) >= 5
@@ -251,26 +269,30 @@ def test_noisy_antennas_in_the_data_decide_the_outcome(big: sim.SimulatedBatch, 
     assert _decisive(out.loc[hit, "reasons"], "noisy_antenna").all()
 
 
-def test_tsys_spike_scan_decides_the_outcome(big: sim.SimulatedBatch) -> None:
+def test_tsys_spike_scan_is_a_minor_reason_not_a_downgrade(big: sim.SimulatedBatch) -> None:
     d = big.details
     per_scan = d.groupby(["eb", "scan"])["tsys_k"].median()
     ratio = (per_scan / per_scan.groupby(level="eb").transform("median")).groupby(level="eb").max()
-    out = big.outcomes.set_index("eb")
+    out, sev = big.outcomes.set_index("eb"), big.severity
     hit = ratio[ratio >= 2.1].index
     assert len(hit) >= 5
-    assert (out.loc[hit, "value"] != "Pass").all()
-    assert _decisive(out.loc[hit, "reasons"], "tsys_spike").all()
+    assert out.loc[hit, "reasons"].str.contains("minor Tsys spike: scan \\d+ x[\\d.]+, scan flagged").all()
+    # The spiking scan is flagged in practice: alone it never makes the EB SemiPass.
+    assert (sev.loc[hit, "tsys_spike"] < 1.0).all()
+    alone = sev.loc[hit].drop(columns=["tsys_spike", "s_max", "flare"]).max(axis=1) < 1.0
+    assert alone.sum() >= 3 and (out.loc[alone[alone].index, "value"] == "Pass").all()
 
 
 def test_phase_jump_is_visible_in_the_named_antenna(big: sim.SimulatedBatch) -> None:
     out = big.outcomes.set_index("eb")
-    jumps = out[_decisive(out["reasons"], "phase_jump")]
+    jumps = out[out["reasons"].str.contains("minor phase jump: ") & (big.severity["phase_jump"] >= 0.5)]
     assert len(jumps) >= 5
-    assert (jumps["value"] != "Pass").all()
+    # One antenna's jump is flagged from that scan on: never a downgrade on its own.
+    assert not _decisive(out["reasons"], "phase_jump").any()
     d = big.details
     errors = []
     for eb, reasons in jumps["reasons"].items():
-        m = re.search(r"phase jump: (\w+) jumps ([+-]\d+) deg at scan (\d+)", reasons)
+        m = re.search(r"minor phase jump: (\w+) jumps ([+-]\d+) deg at scan (\d+), antenna flagged", reasons)
         assert m, reasons
         ant, jump, scan = m.group(1), float(m.group(2)), int(m.group(3))
         assert abs(jump) >= 60
