@@ -348,8 +348,14 @@ def _tile_note(header: dict[str, Any], field: str) -> str | None:
         return f"{int(header['n_spw'])} spw"
     if field == "n_antennas" and header.get("n_scans"):
         return f"{int(header['n_scans'])} scans"
-    if field == "tsys_median_k" and header.get("tsys_outliers"):
-        return f"{len(header['tsys_outliers'])} outlier ant."
+    if field == "tsys_median_k":
+        # How Tsys compares with what this band, PWV and elevation predict (typical receivers).
+        parts = [f"{float(header['tsys_vs_expected']):.1f}x exp."] if header.get("tsys_vs_expected") else []
+        if header.get("tsys_outliers"):
+            parts.append(f"{len(header['tsys_outliers'])} outlier ant.")
+        return " · ".join(parts) or None
+    if field == "phase_rms_deg" and header.get("phase_rms_warn_deg"):
+        return f"limit {float(header['phase_rms_warn_deg']):.0f}"
     return None
 
 

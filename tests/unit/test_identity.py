@@ -109,6 +109,23 @@ def test_metrics_table_marks_warnings_and_escapes_database_text() -> None:
     assert "⚠" not in table.split("\n\n")[1], "only the warned metric is marked"
 
 
+def test_metrics_table_shows_tsys_against_expectation_and_the_phase_limit() -> None:
+    from qa0_label.ui.label import metrics_table
+
+    header = {
+        "band": 7,
+        "tsys_median_k": 290.0,
+        "tsys_vs_expected": 1.84,
+        "tsys_outliers": {"DV03": 3.1},
+        "phase_rms_deg": 12.0,
+        "phase_rms_warn_deg": 30.0,
+        "warning_levels": {"tsys_median_k": "warn"},
+    }
+    table = metrics_table(header, {"tsys_median_k": "median Tsys is 1.8x what this band predicts"})
+    assert "1\\.8x exp\\. · 1 outlier ant\\." in table and ":orange[**⚠ Tsys" in table
+    assert "limit 30" in table
+
+
 def test_why_box_is_one_markdown_block_with_escaped_reason_and_proportional_bars() -> None:
     from qa0_label.ui.label import BAR_CELLS, why_markdown
 
