@@ -160,9 +160,13 @@ def phase_figures(all_batches: list[SimulatedBatch]) -> None:
         joined = ant.join(rms.rename("rms_um"), how="inner").join(b.ebs["array"], on="eb")
         per_ant.append(joined[joined["array"] == "12m"])
     corr = pd.concat(lag1)
+    arrays = pd.concat([b.ebs["array"] for b in all_batches])
+    by_array = corr.groupby(arrays.reindex(corr.index).to_numpy()).median()
     print(
         f"phase lag-1 autocorrelation across consecutive scans (good EBs, per EB): median {corr.median():.2f} "
-        f"(quartiles {corr.quantile(0.25):.2f} / {corr.quantile(0.75):.2f}, {len(corr)} EBs)"
+        f"(quartiles {corr.quantile(0.25):.2f} / {corr.quantile(0.75):.2f}, {len(corr)} EBs; "
+        + ", ".join(f"{a} {v:.2f}" for a, v in by_array.items())
+        + ")"
     )
     a = pd.concat(per_ant)
     bins = [0.0, 0.05, 0.15, 0.4, 1.0, 3.0, 10.0]

@@ -39,8 +39,9 @@ SLOW_SHARE = 0.85
 SLOW_TIME_S = 1200.0
 WVR_OFF_PROB = 0.02
 WVR_OFF_FACTOR = 3.0
-DRIFT_UM = 25.0
-"""RMS instrumental path drift (um) over an hour."""
+DRIFT_UM = 50.0
+"""RMS instrumental path drift (um) over an hour: antenna-position and delay errors projected on a source that
+moves ~15 deg an hour (0.1-0.3 mm errors), and electronics drifts (approx.)."""
 
 
 @dataclass(frozen=True)

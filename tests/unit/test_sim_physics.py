@@ -72,7 +72,7 @@ def test_consecutive_scans_of_an_antenna_are_correlated() -> None:
     dev = path - path.mean(axis=0)
     lag1 = (dev[1:] * dev[:-1]).sum() / (dev**2).sum()
     assert lag1 > 0.6
-    assert 10.0 < path.std() < 45.0  # the atmosphere (20 um) plus the slow instrumental drift
+    assert 10.0 < path.std() < 80.0  # the atmosphere (20 um) plus the slow instrumental drift over 73 min
 
 
 def test_simulated_phases_have_offsets_and_structure(batch: SimulatedBatch) -> None:
