@@ -139,9 +139,16 @@ def _phase_dev(b: SimulatedBatch, good: pd.Index) -> pd.DataFrame:
     return d
 
 
+def _lag1(eb: np.ndarray, x: np.ndarray, same: np.ndarray) -> pd.Series:
+    """Per EB: sum of products of consecutive deviations within a series over the sum of squares."""
+    pair = pd.DataFrame({"eb": eb[1:][same], "xy": (x[1:] * x[:-1])[same]})
+    sq = pd.Series(x * x).groupby(eb).sum()
+    return pair.groupby("eb")["xy"].sum() / sq.reindex(pair["eb"].unique()).to_numpy()
+
+
 def phase_figures(all_batches: list[SimulatedBatch]) -> None:
     """Lag-1 autocorrelation of each antenna's phase across consecutive scans (good EBs), RMS vs distance."""
-    lag1, per_ant = [], []
+    lag1, white, per_ant = [], [], []
     for b in all_batches:
         sev = b.severity
         good = b.ebs.index[(b.outcomes.set_index("eb")["value"] == "Pass").to_numpy() & (sev["s_max"] < 0.3).to_numpy()]
@@ -151,21 +158,27 @@ def phase_figures(all_batches: list[SimulatedBatch]) -> None:
         )
         same &= d["spw"].to_numpy()[1:] == d["spw"].to_numpy()[:-1]
         x = d["dev"].to_numpy()
-        pair = pd.DataFrame({"eb": d["eb"].to_numpy()[1:][same], "xy": (x[1:] * x[:-1])[same]})
-        sq = pd.Series(x * x).groupby(d["eb"].to_numpy()).sum()
-        lag1.append(pair.groupby("eb")["xy"].sum() / sq.reindex(pair["eb"].unique()).to_numpy())
+        lag1.append(_lag1(d["eb"].to_numpy(), x, same))
+        # The same statistic on the same series with their scans shuffled: what white noise reads (the mean
+        # removed from a short series biases it below zero).
+        series_id = np.r_[0, np.cumsum(~same)]
+        order = np.lexsort((np.random.default_rng(0).random(x.size), series_id))
+        white.append(_lag1(d["eb"].to_numpy(), x[order], same))
         um = d["dev"] / (360.0 * d["freq_ghz"] / 299_792.458)
         rms = (um**2).groupby([d["eb"], d["antenna"]]).mean() ** 0.5
         ant = b.antennas.set_index(["eb", "antenna"])
         joined = ant.join(rms.rename("rms_um"), how="inner").join(b.ebs["array"], on="eb")
         per_ant.append(joined[joined["array"] == "12m"])
-    corr = pd.concat(lag1)
+    corr, shuffled = pd.concat(lag1), pd.concat(white)
     arrays = pd.concat([b.ebs["array"] for b in all_batches])
     by_array = corr.groupby(arrays.reindex(corr.index).to_numpy()).median()
+    white_by_array = shuffled.groupby(arrays.reindex(shuffled.index).to_numpy()).median()
     print(
         f"phase lag-1 autocorrelation across consecutive scans (good EBs, per EB): median {corr.median():.2f} "
         f"(quartiles {corr.quantile(0.25):.2f} / {corr.quantile(0.75):.2f}, {len(corr)} EBs; "
         + ", ".join(f"{a} {v:.2f}" for a, v in by_array.items())
+        + f"); scans shuffled (white noise, same series): {shuffled.median():.2f} ("
+        + ", ".join(f"{a} {v:.2f}" for a, v in white_by_array.items())
         + ")"
     )
     a = pd.concat(per_ant)
