@@ -35,8 +35,9 @@ from qa0_label.review import limits
 from qa0_label.store.db import bulk_rows
 from qa0_label.store.models import EBDetail, EBDetailFeatures, ExecutionBlock
 
-FEATURE_VERSION = "2"
-"""Bump whenever a feature's meaning changes: a model trained on another version is not reused."""
+FEATURE_VERSION = "3"
+"""Bump whenever a feature's meaning changes: a model trained on another version is not reused (3: Tsys over the
+typical-receiver expectation, phase RMS over the band/array limit, antennas over the SemiPass count)."""
 
 NOMINAL_ANTENNAS: dict[str, float] = {"12m": 45.0, "7m": 10.5}
 """Usual antenna count per array: the antenna count is judged against it."""
