@@ -408,7 +408,7 @@ def _catalogue(c: SimpleNamespace) -> None:
 
 
 def _reference(c: SimpleNamespace) -> None:
-    """Latent severities, the reference value and its readable reasons."""
+    """Latent severities of every fault and the reference value."""
     N = c.N
     rip_med = pd.DataFrame(c.ripple_as).groupby(c.ant_eb).median().reindex(np.arange(N)).to_numpy()
     warn_bad = [limits.phase_rms_limits_deg(int(b), "12m" if t else "7m", float(f)) for b, t, f in _bands(c)]
@@ -433,6 +433,12 @@ def _reference(c: SimpleNamespace) -> None:
         },
     )
     c.value = reference.reference_value(c.sev["s_max"].to_numpy())
+    c.rip_med = rip_med
+
+
+def _reasons(c: SimpleNamespace) -> None:
+    """The reference's readable reasons: deciding faults, minor ones (flagged antennas, scans), flares."""
+    N, rip_med = c.N, c.rip_med
     names = ANT_OBJ[c.ant_code]
     noisy_x = pd.Series(c.noisy_factor).groupby(c.ant_eb).max().reindex(np.arange(N)).to_numpy()
     facts = {
@@ -491,6 +497,7 @@ PIPELINE: tuple[Step, ...] = (
     _summary,
     _catalogue,
     _reference,
+    _reasons,
 )
 """The steps of generate(), in order."""
 
