@@ -176,7 +176,8 @@ def evaluate(head: dict[str, Any], det: pd.DataFrame) -> dict[str, Any]:
     DET holds the EB's detail rows (DETAIL_COLUMNS). Adds: freq_ghz when missing (spw mean, else band
     centre), pwv_limit_mm, tsys_expected_k, tsys_vs_expected, phase_rms_warn_deg, phase_rms_bad_deg,
     flux_deviation_sigma, n_spw, n_scans, n_detail_antennas, the detail summaries (tsys_outliers,
-    tsys_spikes, amplitude_outliers, phase_jumps, bp_ripple), and the warnings three ways: warning_list
+    tsys_spikes, amplitude_outliers, phase_jumps, bp_ripple), usable_antennas (n_antennas less the
+    amplitude and Tsys outliers; None without detail rows), and the warnings three ways: warning_list
     [{field, level, text}] (page order), warnings {field: text} and warning_levels {field: level}.
     """
     band = head.get("band")
@@ -210,6 +211,10 @@ def evaluate(head: dict[str, Any], det: pd.DataFrame) -> dict[str, Any]:
     head["amplitude_outliers"] = {} if empty else amplitude_outliers(det)
     head["phase_jumps"] = {} if empty else phase_jumps(det)
     head["bp_ripple"] = {} if empty else bandpass_ripple(det)
+    # The antennas left once the dead / mispointed and Tsys-outlier ones are flagged (the antenna rule's count).
+    flagged = set(head["amplitude_outliers"]) | set(head["tsys_outliers"])
+    n_ant = head.get("n_antennas")
+    head["usable_antennas"] = None if n_ant is None or empty else max(int(n_ant) - len(flagged), 0)
     problems = limits.find_problems(head)
     head["warning_list"] = [{"field": p.field, "level": p.level, "text": p.message} for p in problems]
     head["warnings"] = {p.field: p.message for p in problems}

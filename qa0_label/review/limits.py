@@ -464,8 +464,8 @@ def find_problems(row: Mapping[str, Any]) -> list[Finding]:
     """Every metric of an EB that crosses a limit, worst first within the order of the review form.
 
     ROW keys (all optional, missing or None values are skipped): band, array, pwv_mm, elevation_deg,
-    n_antennas, exec_fraction, freq_ghz, flux_jy, flux_err_jy, expected_flux_jy, expected_flux_err_jy (or a
-    ready flux_deviation_sigma), phase_rms_deg, flagged_fraction, spectral_index, and the detail summaries
+    tsys_median_k (or a ready tsys_vs_expected), n_antennas, usable_antennas, exec_fraction, freq_ghz,
+    flux_jy, flux_err_jy, expected_flux_jy, expected_flux_err_jy (or a ready flux_deviation_sigma), phase_rms_deg, flagged_fraction, spectral_index, and the detail summaries
     tsys_outliers {antenna: ratio}, tsys_spikes {scan: ratio}, amplitude_outliers {antenna: ratio},
     phase_jumps {antenna: deg}, bp_ripple {spw: dB}. Finding.field is the EB column for EB metrics (flux
     checks report "flux_jy") and the summary's key for detail checks.
@@ -496,21 +496,7 @@ def find_problems(row: Mapping[str, Any]) -> list[Finding]:
         found += _elevation_findings(el, band_i, _num(row, "freq_ghz"), pwv)
     found += _tsys_findings(row, band_i, pwv, el)
 
-    n_ant = _num(row, "n_antennas")
-    if n_ant is not None:
-        array = str(row.get("array") or "12m")
-        array = array if array in MIN_ANTENNAS_WARN else "12m"
-        warn_at, bad_at = MIN_ANTENNAS_WARN[array], MIN_ANTENNAS_BAD[array]
-        if n_ant < bad_at:
-            found.append(
-                Finding("n_antennas", "bad", f"only {n_ant:.0f} antennas (fewer than {bad_at} fails a {array} EB)")
-            )
-        elif n_ant < warn_at:
-            found.append(
-                Finding(
-                    "n_antennas", "warn", f"{n_ant:.0f} antennas, fewer than the {warn_at} a {array} EB needs to pass"
-                )
-            )
+    found += _antenna_findings(_num(row, "n_antennas"), _num(row, "usable_antennas"), str(row.get("array") or "12m"))
 
     ef = _num(row, "exec_fraction")
     if ef is not None and ef < EXEC_FRACTION_WARN:
@@ -605,6 +591,22 @@ def _elevation_findings(el: float, band: int | None, freq: float | None, pwv: fl
             f"{slant / ACCEPTABLE_ZENITH_OPACITY[band]:.1f}x the {band_name(band)} zenith limit",
         )
     ]
+
+
+def _antenna_findings(n_ant: float | None, usable: float | None, array: str) -> list[Finding]:
+    """Antenna count against the array's SemiPass / Fail counts; the antennas left after flagging the dead and
+    Tsys-outlier ones count, as in practice."""
+    if n_ant is None:
+        return []
+    array = array if array in MIN_ANTENNAS_WARN else "12m"
+    warn_at, bad_at = MIN_ANTENNAS_WARN[array], MIN_ANTENNAS_BAD[array]
+    good = min(n_ant, usable) if usable is not None else n_ant
+    what = f"{n_ant:.0f} antennas" + (f", {good:.0f} usable" if good < n_ant else "")
+    if good < bad_at:
+        return [Finding("n_antennas", "bad", f"{what}: fewer than {bad_at} fails a {array} EB")]
+    if good < warn_at:
+        return [Finding("n_antennas", "warn", f"{what}: fewer than the {warn_at} a {array} EB needs to pass")]
+    return []
 
 
 def _tsys_findings(row: Mapping[str, Any], band: int | None, pwv: float | None, el: float | None) -> list[Finding]:

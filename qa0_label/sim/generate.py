@@ -441,7 +441,7 @@ def _reasons(c: SimpleNamespace) -> None:
     N, rip_med = c.N, c.rip_med
     names = ANT_OBJ[c.ant_code]
     noisy_x = pd.Series(c.noisy_factor).groupby(c.ant_eb).max().reindex(np.arange(N)).to_numpy()
-    facts = {
+    facts: dict[str, list[Any]] = {
         "dead": _names_by_eb(c.ant_eb, c.dead_ant, names, N),
         "noisy": _names_by_eb(c.ant_eb, c.noisy_ant, names, N),
         "noisy_x": [f"{v:.1f}x" for v in noisy_x],

@@ -237,12 +237,19 @@ def test_sql_consensus_agrees_with_the_python_rule(engine) -> None:
         with session_scope(engine) as s:
             for who in rng.sample(["ana", "bo", "cy", "di"], rng.randint(0, 4)):
                 for _ in range(rng.randint(1, 2)):
-                    labels.record_label(session=s, eb_id=eb, labeler=who, value=rng.choice(["Pass", "SemiPass", "Fail"]))
+                    labels.record_label(
+                        session=s, eb_id=eb, labeler=who, value=rng.choice(["Pass", "SemiPass", "Fail"])
+                    )
                 if rng.random() < 0.2:
                     labels.undo_last(session=s, labeler=who)
             if rng.random() < 0.15:
                 labels.record_label(
-                    session=s, eb_id=eb, labeler="lea", value=rng.choice(["Pass", "Fail"]), kind="adjudication", reason="r"
+                    session=s,
+                    eb_id=eb,
+                    labeler="lea",
+                    value=rng.choice(["Pass", "Fail"]),
+                    kind="adjudication",
+                    reason="r",
                 )
     with session_scope(engine) as s:
         python = dict(zip(labels.consensus(s)["eb_id"].astype(int), labels.consensus(s)["value"]))

@@ -165,6 +165,14 @@ def test_antenna_limit_depends_on_the_array() -> None:
     assert limits.find_problems({**GOOD_ROW, "n_antennas": 20})[0].level == "warn"
 
 
+def test_antennas_left_after_flagging_count() -> None:
+    # 33 antennas of which 4 are dead or Tsys outliers: 29 usable, SemiPass in practice.
+    found = limits.find_problems({**GOOD_ROW, "n_antennas": 33, "usable_antennas": 29})
+    assert [(f.field, f.level) for f in found] == [("n_antennas", "warn")] and "29 usable" in found[0].message
+    assert limits.find_problems({**GOOD_ROW, "n_antennas": 33, "usable_antennas": 15})[0].level == "bad"
+    assert limits.check_metrics({**GOOD_ROW, "n_antennas": 45, "usable_antennas": 44}) == {}
+
+
 def test_elevation_warns_only_where_the_airmass_matters() -> None:
     # 30 deg in Band 3 at 1 mm: the line-of-sight opacity is tiny, no mark.
     assert limits.check_metrics({**GOOD_ROW, "elevation_deg": 30.0}) == {}
