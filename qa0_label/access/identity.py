@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from sqlmodel import Session, select
 
-from qa0_label.store.labels import LabelError, NotAllowed, get_or_create_labeler, normalize_name
+from qa0_label.access.authz import Requester, authorize
+from qa0_label.store.labels import SYSTEM_LABELERS, LabelError, get_or_create_labeler, normalize_name
 from qa0_label.store.models import Labeler
 
 Source = Literal["oidc", "url", "sidebar", "none"]
@@ -74,35 +75,34 @@ def is_lead(role: str | None) -> bool:
 def ensure_labeler(*, session: Session, name: str, lead_names: Iterable[str] = ()) -> str:
     """Make sure NAME is in the roster (a new name becomes an AoD) and return its role.
 
-    lead_names (e.g. e-mail addresses listed in the app's secrets) are promoted to lead; nobody is demoted
-    here, so roles set by a lead in the roster stay as they are.
+    lead_names (e-mail addresses listed in the app's secrets as [qa0].leads) are promoted to lead. Callers pass
+    them ONLY for an OIDC-authenticated name: a name typed into the URL or sidebar never gains a role. Nobody
+    is demoted here, so roles set by a lead in the roster stay as they are.
     """
     labeler = get_or_create_labeler(session=session, name=name)
-    if labeler.name in {normalize_name(n) for n in lead_names if str(n).strip()} and labeler.role != "lead":
+    wanted = {normalize_name(n, system_ok=True).casefold() for n in lead_names if str(n).strip()}
+    if labeler.name.casefold() in wanted and labeler.role != "lead":
         labeler.role = "lead"
         session.add(labeler)
         session.flush()
     return labeler.role
 
 
-def require_lead(*, session: Session, name: str) -> Labeler:
-    """The labeler NAME if they are a team lead; NotAllowed otherwise (the library-side guard of lead actions)."""
-    labeler = session.exec(select(Labeler).where(Labeler.name == normalize_name(name))).first()
-    if labeler is None or not is_lead(labeler.role):
-        raise NotAllowed(f"{name} is not a team lead; this action is reserved for team leads")
-    return labeler
+def require_lead(*, session: Session, name: str | Requester, action: str = "set_role") -> Labeler:
+    """The lead allowed to do ACTION; NotAllowed otherwise (authz.authorize, the one lead check)."""
+    return authorize(session=session, requester=name, action=action)
 
 
 def roster(*, session: Session, include_system: bool = False) -> list[tuple[str, str]]:
-    """Active labelers as (name, role), leads first then by name; the 'archive' importer only on request."""
+    """Active labelers as (name, role), leads first then by name; the system's labelers only on request."""
     rows = session.exec(select(Labeler.name, Labeler.role).where(Labeler.active == True)).all()  # noqa: E712
-    people = [(str(n), str(r)) for n, r in rows if include_system or n != "archive"]
+    people = [(str(n), str(r)) for n, r in rows if include_system or str(n).casefold() not in SYSTEM_LABELERS]
     return sorted(people, key=lambda p: (not is_lead(p[1]), p[0].lower()))
 
 
-def set_role_as_lead(*, session: Session, lead: str, name: str, role: str) -> Labeler:
-    """A team lead gives NAME a role (aod or lead); refused (NotAllowed) for anyone who is not a lead."""
+def set_role_as_lead(*, session: Session, lead: str | Requester, name: str, role: str) -> Labeler:
+    """A team lead gives NAME a role (aod or lead); refused (NotAllowed) unless authz.authorize allows it."""
     from qa0_label.store.labels import set_role
 
-    require_lead(session=session, name=lead)
+    authorize(session=session, requester=lead, action="set_role")
     return set_role(session=session, name=name, role=role)

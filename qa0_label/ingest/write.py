@@ -208,7 +208,7 @@ def _write_archive_labels(
     if "archive_id" not in cache:
         session = Session(bind=conn)
         try:
-            archive = labels_mod.get_or_create_labeler(session=session, name=ARCHIVE_LABELER)
+            archive = labels_mod.get_or_create_labeler(session=session, name=ARCHIVE_LABELER, system=True)
             session.flush()
             cache["archive_id"] = int(archive.id)  # type: ignore[arg-type]
         finally:

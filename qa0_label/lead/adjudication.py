@@ -13,9 +13,9 @@ Gold EBs
     ``gold_scores`` compares each labeler's current label on them with the gold value.
 
 Permissions
-    ``adjudicate``, ``mark_gold`` and ``unmark_gold`` raise ``labels.NotAllowed`` unless the named labeler
-    exists with role 'lead' (an unknown name is refused, not created). Bad values or EB ids raise
-    ``labels.LabelError``.
+    ``adjudicate``, ``mark_gold`` and ``unmark_gold`` ask ``access.authz.authorize`` (the one lead check):
+    ``labels.NotAllowed`` unless the requester is a lead with proof (OIDC, an unlock, or the owner's CLI; a
+    bare name means library code run by the database owner). Bad values or EB ids raise ``labels.LabelError``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from qa0_label.access.authz import Requester, authorize
 from qa0_label.lead import agreement
 from qa0_label.store.labels import (
     LabelError,
@@ -57,13 +58,9 @@ DISAGREEMENT_COLUMNS: list[str] = [
 _IN_CHUNK = 500  # ids per IN (...) list, well under every backend's bound-parameter limit
 
 
-def _require_lead(session: Session, lead: str) -> Labeler:
-    """The labeler called LEAD if they are a team lead; NotAllowed otherwise (never creates one)."""
-    name = normalize_name(lead)
-    who = session.exec(select(Labeler).where(Labeler.name == name)).first()
-    if who is None or who.role != "lead":
-        raise NotAllowed(f"{name} is not a team lead; only leads can adjudicate or set gold EBs")
-    return who
+def _require_lead(session: Session, lead: Requester | str, action: str) -> Labeler:
+    """The lead allowed to do ACTION (authz.authorize, the one lead check; never creates a labeler)."""
+    return authorize(session=session, requester=lead, action=action)
 
 
 def _require_eb(session: Session, eb_id: int) -> ExecutionBlock:
@@ -191,17 +188,17 @@ def adjudicate(
     *,
     session: Session,
     eb_id: int,
-    lead: str,
+    lead: Requester | str,
     value: str,
     reason: str,
     client_event_id: str | None = None,
 ) -> Label:
     """Record a lead's ruling on an EB (wins over the majority in labels.consensus); returns the event."""
-    _require_lead(session, lead)
+    who = _require_lead(session, lead, "adjudicate")
     return record_label(
         session=session,
         eb_id=int(eb_id),
-        labeler=lead,
+        labeler=who.name,
         value=value,
         kind="adjudication",
         reason=reason,
@@ -209,9 +206,9 @@ def adjudicate(
     )
 
 
-def mark_gold(*, session: Session, eb_id: int, lead: str, value: str, reason: str | None = None) -> GoldEB:
+def mark_gold(*, session: Session, eb_id: int, lead: Requester | str, value: str, reason: str | None = None) -> GoldEB:
     """Make an EB a gold EB with VALUE (or change its gold value); leads only."""
-    who = _require_lead(session, lead)
+    who = _require_lead(session, lead, "gold")
     value = normalize_value(value)
     _require_eb(session, eb_id)
     gold = session.get(GoldEB, int(eb_id))
@@ -236,9 +233,9 @@ def mark_gold(*, session: Session, eb_id: int, lead: str, value: str, reason: st
     return gold
 
 
-def unmark_gold(*, session: Session, eb_id: int, lead: str) -> bool:
+def unmark_gold(*, session: Session, eb_id: int, lead: Requester | str) -> bool:
     """Remove an EB from the gold set; leads only. True if it was gold."""
-    _require_lead(session, lead)
+    _require_lead(session, lead, "gold")
     gold = session.get(GoldEB, int(eb_id))
     if gold is None:
         return False

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from qa0_label.store.models import (
     ExecutionBlock,
     Label,
     Labeler,
+    LabelerChange,
     Lease,
     Skip,
     utcnow,
@@ -49,22 +52,71 @@ def normalize_value(value: str) -> str:
     return canonical
 
 
-def normalize_name(name: str) -> str:
-    """Trim a labeler name and refuse empty or absurdly long ones."""
-    clean = " ".join(str(name).split())
+SYSTEM_LABELERS: tuple[str, ...] = ("archive", "model")
+"""Names the system itself writes labels under (the importer's 'archive', the model); no person may use them."""
+
+# Unicode categories a name must not contain: controls (ANSI escapes, NUL), format characters (zero-width
+# spaces and joiners, bidi overrides and isolates, soft hyphen), surrogates, private use, unassigned.
+_BAD_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible or bidi formatting character",
+                   "Cs": "a surrogate", "Co": "a private-use character", "Cn": "an unassigned character"}
+
+
+def name_key(name: str) -> str:
+    """The form two names are compared in: normalised, then case-folded ('NewAoD' and 'newaod' are one person)."""
+    return normalize_name(name, system_ok=True).casefold()
+
+
+def normalize_name(name: str, *, system_ok: bool = False) -> str:
+    """A labeler name in its stored form: NFC, trimmed, inner whitespace collapsed; LabelError when unusable.
+
+    Refused: empty, longer than 80 characters, control / zero-width / bidi characters, and (unless
+    system_ok, for the importer) the names the system writes labels under (SYSTEM_LABELERS).
+    """
+    text = unicodedata.normalize("NFC", str(name))
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in _BAD_CATEGORIES and not ch.isspace():
+            raise LabelError(
+                f"labeler name contains {_BAD_CATEGORIES[category]} (U+{ord(ch):04X}); use letters, digits, "
+                "spaces and punctuation only"
+            )
+    clean = " ".join(text.split())
     if not clean:
         raise LabelError("labeler name is empty")
     if len(clean) > 80:
         raise LabelError("labeler name is longer than 80 characters")
+    if not system_ok and clean.casefold() in SYSTEM_LABELERS:
+        raise LabelError(f"{clean!r} is reserved for labels the system writes; choose another name")
     return clean
 
 
-def get_or_create_labeler(*, session: Session, name: str, role: str = "aod") -> Labeler:
-    """The labeler called NAME, created with ROLE if new (an unknown name becomes an AoD)."""
-    name = normalize_name(name)
+def find_labeler(*, session: Session, name: str) -> Labeler | None:
+    """The labeler NAME refers to: the same name in any case, or the person it was renamed or merged into."""
+    clean = normalize_name(name, system_ok=True)
+    exact = session.exec(select(Labeler).where(Labeler.name == clean)).first()
+    if exact is not None:
+        return exact
+    key = clean.casefold()
+    # The roster is small (people, not EBs): compare case-folded in Python, which SQLite's lower() cannot.
+    for labeler in session.exec(select(Labeler)).all():
+        if labeler.name.casefold() == key:
+            return labeler
+    moved = session.exec(select(LabelerChange).order_by(LabelerChange.id.desc())).all()  # type: ignore[union-attr]
+    for change in moved:
+        if change.from_name.casefold() == key:
+            return session.get(Labeler, change.into_id)
+    return None
+
+
+def get_or_create_labeler(*, session: Session, name: str, role: str = "aod", system: bool = False) -> Labeler:
+    """The labeler called NAME (compared case-insensitively), created with ROLE if new (default: an AoD).
+
+    system=True only for the importer's own labeler ('archive'); any other caller is refused reserved names.
+    """
+    name = normalize_name(name, system_ok=system)
     if role not in ROLES:
         raise LabelError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-    labeler = session.exec(select(Labeler).where(Labeler.name == name)).first()
+    labeler = find_labeler(session=session, name=name)
     if labeler is not None:
         return labeler
     labeler = Labeler(name=name, role=role)
@@ -145,13 +197,18 @@ def record_label(
     client_event_id: str | None = None,
     kind: str = "review",
     reason: str | None = None,
+    system: bool = False,
 ) -> Label:
-    """Append a label event; a repeated client_event_id returns the first event instead of a second one."""
+    """Append a label event; a repeated client_event_id returns the first event instead of a second one.
+
+    system=True lets the system's own labelers (SYSTEM_LABELERS, e.g. the importer's 'archive') label; no
+    person-facing caller passes it.
+    """
     value = normalize_value(value)
     if kind not in ("review", "adjudication"):
         raise LabelError(f"unknown label kind {kind!r}")
     try:
-        name, bad_name = normalize_name(labeler), None
+        name, bad_name = normalize_name(labeler, system_ok=system), None
     except LabelError as exc:  # reported after the click-id and EB checks, in the order callers have relied on
         name, bad_name = "", exc
     _flush_pending(session)
@@ -166,11 +223,12 @@ def record_label(
     if bad_name is not None:
         raise bad_name
     if who_id is None:  # a new name: rare, so the ORM path that copes with a concurrent creation is fine
-        who = get_or_create_labeler(session=session, name=name)
+        who = get_or_create_labeler(session=session, name=name, system=system)
         who_id, role = who.id, who.role
     if kind == "adjudication":
-        if role != "lead":
-            raise NotAllowed(f"{name} is an AoD; only team leads can adjudicate")
+        from qa0_label.access.authz import authorize  # the one lead check (access imports this module)
+
+        authorize(session=session, requester=name, action="adjudicate")
         if not (reason or "").strip():
             raise LabelError("an adjudication needs a reason")
     row = {
@@ -195,8 +253,14 @@ def record_label(
     return Label(id=int(new_id), **row)
 
 
-def undo_last(*, session: Session, labeler: str, client_event_id: str | None = None) -> Label | None:
-    """Revert the labeler's newest review event by appending an undo event; returns it (None if nothing)."""
+def undo_last(
+    *, session: Session, labeler: str, client_event_id: str | None = None, lease_minutes: float = 15.0
+) -> Label | None:
+    """Revert the labeler's newest review event by appending an undo event; returns it (None if nothing).
+
+    The EB goes back to the undoer: leased to them again (unless someone else holds an unexpired lease), so the
+    queue hands it to them and to nobody else while they look at it again.
+    """
     who = get_or_create_labeler(session=session, name=labeler)
     if client_event_id is not None:
         existing = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
@@ -228,7 +292,26 @@ def undo_last(*, session: Session, labeler: str, client_event_id: str | None = N
     )
     session.add(event)
     session.flush()
+    _lease_back(session, int(target.eb_id), int(who.id), lease_minutes)  # type: ignore[arg-type]
     return event
+
+
+def _lease_back(session: Session, eb_id: int, labeler_id: int, minutes: float) -> None:
+    now = utcnow()
+    expires = now + timedelta(minutes=float(minutes))
+    lease = session.get(Lease, eb_id)
+    if lease is not None and lease.labeler_id != labeler_id and _aware(lease.expires_at) > now:
+        return  # someone else is looking at it right now: do not pull it from under them
+    if lease is None:
+        session.add(Lease(eb_id=eb_id, labeler_id=labeler_id, reason="undo", created_at=now, expires_at=expires))
+    else:
+        lease.labeler_id, lease.reason, lease.created_at, lease.expires_at = labeler_id, "undo", now, expires
+        session.add(lease)
+    session.flush()
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
 def record_skip(*, session: Session, eb_id: int, labeler: str) -> None:

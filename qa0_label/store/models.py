@@ -22,7 +22,7 @@ ARCHIVE_LABELER = "archive"  # the labeler an import's qa0_status column records
 ROLES: tuple[str, ...] = ("aod", "lead")
 RUN_STATUSES: tuple[str, ...] = ("running", "done", "failed")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bump together with a new migration under db/migrations/."""
 
 
@@ -116,6 +116,8 @@ class Label(SQLModel, table=True):
     __table_args__ = (
         Index("ix_label_eb_labeler", "eb_id", "labeler_id", "id"),
         Index("ix_label_labeler", "labeler_id", "id"),
+        # assign asks "was this label reverted?" for every candidate EB (0004_label_reverts_index.py).
+        Index("ix_label_reverts", "reverts_id"),
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -130,6 +132,47 @@ class Label(SQLModel, table=True):
     kind: str = Field(default="review", max_length=16)
     client_event_id: Optional[str] = Field(default=None, unique=True, max_length=64)
     reverts_id: Optional[int] = Field(default=None, foreign_key="label.id")
+
+
+class LeadSecret(SQLModel, table=True):
+    """A team lead's passphrase as a salted scrypt hash (access.authz); the passphrase itself is never stored."""
+
+    __tablename__ = "lead_secret"
+
+    labeler_id: int = Field(primary_key=True, foreign_key="labeler.id")
+    salt_hex: str = Field(max_length=64)
+    hash_hex: str = Field(max_length=128)
+    n: int
+    r: int
+    p: int
+    set_at: datetime = Field(default_factory=utcnow)
+
+
+class UnlockAttempt(SQLModel, table=True):
+    """One try to unlock lead actions; the rate limit counts the failed ones of the last minute."""
+
+    __tablename__ = "unlock_attempt"
+    __table_args__ = (Index("ix_unlock_attempt_name_at", "name_key", "at"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name_key: str = Field(max_length=80)  # the case-folded name tried (it may not exist)
+    at: datetime = Field(default_factory=utcnow)
+    ok: bool = False
+
+
+class LabelerChange(SQLModel, table=True):
+    """History of lead renames and merges of labelers: who changed what, when, and how many labels moved."""
+
+    __tablename__ = "labeler_change"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)  # "rename" or "merge"
+    from_name: str = Field(max_length=80, index=True)
+    into_name: str = Field(max_length=80)
+    into_id: int = Field(foreign_key="labeler.id")
+    by_name: str = Field(max_length=80)
+    n_labels: int = 0
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Skip(SQLModel, table=True):

@@ -27,7 +27,7 @@ def _seed(db_url: str, rows: list[tuple[int, str, str]]) -> None:
         s.add_all(ebs)
         s.flush()
         for i, who, value in rows:
-            labels.record_label(session=s, eb_id=ebs[i].id, labeler=who, value=value)
+            labels.record_label(session=s, eb_id=ebs[i].id, labeler=who, value=value, system=who == "archive")
 
 
 def test_agreement_json_contract(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,7 +34,7 @@ def _add_ebs(engine, n: int) -> list[int]:
 
 def _label(engine, eb: int, who: str, value: str) -> None:
     with session_scope(engine, write=True) as s:
-        labels.record_label(session=s, eb_id=eb, labeler=who, value=value)
+        labels.record_label(session=s, eb_id=eb, labeler=who, system=who == "archive", value=value)
 
 
 @pytest.fixture
