@@ -22,10 +22,38 @@ class UserError(Exception):
     """A problem with what the user asked for; printed without a traceback, exit code 2."""
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
+    """The engine for --db; MUST_EXIST (commands that only read) refuses a SQLite file that is not there."""
     from qa0_label.store.db import get_engine
 
+    if must_exist:
+        missing = _missing_sqlite_file(args.db)
+        if missing is not None:
+            # Creating folders and an empty database would turn a typo into "nothing left to review".
+            raise UserError(f"no database at {missing}; create one with simulate or import")
     return get_engine(args.db)
+
+
+def _missing_sqlite_file(cli_db: str | None) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    from qa0_label.config import database_url
+
+    url = make_url(database_url(cli_db))
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(str(url.database))
+    return None if path.exists() else str(path)
+
+
+def _labeler_arg(name: str) -> str:
+    """A --labeler value, normalised and checked like every name (bad ones: exit 2 with the reason)."""
+    from qa0_label.store.labels import LabelError, normalize_name
+
+    try:
+        return normalize_name(name)
+    except LabelError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -86,7 +114,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
     from qa0_label.ingest import ImportRefused, import_file
+    from qa0_label.ingest.spool import sweep_stale_spools
 
+    sweep_stale_spools()  # spools of imports killed earlier (kill -9 cannot clean up after itself)
     try:
         summary = import_file(
             engine=_engine(args),
@@ -109,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: --out must end in .csv or .parquet")
     from qa0_label.ingest import export_labels
 
-    n = export_labels(engine=_engine(args), out=out, current=args.current)
+    n = export_labels(engine=_engine(args, must_exist=True), out=out, current=args.current)
     print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")
     return EXIT_OK
 
@@ -119,15 +149,16 @@ def cmd_label(args: argparse.Namespace) -> int:
     from qa0_label.store.db import session_scope
     from qa0_label.store.labels import LabelError, eb_id_for_uid, normalize_value, record_label
 
+    labeler = _labeler_arg(args.labeler)
     try:
         value = normalize_value(args.value)
-        with session_scope(_engine(args), write=True) as session:
+        with session_scope(_engine(args, must_exist=True), write=True) as session:
             eb_id = eb_id_for_uid(session=session, uid=args.uid)
-            event = record_label(session=session, eb_id=eb_id, labeler=args.labeler, value=value, comment=args.comment)
+            event = record_label(session=session, eb_id=eb_id, labeler=labeler, value=value, comment=args.comment)
             event_id = event.id
     except LabelError as exc:
         raise UserError(str(exc)) from None
-    print(f"recorded {value} for {args.uid} by {args.labeler} (event {event_id})")
+    print(f"recorded {value} for {args.uid!r} by {labeler!r} (event {event_id})")
     return EXIT_OK
 
 
@@ -157,33 +188,94 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_role(args: argparse.Namespace) -> int:
-    """Show a labeler's role, or set it (aod or lead; an unknown name is created)."""
-    from sqlmodel import select
-
+    """Show a labeler's role, or set it (aod or lead; an unknown name is created); set a lead's passphrase."""
+    from qa0_label.access.authz import set_passphrase
     from qa0_label.store.db import session_scope
-    from qa0_label.store.labels import LabelError, normalize_name, set_role
-    from qa0_label.store.models import Labeler
+    from qa0_label.store.labels import LabelError, find_labeler, set_role
 
+    name = _labeler_arg(args.name)
+    if args.set_passphrase and args.role != "lead":
+        raise UserError("--set-passphrase goes with the lead role: role NAME lead --set-passphrase")
+    passphrase = _read_passphrase() if args.set_passphrase else None
+    write = args.role is not None
     try:
-        with session_scope(_engine(args), write=args.role is not None) as session:
+        with session_scope(_engine(args), write=write) as session:
             if args.role is None:
-                person = session.exec(select(Labeler).where(Labeler.name == normalize_name(args.name))).first()
+                person = find_labeler(session=session, name=name)
                 if person is None:
-                    raise UserError(f"no labeler named {args.name!r}")
+                    raise UserError(f"no labeler named {name!r}")
             else:
-                person = set_role(session=session, name=args.name, role=args.role)
-            name, role = person.name, person.role
+                person = set_role(session=session, name=name, role=args.role)
+                if passphrase is not None:
+                    set_passphrase(session=session, name=person.name, passphrase=passphrase)
+            shown, role = person.name, person.role
     except LabelError as exc:
         raise UserError(str(exc)) from None
-    print(f"{name}: {role}")
+    print(f"{shown}: {role}" + (" (passphrase set)" if passphrase is not None else ""))
+    return EXIT_OK
+
+
+def _read_passphrase() -> str:
+    """The new passphrase: asked twice without echo on a terminal; else the first line of stdin (scripts)."""
+    import getpass
+
+    if sys.stdin is not None and sys.stdin.isatty():
+        first = getpass.getpass("New lead passphrase: ")
+        if getpass.getpass("Repeat it: ") != first:
+            raise UserError("the two passphrases differ; nothing was changed")
+        return first
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    return line.rstrip("\r\n")
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    """A lead renames a labeler (the database owner's tool: --lead names who is recorded as doing it)."""
+    from qa0_label.access.authz import Requester
+    from qa0_label.access.names import rename_labeler
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import LabelError, NotAllowed
+
+    try:
+        with session_scope(_engine(args, must_exist=True), write=True) as session:
+            person = rename_labeler(
+                session=session, requester=Requester.owner(_labeler_arg(args.lead)), old=args.old, new=args.new
+            )
+            shown = person.name
+    except (LabelError, NotAllowed) as exc:
+        raise UserError(str(exc)) from None
+    print(f"renamed {args.old!r} to {shown!r}")
+    return EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """A lead merges one labeler into another: labels re-attributed, history kept."""
+    from qa0_label.access.authz import Requester
+    from qa0_label.access.names import merge_labelers
+    from qa0_label.store.db import session_scope
+    from qa0_label.store.labels import LabelError, NotAllowed
+
+    try:
+        with session_scope(_engine(args, must_exist=True), write=True) as session:
+            n = merge_labelers(
+                session=session, requester=Requester.owner(_labeler_arg(args.lead)), source=args.source, into=args.into
+            )
+    except (LabelError, NotAllowed) as exc:
+        raise UserError(str(exc)) from None
+    print(f"merged {args.source!r} into {args.into!r}: {n} label events moved")
     return EXIT_OK
 
 
 def cmd_next(args: argparse.Namespace) -> int:
     """The EB this AoD should review next, and why."""
-    from qa0_label.queue.assign import next_for
+    from qa0_label.queue.assign import UnknownStrategy, next_for
 
-    result = next_for(engine=_engine(args), labeler=args.labeler, strategy=args.strategy, settings=_settings(args))
+    labeler = _labeler_arg(args.labeler)
+    try:
+        result = next_for(
+            engine=_engine(args, must_exist=True), labeler=labeler, strategy=args.strategy, settings=_settings(args)
+        )
+    except UnknownStrategy as exc:
+        raise UserError(str(exc)) from None
     if result is None:
         if args.json:
             _print_json(None)
@@ -199,7 +291,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Train, score the pool and store a model run."""
-    from qa0_label.learning.training import RetrainRefused, retrain
+    from qa0_label.learning.training import RetrainRefused, RetrainRunning, retrain
 
     try:
         result = retrain(
@@ -208,6 +300,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             trigger="cli",
             progress=_progress_printer(args.quiet or args.json),
         )
+    except RetrainRunning as exc:
+        # Not bad input: the system is busy. Exit 1, naming the run so the user can wait for it or check it.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except RetrainRefused as exc:
         raise UserError(str(exc)) from None
     if args.json:
@@ -228,7 +324,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from qa0_label.store.db import session_scope
     from qa0_label.store.labels import current_labels
 
-    with session_scope(_engine(args)) as session:
+    with session_scope(_engine(args, must_exist=True)) as session:
         report = agreement_report(current_labels(session, include_archive=False))
     if args.json:
         _print_json(report)
@@ -361,7 +457,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("role", help="show or set a labeler's role (aod, lead)")
     p.add_argument("name")
     p.add_argument("role", nargs="?", choices=["aod", "lead"], help="the new role; omit to show the current one")
+    p.add_argument(
+        "--set-passphrase",
+        action="store_true",
+        help="with lead: set the passphrase that unlocks lead actions in the app (asked twice; stdin in scripts)",
+    )
     p.set_defaults(func=cmd_role)
+
+    p = sub.add_parser("rename", help="rename a labeler (a lead's roster change, recorded in the history)")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--lead", required=True, help="the team lead recorded as making the change")
+    p.set_defaults(func=cmd_rename)
+
+    p = sub.add_parser("merge", help="merge labeler SOURCE into INTO (labels re-attributed, history kept)")
+    p.add_argument("source")
+    p.add_argument("into")
+    p.add_argument("--lead", required=True, help="the team lead recorded as making the change")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("next", help="the EB this labeler should review next")
     p.add_argument("--labeler", required=True)

@@ -132,7 +132,9 @@ def set_passphrase(*, session: Session, name: str, passphrase: str) -> Labeler:
         raise LabelError(f"{name} is not a team lead; give them the lead role first")
     salt = secrets.token_bytes(16)
     digest = _hash(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    secret = session.get(LeadSecret, labeler.id) or LeadSecret(labeler_id=labeler.id, salt_hex="", hash_hex="", n=0, r=0, p=0)  # type: ignore[arg-type]
+    secret = session.get(LeadSecret, labeler.id) or LeadSecret(
+        labeler_id=labeler.id, salt_hex="", hash_hex="", n=0, r=0, p=0
+    )  # type: ignore[arg-type]
     secret.salt_hex, secret.hash_hex = salt.hex(), digest.hex()
     secret.n, secret.r, secret.p, secret.set_at = SCRYPT_N, SCRYPT_R, SCRYPT_P, utcnow()
     session.add(secret)

@@ -63,7 +63,9 @@ def merge_labelers(*, session: Session, requester: Requester | str, source: str,
     session.exec(delete(LeadSecret).where(LeadSecret.labeler_id == src.id))  # type: ignore[call-overload]
     session.exec(update(LabelerChange).where(LabelerChange.into_id == src.id).values(into_id=dst.id))  # type: ignore[call-overload]
     session.add(
-        LabelerChange(kind="merge", from_name=src.name, into_name=dst.name, into_id=dst.id, by_name=lead.name, n_labels=n)
+        LabelerChange(
+            kind="merge", from_name=src.name, into_name=dst.name, into_id=dst.id, by_name=lead.name, n_labels=n
+        )
     )
     session.flush()
     session.delete(src)

@@ -9,13 +9,16 @@ for the Data page's counts and filters, a label table, a download, the adjudicat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, false, true
+from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
 from qa0_label.access.authz import Requester, may
 from qa0_label.store.labels import find_labeler
+from qa0_label.store.models import Label
 
 QUEUE_PUBLIC_COLUMNS: tuple[str, ...] = ("uid", "source", "band", "start_time")
 """What an AoD sees of the adjudication queue: which EBs, never how they were labelled."""
@@ -34,16 +37,20 @@ class LabelScope:
         """THE rule: others' labels on EB eb_id are visible to a lead, or to whoever has labelled it."""
         return self.see_all or int(eb_id) in self.seen
 
-    def sql_condition(self, eb_column: str) -> tuple[str, dict[str, int]]:
-        """The same rule as an SQL condition on EB_COLUMN (a trusted column name), with its parameters."""
+    def may_see_others_sql(self, eb_col: Any) -> ColumnElement[bool]:
+        """The same rule as an SQL condition on EB_COL (for counts and filters computed in the database)."""
         if self.see_all:
-            return "1=1", {}
+            return true()
         if self.viewer_id is None:
-            return "1=0", {}
-        return (
-            f"{eb_column} IN (SELECT eb_id FROM label WHERE labeler_id = :vis_viewer AND kind = 'review')",
-            {"vis_viewer": int(self.viewer_id)},
-        )
+            return false()
+        mine = sa_select(Label.eb_id).where(Label.labeler_id == self.viewer_id, Label.kind == "review")
+        return eb_col.in_(mine)  # type: ignore[no-any-return]
+
+    def own_sql(self, labeler_col: Any) -> ColumnElement[bool]:
+        """True for rows of the viewer's own labels (always visible to them)."""
+        if self.viewer_id is None or self.see_all:
+            return false()
+        return labeler_col == self.viewer_id  # type: ignore[no-any-return]
 
 
 def label_scope(*, session: Session, requester: Requester | None) -> LabelScope:
@@ -55,9 +62,8 @@ def label_scope(*, session: Session, requester: Requester | None) -> LabelScope:
     me = find_labeler(session=session, name=requester.name)
     if me is None:
         return LabelScope(see_all=False, viewer_id=None, viewer=requester.name)
-    rows = session.connection().execute(
-        text("SELECT DISTINCT eb_id FROM label WHERE labeler_id = :me AND kind = 'review'"), {"me": int(me.id)}  # type: ignore[arg-type]
-    )
+    mine = sa_select(Label.eb_id).where(Label.labeler_id == me.id, Label.kind == "review").distinct()
+    rows = session.connection().execute(mine)
     return LabelScope(see_all=False, viewer_id=int(me.id), viewer=me.name, seen=frozenset(int(r[0]) for r in rows))  # type: ignore[arg-type]
 
 

@@ -52,6 +52,7 @@ from qa0_label.ingest.columns import (
 )
 from qa0_label.ingest.problems import ImportRefused, Problem, _row_word
 from qa0_label.ingest.read import Chunk, _frame_chunks, _normalize_name, _suffix, read_chunks
+from qa0_label.ingest.spool import spool_directory
 from qa0_label.ingest.validate import _as_text, _number_counts, _present, validate_details, validate_ebs
 from qa0_label.ingest.write import (
     _delete_details,
@@ -431,7 +432,7 @@ def _import(
     # Validation ends at CHECKED; writing the EBs at EBS_DONE; the details fill the rest.
     checked = 0.25 if details is None else 0.35
     ebs_done = 0.99 if details is None else 0.7
-    with tempfile.TemporaryDirectory(prefix="qa0-import-") as tmp:
+    with spool_directory() as tmp:  # removed on every exit path; kill -9 leftovers are swept at start-up
         spool_dir = Path(tmp)
         eb_uids: set[str] | None = set() if details is not None else None
         eb_check = _check_ebs(

@@ -297,6 +297,10 @@ def _parse_bands(checker: _Checker, text: pd.Series) -> pd.Series:
     return pd.Series(pd.array(bands, dtype="Int64"))
 
 
+EARLIEST_START = pd.Timestamp("2010-01-01", tz="UTC")
+"""start_time bounds: nothing before 2010-01-01 (before ALMA's first science), nothing over a day in the future."""
+
+
 def _parse_times(checker: _Checker, text: pd.Series) -> pd.Series:
     # Naive times are UTC; offsets are converted to UTC (DESIGN.md import format).
     times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
@@ -306,6 +310,15 @@ def _parse_times(checker: _Checker, text: pd.Series) -> pd.Series:
             int(i),
             "start_time",
             f"cannot read {_show(text.iat[i])} as an ISO 8601 time (e.g. 2024-05-01T03:12:00Z; UTC when no zone)",
+        )
+    # A 1900 or 2100 time is a unit or format error upstream, not an observation: refuse it, do not store it.
+    latest = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    outside = ~bad & times.notna().to_numpy() & ((times < EARLIEST_START) | (times > latest)).to_numpy()
+    for i in np.flatnonzero(outside):
+        checker.add(
+            int(i),
+            "start_time",
+            f"{_show(text.iat[i])} is outside the accepted range ({EARLIEST_START:%Y-%m-%d} to one day from now, UTC)",
         )
     return times.dt.floor("us").reset_index(drop=True)
 

@@ -30,11 +30,9 @@ from qa0_label.access.authz import Requester, authorize
 from qa0_label.lead import agreement
 from qa0_label.store.labels import (
     LabelError,
-    NotAllowed,
     adjudications_select,
     current_labels,
     majority_value,
-    normalize_name,
     normalize_value,
     record_label,
 )

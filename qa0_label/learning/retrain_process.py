@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -69,21 +70,50 @@ class RetrainRunner:
         self._requested: dict[str, float] = {}
 
     def submit(self, *, url: str, trigger: str) -> Future[dict[str, Any]]:
-        """Queue a retrain of the database at URL; the future resolves when it has finished or was refused."""
+        """Queue a retrain of the database at URL; the future resolves when it has finished or was refused.
+
+        A worker that died (kill -9, out of memory) breaks its pool for good: the pool is replaced here, so the
+        next retrain runs in a fresh worker without restarting the server.
+        """
         with self._lock:
             self._requested[url] = time.time()
-            if self._pool is None:
-                # A fresh worker per retrain: a finished one would keep ~0.5 GB of a 100k-pool fit resident in
-                # the app; the spawn costs a few seconds of a background job.
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    max_tasks_per_child=1,
-                    initializer=_lower_priority,
-                )
-            future = self._pool.submit(_retrain_job, url, trigger)
+            try:
+                future = self._fresh_pool().submit(_retrain_job, url, trigger)
+            except (BrokenProcessPool, RuntimeError):
+                log.warning("retrain worker pool was broken; starting a new worker", exc_info=True)
+                self._drop_pool()
+                future = self._fresh_pool().submit(_retrain_job, url, trigger)
         future.add_done_callback(lambda f: self._remember(url, f))
         return future
+
+    def _fresh_pool(self) -> ProcessPoolExecutor:
+        # Called with the lock held. A pool whose worker died is marked broken by the executor itself.
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self._drop_pool()
+        if self._pool is None:
+            # A fresh worker per retrain: a finished one would keep ~0.5 GB of a 100k-pool fit resident in
+            # the app; the spawn costs a few seconds of a background job.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=1,
+                initializer=_lower_priority,
+            )
+        return self._pool
+
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                pool.shutdown(wait=False, cancel_futures=True)
+            except Exception:  # noqa: BLE001 - a broken pool may fail to shut down cleanly; it is gone anyway
+                log.debug("shutting down a broken retrain pool failed", exc_info=True)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live retrain worker(s) (for fault tests and diagnostics)."""
+        with self._lock:
+            procs = getattr(self._pool, "_processes", None) or {}
+            return [int(p) for p in procs]
 
     def _remember(self, url: str, future: Future[dict[str, Any]]) -> None:
         try:
@@ -91,6 +121,9 @@ class RetrainRunner:
         except Exception as exc:  # noqa: BLE001 - a crashed worker is reported like a refusal
             outcome = {"started": False, "message": f"retrain failed: {type(exc).__name__}: {exc}"}
             log.warning("retrain worker failed", exc_info=True)
+            if isinstance(exc, BrokenProcessPool):
+                with self._lock:
+                    self._drop_pool()  # the next request starts a new worker
         with self._lock:
             self._last[url] = {**outcome, "at": time.time()}
 

@@ -59,6 +59,15 @@ class RetrainRefused(Exception):
     """A retrain that cannot start (one is running, too few labels, a single class); nothing was replaced."""
 
 
+class RetrainRunning(RetrainRefused):
+    """Refused because another retrain is running (a state of the system, not bad input); names that run."""
+
+    def __init__(self, message: str, *, version: int, started_at: datetime | None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.started_at = started_at
+
+
 # --- liveness ----------------------------------------------------------------------------------
 
 
@@ -169,7 +178,9 @@ def _claim(*, engine: Engine, settings: Settings, trigger: str) -> tuple[int, in
         reaped = reap_stale(session=session)
         running = session.exec(select(ModelRun).where(ModelRun.status == "running")).first()
         if running is not None:
-            raise RetrainRefused(_describe_running(running))
+            raise RetrainRunning(
+                _describe_running(running), version=running.version, started_at=_aware(running.started_at)
+            )
         _check_labels(training_labels(session=session), settings)
         top = session.exec(select(func.max(ModelRun.version))).one()
         now = utcnow()
@@ -362,9 +373,21 @@ def _finish(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
         keep = s.exec(
             select(ModelRun.id).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(KEEP_DONE_RUNS)  # type: ignore[attr-defined]
         ).all()
-        old = s.exec(select(ModelRun.id).where(ModelRun.status == "done", ModelRun.id.notin_(keep))).all()  # type: ignore[union-attr]
-        for rid in old:
-            _delete_run_rows(s, int(rid))
+        old = s.exec(
+            select(ModelRun).where(
+                ModelRun.status == "done", ModelRun.id.notin_(keep), ModelRun.artifact_path.is_not(None)
+            )  # type: ignore[union-attr]
+        ).all()
+        pruned = []
+        for run in old:
+            _delete_run_rows(s, int(run.id))  # type: ignore[arg-type]
+            pruned.append(str(run.artifact_path))
+            run.artifact_path = None  # the run's metrics stay for the history; its model file goes
+            s.add(run)
+    # Only once the pruning is committed, so no row ever points at a deleted file (a crash before the commit
+    # keeps the path in the row and the next finish deletes the file).
+    for path in pruned:
+        Path(path).unlink(missing_ok=True)
 
 
 def _fail(engine: Engine, run_id: int, error: str) -> None:

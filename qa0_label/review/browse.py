@@ -7,10 +7,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func
+from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
+from qa0_label.access.visibility import LabelScope, visible_labels
 from qa0_label.store.labels import current_labels_select
 from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, Label, Labeler
 
@@ -65,14 +66,14 @@ def _as_date(value: Any) -> date | None:
     return pd.Timestamp(value).date()
 
 
-def _label_counts() -> Subquery:
-    """Per EB: how many current labels, how many distinct values, and the count of each value."""
+def _label_counts(scope: LabelScope) -> Subquery:
+    """Per EB: how many current labels SCOPE may see, how many distinct values, and the count of each value."""
     cur = current_labels_select(
         Label.eb_id,
         func.count().label("n"),
         func.count(distinct(Label.value)).label("n_values"),
         *(func.sum(case((Label.value == v, 1), else_=0)).label(f"n_{v.lower()}") for v in LABEL_VALUES),
-    )
+    ).where(or_(scope.may_see_others_sql(Label.eb_id), scope.own_sql(Label.labeler_id)))
     return cur.group_by(Label.eb_id).subquery("c")
 
 
@@ -95,12 +96,25 @@ def _eb_filter(flt: BrowseFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def browse_ebs(*, session: Session, flt: BrowseFilter, limit: int = 500) -> tuple[pd.DataFrame, int]:
-    """EBs matching the filter (newest first, at most LIMIT rows) and how many match in total."""
+def browse_ebs(
+    *, session: Session, flt: BrowseFilter, limit: int = 500, scope: LabelScope | None = None
+) -> tuple[pd.DataFrame, int]:
+    """EBs matching the filter (newest first, at most LIMIT rows) and how many match in total.
+
+    Label counts, the label summary, the adjudicated flag and the label-state filter only see what SCOPE may
+    see (access.visibility: an AoD's own labels, and others' on EBs they labelled); None = everything (the
+    database owner's code; the app always passes the viewer's scope).
+    """
     if flt.label_state not in LABEL_STATES:
         raise ValueError(f"unknown label state {flt.label_state!r}; expected one of {', '.join(LABEL_STATES)}")
-    c = _label_counts()
-    a = sa_select(Label.eb_id).where(Label.kind == "adjudication").distinct().subquery("a")
+    scope = scope or LabelScope(see_all=True, viewer_id=None, viewer=None)
+    c = _label_counts(scope)
+    a = (
+        sa_select(Label.eb_id)
+        .where(Label.kind == "adjudication", scope.may_see_others_sql(Label.eb_id))
+        .distinct()
+        .subquery("a")
+    )
     n = func.coalesce(c.c.n, 0)
     state = {
         "any": None,
@@ -181,16 +195,14 @@ def uid_of(*, session: Session, eb_id: int) -> str | None:
     return str(found) if found is not None else None
 
 
-def eb_labels(*, session: Session, eb_id: int, viewer: str | None, viewer_role: str) -> tuple[pd.DataFrame, bool]:
-    """Label events of one EB as a viewer may see them, and whether others' labels were withheld.
-
-    Overlap reviews must stay blind: an AoD sees other people's labels on an EB only after giving their
-    own; team leads see everything.
-    """
+def eb_labels(*, session: Session, eb_id: int, scope: LabelScope) -> tuple[pd.DataFrame, bool]:
+    """Label events of one EB as SCOPE may see them (access.visibility), and whether any were withheld."""
     conn = session.connection()
     stmt = (
         sa_select(
             Label.id,
+            Label.eb_id,
+            Label.labeler_id,
             Labeler.name,
             Labeler.role,
             Label.kind,
@@ -205,14 +217,7 @@ def eb_labels(*, session: Session, eb_id: int, viewer: str | None, viewer_role: 
         .order_by(Label.id)
     )
     rows = conn.execute(stmt).fetchall()
-    frame = pd.DataFrame(
-        rows,
-        columns=["event_id", "labeler", "role", "kind", "value", "comment", "reason", "seconds_on_eb", "created_at"],
-    )
-    if viewer_role == "lead":
-        return frame, False
-    own = frame[frame["labeler"] == viewer] if viewer else frame.iloc[0:0]
-    has_own_label = bool((own["kind"] == "review").any())
-    if has_own_label:
-        return frame, False
-    return own, bool(len(frame) > len(own))
+    columns = ["event_id", "eb_id", "labeler_id", "labeler", "role", "kind", "value", "comment", "reason"]
+    frame = pd.DataFrame(rows, columns=[*columns, "seconds_on_eb", "created_at"])
+    shown = visible_labels(frame, scope)
+    return shown.drop(columns=["eb_id", "labeler_id"]), len(shown) < len(frame)

@@ -57,8 +57,13 @@ SYSTEM_LABELERS: tuple[str, ...] = ("archive", "model")
 
 # Unicode categories a name must not contain: controls (ANSI escapes, NUL), format characters (zero-width
 # spaces and joiners, bidi overrides and isolates, soft hyphen), surrogates, private use, unassigned.
-_BAD_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible or bidi formatting character",
-                   "Cs": "a surrogate", "Co": "a private-use character", "Cn": "an unassigned character"}
+_BAD_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible or bidi formatting character",
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned character",
+}
 
 
 def name_key(name: str) -> str:
@@ -213,7 +218,7 @@ def record_label(
         name, bad_name = "", exc
     _flush_pending(session)
     conn = session.connection()
-    existing_id, eb_found, who_id, role = conn.execute(
+    existing_id, eb_found, who_id, _role = conn.execute(
         _Q_LABEL_CONTEXT, {"cid": client_event_id, "eb": int(eb_id), "name": name}
     ).one()
     if existing_id is not None:
@@ -224,7 +229,7 @@ def record_label(
         raise bad_name
     if who_id is None:  # a new name: rare, so the ORM path that copes with a concurrent creation is fine
         who = get_or_create_labeler(session=session, name=name, system=system)
-        who_id, role = who.id, who.role
+        who_id = who.id
     if kind == "adjudication":
         from qa0_label.access.authz import authorize  # the one lead check (access imports this module)
 

@@ -16,6 +16,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label.access import names as roster_ops
+from qa0_label.access import visibility
+from qa0_label.access.authz import Requester
 from qa0_label.access.identity import roster, set_role_as_lead
 from qa0_label.lead import adjudication as adj
 from qa0_label.lead import agreement
@@ -78,18 +81,20 @@ def _state(url: str) -> dict[str, Any]:
             "label_id": lead_report.newest_label_id(session=session),
             "gold": lead_report.gold_state(session=session),
             "model": lead_report.latest_done_version(session=session),
+            # A rename or merge moves labels without a new label id: the figures must be recomputed.
+            "roster": roster_ops.roster_version(session=session),
         }
 
 
 @st.cache_data(show_spinner="Computing agreement statistics…", max_entries=8)
-def _overview(url: str, label_id: int) -> dict[str, Any]:
+def _overview(url: str, label_id: int, roster_version: int = 0) -> dict[str, Any]:
     # label_id is the cache key: a new label, undo or adjudication changes it, nothing else does.
     with session_scope(w.engine_for(url)) as session:
         return lead_report.agreement_overview(session=session, n_boot=N_BOOT)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _per_aod(url: str, label_id: int, gold: tuple[int, str], model: int) -> dict[str, Any]:
+def _per_aod(url: str, label_id: int, gold: tuple[int, str], model: int, roster_version: int = 0) -> dict[str, Any]:
     with session_scope(w.engine_for(url)) as session:
         return lead_report.per_aod_table(session=session)
 
@@ -104,7 +109,7 @@ def _model(url: str, model: int, label_id: int) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _queue(url: str, label_id: int) -> pd.DataFrame:
+def _queue(url: str, label_id: int, roster_version: int = 0) -> pd.DataFrame:
     with session_scope(w.engine_for(url)) as session:
         return adj.disagreements(session=session)
 
@@ -213,7 +218,7 @@ def pair_section(data: dict[str, Any]) -> None:
 
 def per_aod_section(url: str, state: dict[str, Any]) -> None:
     """Per-AoD workload, label mix, speed and agreement with consensus, model and gold EBs."""
-    data = _per_aod(url, state["label_id"], state["gold"], state["model"])
+    data = _per_aod(url, state["label_id"], state["gold"], state["model"], state["roster"])
     table: pd.DataFrame = data["table"]
     if table.empty:
         st.info("No labels yet: per-AoD figures appear with the first labels.")
@@ -312,7 +317,7 @@ def _pick_from_queue() -> None:
         st.session_state[K_ADJ_UID] = str(uid)
 
 
-def _adjudicate(url: str, lead: str) -> None:
+def _adjudicate(url: str, lead: Requester) -> None:
     uid = str(st.session_state.get(K_ADJ_UID) or "").strip()
     value = st.session_state.get(K_ADJ_VALUE)
     reason = str(st.session_state.get(K_ADJ_REASON) or "").strip()
@@ -348,7 +353,8 @@ def _show_result(key: str) -> None:
 def adjudication_section(ctx: w.PageContext, state: dict[str, Any]) -> None:
     """The disagreement queue for everyone; the decision controls for leads only."""
     url = ctx.settings.database_url
-    queue = _queue(url, state["label_id"])
+    # Blind review: an AoD sees which EBs await a lead, never their labels or counts (access.visibility).
+    queue = visibility.visible_queue(_queue(url, state["label_id"], state["roster"]), ctx.scope())
     if queue.empty:
         st.success("No open disagreements: every EB with two or more labels agrees or has been adjudicated.")
     else:
@@ -357,7 +363,7 @@ def adjudication_section(ctx: w.PageContext, state: dict[str, Any]) -> None:
             "only when a later label contradicts the ruling)."
         )
         st.dataframe(
-            queue[QUEUE_COLUMNS],
+            queue[[c for c in QUEUE_COLUMNS if c in queue]],
             hide_index=True,
             width="stretch",
             column_config={
@@ -368,7 +374,10 @@ def adjudication_section(ctx: w.PageContext, state: dict[str, Any]) -> None:
         )
     if not ctx.lead or ctx.who is None:
         _show_result(K_ADJ_RESULT)  # e.g. the library's refusal after a lead lost the role meanwhile
-        st.info("Only team leads can adjudicate. This queue is read-only for AoDs.")
+        if ctx.lead_locked:
+            st.info("Unlock lead actions in the sidebar (your lead passphrase) to adjudicate.")
+        else:
+            st.info("Only team leads can adjudicate. This queue is read-only for AoDs.")
         return
     with st.container(border=True, key="qa0-adjudicate"):
         st.markdown("**Adjudicate an EB**")
@@ -391,7 +400,7 @@ def adjudication_section(ctx: w.PageContext, state: dict[str, Any]) -> None:
         # No default: a ruling a lead did not choose explicitly must not be stored as "Pass".
         st.segmented_control("Final QA0", list(LABEL_VALUES), key=K_ADJ_VALUE, default=None)
         st.text_input("Reason (required)", key=K_ADJ_REASON, max_chars=500)
-        st.button("Adjudicate", key="qa0-adj-go", on_click=_adjudicate, args=(url, ctx.who), type="primary")
+        st.button("Adjudicate", key="qa0-adj-go", on_click=_adjudicate, args=(url, ctx.requester), type="primary")
         _show_result(K_ADJ_RESULT)
 
 
@@ -400,7 +409,8 @@ def _eb_labels(ctx: w.PageContext, uid: str) -> None:
     try:
         with session_scope(ctx.engine) as session:
             eb_id = eb_id_for_uid(session=session, uid=uid)
-            labels = adj.labels_for_eb(session=session, eb_id=eb_id)
+            labels = adj.labels_for_eb(session=session, eb_id=eb_id).assign(eb_id=eb_id)
+            labels = visibility.visible_labels(labels, visibility.label_scope(session=session, requester=ctx.requester))
     except LabelError:
         st.warning("No EB with this uid:")
         st.text(uid)
@@ -425,7 +435,7 @@ def _eb_labels(ctx: w.PageContext, uid: str) -> None:
 # --- gold EBs ---------------------------------------------------------------------------------------------
 
 
-def _gold(url: str, lead: str, mark: bool) -> None:
+def _gold(url: str, lead: Requester, mark: bool) -> None:
     uid = str(st.session_state.get(K_GOLD_UID) or "").strip()
     value = st.session_state.get(K_GOLD_VALUE)
     reason = str(st.session_state.get(K_GOLD_REASON) or "").strip()
@@ -467,8 +477,8 @@ def gold_section(ctx: w.PageContext) -> None:
             st.segmented_control("Right answer", list(LABEL_VALUES), key=K_GOLD_VALUE, default=None)
         st.text_input("Reason (required to mark)", key=K_GOLD_REASON, max_chars=500)
         b1, b2 = st.columns(2)
-        b1.button("Mark as gold", key="qa0-gold-mark", on_click=_gold, args=(url, ctx.who, True), type="primary")
-        b2.button("Unmark", key="qa0-gold-unmark", on_click=_gold, args=(url, ctx.who, False))
+        b1.button("Mark as gold", key="qa0-gold-mark", on_click=_gold, args=(url, ctx.requester, True), type="primary")
+        b2.button("Unmark", key="qa0-gold-unmark", on_click=_gold, args=(url, ctx.requester, False))
         _show_result(K_GOLD_RESULT)
     st.caption("Gold EBs are served blind to AoDs; their answers are visible to team leads only.")
     with session_scope(ctx.engine) as session:
@@ -507,7 +517,7 @@ def gold_section(ctx: w.PageContext) -> None:
 # --- roster -----------------------------------------------------------------------------------------------
 
 
-def _set_role(url: str, lead: str) -> None:
+def _set_role(url: str, lead: Requester) -> None:
     name = str(st.session_state.get("qa0-role-name") or "").strip()
     role = str(st.session_state.get("qa0-role-role") or "aod")
     try:
@@ -520,15 +530,58 @@ def _set_role(url: str, lead: str) -> None:
     w.flash("success", f"{name} is now {'a team lead' if role == 'lead' else 'an AoD'}")
 
 
+def _rename_or_merge(url: str, lead: Requester, merge: bool) -> None:
+    source = str(st.session_state.get("qa0-merge-from") or "").strip()
+    target = str(st.session_state.get("qa0-merge-into") or "").strip()
+    if not source or not target:
+        w.flash("error", "Give both names first.")
+        return
+    try:
+        with session_scope(w.engine_for(url), write=True) as session:
+            if merge:
+                n = roster_ops.merge_labelers(session=session, requester=lead, source=source, into=target)
+                message = f"Merged {source} into {target}: {n} label events moved."
+            else:
+                roster_ops.rename_labeler(session=session, requester=lead, old=source, new=target)
+                message = f"Renamed {source} to {target}."
+    except (LabelError, NotAllowed) as exc:
+        w.flash("error", f"Roster not changed: {exc}")
+        return
+    w.refresh_roster()
+    st.cache_data.clear()  # agreement figures are recomputed with the labels re-attributed
+    w.flash("success", message)
+
+
 def roster_section(ctx: w.PageContext) -> None:
-    """Leads only: the team and their roles."""
+    """Leads only: the team and their roles; rename or merge labelers, with the history of such changes."""
     with session_scope(ctx.engine) as session:
         people = pd.DataFrame(roster(session=session), columns=["name", "role"])
+        history = roster_ops.change_history(session=session)
     st.dataframe(people, hide_index=True, width="stretch", height=240)
     c1, c2 = st.columns([2, 1])
     c1.text_input("Name", key="qa0-role-name", max_chars=80)
     c2.selectbox("Role", list(ROLES), key="qa0-role-role")
-    st.button("Set role", key="qa0-role-go", on_click=_set_role, args=(ctx.settings.database_url, ctx.who))
+    st.button("Set role", key="qa0-role-go", on_click=_set_role, args=(ctx.settings.database_url, ctx.requester))
+    st.markdown("**Rename or merge labelers**")
+    st.caption(
+        "Rename fixes a misspelt name. Merge moves every label of the first labeler to the second (one person "
+        "who used two names); the first leaves the roster. Both are recorded below."
+    )
+    m1, m2 = st.columns(2)
+    m1.text_input("Labeler", key="qa0-merge-from", max_chars=80)
+    m2.text_input("New name / merge into", key="qa0-merge-into", max_chars=80)
+    b1, b2 = st.columns(2)
+    url = ctx.settings.database_url
+    b1.button("Rename", key="qa0-rename-go", on_click=_rename_or_merge, args=(url, ctx.requester, False))
+    b2.button("Merge", key="qa0-merge-go", on_click=_rename_or_merge, args=(url, ctx.requester, True))
+    if not history.empty:
+        st.dataframe(
+            history,
+            hide_index=True,
+            width="stretch",
+            key="qa0-roster-history",
+            column_config={"at": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm")},
+        )
 
 
 # --- page -------------------------------------------------------------------------------------------------
@@ -546,7 +599,7 @@ def render() -> None:
     names = ["Summary", "AoDs", "Model vs AoDs", "Adjudication"] + (["Gold EBs", "Roster"] if ctx.lead else [])
     tabs = st.tabs(names)
     with tabs[0]:
-        summary_section(_overview(url, state["label_id"]))
+        summary_section(_overview(url, state["label_id"], state["roster"]))
     with tabs[1]:
         per_aod_section(url, state)
     with tabs[2]:
@@ -560,7 +613,10 @@ def render() -> None:
             roster_section(ctx)
     else:
         _show_result(K_GOLD_RESULT)  # a refusal that arrived after the user lost the lead role
-        st.caption("Adjudication, gold EBs and the team roster are managed by team leads.")
+        if ctx.lead_locked:
+            st.caption("Unlock lead actions in the sidebar to manage gold EBs and the roster.")
+        else:
+            st.caption("Adjudication, gold EBs and the team roster are managed by team leads.")
 
 
 if __name__ == "__main__":

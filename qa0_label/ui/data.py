@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label.access.visibility import label_scope, visible_export
 from qa0_label.review.browse import LABEL_STATES, BrowseFilter, browse_ebs, filter_options
 from qa0_label.store.db import session_scope
 from qa0_label.ui import widgets as w
@@ -150,15 +151,22 @@ def export_section(ctx: w.PageContext) -> None:
     )
     current = which.startswith("Current")
     url = ctx.settings.database_url
+    requester = ctx.requester
+    everyone = ctx.lead
+    if not everyone:
+        st.caption("You download your own labels; team leads (unlocked) download everyone's.")
 
     def build() -> bytes:
         from qa0_label.ingest import export_labels_frame
 
-        frame = export_labels_frame(engine=w.engine_for(url), current=current)
-        return _csv_bytes(frame)
+        engine = w.engine_for(url)
+        frame = export_labels_frame(engine=engine, current=current)
+        with session_scope(engine) as session:  # decided when the file is built, not when the page was drawn
+            scope = label_scope(session=session, requester=requester)
+        return _csv_bytes(visible_export(frame, scope))
 
     st.download_button(
-        "Download CSV",
+        "Download CSV" if everyone else "Download my labels (CSV)",
         data=build,
         file_name="qa0_labels_current.csv" if current else "qa0_label_events.csv",
         mime="text/csv",
@@ -208,7 +216,9 @@ def browse_section(ctx: w.PageContext) -> None:
         uid_contains=uid_part or None,
     )
     with session_scope(ctx.engine) as session:
-        frame, total = browse_ebs(session=session, flt=flt, limit=BROWSE_LIMIT)
+        # Blind review: counts, summaries and label-state filters see only what this viewer may see.
+        scope = label_scope(session=session, requester=ctx.requester)
+        frame, total = browse_ebs(session=session, flt=flt, limit=BROWSE_LIMIT, scope=scope)
     st.caption(f"{total:,} EBs match" + (f"; showing the newest {BROWSE_LIMIT}" if total > BROWSE_LIMIT else ""))
     event = st.dataframe(
         frame.drop(columns=["eb_id"]),

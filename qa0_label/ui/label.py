@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label.access.visibility import label_scope
 from qa0_label.queue.lookahead import reserve_next
 from qa0_label.review import limits
 from qa0_label.review.browse import eb_id_for_uid, eb_labels, uid_of
@@ -210,7 +211,12 @@ def on_undo(eb_id: int, event_id: str, who: str, url: str) -> None:
         return
     try:
         with session_scope(w.engine_for(url), write=True) as session:
-            event = undo_last(session=session, labeler=who, client_event_id=f"undo-{event_id}")
+            event = undo_last(
+                session=session,
+                labeler=who,
+                client_event_id=f"undo-{event_id}",
+                lease_minutes=w.settings().lease_minutes,
+            )
             target = None if event is None else (event.eb_id, uid_of(session=session, eb_id=event.eb_id))
     except Exception as exc:  # noqa: BLE001
         w.flash("error", f"Undo failed: {exc}")
@@ -488,7 +494,7 @@ def readonly_view(ctx: w.PageContext, uid: str) -> None:
     with session_scope(ctx.engine) as session:
         eb_id = eb_id_for_uid(session=session, uid=uid)
         labels, withheld = (
-            eb_labels(session=session, eb_id=eb_id, viewer=ctx.who, viewer_role=ctx.role)
+            eb_labels(session=session, eb_id=eb_id, scope=label_scope(session=session, requester=ctx.requester))
             if eb_id is not None
             else (pd.DataFrame(), False)
         )

@@ -13,21 +13,25 @@ import statistics
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
 
+from qa0_label.access.authz import Requester, may, try_unlock
 from qa0_label.access.identity import Identity, ensure_labeler, is_lead, resolve_identity, roster
+from qa0_label.access.visibility import LabelScope, label_scope
 from qa0_label.config import Settings, load_settings
 from qa0_label.learning.retrain_process import RetrainRunner, should_auto_retrain
 from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.labels import NotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,9 @@ K_STRATEGY = "qa0_strategy"
 K_AUTO = "qa0_auto_retrain"
 K_TIMES = "qa0_seconds_per_eb"
 K_FLASH = "qa0_flash"
+K_UNLOCK = "qa0_unlocked"  # {"name": lead name, "at": unlock time}: server-side only, never from the browser
+K_PASSPHRASE = "qa0_passphrase"
+K_CONFIRMED = "qa0_confirmed_new_name"
 
 SEED_ENV = "QA0_SEED_DEMO"
 STATUS_POLL_S = 2.0
@@ -55,6 +62,8 @@ class PageContext:
     settings: Settings
     identity: Identity
     role: str
+    requester: Requester = Requester(name=None)
+    lead_ok: bool = False
 
     @property
     def who(self) -> str | None:
@@ -63,8 +72,18 @@ class PageContext:
 
     @property
     def lead(self) -> bool:
-        """True when the user is a team lead."""
-        return is_lead(self.role)
+        """True when this user may do lead actions now (authz.authorize: a lead with proof of identity)."""
+        return self.lead_ok
+
+    @property
+    def lead_locked(self) -> bool:
+        """A lead in the roster whose lead actions still need an unlock (no OIDC login in this app)."""
+        return is_lead(self.role) and not self.lead_ok
+
+    def scope(self) -> LabelScope:
+        """Whose labels this user may see (access.visibility)."""
+        with session_scope(self.engine) as session:
+            return label_scope(session=session, requester=self.requester)
 
 
 # Static styling only: no user data is ever put into HTML.
@@ -129,6 +148,9 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def _engine_for(url: str) -> Engine:
+    from qa0_label.ingest.spool import sweep_stale_spools
+
+    sweep_stale_spools()  # import spools of killed imports (start-up of this server)
     return get_engine(url)
 
 
@@ -208,16 +230,62 @@ def refresh_roster() -> None:
     _roster.clear()
 
 
-def _role(engine: Engine, url: str, name: str) -> str:
+def _known_name(url: str, name: str) -> str | None:
+    """NAME as the roster spells it (compared case-insensitively), or None for a new name."""
+    key = name.casefold()
+    for known, _role in _roster(url):
+        if known.casefold() == key:
+            return known
+    return None
+
+
+def _role(engine: Engine, url: str, ident: Identity) -> str:
     roles = dict(_roster(url))
-    leads = _lead_names()
+    # [qa0].leads only ever promotes an OIDC-authenticated name: a name typed into the URL gains nothing.
+    leads = _lead_names() if ident.source == "oidc" else []
+    name = str(ident.name)
     if name in roles and name not in leads:
         return roles[name]
-    # A new name joins the roster as an AoD (or lead when listed in secrets).
     with session_scope(engine, write=True) as session:
         role = ensure_labeler(session=session, name=name, lead_names=leads)
     _roster.clear()
     return role
+
+
+def requester_for(ident: Identity) -> Requester:
+    """The Requester behind this browser session: OIDC login, a passphrase unlock held server-side, or none."""
+    if ident.name is None:
+        return Requester(name=None)
+    if ident.locked:
+        return Requester(name=ident.name, proof="oidc")
+    held = st.session_state.get(K_UNLOCK)
+    if isinstance(held, dict) and str(held.get("name", "")).casefold() == ident.name.casefold():
+        return Requester(name=ident.name, proof="unlock", unlocked_at=held.get("at"))
+    return Requester(name=ident.name, proof="none")
+
+
+def _confirm_new_name(name: str) -> None:
+    st.session_state[K_CONFIRMED] = name.casefold()
+
+
+def _cancel_new_name() -> None:
+    st.session_state.pop(K_CHOSEN, None)
+    if "labeler" in st.query_params:
+        del st.query_params["labeler"]
+
+
+def confirm_new_name(name: str) -> None:
+    """A name from ?labeler= that nobody has used: ask before creating it (a typo would split a person)."""
+    st.title("New labeler?")
+    st.warning("Nobody called this has labelled here yet:")
+    st.text(name)
+    st.caption("Names are compared without regard to case. Check the spelling: a typo creates a second person.")
+    c1, c2 = st.columns(2)
+    c1.button(
+        "Yes, create this labeler", key="qa0_confirm_new", on_click=_confirm_new_name, args=(name,), type="primary"
+    )
+    c2.button("No, pick my name", key="qa0_cancel_new", on_click=_cancel_new_name)
+    st.stop()
 
 
 def page_setup(*, title: str) -> PageContext:
@@ -227,16 +295,67 @@ def page_setup(*, title: str) -> PageContext:
     ensure_demo_data(engine, cfg.database_url)
     st.html(STYLE)
     ident = current_identity()
-    role = _role(engine, cfg.database_url, ident.name) if ident.name else "aod"
+    if ident.name and not ident.locked:
+        known = _known_name(cfg.database_url, ident.name)
+        if known is not None:
+            ident = replace(ident, name=known)  # 'newaod' is the 'NewAoD' already in the roster
+        elif ident.source == "url" and st.session_state.get(K_CONFIRMED) != ident.name.casefold():
+            confirm_new_name(ident.name)
+    role = _role(engine, cfg.database_url, ident) if ident.name else "aod"
+    requester = requester_for(ident)
+    lead_ok = False
+    if is_lead(role) and requester.proof != "none":
+        with session_scope(engine) as session:
+            lead_ok = may(session=session, requester=requester, action="adjudicate")
     if ident.name and not ident.locked:
         # Keep the name across page switches (navigation drops query parameters) and in the URL for reloads.
         st.session_state[K_CHOSEN] = ident.name
         if st.query_params.get("labeler") != ident.name:
             st.query_params["labeler"] = ident.name
-    ctx = PageContext(engine=engine, settings=cfg, identity=ident, role=role)
+    ctx = PageContext(engine=engine, settings=cfg, identity=ident, role=role, requester=requester, lead_ok=lead_ok)
     with st.sidebar:
         identity_panel(ctx)
+        if ctx.lead_locked or requester.proof == "unlock":
+            unlock_panel(ctx)
     return ctx
+
+
+def _unlock(url: str, name: str) -> None:
+    passphrase = str(st.session_state.get(K_PASSPHRASE) or "")
+    st.session_state[K_PASSPHRASE] = ""  # never kept in the session
+    if not passphrase:
+        flash("error", "Type your lead passphrase first.")
+        return
+    try:
+        req = try_unlock(engine=engine_for(url), name=name, passphrase=passphrase)
+    except NotAllowed as exc:
+        flash("error", f"Not unlocked: {exc}")
+        return
+    st.session_state[K_UNLOCK] = {"name": req.name, "at": req.unlocked_at}
+    flash("success", "Lead actions unlocked for this browser session.")
+
+
+def _lock() -> None:
+    st.session_state.pop(K_UNLOCK, None)
+    flash("info", "Lead actions locked.")
+
+
+def unlock_panel(ctx: PageContext) -> None:
+    """Sidebar block for a lead without OIDC login: unlock lead actions with the passphrase, or lock them."""
+    if ctx.lead:
+        st.caption("Lead actions unlocked")
+        st.button("Lock lead actions", key="qa0_lock", on_click=_lock, icon=":material/lock:")
+        return
+    with st.container(border=True, key="qa0-unlock"):
+        st.caption("Lead actions (adjudicate, gold EBs, roles, merges) need your lead passphrase.")
+        st.text_input("Lead passphrase", type="password", key=K_PASSPHRASE, max_chars=200)
+        st.button(
+            "Unlock lead actions",
+            key="qa0_unlock",
+            on_click=_unlock,
+            args=(ctx.settings.database_url, str(ctx.who)),
+            icon=":material/lock_open:",
+        )
 
 
 def _switch_labeler() -> None:
@@ -247,8 +366,9 @@ def _switch_labeler() -> None:
 
 
 def _use_new_name() -> None:
-    name = str(st.session_state.get(K_NEW_NAME) or "").strip()
+    name = " ".join(unicodedata.normalize("NFC", str(st.session_state.get(K_NEW_NAME) or "")).split())
     if name:
+        st.session_state[K_CONFIRMED] = name.casefold()  # typed and confirmed with the button: no second question
         st.session_state[K_CHOSEN] = name
         st.query_params["labeler"] = name
         st.session_state[K_NEW_NAME] = ""
@@ -473,14 +593,18 @@ def maybe_auto_retrain(url: str) -> None:
     runner = retrain_runner()
 
     def check() -> None:
-        try:
-            if not runner.starting(url) and should_auto_retrain(engine=get_engine(url), settings=cfg):
-                runner.submit(url=url, trigger="auto")
-                _training_status.clear()
-                with _started_lock:
-                    _started_for.add(session)
-        except Exception:  # noqa: BLE001 - a failed auto-retrain must never touch the label just saved
-            log.warning("auto-retrain check failed", exc_info=True)
+        # A failed auto-retrain must never touch the label just saved: it is logged and tried once more (the
+        # runner replaces a dead worker); a later label checks again anyway.
+        for attempt in (1, 2):
+            try:
+                if not runner.starting(url) and should_auto_retrain(engine=get_engine(url), settings=cfg):
+                    runner.submit(url=url, trigger="auto")
+                    _training_status.clear()
+                    with _started_lock:
+                        _started_for.add(session)
+                return
+            except Exception:  # noqa: BLE001
+                log.warning("auto-retrain could not start (attempt %d of 2)", attempt, exc_info=True)
 
     _auto_pool.submit(check)
 

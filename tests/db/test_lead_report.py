@@ -32,7 +32,9 @@ def _add_ebs(engine, n: int) -> list[int]:
 
 def _label(engine, eb: int, who: str, value: str, seconds: float | None = None) -> None:
     with session_scope(engine, write=True) as s:
-        labels.record_label(session=s, eb_id=eb, labeler=who, system=who == "archive", value=value, seconds_on_eb=seconds)
+        labels.record_label(
+            session=s, eb_id=eb, labeler=who, system=who == "archive", value=value, seconds_on_eb=seconds
+        )
 
 
 def _state(engine) -> tuple[int, tuple[int, str], int]:

@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from qa0_label.access.authz import Requester
 from qa0_label.access.identity import require_lead, roster, set_role_as_lead
+from qa0_label.access.visibility import label_scope
 from qa0_label.learning import report as mr
 from qa0_label.review.browse import BrowseFilter, browse_ebs, eb_id_for_uid, eb_labels, filter_options
 from qa0_label.store.db import session_scope
@@ -81,6 +83,10 @@ def test_browse_filters_by_label_state(engine: Engine) -> None:
         browse_ebs(session=s, flt=BrowseFilter(label_state="bogus"))
 
 
+def _scope(s, name: str, proof: str = "none"):
+    return label_scope(session=s, requester=Requester(name=name, proof=proof))  # type: ignore[arg-type]
+
+
 def test_read_only_labels_stay_blind_until_the_viewer_labelled(engine: Engine) -> None:
     ids = _ebs(engine)
     eb = ids["uid://A002/X1/X1"]
@@ -88,14 +94,17 @@ def test_read_only_labels_stay_blind_until_the_viewer_labelled(engine: Engine) -
         record_label(session=s, eb_id=eb, labeler="first", value="Fail", comment="phase jump")
         set_role(session=s, name="boss", role="lead")
     with session_scope(engine) as s:
-        seen, withheld = eb_labels(session=s, eb_id=eb, viewer="second", viewer_role="aod")
+        seen, withheld = eb_labels(session=s, eb_id=eb, scope=_scope(s, "second"))
         assert seen.empty and withheld
-        seen, withheld = eb_labels(session=s, eb_id=eb, viewer="boss", viewer_role="lead")
+        # A lead by name only (no unlock, no login) is an AoD for blind review.
+        seen, withheld = eb_labels(session=s, eb_id=eb, scope=_scope(s, "boss"))
+        assert seen.empty and withheld
+        seen, withheld = eb_labels(session=s, eb_id=eb, scope=_scope(s, "boss", "oidc"))
         assert list(seen["labeler"]) == ["first"] and not withheld
     with session_scope(engine, write=True) as s:
         record_label(session=s, eb_id=eb, labeler="second", value="Pass")
     with session_scope(engine) as s:
-        seen, withheld = eb_labels(session=s, eb_id=eb, viewer="second", viewer_role="aod")
+        seen, withheld = eb_labels(session=s, eb_id=eb, scope=_scope(s, "SECOND"))
     assert sorted(seen["labeler"]) == ["first", "second"] and not withheld
     assert seen.loc[seen["labeler"] == "first", "comment"].item() == "phase jump"
 
