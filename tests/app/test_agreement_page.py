@@ -24,6 +24,7 @@ from qa0_label.lead import report as lead_report
 from qa0_label.store.db import dispose_engines, get_engine, session_scope
 from qa0_label.store.labels import consensus, current_labels, record_label, set_role
 from qa0_label.store.models import ModelRun, utcnow
+from tests.app.auth import has_unlock_panel, make_lead, unlock
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
@@ -70,16 +71,18 @@ def seeded_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded_template: 
 
 
 def _make_lead(url: str, name: str = "t_lead") -> None:
-    with session_scope(get_engine(url), write=True) as session:
-        set_role(session=session, name=name, role="lead")
+    make_lead(url, name)
 
 
 def _page(labeler: str, *, via_app: bool = False) -> AppTest:
     at = AppTest.from_file(APP if via_app else str(ROOT / PAGE), default_timeout=TIMEOUT)
     at.query_params["labeler"] = labeler
+    at.session_state["qa0_confirmed_new_name"] = str(labeler).casefold()  # as if 'Yes, create' was clicked
     at.run()
     if via_app:
         at.switch_page(PAGE).run()
+    if has_unlock_panel(at):  # a lead unlocks lead actions with their passphrase (tests/app/auth.py)
+        unlock(at)
     _ok(at)
     return at
 
@@ -301,8 +304,10 @@ def test_adjudication_needs_a_reason(seeded_db: str) -> None:
 
 def test_aod_sees_the_queue_read_only(seeded_db: str) -> None:
     at = _page("t_aod")
-    shown = _frame_with(at, "uid", "values", "majority")
+    shown = _frame_with(at, "uid", "source", "band", "start_time")
     assert shown is not None and shown["uid"].tolist() == _queue(seeded_db)["uid"].tolist()
+    # Blind review: which EBs await a lead, never how they were labelled or how many labels they have.
+    assert not set(shown.columns) & {"values", "majority", "n_labels", "adjudicated_value"}
     assert not _buttons(at) & {"qa0-adj-go", "qa0-gold-mark", "qa0-gold-unmark", "qa0-role-go"}
     assert not [s for s in at.selectbox if s.key == "qa0-adj-pick"]
     assert any("Only team leads can adjudicate" in m for m in _messages(at, "info"))

@@ -43,6 +43,7 @@ def _upload(name: str, data: bytes) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.query_params["labeler"] = "t_aod"
+    at.session_state["qa0_confirmed_new_name"] = "t_aod"  # as if 'Yes, create' was clicked
     at.switch_page("qa0_label/ui/data.py").run()
     assert not at.exception, [e.value for e in at.exception]
     at.file_uploader(key="qa0-up-ebs").set_value((name, data, "text/csv"))

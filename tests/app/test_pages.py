@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
+from qa0_label.access.authz import set_passphrase
 from qa0_label.store.db import dispose_engines, get_engine, session_scope
 from qa0_label.store.labels import NotAllowed, current_labels, record_label, set_role
+from tests.app.auth import PASSPHRASE, has_unlock_panel, unlock
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "streamlit_app.py")
@@ -74,6 +76,7 @@ def _app(labeler: str | None = "t_aod", **params: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     if labeler:
         at.query_params["labeler"] = labeler
+        at.session_state["qa0_confirmed_new_name"] = str(labeler).casefold()  # as if 'Yes, create' was clicked
     for key, value in params.items():
         at.query_params[key] = value
     return at
@@ -86,9 +89,12 @@ def _open(at: AppTest, page: str) -> AppTest:
         at.run()
         if labeler:
             at.query_params["labeler"] = labeler
+            at.session_state["qa0_confirmed_new_name"] = str(labeler).casefold()  # as if 'Yes, create' was clicked
         at.switch_page(PAGES[page]).run()
     else:
         at.run()
+    if has_unlock_panel(at):  # a lead unlocks lead actions with their passphrase (tests/app/auth.py)
+        unlock(at)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -257,6 +263,7 @@ def test_lead_can_adjudicate_from_the_page(seeded_db: str) -> None:
     engine = get_engine(seeded_db)
     with session_scope(engine, write=True) as session:
         set_role(session=session, name="t_lead", role="lead")
+        set_passphrase(session=session, name="t_lead", passphrase=PASSPHRASE)
         uid = session.connection().execute(text("SELECT uid FROM execution_block ORDER BY id LIMIT 1")).scalar_one()
     at = _open(_app("t_lead"), "agreement")
     at.text_input(key="qa0-adj-uid").input(uid)
@@ -308,6 +315,7 @@ def test_read_only_view_keeps_overlap_blind(seeded_db: str) -> None:
     assert not at.dataframe, "an AoD who has not labelled this EB sees nobody's label"
     with session_scope(engine, write=True) as session:
         set_role(session=session, name="t_lead2", role="lead")
+        set_passphrase(session=session, name="t_lead2", passphrase=PASSPHRASE)
     at = _open(_app("t_lead2", eb=uid), "label")
     assert at.dataframe and len(at.dataframe[0].value) >= 1
 
