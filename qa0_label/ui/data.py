@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import date
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label.access.authz import Requester
 from qa0_label.access.visibility import label_scope, visible_export
 from qa0_label.review.browse import LABEL_STATES, BrowseFilter, browse_ebs, filter_options
 from qa0_label.store.db import session_scope
@@ -156,24 +158,26 @@ def export_section(ctx: w.PageContext) -> None:
     if not everyone:
         st.caption("You download your own labels; team leads (unlocked) download everyone's.")
 
-    def build() -> bytes:
-        from qa0_label.ingest import export_labels_frame
-
-        engine = w.engine_for(url)
-        frame = export_labels_frame(engine=engine, current=current)
-        with session_scope(engine) as session:  # decided when the file is built, not when the page was drawn
-            scope = label_scope(session=session, requester=requester)
-        return _csv_bytes(visible_export(frame, scope))
-
     st.download_button(
         "Download CSV" if everyone else "Download my labels (CSV)",
-        data=build,
+        data=functools.partial(labels_csv, url, requester, current),
         file_name="qa0_labels_current.csv" if current else "qa0_label_events.csv",
         mime="text/csv",
         icon=":material/download:",
         key="qa0-download",
         on_click="ignore",
     )
+
+
+def labels_csv(url: str, requester: Requester, current: bool) -> bytes:
+    """The label download as CSV bytes: everyone's for an authorized lead, else the requester's own labels."""
+    from qa0_label.ingest import export_labels_frame
+
+    engine = w.engine_for(url)
+    frame = export_labels_frame(engine=engine, current=current)
+    with session_scope(engine) as session:  # decided when the file is built, not when the page was drawn
+        scope = label_scope(session=session, requester=requester)
+    return _csv_bytes(visible_export(frame, scope))
 
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:
