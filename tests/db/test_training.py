@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, update
@@ -268,6 +269,11 @@ def test_scores_of_old_runs_are_dropped(engine, settings) -> None:
     # Beyond the two newest done runs the scores go, the run rows (history) stay.
     assert _count(engine, Score, run_id=ids[1]) == 0 and _count(engine, ScoreRank, run_id=ids[1]) == 0
     assert _count(engine, Score, run_id=ids[2]) > 0 and _count(engine, Score, run_id=ids[3]) > 0
+    # ... and so does the pruned run's model file (issue 15: no orphan files); the kept runs keep theirs.
+    with session_scope(engine) as s:
+        paths = {r.version: r.artifact_path for r in s.exec(select(ModelRun)).all()}
+    assert paths[1] is None and Path(str(paths[2])).exists() and Path(str(paths[3])).exists()
+    assert sorted(p.name for p in settings.model_dir.glob("model_v*")) == ["model_v00002.joblib", "model_v00003.joblib"]
 
 
 def test_stale_flag_for_a_run_of_this_process_that_no_thread_owns(engine, settings) -> None:
