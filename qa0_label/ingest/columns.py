@@ -86,7 +86,9 @@ DETAIL_RESERVED = ("id", "eb_id")
 
 _BAND_RE = re.compile(r"^(?:alma[\s_-]*rb[\s_-]*|rb[\s_-]*|band[\s_-]*|b[\s_-]*)?0*(\d{1,2})(?:\.0+)?$")
 _ARRAY_RE = re.compile(r"^(12|7)[\s_-]*m$", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0/C1 controls, and invisible or bidi formatting characters (zero-width space / joiners, word joiner, BOM,
+# LRM/RLM/ALM, embeddings, overrides and isolates) that make a source or name display as something it is not.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _NAN_WORDS = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})

@@ -123,7 +123,7 @@ class _Checker:
             self.add(int(i), column, f"text is {int(lengths[i])} characters long; at most {limit} allowed")
         control = text.str.contains(_CONTROL, na=False).to_numpy()
         for i in np.flatnonzero(control & (lengths <= limit)):
-            self.add(int(i), column, "text contains control characters (tab, newline, ...)")
+            self.add(int(i), column, "text contains control characters or invisible / bidi formatting characters")
         return text
 
     def numbers(self, column: str, rule: NumberRule) -> pd.Series:

@@ -288,6 +288,40 @@ def _typed_parquet() -> bytes:
     return buf.getvalue()
 
 
+def _eb_csv(
+    *,
+    start: str = "2024-05-01T03:12:00Z",
+    source: str = "J1256-0547",
+    sep: str = ",",
+    extra: tuple[str, str] | None = None,
+) -> bytes:
+    names = ["uid", "source", "band", "start_time"] + ([extra[0]] if extra else [])
+    values = ["uid://A002/X1/X1", source, "3", start] + ([extra[1]] if extra else [])
+    return (sep.join(names) + "\n" + sep.join(values) + "\n").encode("utf-8")
+
+
+def _days_ahead(days: float) -> str:
+    return (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _wide_csv(n: int) -> bytes:
+    names = ["uid", "source", "band", "start_time"] + [f"m{i}" for i in range(n)]
+    values = ["uid://A002/X1/X1", "J1256-0547", "3", "2024-05-01T03:12:00Z"] + ["1.5"] * n
+    return (",".join(names) + "\n" + ",".join(values) + "\n").encode()
+
+
+def _ts(day: str) -> pa.Array:
+    return pa.array(pd.to_datetime([day], utc=True))
+
+
+def _eb_parquet(**columns: Any) -> bytes:
+    table = {"uid": ["uid://A002/X1/X1"], "source": ["J1256-0547"], "band": [3], "start_time": ["2024-05-01T03:12:00Z"]}
+    table.update(columns)
+    buf = io.BytesIO()
+    pq.write_table(pa.table(table), buf)
+    return buf.getvalue()
+
+
 CASES: list[tuple[str, str, bytes, str | None]] = [
     ("empty", ".csv", b"", "the file is empty"),
     ("header only", ".csv", HEADER.encode(), "no data rows"),
@@ -306,6 +340,33 @@ CASES: list[tuple[str, str, bytes, str | None]] = [
     ("CSV named parquet", ".parquet", (HEADER + ROW + "\n").encode(), "not a readable Parquet file"),
     ("nested parquet columns", ".parquet", _nested_parquet(), "row 1"),
     ("typed parquet columns", ".parquet", _typed_parquet(), "too large"),
+    # Issue 15's hostile kinds: each refused with line (row) and column, or accepted for the reason given.
+    ("start_time in 1900", ".csv", _eb_csv(start="1900-01-01T00:00:00Z"), "line 2, column start_time: '1900-01-01"),
+    ("start_time in 2100", ".csv", _eb_csv(start="2100-01-01T00:00:00Z"), "outside the accepted range"),
+    ("start_time before 2010", ".csv", _eb_csv(start="2009-12-31T23:59:59Z"), "line 2, column start_time"),
+    ("start_time 3 days ahead", ".csv", _eb_csv(start=_days_ahead(3)), "outside the accepted range"),
+    # Clocks differ by minutes between sites: half a day ahead is accepted (the bound is one day).
+    ("start_time 12 h ahead", ".csv", _eb_csv(start=_days_ahead(0.5)), None),
+    ("semicolon delimiter", ".csv", _eb_csv(sep=";"), "line 1, column uid: required column 'uid' is missing"),
+    ("tab delimiter", ".csv", _eb_csv(sep="\t"), "does not look comma-separated"),
+    ("NaN in a number", ".csv", _eb_csv(extra=("pwv_mm", "NaN")), "line 2, column pwv_mm: 'NaN' is not a finite"),
+    ("inf in a number", ".csv", _eb_csv(extra=("pwv_mm", "inf")), "line 2, column pwv_mm: 'inf' is not a finite"),
+    ("-inf in an extra number", ".csv", _eb_csv(extra=("wind_ms", "-inf")), "column wind_ms: '-inf'"),
+    ("bidi override in source", ".csv", _eb_csv(source="J1256\u202e-0547"), "line 2, column source: text contains"),
+    ("zero-width space in source", ".csv", _eb_csv(source="J1256\u200b-0547"), "invisible / bidi"),
+    ("bidi isolate in sb_name", ".csv", _eb_csv(extra=("sb_name", "ab\u2066c")), "column sb_name"),
+    ("ANSI escape in project", ".csv", _eb_csv(extra=("project", "\x1b[31m2023.1\x1b[0m")), "column project"),
+    # A text column the contract does not know is ignored (listed in the summary), so nothing of it is stored.
+    ("ANSI escape in an ignored column", ".csv", _eb_csv(extra=("note", "\x1b[31mred")), None),
+    ("10 MB cell", ".csv", (HEADER + ROW + "x" * 10_000_000 + "\n").encode(), "line 2: a cell is longer"),
+    ("250 numeric columns", ".csv", _wide_csv(250), "250 extra numeric columns; at most 200"),
+    ("200 numeric columns", ".csv", _wide_csv(200), None),  # within the stated bound: kept as extras
+    ("parquet band 3.5", ".parquet", _eb_parquet(band=pa.array([3.5])), "row 1, column band: unknown band"),
+    ("parquet epoch-seconds time", ".parquet", _eb_parquet(start_time=pa.array([1714533120])), "column start_time"),
+    ("parquet 1900 timestamp", ".parquet", _eb_parquet(start_time=_ts("1900-01-01")), "outside the accepted range"),
+    ("parquet inf float", ".parquet", _eb_parquet(pwv_mm=pa.array([float("inf")])), "row 1, column pwv_mm: 'inf'"),
+    # A float NaN is how pandas and Arrow write a missing value into Parquet: it is read as empty.
+    ("parquet NaN float", ".parquet", _eb_parquet(pwv_mm=pa.array([float("nan")])), None),
 ]
 
 
