@@ -117,6 +117,9 @@ def browser() -> Iterator[object]:
 def _open(browser: object, base: str, labeler: str) -> object:
     page = browser.new_page(viewport={"width": 1500, "height": 950})  # type: ignore[attr-defined]
     page.goto(f"{base}/?labeler={labeler}", wait_until="domcontentloaded")
+    page.wait_for_selector(f"{UID}, .st-key-qa0_confirm_new", timeout=60_000)
+    if page.query_selector(".st-key-qa0_confirm_new"):  # a new name: the app asks before creating it
+        page.click(".st-key-qa0_confirm_new button")
     page.wait_for_selector(UID, timeout=60_000)
     page.wait_for_function(IDLE, timeout=60_000)
     return page
