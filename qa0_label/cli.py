@@ -114,9 +114,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
     from qa0_label.ingest import ImportRefused, import_file
-    from qa0_label.ingest.spool import sweep_stale_spools
 
-    sweep_stale_spools()  # spools of imports killed earlier (kill -9 cannot clean up after itself)
     try:
         summary = import_file(
             engine=_engine(args),
@@ -524,6 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweep_spools() -> None:
+    """Start-up: remove import spools that killed imports left behind (kill -9 cannot clean up after itself)."""
+    from qa0_label.ingest.spool import sweep_stale_spools
+
+    try:
+        sweep_stale_spools()
+    except OSError:  # an unreadable temp directory must not stop a command
+        pass
+
+
 @functools.lru_cache(maxsize=1)
 def _parser() -> argparse.ArgumentParser:
     # Built once per process: building it costs ~1.5 ms of CPU (argparse, gettext), three times what a `next`
@@ -540,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed its usage message
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
     try:
+        _sweep_spools()
         return int(args.func(args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
