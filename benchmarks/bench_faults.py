@@ -208,7 +208,7 @@ def _big_csv(path: Path, rows: int) -> None:
 
 def fault_import(template: Path, work: Path, data: Path, after_s: float) -> dict[str, Any]:
     """kill -9 `import` after AFTER_S seconds: nothing or everything written; the next start sweeps the spool."""
-    db, models, tmp = _fresh(template, work, f"import-{after_s:g}s")
+    db, models, tmp = _fresh(template, work, f"import-{after_s:g}s" if after_s > 0 else "import-writing")
     env = _env(db, models, tmp)
     before = _digest(db)
     proc = subprocess.Popen(
@@ -218,7 +218,16 @@ def fault_import(template: Path, work: Path, data: Path, after_s: float) -> dict
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(after_s)
+    if after_s > 0:
+        time.sleep(after_s)
+    else:  # kill in the write phase: as soon as the write-ahead log grows (validation writes nothing)
+        wal = Path(str(db) + "-wal")
+        base = wal.stat().st_size if wal.exists() else 0
+        deadline = time.time() + 600
+        while proc.poll() is None and time.time() < deadline:
+            if wal.exists() and wal.stat().st_size > base + 1_000_000:
+                break
+            time.sleep(0.01)
     finished = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -234,7 +243,7 @@ def fault_import(template: Path, work: Path, data: Path, after_s: float) -> dict
     _cli(env, "agreement")  # any next start of the CLI sweeps spools whose owner is dead
     problems = _side_effects(db, models, tmp)
     return {
-        "fault": f"import CLI kill -9 after {after_s:g} s",
+        "fault": f"import CLI kill -9 after {after_s:g} s" if after_s > 0 else "import CLI kill -9 while writing",
         "ok": intact and not problems,
         "detail": f"{'finished before the kill; ' if finished else ''}EBs imported {imported:,} of {rows:,}; "
         f"spools at the kill {left_at_kill}, after the next start {len(list(tmp.glob('qa0-import-*')))}",
@@ -269,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [fault_retrain_worker(template, work)]
         results += [fault_retrain_cli(template, work, step) for step in RETRAIN_STEPS]
         results += [fault_import(template, work, data, t) for t in times]
+        results.append(fault_import(template, work, data, 0.0))  # in the write transaction
         for r in results:
             flag = "ok  " if r["ok"] else "FAIL"
             extra = f" side effects: {r['side_effects']}" if r["side_effects"] else ""
