@@ -33,7 +33,7 @@ from sqlmodel import Session, select
 from qa0_label.config import Settings
 from qa0_label.learning import strategies as strat
 from qa0_label.store.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
-from qa0_label.store.labels import get_or_create_labeler, normalize_name, release_lease
+from qa0_label.store.labels import CURRENT_KINDS, get_or_create_labeler, normalize_name, release_lease
 from qa0_label.store.models import (
     LABEL_VALUES,
     ExecutionBlock,
@@ -117,17 +117,18 @@ def _not_labelled(eb_col: Any) -> Any:
 
 
 def _labelled_by(eb_col: Any, me_col: Any) -> Any:
-    """ME's current review label on the EB carries a value (an undo back to "no label" does not count)."""
+    """ME's current label on the EB carries a value (labels' current-label rule: the newest review/undo event;
+    an undo back to "no label" does not count)."""
     return exists().where(
         Label.eb_id == eb_col,
         Label.labeler_id == me_col,
-        Label.kind.in_(("review", "undo")),  # type: ignore[attr-defined]
+        Label.kind.in_(CURRENT_KINDS),  # type: ignore[attr-defined]
         Label.value.is_not(None),  # type: ignore[union-attr]
         ~exists().where(
             _LATER.c.eb_id == Label.eb_id,
             _LATER.c.labeler_id == Label.labeler_id,
             _LATER.c.id > Label.id,
-            _LATER.c.kind.in_(("review", "undo")),
+            _LATER.c.kind.in_(CURRENT_KINDS),
         ),
     )
 
