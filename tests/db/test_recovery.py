@@ -130,3 +130,32 @@ def test_sigterm_during_import_leaves_no_spool_and_kill9_is_swept_at_next_start(
             assert list(tmp.glob(spool.PREFIX + "*")) == []  # ... the next start sweeps it
     with session_scope(get_engine(env["QA0_DATABASE_URL"])) as s:
         assert s.connection().exec_driver_sql("SELECT COUNT(*) FROM execution_block").scalar_one() == 0
+
+
+def _job(url: str, trigger: str) -> dict[str, object]:
+    if trigger == "slow":
+        time.sleep(60)
+    return {"started": True, "message": f"{trigger} on {url}"}
+
+
+def test_a_dead_worker_whose_pool_is_broken_is_replaced_on_the_next_submit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Every later Retrain now fails with BrokenProcessPool": the executor marks itself broken when its worker
+    # dies; the next submit (Retrain now, or auto-retrain) must get a new pool, not raise (fails on the old runner).
+    from qa0_label.learning import retrain_process
+
+    monkeypatch.setattr(retrain_process, "_retrain_job", _job)
+    runner = RetrainRunner()
+    try:
+        doomed = runner.submit(url="sqlite:///x", trigger="slow")
+        broken = runner._pool
+        os.kill(_wait_for_worker(runner), signal.SIGKILL)
+        deadline = time.time() + 60
+        while not getattr(broken, "_broken", False) and time.time() < deadline:
+            time.sleep(0.02)
+        assert getattr(broken, "_broken", False)
+        assert runner.submit(url="sqlite:///x", trigger="auto").result(timeout=120)["message"] == "auto on sqlite:///x"
+        assert runner._pool is not broken
+        with pytest.raises(Exception):  # noqa: B017 - the killed request reports BrokenProcessPool
+            doomed.result(timeout=10)
+    finally:
+        runner.close()
