@@ -448,7 +448,7 @@ def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: i
 
     from qa0_label.review.limits import REFERENCE_FREQ_GHZ
     from qa0_label.store.db import bulk_insert, session_scope
-    from qa0_label.store.models import ExecutionBlock, Labeler
+    from qa0_label.store.models import ExecutionBlock, Labeler, table_of
 
     rng = np.random.default_rng(seed)
     sources = [f"J{h:02d}{m:02d}-{d:02d}{s:02d}" for h, m, d, s in rng.integers(0, 24, (40, 4))]
@@ -530,7 +530,7 @@ def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: i
         ]
         for start in range(0, n, 20_000):
             bulk_insert(conn, "execution_block", cols, rows[start : start + 20_000])
-        eb_id = ExecutionBlock.id
+        eb_id = table_of(ExecutionBlock).c.id
         ids = np.asarray([int(r[0]) for r in conn.execute(sa_select(eb_id).where(eb_id > first).order_by(eb_id))])
         created = datetime.now(timezone.utc)
         now = when(created)
@@ -538,7 +538,9 @@ def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: i
         for a in range(aods):
             name = f"bench-aod-{seed}-{a}"
             new = conn.execute(insert(Labeler).values(name=name, role="aod", active=True, created_at=created))
-            lab_ids.append(int(new.inserted_primary_key[0]))
+            key = new.inserted_primary_key
+            assert key is not None  # an INSERT of one row
+            lab_ids.append(int(key[0]))
         chosen = rng.choice(n, size=min(n_labels, n), replace=False)
         label_rows = [
             (int(ids[i]), lab_ids[j % aods], str(truth[i]), now, "review", f"bench-{seed}-{first}-{i}")

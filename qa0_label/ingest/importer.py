@@ -317,7 +317,7 @@ def _check_ebs(
             first = next(stream, None)
             second = next(stream, None) if first is not None else None
             numeric: set[str] | None = None
-            if second is not None:
+            if first is not None and second is not None:
                 sample = first[0] if first[0] is not None else second[0]
                 unknown = _unknown_eb_columns(sample.columns) if sample is not None else []
                 if unknown:
@@ -490,9 +490,10 @@ def _import(
                         report(fraction, f"wrote {detail_rows:,} of {n_details:,} detail rows")
             return inserted, updated, labels_added, detail_rows
 
+        driver_integrity_error = getattr(engine.dialect.dbapi, "IntegrityError", IntegrityError)
         try:
             inserted, updated, labels_added, detail_rows = retry_locked(write)
-        except (IntegrityError, engine.dialect.dbapi.IntegrityError):  # raw cursors raise the driver's own
+        except (IntegrityError, driver_integrity_error):  # raw cursors raise the driver's own
             # Another process inserted one of these uids (or archive events) after we looked: the
             # transaction rolled back, and a second pass sees their rows and updates instead.
             inserted, updated, labels_added, detail_rows = retry_locked(write)

@@ -160,7 +160,7 @@ def _csv_frame(rows: list[list[str]], lines: list[int], names: list[str], header
 
 def _csv_chunks(stream: BinaryIO, name: str, chunk_rows: int) -> Iterator[Chunk]:
     # utf-8-sig reads plain UTF-8 too and drops the byte-order mark that Excel writes.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
         reader = csv.reader(text)
         names: list[str] | None = None

@@ -30,7 +30,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def _table(model: Any) -> Table:
-    return model.__table__  # type: ignore[no-any-return]
+    return model.__table__
 
 
 def _uid_ids(conn: Connection, uids: Sequence[str]) -> dict[str, int]:

@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.access.authz import Requester, authorize
 from qa0_label.lead import agreement
@@ -36,7 +37,7 @@ from qa0_label.store.labels import (
     normalize_value,
     record_label,
 )
-from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, GoldEB, Label, Labeler, utcnow
+from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, GoldEB, Label, Labeler, row_id, utcnow
 
 DISAGREEMENT_COLUMNS: list[str] = [
     "eb_id",
@@ -78,15 +79,17 @@ def _eb_info(session: Session, eb_ids: list[int]) -> pd.DataFrame:
     for i in range(0, len(eb_ids), _IN_CHUNK):
         chunk = eb_ids[i : i + _IN_CHUNK]
         rows.extend(
-            session.exec(
-                select(
-                    ExecutionBlock.id,
-                    ExecutionBlock.uid,
-                    ExecutionBlock.source,
-                    ExecutionBlock.band,
-                    ExecutionBlock.start_time,
-                ).where(ExecutionBlock.id.in_(chunk))  # type: ignore[union-attr]
-            ).all()
+            session.connection()
+            .execute(
+                sa_select(
+                    col(ExecutionBlock.id),
+                    col(ExecutionBlock.uid),
+                    col(ExecutionBlock.source),
+                    col(ExecutionBlock.band),
+                    col(ExecutionBlock.start_time),
+                ).where(col(ExecutionBlock.id).in_(chunk))
+            )
+            .all()
         )
     return pd.DataFrame(rows, columns=["eb_id", "uid", "source", "band", "start_time"])
 
@@ -211,7 +214,7 @@ def mark_gold(*, session: Session, eb_id: int, lead: Requester | str, value: str
     _require_eb(session, eb_id)
     gold = session.get(GoldEB, int(eb_id))
     if gold is None:
-        gold = GoldEB(eb_id=int(eb_id), value=value, set_by_id=who.id, reason=(reason or None))
+        gold = GoldEB(eb_id=int(eb_id), value=value, set_by_id=row_id(who), reason=(reason or None))
         try:
             with session.begin_nested():
                 session.add(gold)
@@ -244,22 +247,26 @@ def unmark_gold(*, session: Session, eb_id: int, lead: Requester | str) -> bool:
 
 def gold_table(*, session: Session) -> pd.DataFrame:
     """All gold EBs: DataFrame(eb_id, uid, source, band, start_time, value, set_by, reason, created_at)."""
-    rows = session.exec(
-        select(
-            GoldEB.eb_id,
-            ExecutionBlock.uid,
-            ExecutionBlock.source,
-            ExecutionBlock.band,
-            ExecutionBlock.start_time,
-            GoldEB.value,
-            Labeler.name,
-            GoldEB.reason,
-            GoldEB.created_at,
+    rows = (
+        session.connection()
+        .execute(
+            sa_select(
+                col(GoldEB.eb_id),
+                col(ExecutionBlock.uid),
+                col(ExecutionBlock.source),
+                col(ExecutionBlock.band),
+                col(ExecutionBlock.start_time),
+                col(GoldEB.value),
+                col(Labeler.name),
+                col(GoldEB.reason),
+                col(GoldEB.created_at),
+            )
+            .join(ExecutionBlock, col(ExecutionBlock.id) == col(GoldEB.eb_id))
+            .join(Labeler, col(Labeler.id) == col(GoldEB.set_by_id))
+            .order_by(col(GoldEB.eb_id))
         )
-        .join(ExecutionBlock, ExecutionBlock.id == GoldEB.eb_id)  # type: ignore[arg-type]
-        .join(Labeler, Labeler.id == GoldEB.set_by_id)  # type: ignore[arg-type]
-        .order_by(GoldEB.eb_id)  # type: ignore[arg-type]
-    ).all()
+        .all()
+    )
     cols = ["eb_id", "uid", "source", "band", "start_time", "value", "set_by", "reason", "created_at"]
     return pd.DataFrame(rows, columns=cols)
 

@@ -318,6 +318,12 @@ def percent_agreement(labels: pd.DataFrame) -> float | None:
 # --- bootstrap --------------------------------------------------------------------------------------
 
 
+_STATISTIC_NAMES: dict[Callable[[pd.DataFrame], float | None], str] = {
+    fleiss_kappa: "fleiss_kappa",
+    percent_agreement: "percent_agreement",
+}
+
+
 def _check_boot(n_boot: int, level: float) -> None:
     if int(n_boot) < 2:
         raise ValueError(f"n_boot must be at least 2, got {n_boot}")
@@ -400,11 +406,7 @@ def bootstrap_ci(
     or it is undefined on more than half of the resamples. The same seed gives the same interval.
     """
     _check_boot(n_boot, level)
-    name = (
-        statistic
-        if isinstance(statistic, str)
-        else {fleiss_kappa: "fleiss_kappa", percent_agreement: "percent_agreement"}.get(statistic)
-    )  # type: ignore[call-overload]
+    name = statistic if isinstance(statistic, str) else _STATISTIC_NAMES.get(statistic)
     if isinstance(statistic, str) and statistic not in _FAST_STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; expected a callable or one of {_FAST_STATISTICS}")
     prep = prepare(labels)

@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from qa0_label.review.charts import QA0_COLORS, no_data_chart
+from qa0_label.review.charts import QA0_COLORS, StreamlitChart, no_data_chart
 
 MODEL_SERIES: dict[str, tuple[str, str]] = {
     # column -> (legend name, colour); recalls wear their class colour, kappa a neutral dark blue.
@@ -21,7 +21,7 @@ MODEL_SERIES: dict[str, tuple[str, str]] = {
 }
 
 
-def model_agreement_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def model_agreement_chart(df: pd.DataFrame) -> StreamlitChart:
     """How the model's out-of-fold agreement with the AoD consensus moved across model versions.
 
     DF: version, n_labels, and any of kappa, recall_pass, recall_semipass, recall_fail (one row per finished

@@ -33,7 +33,10 @@ from sqlmodel import Session
 
 from qa0_label.review import limits
 from qa0_label.store.db import bulk_rows
-from qa0_label.store.models import EBDetail, EBDetailFeatures, ExecutionBlock
+from qa0_label.store.models import EBDetail, EBDetailFeatures, ExecutionBlock, table_of
+
+_DETAIL = table_of(EBDetail).c
+_CACHE = table_of(EBDetailFeatures).c
 
 FEATURE_VERSION = "3"
 """Bump whenever a feature's meaning changes: a model trained on another version is not reused (3: Tsys over the
@@ -253,6 +256,7 @@ def _ensure_math(session: Session) -> None:
         import math
 
         raw = conn.connection.dbapi_connection
+        assert raw is not None  # a checked-out connection
         raw.create_function("cos", 1, lambda x: None if x is None else math.cos(x), deterministic=True)
         raw.create_function("sin", 1, lambda x: None if x is None else math.sin(x), deterministic=True)
         raw.create_function("radians", 1, lambda x: None if x is None else math.radians(x), deterministic=True)
@@ -615,14 +619,10 @@ def features_from_frames(ebs: pd.DataFrame, details: pd.DataFrame | None = None)
 EB_FETCH_ROWS = 20_000
 """EB rows converted to columns at a time by load_eb_frame."""
 _EB_COLS = ["eb_id", "source", "array", "start_time", "extra", *EB_NUMERIC]
-_EB_QUERY = sa_select(
-    ExecutionBlock.id,
-    ExecutionBlock.source,
-    ExecutionBlock.array,
-    ExecutionBlock.start_time,
-    ExecutionBlock.extra,
-    *(getattr(ExecutionBlock, c) for c in EB_NUMERIC),
-).order_by(ExecutionBlock.id)
+_EB = table_of(ExecutionBlock).c
+_EB_QUERY = sa_select(_EB.id, _EB.source, _EB.array, _EB.start_time, _EB.extra, *(_EB[c] for c in EB_NUMERIC)).order_by(
+    _EB.id
+)
 
 
 def load_eb_frame(*, session: Session) -> pd.DataFrame:
@@ -691,7 +691,7 @@ def detail_eb_ids(*, session: Session, eb_ids: Sequence[int] | None = None) -> l
     ids = sorted({int(i) for i in eb_ids})
     for start in range(0, len(ids), 2000):
         chunk = ids[start : start + 2000]
-        stmt = sa_select(EBDetail.eb_id).distinct().where(EBDetail.eb_id.in_(chunk))  # type: ignore[attr-defined]
+        stmt = sa_select(_DETAIL.eb_id).distinct().where(_DETAIL.eb_id.in_(chunk))
         out += [int(r[0]) for r in conn.execute(stmt)]
     return sorted(out)
 
@@ -702,15 +702,15 @@ def _stale_by_insert(session: Session) -> set[int]:
     if conn.dialect.name != "sqlite":
         return set()
     # The eb_detail index holds (eb_id, rowid): each probe is one seek.
-    f, d = EBDetailFeatures, EBDetail
-    newer = exists().where(d.eb_id == f.eb_id, d.id > f.max_detail_id)  # type: ignore[operator]
+    f, d = _CACHE, _DETAIL
+    newer = exists().where(d.eb_id == f.eb_id, d.id > f.max_detail_id)
     return {int(r[0]) for r in conn.execute(sa_select(f.eb_id).where(newer))}
 
 
 def cached_detail_features(*, session: Session, eb_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """The valid cache rows (this FEATURE_VERSION, details unchanged since) as a DETAIL_FEATURES frame."""
     conn = session.connection()
-    f = EBDetailFeatures
+    f = _CACHE
     rows = conn.execute(sa_select(f.eb_id, f.values_json).where(f.feature_version == FEATURE_VERSION)).fetchall()
     stale = _stale_by_insert(session) if rows else set()
     wanted = None if eb_ids is None else {int(i) for i in eb_ids}
@@ -732,8 +732,8 @@ def _json_row(values: np.ndarray) -> str:
 
 def detail_signatures(conn: Connection, eb_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     """(row count, newest row id) of each EB's detail rows: what a cache row was computed from."""
-    d = EBDetail
-    stmt = sa_select(d.eb_id, func.count(), func.max(d.id)).where(d.eb_id.in_(list(eb_ids))).group_by(d.eb_id)  # type: ignore[attr-defined]
+    d = _DETAIL
+    stmt = sa_select(d.eb_id, func.count(), func.max(d.id)).where(d.eb_id.in_(list(eb_ids))).group_by(d.eb_id)
     return {int(e): (int(n), int(m)) for e, n, m in conn.execute(stmt)}
 
 
@@ -764,7 +764,7 @@ def store_detail_cache(
     from qa0_label.store.db import bulk_insert
 
     # Replaces rows of an older feature version (or a stale row the SQLite insert check found).
-    conn.execute(delete(EBDetailFeatures).where(EBDetailFeatures.eb_id.in_([r[0] for r in rows])))  # type: ignore[attr-defined]
+    conn.execute(delete(table_of(EBDetailFeatures)).where(_CACHE.eb_id.in_([r[0] for r in rows])))
 
     return bulk_insert(
         conn,

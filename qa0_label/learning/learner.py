@@ -160,7 +160,7 @@ class MonotoneOrdinalClassifier(ClassifierMixin, BaseEstimator):
         self.present_order_ = np.asarray(present)
         rank = {c: i for i, c in enumerate(present)}
         r = np.fromiter((rank[v] for v in y), dtype=np.int64, count=len(y))
-        self.estimators_ = []
+        self.estimators_: list[Any] = []
         with self._threads():
             self._fit_thresholds(X, r, len(present))
         self.feature_importances_ = _gain_importances(self.estimators_, X.shape[1])
@@ -248,7 +248,7 @@ def make_estimator(
     so that a few dozen labels still give a model that can split at all.
     """
     min_leaf = 20 if n_samples is None else int(np.clip(n_samples // 25, 3, 20))
-    common = dict(
+    common: dict[str, Any] = dict(
         max_iter=max_iter,
         learning_rate=0.1,
         max_leaf_nodes=15,
@@ -286,6 +286,9 @@ def _check(learner: ActiveLearner, X: Any, y: Any) -> None:
 
 class CompatActiveLearner(ActiveLearner):
     """modAL's ActiveLearner with fit()/teach() working on scikit-learn >= 1.8 (modAL issue #196)."""
+
+    X_training: Any
+    y_training: Any
 
     def _add_training_data(self, X: Any, y: Any) -> None:
         _check(self, X, y)

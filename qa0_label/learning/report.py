@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import exists
-from sqlmodel import Session, select
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
 
 from qa0_label.store.labels import consensus
 from qa0_label.store.models import LABEL_VALUES, Label, ModelRun, Score
@@ -28,7 +29,7 @@ def _metric(metrics: Mapping[str, Any] | None, key: str) -> float | None:
 
 def run_history(*, session: Session) -> pd.DataFrame:
     """One row per model run (oldest first) with its status, label count and headline metrics."""
-    runs = session.exec(select(ModelRun).order_by(ModelRun.version)).all()
+    runs = session.exec(select(ModelRun).order_by(col(ModelRun.version))).all()
     rows = [
         {
             "version": r.version,
@@ -138,11 +139,11 @@ def class_balance(*, session: Session) -> pd.DataFrame:
 
 def pool_scores(*, session: Session, run_id: int, unlabelled_only: bool = True) -> pd.DataFrame:
     """Uncertainty and predicted class of each scored EB of a run (by default only EBs nobody labelled yet)."""
-    stmt = select(Score.eb_id, Score.uncertainty, Score.p_pass, Score.p_semipass, Score.p_fail).where(
-        Score.run_id == int(run_id)
-    )
+    stmt = sa_select(
+        col(Score.eb_id), col(Score.uncertainty), col(Score.p_pass), col(Score.p_semipass), col(Score.p_fail)
+    ).where(col(Score.run_id) == int(run_id))
     if unlabelled_only:
-        stmt = stmt.where(~exists().where(Label.eb_id == Score.eb_id, Label.value.is_not(None)))  # type: ignore[union-attr]
+        stmt = stmt.where(~exists().where(col(Label.eb_id) == col(Score.eb_id), col(Label.value).is_not(None)))
     rows = session.connection().execute(stmt).fetchall()
     frame = pd.DataFrame(rows, columns=["eb_id", "uncertainty", "p_pass", "p_semipass", "p_fail"])
     if frame.empty:

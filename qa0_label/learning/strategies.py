@@ -201,7 +201,7 @@ class Strategy:
 
 def _by_score(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     # Random tie-break: equal scores must not fall back to table order (the first rows).
-    tie = rng.random(scores.shape[0])
+    tie = rng.random(len(scores))
     return np.lexsort((tie, -scores))[:k]
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.config import Settings
 from qa0_label.learning import features as feats
@@ -33,7 +33,16 @@ from qa0_label.learning import learner as lrn
 from qa0_label.learning import strategies as strat
 from qa0_label.store.db import bulk_insert, bulk_rows, session_scope
 from qa0_label.store.labels import adjudications_select, consensus_from_frames, current_labels_select
-from qa0_label.store.models import LABEL_VALUES, Label, Meta, ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
+from qa0_label.store.models import (
+    LABEL_VALUES,
+    Label,
+    Meta,
+    ModelRun,
+    ReferenceOutcome,
+    Score,
+    ScoreRank,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +113,8 @@ def is_stale(run: ModelRun, *, now: datetime | None = None) -> bool:
 
 
 def _delete_run_rows(session: Session, run_id: int) -> None:
-    session.exec(delete(ScoreRank).where(ScoreRank.run_id == run_id))  # type: ignore[call-overload]
-    session.exec(delete(Score).where(Score.run_id == run_id))  # type: ignore[call-overload]
+    session.exec(delete(ScoreRank).where(col(ScoreRank.run_id) == run_id))
+    session.exec(delete(Score).where(col(Score.run_id) == run_id))
 
 
 def reap_stale(*, session: Session) -> list[int]:
@@ -229,8 +238,8 @@ class _Heartbeat:
             try:
                 with session_scope(self.engine, write=True) as s:
                     s.exec(
-                        update(ModelRun)  # type: ignore[call-overload]
-                        .where(ModelRun.id == self.run_id, ModelRun.status == "running")
+                        update(ModelRun)
+                        .where(col(ModelRun.id) == self.run_id, col(ModelRun.status) == "running")
                         .values(heartbeat_at=utcnow())
                     )
             except Exception:  # noqa: BLE001 - a missed beat is retried; the run itself reports errors
@@ -249,8 +258,8 @@ def _reporter(engine: Engine, run_id: int, progress: Progress | None) -> Progres
     def report(fraction: float, message: str) -> None:
         with session_scope(engine, write=True) as s:
             s.exec(
-                update(ModelRun)  # type: ignore[call-overload]
-                .where(ModelRun.id == run_id, ModelRun.status == "running")
+                update(ModelRun)
+                .where(col(ModelRun.id) == run_id, col(ModelRun.status) == "running")
                 .values(progress=float(fraction), progress_text=message[:200], heartbeat_at=utcnow())
             )
         if progress is not None:
@@ -364,23 +373,26 @@ def build_queues(
 def _finish(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
     with session_scope(engine, write=True) as s:
         done = s.exec(
-            update(ModelRun)  # type: ignore[call-overload]
-            .where(ModelRun.id == run_id, ModelRun.status == "running")
+            update(ModelRun)
+            .where(col(ModelRun.id) == run_id, col(ModelRun.status) == "running")
             .values(status="done", finished_at=utcnow(), progress=1.0, progress_text="done", **values)
         ).rowcount
         if not done:
             raise RuntimeError("the run was marked failed while it was finishing (stale heartbeat?)")
         keep = s.exec(
-            select(ModelRun.id).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(KEEP_DONE_RUNS)  # type: ignore[attr-defined]
+            select(ModelRun.id)
+            .where(ModelRun.status == "done")
+            .order_by(col(ModelRun.version).desc())
+            .limit(KEEP_DONE_RUNS)
         ).all()
         old = s.exec(
             select(ModelRun).where(
-                ModelRun.status == "done", ModelRun.id.notin_(keep), ModelRun.artifact_path.is_not(None)
-            )  # type: ignore[union-attr]
+                ModelRun.status == "done", col(ModelRun.id).notin_(keep), col(ModelRun.artifact_path).is_not(None)
+            )
         ).all()
         pruned = []
         for run in old:
-            _delete_run_rows(s, int(run.id))  # type: ignore[arg-type]
+            _delete_run_rows(s, row_id(run))
             pruned.append(str(run.artifact_path))
             run.artifact_path = None  # the run's metrics stay for the history; its model file goes
             s.add(run)
@@ -393,8 +405,8 @@ def _finish(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
 def _fail(engine: Engine, run_id: int, error: str) -> None:
     with session_scope(engine, write=True) as s:
         s.exec(
-            update(ModelRun)  # type: ignore[call-overload]
-            .where(ModelRun.id == run_id, ModelRun.status == "running")
+            update(ModelRun)
+            .where(col(ModelRun.id) == run_id, col(ModelRun.status) == "running")
             .values(status="failed", finished_at=utcnow(), error=error[:2000], progress_text="failed")
         )
         _delete_run_rows(s, run_id)
@@ -566,7 +578,9 @@ def labels_since_last_run(*, session: Session) -> int:
     done = _latest_done(session)
     since = int((done.metrics or {}).get("max_label_id", 0)) if done is not None else 0
     n = session.exec(
-        select(func.count()).select_from(Label).where(Label.id > since, Label.kind.in_(("review", "adjudication")))  # type: ignore[attr-defined]
+        select(func.count())
+        .select_from(Label)
+        .where(col(Label.id) > since, col(Label.kind).in_(("review", "adjudication")))
     ).one()
     return int(n)
 

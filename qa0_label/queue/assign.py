@@ -28,7 +28,7 @@ from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exist
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.config import Settings
 from qa0_label.learning import strategies as strat
@@ -46,6 +46,7 @@ from qa0_label.store.models import (
     Score,
     ScoreRank,
     Skip,
+    table_of,
     utcnow,
 )
 
@@ -138,25 +139,25 @@ def _not_leased(eb_col: Any) -> Any:
 
 
 def _not_skipped(eb_col: Any) -> Any:
-    return ~exists().where(Skip.eb_id == eb_col, Skip.labeler_id == _ME)
+    return ~exists().where(Skip.eb_id == eb_col, col(Skip.labeler_id) == _ME)
 
 
 def _not_mine(eb_col: Any) -> Any:
-    return ~exists().where(Label.eb_id == eb_col, Label.labeler_id == _ME)
+    return ~exists().where(Label.eb_id == eb_col, col(Label.labeler_id) == _ME)
 
 
 _FROM = bindparam("from_rank", type_=Integer())
 
 
 def _queue_stmt(cold: bool) -> Any:
-    run_cond = ScoreRank.run_id.is_(None) if cold else ScoreRank.run_id == _RUN  # type: ignore[union-attr]
+    run_cond = col(ScoreRank.run_id).is_(None) if cold else col(ScoreRank.run_id) == _RUN
     if not cold:  # a model run's queue never changes: start past the ranks known to be labelled (_queue_head)
-        run_cond = and_(run_cond, ScoreRank.rank >= _FROM)
+        run_cond = and_(run_cond, col(ScoreRank.rank) >= _FROM)
     return (
-        sa_select(ScoreRank.eb_id)
-        .where(run_cond, ScoreRank.strategy == _QUEUE)
+        sa_select(col(ScoreRank.eb_id))
+        .where(run_cond, col(ScoreRank.strategy) == _QUEUE)
         .where(_not_labelled(ScoreRank.eb_id), _not_leased(ScoreRank.eb_id), _not_skipped(ScoreRank.eb_id))
-        .order_by(ScoreRank.rank)
+        .order_by(col(ScoreRank.rank))
         .limit(CANDIDATES)
     )
 
@@ -166,8 +167,8 @@ _Q_QUEUE_COLD = _queue_stmt(cold=True)
 
 # Only when a strategy's stored queue ran dry before the next retrain: a scan of this run's scores.
 _Q_SCORES = (
-    sa_select(Score.eb_id)
-    .where(Score.run_id == _RUN)
+    sa_select(col(Score.eb_id))
+    .where(col(Score.run_id) == _RUN)
     .where(_not_labelled(Score.eb_id), _not_leased(Score.eb_id), _not_skipped(Score.eb_id))
     .order_by(Score.uncertainty.desc())  # type: ignore[attr-defined]
     .limit(CANDIDATES)
@@ -183,10 +184,10 @@ _Q_ID_RANGE = sa_select(
 def _random_stmt(after: bool) -> Any:
     cond = ExecutionBlock.id >= _START if after else ExecutionBlock.id < _START
     return (
-        sa_select(ExecutionBlock.id)
+        sa_select(col(ExecutionBlock.id))
         .where(cond)
         .where(_not_labelled(ExecutionBlock.id), _not_leased(ExecutionBlock.id), _not_skipped(ExecutionBlock.id))
-        .order_by(ExecutionBlock.id)
+        .order_by(col(ExecutionBlock.id))
         .limit(CANDIDATES)
     )
 
@@ -198,17 +199,17 @@ OVERLAP_WINDOW = 20_000
 
 
 def _overlap_stmt() -> Any:
-    aod = sa_select(Labeler.id).where(Labeler.role == "aod", Labeler.name != "archive")
+    aod = sa_select(col(Labeler.id)).where(col(Labeler.role) == "aod", col(Labeler.name) != "archive")
     newest = sa_select(func.max(Label.id)).scalar_subquery()
     reviews = (
-        sa_select(Label.eb_id)
+        sa_select(col(Label.eb_id))
         .where(
             Label.id > newest - OVERLAP_WINDOW,
-            Label.kind == "review",
+            col(Label.kind) == "review",
             Label.value.is_not(None),  # type: ignore[union-attr]
             Label.labeler_id.in_(aod),  # type: ignore[attr-defined]
         )
-        .group_by(Label.eb_id)
+        .group_by(col(Label.eb_id))
         # One labeler only (min = max), and not me.
         .having(func.min(Label.labeler_id) == func.max(Label.labeler_id), func.min(Label.labeler_id) != _ME)
         # A random sample first, so the per-EB checks below run on a few rows, not on every candidate.
@@ -217,7 +218,7 @@ def _overlap_stmt() -> Any:
         .subquery()
     )
     # An adjudicated EB is settled: a second opinion adds nothing there.
-    settled = ~exists().where(Label.eb_id == reviews.c.eb_id, Label.kind == "adjudication")
+    settled = ~exists().where(col(Label.eb_id) == reviews.c.eb_id, col(Label.kind) == "adjudication")
     return (
         sa_select(reviews.c.eb_id)
         .where(settled, _not_leased(reviews.c.eb_id), _not_skipped(reviews.c.eb_id), _not_mine(reviews.c.eb_id))
@@ -229,7 +230,7 @@ _Q_OVERLAP = _overlap_stmt()
 """EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
 
 _Q_GOLD = (
-    sa_select(GoldEB.eb_id)
+    sa_select(col(GoldEB.eb_id))
     .where(_not_mine(GoldEB.eb_id), _not_leased(GoldEB.eb_id), _not_skipped(GoldEB.eb_id))
     .order_by(func.random())
     .limit(CANDIDATES)
@@ -242,7 +243,7 @@ def _ids(s: Session, stmt: Any, **params: Any) -> list[int]:
 
 _Q_HEAD = (
     sa_select(func.min(ScoreRank.rank))
-    .where(ScoreRank.run_id == _RUN, ScoreRank.strategy == _QUEUE, ScoreRank.rank >= _FROM)
+    .where(col(ScoreRank.run_id) == _RUN, col(ScoreRank.strategy) == _QUEUE, col(ScoreRank.rank) >= _FROM)
     .where(_not_labelled(ScoreRank.eb_id))
 )
 HEAD_REFRESH_S = 5.0
@@ -313,30 +314,33 @@ class ServingRun:
     """When it finished: with the database URL it names the run even if a database is recreated under one URL."""
 
 
+_RUNS = table_of(ModelRun).c
 _Q_RUN = (
-    sa_select(ModelRun.id, ModelRun.version, ModelRun.finished_at)
-    .where(ModelRun.status == "done")
-    .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
+    sa_select(_RUNS.id, _RUNS.version, _RUNS.finished_at)
+    .where(_RUNS.status == "done")
+    .order_by(_RUNS.version.desc())
     .limit(1)
 )
-_Q_RUN_METRICS = sa_select(ModelRun.metrics).where(ModelRun.id == _RUN)
+_Q_RUN_METRICS = sa_select(col(ModelRun.metrics)).where(col(ModelRun.id) == _RUN)
 _Q_DONE_COUNT = sa_select(
-    sa_select(func.count()).select_from(Label).where(Label.labeler_id == _ME).scalar_subquery()
-    + sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == _ME).scalar_subquery()
+    sa_select(func.count()).select_from(Label).where(col(Label.labeler_id) == _ME).scalar_subquery()
+    + sa_select(func.count()).select_from(Skip).where(col(Skip.labeler_id) == _ME).scalar_subquery()
 )
-_D_MY_LEASES = delete(Lease).where(Lease.labeler_id == _ME)
+_D_MY_LEASES = delete(Lease).where(col(Lease.labeler_id) == _ME)
 _Q_RESULT = (
-    sa_select(ExecutionBlock.uid, Score.p_pass, Score.p_semipass, Score.p_fail, Score.uncertainty)
+    sa_select(
+        col(ExecutionBlock.uid), col(Score.p_pass), col(Score.p_semipass), col(Score.p_fail), col(Score.uncertainty)
+    )
     .select_from(
-        ExecutionBlock.__table__.outerjoin(  # type: ignore[attr-defined]
-            Score.__table__,
-            and_(Score.eb_id == ExecutionBlock.id, Score.run_id == _RUN),  # type: ignore[attr-defined]
+        table_of(ExecutionBlock).outerjoin(
+            table_of(Score),
+            and_(col(Score.eb_id) == col(ExecutionBlock.id), col(Score.run_id) == _RUN),
         )
     )
-    .where(ExecutionBlock.id == bindparam("eb", type_=Integer()))
+    .where(col(ExecutionBlock.id) == bindparam("eb", type_=Integer()))
 )
 _Q_MAX_ID = sa_select(func.max(ExecutionBlock.id))
-_Q_META = sa_select(Meta.value).where(Meta.key == COLD_START_META)
+_Q_META = sa_select(col(Meta.value)).where(col(Meta.key) == COLD_START_META)
 
 
 _run_classes: dict[tuple[str, int, str], bool] = {}
@@ -361,12 +365,12 @@ _Q_START = (
     # Everything a pick needs to know before it looks for candidates, in one statement instead of five: a pick
     # is CPU-bound (8 AoDs on 2 cores queue behind each other) and on PostgreSQL each statement is a round trip.
     sa_select(
-        Labeler.id,
+        col(Labeler.id),
         # done_count: the n of this AoD's n-th pick.
-        sa_select(func.count()).select_from(Label).where(Label.labeler_id == Labeler.id).scalar_subquery()
-        + sa_select(func.count()).select_from(Skip).where(Skip.labeler_id == Labeler.id).scalar_subquery(),
+        sa_select(func.count()).select_from(Label).where(col(Label.labeler_id) == col(Labeler.id)).scalar_subquery()
+        + sa_select(func.count()).select_from(Skip).where(col(Skip.labeler_id) == col(Labeler.id)).scalar_subquery(),
         # Any lease at all (finished or expired too): only then is there something to let go of.
-        exists().where(Lease.labeler_id == Labeler.id),
+        exists().where(col(Lease.labeler_id) == col(Labeler.id)),
         _HELD_LEASE.c.eb_id,
         _HELD_LEASE.c.reason,
         _HELD_LEASE.c.expires_at,
@@ -380,7 +384,7 @@ _Q_START = (
         still_held(_HELD_LEASE, Labeler.id),
     )
     .outerjoin(_NEWEST_RUN, true())
-    .where(Labeler.name == bindparam("name", type_=String()))
+    .where(col(Labeler.name) == bindparam("name", type_=String()))
     .order_by(_HELD_LEASE.c.created_at.desc())  # the newest held lease (lookahead stamps its reservation older)
     .limit(1)
 )
@@ -413,9 +417,9 @@ def _serving_run(conn: Any, run_id: int, version: int, finished: Any) -> Serving
 SECOND_OPINIONS = ("overlap", "gold")
 """Picks that hand out EBs other labelers already labelled, by design."""
 _Q_LABELLED = (
-    sa_select(Label.id)
+    sa_select(col(Label.id))
     .where(
-        Label.eb_id == bindparam("eb", type_=Integer()),
+        col(Label.eb_id) == bindparam("eb", type_=Integer()),
         Label.value.is_not(None),  # type: ignore[union-attr]
     )
     .limit(1)
@@ -455,7 +459,7 @@ def _took(result: Any) -> bool:
     return inserted_key(result) is not None
 
 
-_D_EXPIRED = delete(Lease).where(Lease.eb_id == bindparam("eb", type_=Integer()), Lease.expires_at <= _NOW)
+_D_EXPIRED = delete(Lease).where(col(Lease.eb_id) == bindparam("eb", type_=Integer()), col(Lease.expires_at) <= _NOW)
 
 
 def try_lease(s: Session, eb_id: int, me: int, reason: str, now: datetime, minutes: float) -> datetime | None:
@@ -526,15 +530,16 @@ def _result(
 # --- cold start --------------------------------------------------------------------------------
 
 
+_EBS = table_of(ExecutionBlock).c
+
+
 def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, seed: int = 0) -> int:
     """Precompute the cold-start queue: k-means++ diversity over unlabelled EBs, band x source strata taken in turn."""
     from qa0_label.learning.features import build_features
 
     with session_scope(engine) as s:
         max_id = s.exec(select(func.max(ExecutionBlock.id))).one()
-        meta = s.exec(
-            select(ExecutionBlock.id, ExecutionBlock.band, ExecutionBlock.source).order_by(ExecutionBlock.id)
-        ).all()
+        meta = s.connection().execute(sa_select(_EBS.id, _EBS.band, _EBS.source).order_by(_EBS.id)).all()
         labelled = {int(r) for r in s.exec(select(Label.eb_id).where(Label.value.is_not(None)).distinct()).all()}  # type: ignore[union-attr]
         X = build_features(session=s) if meta else None
     rows: list[tuple[Any, ...]] = []
@@ -555,8 +560,8 @@ def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, s
                 conn.execute(Meta.__table__.insert(), {"key": COLD_START_META, "value": "0"})  # type: ignore[attr-defined]
         except IntegrityError:
             pass
-        conn.execute(sa_select(Meta.key).where(Meta.key == COLD_START_META).with_for_update()).all()
-        s.exec(delete(ScoreRank).where(ScoreRank.run_id.is_(None), ScoreRank.strategy == strat.COLD_START))  # type: ignore[call-overload, union-attr]
+        conn.execute(sa_select(col(Meta.key)).where(col(Meta.key) == COLD_START_META).with_for_update()).all()
+        s.exec(delete(ScoreRank).where(col(ScoreRank.run_id).is_(None), col(ScoreRank.strategy) == strat.COLD_START))
         bulk_insert(conn, "score_rank", ["run_id", "strategy", "rank", "eb_id"], rows)
         conn.execute(Meta.__table__.update().where(Meta.key == COLD_START_META), {"value": str(max_id or 0)})  # type: ignore[attr-defined]
     return len(rows)
@@ -629,7 +634,7 @@ def peek_next(*, engine: Engine, labeler: str, strategy: str | None = None, k: i
         return plan[0][1]()[: max(int(k), 0)]
 
 
-Q_LABELER_ID = sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String()))
+Q_LABELER_ID = sa_select(table_of(Labeler).c.id).where(table_of(Labeler).c.name == bindparam("name", type_=String()))
 
 
 _warm_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -690,7 +695,7 @@ def next_for(*, engine: Engine, labeler: str, strategy: str | None = None, setti
         build_cold_start_queue(engine=engine)
         result = retry_locked(lambda: _pick(engine, labeler, strategy, settings, fallback=True))
     assert result is not _REBUILD
-    return result  # type: ignore[return-value]
+    return result
 
 
 def _pick(engine: Engine, labeler: str, strategy: str, settings: Settings, *, fallback: bool) -> Any:

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import ColumnElement, Subquery, and_, case, distinct, func, or_
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.access.visibility import LabelScope, visible_labels
 from qa0_label.store.labels import current_labels_select
-from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, Label, Labeler
+from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, Label, Labeler, table_of
 
 LABEL_STATES: tuple[str, ...] = ("any", "unlabelled", "labelled", "disputed", "adjudicated")
 """Label-state filter values: disputed = current labels disagree; adjudicated = a lead decided."""
@@ -49,7 +49,7 @@ class BrowseFilter:
 def filter_options(*, session: Session) -> dict[str, Any]:
     """Choices for the browse filters: sources, bands, first and last observation date."""
     conn = session.connection()
-    eb = ExecutionBlock
+    eb = table_of(ExecutionBlock).c
     sources = [r[0] for r in conn.execute(sa_select(eb.source).distinct().order_by(eb.source))]
     bands = [int(r[0]) for r in conn.execute(sa_select(eb.band).distinct().order_by(eb.band))]
     lo, hi = conn.execute(sa_select(func.min(eb.start_time), func.max(eb.start_time))).one()
@@ -212,9 +212,9 @@ def eb_labels(*, session: Session, eb_id: int, scope: LabelScope) -> tuple[pd.Da
             Label.seconds_on_eb,
             Label.created_at,
         )
-        .join(Labeler, Labeler.id == Label.labeler_id)
-        .where(Label.eb_id == int(eb_id))
-        .order_by(Label.id)
+        .join(Labeler, col(Labeler.id) == col(Label.labeler_id))
+        .where(col(Label.eb_id) == int(eb_id))
+        .order_by(col(Label.id))
     )
     rows = conn.execute(stmt).fetchall()
     columns = ["event_id", "eb_id", "labeler_id", "labeler", "role", "kind", "value", "comment", "reason"]

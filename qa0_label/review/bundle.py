@@ -9,6 +9,7 @@ No Streamlit here: the page only looks bundles up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import threading
@@ -226,12 +227,15 @@ class BundleCache:
             if self._processes:
                 future = pool.submit(_build_in_worker, url, int(eb_id))
             else:
-                future = pool.submit(lambda k=key: build_bundle(engine=self._engine_for(k[0]), eb_id=k[1]))
+                future = pool.submit(self._build_here, key)
             with self._lock:
                 self._pending[key] = future
-            future.add_done_callback(lambda f, k=key: self._done(k, f))
+            future.add_done_callback(functools.partial(self._done, key))
             queued += 1
         return queued
+
+    def _build_here(self, key: tuple[str, int]) -> ReviewBundle:
+        return build_bundle(engine=self._engine_for(key[0]), eb_id=key[1])
 
     def _done(self, key: tuple[str, int], future: Future[ReviewBundle]) -> None:
         with self._lock:

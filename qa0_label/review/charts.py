@@ -86,6 +86,10 @@ KRIPPENDORFF_RELIABLE = 0.8
 # --- shared helpers ----------------------------------------------------------------------------------
 
 
+StreamlitChart = alt.Chart | alt.LayerChart | alt.FacetChart | alt.HConcatChart | alt.VConcatChart | alt.ConcatChart
+"""A top-level chart st.altair_chart draws (what the builders the pages pass to it return)."""
+
+
 def qa0_scale(extra: Iterable[str] = ()) -> alt.Scale:
     """Colour scale with the QA0 values first (fixed colours), then any of OTHER_COLORS asked for."""
     domain = [*LABEL_VALUES, *extra]
@@ -515,7 +519,7 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
 
 def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...]) -> alt.TopLevelMixin:
     fmt = _fmt(metric)
-    scheme = HEATMAP_SCHEMES.get(metric, "viridis")
+    scheme: Any = HEATMAP_SCHEMES.get(metric, "viridis")  # a Vega scheme name (altair types them as a Literal)
     if reach is not None:
         scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
     else:
@@ -630,7 +634,7 @@ def context_parts(df: pd.DataFrame | None) -> ChartParts | None:
     d["value_text"] = [txt(v, f) for v, f in zip(cols["value"], fl)]
     d["n"] = pd.to_numeric(d["n"], errors="coerce").astype(float)
     d["where"] = d["where"].astype(object).where(d["where"].notna(), "") if "where" in d else ""
-    cols = [
+    out_cols = [
         "kind",
         "metric",
         "title",
@@ -649,7 +653,7 @@ def context_parts(df: pd.DataFrame | None) -> ChartParts | None:
         "value_text",
         "where",
     ]
-    return ChartParts("context", (), d[cols], CONTEXT_TITLE)
+    return ChartParts("context", (), d[out_cols], CONTEXT_TITLE)
 
 
 def _context_template() -> alt.TopLevelMixin:
@@ -769,7 +773,7 @@ def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     ).properties(title=title, height=260)
 
 
-def _matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: str, col_title: str) -> alt.LayerChart:
+def _matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: str, col_title: str) -> StreamlitChart:
     d = d[[row, col, "count"]].copy()
     d["count"] = pd.to_numeric(d["count"], errors="coerce").fillna(0.0)
     d[row] = d[row].astype(str)
@@ -926,7 +930,7 @@ def uncertainty_histogram(df: pd.DataFrame, *, bins: int = 25) -> alt.TopLevelMi
 # --- agreement page ----------------------------------------------------------------------------------
 
 
-def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
+def kappa_heatmap(df: pd.DataFrame) -> StreamlitChart:
     """Cohen's kappa for every pair of labelers (both halves of the matrix), with the pair's item count.
 
     DF: a, b (labeler names), kappa, n (EBs both labelled).
@@ -963,7 +967,7 @@ def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     ).properties(title=title, height=max(160, 28 * len(names)), width=max(160, 28 * len(names)))
 
 
-def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def alpha_trend_chart(df: pd.DataFrame) -> StreamlitChart:
     """Krippendorff's alpha per week (nominal and ordinal lines), a confidence band, and the 0.667 / 0.8 marks.
 
     DF: week (date, or any sortable label), alpha_nominal, alpha_ordinal; optional low, high (the interval of
@@ -1038,7 +1042,7 @@ def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
 _SHARE_COLUMNS = {"share_pass": "Pass", "share_semipass": "SemiPass", "share_fail": "Fail"}
 
 
-def per_labeler_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def per_labeler_chart(df: pd.DataFrame) -> StreamlitChart:
     """Each AoD's share of Pass / SemiPass / Fail as a 100 % stacked bar, so a lenient or strict AoD shows.
 
     DF: labeler, share_pass, share_semipass, share_fail (fractions); any other columns (n_labels, kappa vs
@@ -1095,7 +1099,7 @@ _PAIR_LONG_NAMES: tuple[tuple[str, str], ...] = (
 )
 
 
-def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: str = "AoD B") -> alt.TopLevelMixin:
+def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: str = "AoD B") -> StreamlitChart:
     """How two AoDs' labels cross on the EBs both labelled, as a QA0 x QA0 matrix.
 
     DF is either a square frame (index = A's values, columns = B's values, cells = counts, e.g. from

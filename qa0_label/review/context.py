@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, func, literal_column, text
+from sqlalchemy import BigInteger, Select, cast, func, literal, literal_column, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
@@ -49,6 +49,11 @@ CONTEXT_GROUPS: tuple[str, ...] = ("this EB", "Pass", "SemiPass", "Fail")
 CONTEXT_CAP_PER_CLASS = 2000
 
 
+# 64-bit on every backend: the product overflows PostgreSQL's INTEGER.
+_HASH_MUL = literal(2654435761, BigInteger)
+_HASH_MOD = literal(4294967296, BigInteger)
+
+
 def _sampled_consensus(band: int | None, cap: int) -> Select[Any]:
     """(grp, EB columns of _CONTEXT_SELECT) of up to CAP consensus-labelled EBs per class, optionally of one band.
 
@@ -57,7 +62,7 @@ def _sampled_consensus(band: int | None, cap: int) -> Select[Any]:
     """
     cons = labels.consensus_select(ExecutionBlock.band == band if band is not None else None).subquery("cons")  # type: ignore[arg-type]
     k = func.row_number().over(
-        partition_by=cons.c.value, order_by=((cons.c.eb_id * 2654435761) % 4294967296, cons.c.eb_id)
+        partition_by=cons.c.value, order_by=((cast(cons.c.eb_id, BigInteger) * _HASH_MUL) % _HASH_MOD, cons.c.eb_id)
     )
     sampled = sa_select(cons.c.eb_id, cons.c.value, k.label("k")).subquery("s")
     e = ExecutionBlock.__table__.alias("e")  # type: ignore[attr-defined]

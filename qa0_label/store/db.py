@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, event, inspect, text
+from sqlalchemy import ClauseElement, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session, SQLModel, create_engine
 
 from qa0_label.config import database_url
@@ -235,7 +236,8 @@ def inserted_key(result: CursorResult[Any]) -> Any | None:
     """The primary key an insert_unless_taken() statement wrote, or None when the key was taken."""
     if result.returns_rows:
         return result.scalar()
-    return result.inserted_primary_key[0] if result.rowcount == 1 else None
+    key = result.inserted_primary_key
+    return key[0] if key is not None and result.rowcount == 1 else None
 
 
 def retry_locked(fn: Callable[[], T], *, attempts: int = 5, delay_s: float = 0.05) -> T:
@@ -340,14 +342,15 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
     return len(rows)
 
 
-def bulk_rows(conn: Connection, stmt: Executable, *, batch: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
+def bulk_rows(conn: Connection, stmt: ClauseElement, *, batch: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of a Core SELECT as the driver's plain tuples, BATCH rows at a time.
 
     SQLAlchemy Row objects cost about twice the fetch at 100k+ rows and pandas probes them attribute by
     attribute; no result processing happens here (times come back as the driver returns them).
     """
     compiled = stmt.compile(dialect=conn.dialect)
-    params = compiled.construct_params()
+    assert isinstance(compiled, SQLCompiler)  # a SELECT compiles to SQL
+    params = compiled.params
     args: Any = [params[k] for k in compiled.positiontup or ()] if compiled.positional else params
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:

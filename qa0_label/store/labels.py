@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Integer, Select, String, Subquery, bindparam, case, delete, func
+from sqlalchemy import ColumnElement, CompoundSelect, Integer, Select, String, Subquery, bindparam, case, delete, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.store.db import insert_unless_taken, inserted_key
 from qa0_label.store.models import (
@@ -28,6 +28,7 @@ from qa0_label.store.models import (
     LabelerChange,
     Lease,
     Skip,
+    row_id,
     utcnow,
 )
 from qa0_label.store.uids import canonical_uid
@@ -144,7 +145,7 @@ def set_role(*, session: Session, name: str, role: str) -> Labeler:
     return labeler
 
 
-_Q_EB_BY_UID = sa_select(ExecutionBlock.id).where(ExecutionBlock.uid == bindparam("uid", type_=String()))
+_Q_EB_BY_UID = sa_select(col(ExecutionBlock.id)).where(col(ExecutionBlock.uid) == bindparam("uid", type_=String()))
 
 
 def eb_id_for_uid(*, session: Session, uid: str) -> int:
@@ -164,14 +165,16 @@ _CID = bindparam("cid", type_=String())
 _Q_LABEL_CONTEXT = sa_select(
     # One round trip for everything a label needs to know: an earlier event with this click's id, whether the
     # EB exists, and the labeler's id and role.
-    sa_select(Label.id).where(Label.client_event_id == _CID).scalar_subquery(),
-    sa_select(ExecutionBlock.id).where(ExecutionBlock.id == bindparam("eb", type_=Integer())).scalar_subquery(),
-    sa_select(Labeler.id).where(Labeler.name == bindparam("name", type_=String())).scalar_subquery(),
-    sa_select(Labeler.role).where(Labeler.name == bindparam("name", type_=String())).scalar_subquery(),
+    sa_select(col(Label.id)).where(col(Label.client_event_id) == _CID).scalar_subquery(),
+    sa_select(col(ExecutionBlock.id))
+    .where(col(ExecutionBlock.id) == bindparam("eb", type_=Integer()))
+    .scalar_subquery(),
+    sa_select(col(Labeler.id)).where(col(Labeler.name) == bindparam("name", type_=String())).scalar_subquery(),
+    sa_select(col(Labeler.role)).where(col(Labeler.name) == bindparam("name", type_=String())).scalar_subquery(),
 )
-_Q_EVENT_BY_CLIENT_ID = sa_select(Label.id).where(Label.client_event_id == _CID)
+_Q_EVENT_BY_CLIENT_ID = sa_select(col(Label.id)).where(col(Label.client_event_id) == _CID)
 _D_LEASE = delete(Lease).where(
-    Lease.eb_id == bindparam("eb", type_=Integer()), Lease.labeler_id == bindparam("me", type_=Integer())
+    col(Lease.eb_id) == bindparam("eb", type_=Integer()), col(Lease.labeler_id) == bindparam("me", type_=Integer())
 )
 
 
@@ -229,14 +232,14 @@ def record_label(
         raise bad_name
     if who_id is None:  # a new name: rare, so the ORM path that copes with a concurrent creation is fine
         who = get_or_create_labeler(session=session, name=name, system=system)
-        who_id = who.id
+        who_id = row_id(who)
     if kind == "adjudication":
         from qa0_label.access.authz import authorize  # the one lead check (access imports this module)
 
         authorize(session=session, requester=name, action="adjudicate")
         if not (reason or "").strip():
             raise LabelError("an adjudication needs a reason")
-    row = {
+    row: dict[str, Any] = {
         "eb_id": int(eb_id),
         "labeler_id": int(who_id),
         "value": value,
@@ -252,8 +255,8 @@ def record_label(
     if new_id is None:
         # The same click arrived twice at once: the first insert won, hand back that one.
         first = conn.execute(_Q_EVENT_BY_CLIENT_ID, {"cid": row["client_event_id"]}).scalar_one()
-        return session.get_one(Label, int(first))
-    release_lease(session=session, eb_id=int(eb_id), labeler_id=int(who_id))
+        return session.get_one(Label, first)
+    release_lease(session=session, eb_id=int(eb_id), labeler_id=row["labeler_id"])
     # A detached copy of the stored row: callers read its fields (id, value, kind ...), nothing is lazy-loaded.
     return Label(id=int(new_id), **row)
 
@@ -273,7 +276,9 @@ def undo_last(
             return existing
     # Undo walks back through this labeler's review events that are still in force.
     events = session.exec(
-        select(Label).where(Label.labeler_id == who.id, Label.kind.in_(("review", "undo"))).order_by(Label.id.desc())
+        select(Label)
+        .where(Label.labeler_id == who.id, col(Label.kind).in_(("review", "undo")))
+        .order_by(col(Label.id).desc())
     ).all()
     reverted = {e.reverts_id for e in events if e.kind == "undo"}
     target = next((e for e in events if e.kind == "review" and e.id not in reverted), None)
@@ -283,13 +288,13 @@ def undo_last(
         (
             e
             for e in events
-            if e.eb_id == target.eb_id and e.id < target.id and e.kind == "review" and e.id not in reverted
+            if e.eb_id == target.eb_id and row_id(e) < row_id(target) and e.kind == "review" and e.id not in reverted
         ),
         None,
     )
     event = Label(
         eb_id=target.eb_id,
-        labeler_id=who.id,
+        labeler_id=row_id(who),
         value=previous.value if previous else None,
         kind="undo",
         reverts_id=target.id,
@@ -324,8 +329,8 @@ def record_skip(*, session: Session, eb_id: int, labeler: str) -> None:
     who = get_or_create_labeler(session=session, name=labeler)
     exists = session.exec(select(Skip.id).where(Skip.eb_id == eb_id, Skip.labeler_id == who.id)).first()
     if exists is None:
-        session.add(Skip(eb_id=eb_id, labeler_id=who.id))
-    release_lease(session=session, eb_id=eb_id, labeler_id=who.id)
+        session.add(Skip(eb_id=eb_id, labeler_id=row_id(who)))
+    release_lease(session=session, eb_id=eb_id, labeler_id=row_id(who))
     session.flush()
 
 
@@ -353,15 +358,15 @@ def current_label_ids(eb_where: ColumnElement[bool] | None = None) -> Subquery:
     stmt = sa_select(func.max(Label.id).label("id")).where(Label.kind.in_(CURRENT_KINDS))  # type: ignore[attr-defined]
     if eb_where is not None:
         stmt = stmt.join(ExecutionBlock, ExecutionBlock.id == Label.eb_id).where(eb_where)  # type: ignore[arg-type]
-    return stmt.group_by(Label.eb_id, Label.labeler_id).subquery("newest")
+    return stmt.group_by(col(Label.eb_id), col(Label.labeler_id)).subquery("newest")
 
 
 def newest_adjudication_ids(eb_where: ColumnElement[bool] | None = None) -> Subquery:
     """Ids of the newest adjudication event per EB, as subquery `newest_adj(id)`."""
-    stmt = sa_select(func.max(Label.id).label("id")).where(Label.kind == "adjudication")
+    stmt = sa_select(func.max(col(Label.id)).label("id")).where(col(Label.kind) == "adjudication")
     if eb_where is not None:
         stmt = stmt.join(ExecutionBlock, ExecutionBlock.id == Label.eb_id).where(eb_where)  # type: ignore[arg-type]
-    return stmt.group_by(Label.eb_id).subquery("newest_adj")
+    return stmt.group_by(col(Label.eb_id)).subquery("newest_adj")
 
 
 def current_labels_select(*columns: Any, eb_where: ColumnElement[bool] | None = None) -> Select[Any]:
@@ -391,10 +396,10 @@ _CURRENT_COLUMNS = (
 
 def current_labels(session: Session, *, include_archive: bool = True) -> pd.DataFrame:
     """Each labeler's current label per EB: the newest review/undo event, when it carries a value."""
-    stmt = current_labels_select(*_CURRENT_COLUMNS).join(Labeler, Labeler.id == Label.labeler_id)
+    stmt = current_labels_select(*_CURRENT_COLUMNS).join(Labeler, col(Labeler.id) == col(Label.labeler_id))
     if not include_archive:
-        stmt = stmt.where(Labeler.name != ARCHIVE_LABELER)
-    rows = session.connection().execute(stmt.order_by(Label.id)).fetchall()
+        stmt = stmt.where(col(Labeler.name) != ARCHIVE_LABELER)
+    rows = session.connection().execute(stmt.order_by(col(Label.id))).fetchall()
     cols = ["eb_id", "labeler_id", "labeler", "role", "value", "comment", "seconds_on_eb", "created_at", "event_id"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -405,9 +410,9 @@ def adjudications(session: Session) -> pd.DataFrame:
         Label.eb_id,
         Label.value,
         Label.reason,
-        Labeler.name.label("labeler"),
-        Label.created_at,  # type: ignore[attr-defined]
-    ).join(Labeler, Labeler.id == Label.labeler_id)
+        col(Labeler.name).label("labeler"),
+        Label.created_at,
+    ).join(Labeler, col(Labeler.id) == col(Label.labeler_id))
     rows = session.connection().execute(stmt).fetchall()
     return pd.DataFrame(rows, columns=["eb_id", "value", "reason", "labeler", "created_at"])
 
@@ -481,7 +486,7 @@ def consensus_of(session: Session, eb_ids: Iterable[int]) -> dict[int, str]:
     return dict(zip(cons["eb_id"].astype(int), cons["value"]))
 
 
-def consensus_select(eb_where: ColumnElement[bool] | None = None) -> Select[Any]:
+def consensus_select(eb_where: ColumnElement[bool] | None = None) -> CompoundSelect[Any]:
     """The consensus rule in SQL, SELECT eb_id, value: for pages that must not pull every label into Python.
 
     The same rule as consensus_from_frames (tests check they agree): the newest adjudication wins; else the
@@ -490,7 +495,7 @@ def consensus_select(eb_where: ColumnElement[bool] | None = None) -> Select[Any]
     votes = (
         current_labels_select(Label.eb_id, Label.value, func.count().label("n"), eb_where=eb_where)
         .where(Label.value.in_(CAUTION_ORDER))  # type: ignore[union-attr]
-        .group_by(Label.eb_id, Label.value)
+        .group_by(col(Label.eb_id), col(Label.value))
         .subquery("votes")
     )
     caution = case({v: i for i, v in enumerate(CAUTION_ORDER)}, value=votes.c.value)

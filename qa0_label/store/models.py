@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
-from sqlalchemy import DDL, JSON, Column, Index, Text, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, Column, Index, Table, Text, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 LABEL_VALUES: tuple[str, ...] = ("Pass", "SemiPass", "Fail")
@@ -29,6 +29,19 @@ SCHEMA_VERSION = 4
 def utcnow() -> datetime:
     """Current time, timezone-aware in UTC (the database stores every time in UTC)."""
     return datetime.now(timezone.utc)
+
+
+def row_id(row: SQLModel) -> int:
+    """The primary key of a stored row (SQLModel types `id` Optional: it is None only before the first flush)."""
+    value = getattr(row, "id")
+    if value is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: it was never flushed")
+    return int(value)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy Table of a table model: for Core statements (SQLModel does not declare __table__ for type checkers)."""
+    return cast(Table, getattr(model, "__table__"))
 
 
 class Meta(SQLModel, table=True):
@@ -317,8 +330,8 @@ END $$""",
 )
 
 for _sql in SQLITE_DETAIL_TRIGGERS:
-    event.listen(EBDetailFeatures.__table__, "after_create", DDL(_sql).execute_if(dialect="sqlite"))
+    event.listen(table_of(EBDetailFeatures), "after_create", DDL(_sql).execute_if(dialect="sqlite"))
 for _sql in POSTGRES_DETAIL_TRIGGERS:
     event.listen(
-        EBDetailFeatures.__table__, "after_create", DDL(_sql.replace("%", "%%")).execute_if(dialect="postgresql")
+        table_of(EBDetailFeatures), "after_create", DDL(_sql.replace("%", "%%")).execute_if(dialect="postgresql")
     )

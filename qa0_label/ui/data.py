@@ -203,7 +203,7 @@ def browse_section(ctx: w.PageContext) -> None:
     last: date | None = opts["last"]
     span = c3.date_input(
         "Observed between",
-        value=(first, last) if first and last else (),
+        value=[first, last] if first and last else [],
         min_value=first,
         max_value=last,
         key="qa0-f-dates",
