@@ -2,16 +2,33 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Every package of the app, the tests and the linters at the version CI tested (hashes checked on install).
+LOCK := requirements.lock
 
-.PHONY: setup run test test-fast browser bench bench-big clean
+.PHONY: setup run test test-fast lint lock browser bench bench-big clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Regenerate the lock after a change to the dependencies in pyproject.toml (keep requirements.txt in step):
+# the newest versions that satisfy them, for Python 3.11 on Linux, with hashes.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra dev --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --generate-hashes --quiet --output-file $(LOCK)
+	rm -f $(VENV)/.installed
+
+# Lint, format and type checks (CI runs them before the tests).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The first start seeds db/qa0.sqlite with simulated demo EBs and labels (takes a few seconds, once).
 run: setup
