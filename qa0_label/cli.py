@@ -383,6 +383,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             retrain=not args.no_retrain,
             seed=args.seed,
             progress=_progress_printer(args.json),
+            cli_main=main,
         )
     else:
         raise UserError(f"unknown benchmark {args.what!r}")

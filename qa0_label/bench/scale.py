@@ -284,11 +284,14 @@ def _library_worker(
     )
 
 
+CliMain = Callable[[list[str]], int]
+"""The CLI's entry point (qa0_label.cli.main), handed in by the CLI: this module does not import the CLI."""
+
+
 def _cli_worker(
-    url: str, who: str, iterations: int, seed: int, start_at: float, think_ms: float = 0.0
+    cli_main: CliMain, url: str, who: str, iterations: int, seed: int, start_at: float, think_ms: float = 0.0
 ) -> dict[str, Any]:
     """A process driving the CLI's command functions (`next --json`, `label`) in-process."""
-    from qa0_label import cli
     from qa0_label.queue import assign  # noqa: F401 - imported before the clock starts, as in a warm CLI
     from qa0_label.store.db import get_engine
 
@@ -299,7 +302,7 @@ def _cli_worker(
     def run(argv: list[str]) -> str:
         buf, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-            code = cli.main(["--db", url, *argv])
+            code = cli_main(["--db", url, *argv])
         if code != 0:
             raise RuntimeError(f"exit {code}: {err.getvalue().strip()}")
         return buf.getvalue()
@@ -356,9 +359,17 @@ def _check_holds(results: list[dict[str, Any]]) -> int:
 
 
 def writers_phase(
-    *, engine: Engine, url: str, writers: int, iterations: int, mode: str, seed: int, think_ms: float = 0.0
+    *,
+    engine: Engine,
+    url: str,
+    writers: int,
+    iterations: int,
+    mode: str,
+    seed: int,
+    think_ms: float = 0.0,
+    cli_main: CliMain | None = None,
 ) -> dict[str, Any]:
-    """W concurrent AoDs (threads via the library, or processes via the CLI functions) doing next + label."""
+    """W concurrent AoDs (threads via the library, or processes via CLI_MAIN, the CLI) doing next + label."""
     tag = f"{mode}-{seed}-{uuid.uuid4().hex[:6]}"  # fresh AoDs each run: counts below are theirs only
     names = [f"scale-{tag}-{i}" for i in range(writers)]
     before = _count(engine, "SELECT COUNT(*) FROM label")
@@ -376,11 +387,13 @@ def writers_phase(
         for th in threads:
             th.join()
     else:
+        if cli_main is None:
+            raise ValueError("mode 'processes' drives the CLI: pass cli_main")
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(writers) as pool:
-            results = pool.starmap(
-                _cli_worker, [(url, names[i], iterations, seed + i, start_at, think_ms) for i in range(writers)]
-            )
+            # cli_main is pickled by reference: each process imports the CLI itself.
+            args = [(cli_main, url, names[i], iterations, seed + i, start_at, think_ms) for i in range(writers)]
+            results = pool.starmap(_cli_worker, args)
     wall = time.perf_counter() - t
     after = _count(engine, "SELECT COUNT(*) FROM label")
     events = [e for r in results for e in r["events"]]
@@ -427,8 +440,12 @@ def run_scale_benchmark(
     retrain: bool = True,
     seed: int = 100,
     progress: Progress | None = None,
+    cli_main: CliMain | None = None,
 ) -> dict[str, Any]:
-    """Build or reuse a pool of POOL EBs and measure every phase; returns the figures (JSON-able)."""
+    """Build or reuse a pool of POOL EBs and measure every phase; returns the figures (JSON-able).
+
+    The concurrent phase runs threads through the library and, when CLI_MAIN is given, processes through it.
+    """
     from qa0_label.config import load_settings
     from qa0_label.store.db import get_engine
 
@@ -460,7 +477,8 @@ def run_scale_benchmark(
     out.update(detail_phase(engine=engine, samples=detail_samples, seed=seed))
     if writers > 0:
         conc = {}
-        for i, mode in enumerate(("threads", "processes")):
+        modes = ("threads", "processes") if cli_main is not None else ("threads",)
+        for i, mode in enumerate(modes):
             say(0.7 + 0.15 * i, f"{writers} concurrent AoDs ({mode})")
             conc[mode] = writers_phase(
                 engine=engine,
@@ -470,6 +488,7 @@ def run_scale_benchmark(
                 mode=mode,
                 seed=seed * 1000 + int(time.time()) % 1000 + i,
                 think_ms=think_ms,
+                cli_main=cli_main,
             )
         out["concurrent"] = conc
     out["db_mb"] = _db_mb(engine)
