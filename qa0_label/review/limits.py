@@ -1,6 +1,6 @@
 """The thresholds an AoD applies to an EB, in one place: band facts, weather and quality limits, and checks.
 
-Numbers come from /work/shared/DOMAIN.md (public ALMA documentation and grid-survey analysis code). Where a
+Numbers and their sources: docs/domain.md (public ALMA documentation and grid-survey analysis code). Where a
 value is marked approx. it is a plausible operating limit, not an observatory rule; change it here and every
 warning in the app follows.
 """
