@@ -86,8 +86,12 @@ def test_readme_links_the_docs_and_every_link_resolves() -> None:
 
 
 def test_nothing_in_the_repository_points_outside_it() -> None:
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    outside = re.compile(r"\.\./shared|/work/")
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode == 0:
+        files = listed.stdout.split()
+    else:  # not a git checkout (an unpacked archive): every file but the virtualenv's
+        files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts]
+    outside = re.compile(r"\.\./shared|/wor[k]/")  # [k]: this line must not match itself
     hits = []
     for name in files:
         path = ROOT / name
