@@ -28,8 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import func, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from qa0_label.store.models import EBDetail, ExecutionBlock, Label, Labeler, table_of
 
 DETAIL_SQL = (
     "SELECT antenna, spw, scan, freq_ghz, time_s, tsys_k, amplitude, phase_deg, bp_ripple_db, flagged "
@@ -52,9 +56,9 @@ def _pct(values: list[float]) -> dict[str, float]:
     }
 
 
-def _count(engine: Engine, sql: str) -> int:
+def _count(engine: Engine, model: type[SQLModel]) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text(sql)).scalar_one() or 0)
+        return int(conn.execute(sa_select(func.count()).select_from(table_of(model))).scalar_one() or 0)
 
 
 def _db_mb(engine: Engine) -> float | None:
@@ -98,7 +102,7 @@ def build_pool(
     """Simulate EBs up to POOL (reusing what is there); returns what was built and how long it took."""
     from qa0_label.sim.simulate import simulate
 
-    have = _count(engine, "SELECT COUNT(*) FROM execution_block")
+    have = _count(engine, ExecutionBlock)
     if have >= pool:
         return {"reused": True, "build_s": 0.0}
     n = pool - have
@@ -209,7 +213,7 @@ def detail_phase(*, engine: Engine, samples: int, seed: int) -> dict[str, Any]:
         "detail_cpu_ms": _pct(cpu),
         "detail_rows_per_eb": round(float(np.mean(rows)), 1),
         "detail_ebs": len(ids),
-        "detail_rows": _count(engine, "SELECT COUNT(*) FROM eb_detail"),
+        "detail_rows": _count(engine, EBDetail),
         "detail_plan": _detail_plan(engine, picks[0]),
     }
 
@@ -318,9 +322,8 @@ def _cli_worker(
     def _id_of(uid: str) -> int:
         if uid not in uid_to_id:
             with engine.connect() as conn:
-                uid_to_id[uid] = int(
-                    conn.execute(text("SELECT id FROM execution_block WHERE uid = :u"), {"u": uid}).scalar_one()
-                )
+                ebs = table_of(ExecutionBlock).c
+                uid_to_id[uid] = int(conn.execute(sa_select(ebs.id).where(ebs.uid == uid)).scalar_one())
         return uid_to_id[uid]
 
     def do_label(eb: int, name: str, value: str) -> int:
@@ -372,7 +375,7 @@ def writers_phase(
     """W concurrent AoDs (threads via the library, or processes via CLI_MAIN, the CLI) doing next + label."""
     tag = f"{mode}-{seed}-{uuid.uuid4().hex[:6]}"  # fresh AoDs each run: counts below are theirs only
     names = [f"scale-{tag}-{i}" for i in range(writers)]
-    before = _count(engine, "SELECT COUNT(*) FROM label")
+    before = _count(engine, Label)
     start_at = time.time() + (1.0 if mode == "threads" else 8.0)  # processes need time to import
     t = time.perf_counter()
     if mode == "threads":
@@ -395,12 +398,14 @@ def writers_phase(
             args = [(cli_main, url, names[i], iterations, seed + i, start_at, think_ms) for i in range(writers)]
             results = pool.starmap(_cli_worker, args)
     wall = time.perf_counter() - t
-    after = _count(engine, "SELECT COUNT(*) FROM label")
+    after = _count(engine, Label)
     events = [e for r in results for e in r["events"]]
     with engine.connect() as conn:
+        labels, labelers = table_of(Label), table_of(Labeler)
         stored = conn.execute(
-            text("SELECT COUNT(*) FROM label l JOIN labeler p ON p.id = l.labeler_id WHERE p.name LIKE :n"),
-            {"n": f"scale-{tag}-%"},
+            sa_select(func.count())
+            .select_from(labels.join(labelers, labelers.c.id == labels.c.labeler_id))
+            .where(labelers.c.name.like(f"scale-{tag}-%"))
         ).scalar_one()
     errors = [e for r in results for e in r["errors"]]
     return {
@@ -463,8 +468,8 @@ def run_scale_benchmark(
             engine=engine, pool=pool, details_for=details_for, aods=aods, labels=labels, seed=seed, progress=None
         )
     )
-    out["ebs"] = _count(engine, "SELECT COUNT(*) FROM execution_block")
-    out["labels"] = _count(engine, "SELECT COUNT(*) FROM label")
+    out["ebs"] = _count(engine, ExecutionBlock)
+    out["labels"] = _count(engine, Label)
     out["backend"] = engine.dialect.name
     out["cpus"] = os.cpu_count()
     out["load_before"] = round(os.getloadavg()[0], 2)
