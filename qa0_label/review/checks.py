@@ -134,7 +134,8 @@ def phase_jumps(details: pd.DataFrame, min_jump_deg: float = limits.PHASE_JUMP_D
     total, tcount = csum[:, -1:], ccount[:, -1:]
     # Split after scan position k-1: mean phase before vs after, both sides with >= 2 scans.
     before, nb = csum[:, :-1], ccount[:, :-1]
-    after, na = total - before, tcount - nb
+    after = total - before
+    na: np.ndarray = tcount - nb
     step = np.abs(np.degrees(np.angle(after * np.conj(before))))
     with np.errstate(divide="ignore", invalid="ignore"):
         # Circular standard deviation of each side: sqrt(-2 ln R), R = mean resultant length.

@@ -435,8 +435,8 @@ def light_curve(
         return pd.DataFrame(columns=list(LIGHT_CURVE_COLUMNS))
     if len(frame) > max_points > 0:
         here = int(np.flatnonzero(frame["eb_id"].to_numpy() == int(eb_id))[0])
-        start = min(max(here - max_points // 2, 0), len(frame) - max_points)
-        frame = frame.iloc[start : start + max_points].reset_index(drop=True)
+        first = min(max(here - max_points // 2, 0), len(frame) - max_points)
+        frame = frame.iloc[first : first + max_points].reset_index(drop=True)
     labels_by_eb = labels.consensus_of(session, frame["eb_id"].astype(int))
     frame["eb_id"] = frame["eb_id"].astype("int64")
     frame["uid"] = frame["uid"].astype(str)
