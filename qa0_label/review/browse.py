@@ -128,50 +128,25 @@ def browse_ebs(
     joined = eb.outerjoin(c, c.c.eb_id == eb.c.id).outerjoin(a, a.c.eb_id == eb.c.id)
     conn = session.connection()
     total = int(conn.execute(sa_select(func.count()).select_from(joined).where(*where)).scalar_one())
+    # The EB columns the browser shows come from BROWSE_COLUMNS; the label counts are computed here.
+    shown = [eb.c[name] for name in BROWSE_COLUMNS if name in eb.c]
     stmt = (
         sa_select(
-            eb.c.id,
-            eb.c.uid,
-            eb.c.source,
-            eb.c.band,
-            eb.c.array,
-            eb.c.start_time,
-            eb.c.n_antennas,
-            eb.c.pwv_mm,
-            eb.c.elevation_deg,
-            eb.c.exec_fraction,
-            n,
-            func.coalesce(c.c.n_pass, 0),
-            func.coalesce(c.c.n_semipass, 0),
-            func.coalesce(c.c.n_fail, 0),
-            case((a.c.eb_id.is_(None), 0), else_=1),
+            eb.c.id.label("eb_id"),
+            *shown,
+            n.label("n_labels"),
+            func.coalesce(c.c.n_pass, 0).label("n_pass"),
+            func.coalesce(c.c.n_semipass, 0).label("n_semi"),
+            func.coalesce(c.c.n_fail, 0).label("n_fail"),
+            case((a.c.eb_id.is_(None), 0), else_=1).label("adjudicated"),
         )
         .select_from(joined)
         .where(*where)
         .order_by(eb.c.start_time.desc(), eb.c.id.desc())
         .limit(int(limit))
     )
-    rows = conn.execute(stmt).fetchall()
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "eb_id",
-            "uid",
-            "source",
-            "band",
-            "array",
-            "start_time",
-            "n_antennas",
-            "pwv_mm",
-            "elevation_deg",
-            "exec_fraction",
-            "n_labels",
-            "n_pass",
-            "n_semi",
-            "n_fail",
-            "adjudicated",
-        ],
-    )
+    result = conn.execute(stmt)
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     frame["labels"] = [_label_summary(p, s, f) for p, s, f in zip(frame.n_pass, frame.n_semi, frame.n_fail)]
     frame["adjudicated"] = frame["adjudicated"].astype(bool)
     frame["start_time"] = pd.to_datetime(frame["start_time"], utc=True)
