@@ -27,11 +27,11 @@ from typing import Literal
 
 from sqlalchemy import delete, func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.store.db import session_scope
 from qa0_label.store.labels import LabelError, NotAllowed, find_labeler, name_key
-from qa0_label.store.models import Labeler, LeadSecret, UnlockAttempt, utcnow
+from qa0_label.store.models import Labeler, LeadSecret, UnlockAttempt, row_id, utcnow
 
 Proof = Literal["oidc", "unlock", "owner", "none"]
 
@@ -133,8 +133,8 @@ def set_passphrase(*, session: Session, name: str, passphrase: str) -> Labeler:
     salt = secrets.token_bytes(16)
     digest = _hash(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     secret = session.get(LeadSecret, labeler.id) or LeadSecret(
-        labeler_id=labeler.id, salt_hex="", hash_hex="", n=0, r=0, p=0
-    )  # type: ignore[arg-type]
+        labeler_id=row_id(labeler), salt_hex="", hash_hex="", n=0, r=0, p=0
+    )
     secret.salt_hex, secret.hash_hex = salt.hex(), digest.hex()
     secret.n, secret.r, secret.p, secret.set_at = SCRYPT_N, SCRYPT_R, SCRYPT_P, utcnow()
     session.add(secret)
@@ -187,7 +187,7 @@ def unlock(*, session: Session, name: str, passphrase: str) -> Requester:
 def record_failed_unlock(*, session: Session, name: str) -> None:
     """Count one failed unlock try for NAME (and forget tries older than a day)."""
     now = utcnow()
-    session.exec(delete(UnlockAttempt).where(UnlockAttempt.at < now - timedelta(days=1)))  # type: ignore[call-overload]
+    session.exec(delete(UnlockAttempt).where(col(UnlockAttempt.at) < now - timedelta(days=1)))
     session.add(UnlockAttempt(name_key=name_key(name)[:80], at=now, ok=False))
     session.flush()
 

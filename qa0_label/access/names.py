@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import delete, func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from qa0_label.access.authz import Requester, authorize
 from qa0_label.store.labels import SYSTEM_LABELERS, LabelError, find_labeler, normalize_name
-from qa0_label.store.models import GoldEB, Label, Labeler, LabelerChange, LeadSecret, Lease, Skip
+from qa0_label.store.models import GoldEB, Label, Labeler, LabelerChange, LeadSecret, Lease, Skip, row_id
 
 
 def _person(session: Session, name: str) -> Labeler:
@@ -33,7 +33,7 @@ def rename_labeler(*, session: Session, requester: Requester | str, old: str, ne
     n = session.exec(select(func.count()).select_from(Label).where(Label.labeler_id == person.id)).one()
     session.add(
         LabelerChange(
-            kind="rename", from_name=person.name, into_name=clean, into_id=person.id, by_name=lead.name, n_labels=n
+            kind="rename", from_name=person.name, into_name=clean, into_id=row_id(person), by_name=lead.name, n_labels=n
         )
     )
     person.name = clean
@@ -54,17 +54,17 @@ def merge_labelers(*, session: Session, requester: Requester | str, source: str,
     if src.id == dst.id:
         raise LabelError(f"{source!r} and {into!r} are the same labeler")
     n = int(session.exec(select(func.count()).select_from(Label).where(Label.labeler_id == src.id)).one() or 0)
-    session.exec(update(Label).where(Label.labeler_id == src.id).values(labeler_id=dst.id))  # type: ignore[call-overload]
+    session.exec(update(Label).where(col(Label.labeler_id) == src.id).values(labeler_id=dst.id))
     both = select(Skip.eb_id).where(Skip.labeler_id == dst.id)
-    session.exec(delete(Skip).where(Skip.labeler_id == src.id, Skip.eb_id.in_(both)))  # type: ignore[call-overload,attr-defined]
-    session.exec(update(Skip).where(Skip.labeler_id == src.id).values(labeler_id=dst.id))  # type: ignore[call-overload]
-    session.exec(delete(Lease).where(Lease.labeler_id == src.id))  # type: ignore[call-overload]
-    session.exec(update(GoldEB).where(GoldEB.set_by_id == src.id).values(set_by_id=dst.id))  # type: ignore[call-overload]
-    session.exec(delete(LeadSecret).where(LeadSecret.labeler_id == src.id))  # type: ignore[call-overload]
-    session.exec(update(LabelerChange).where(LabelerChange.into_id == src.id).values(into_id=dst.id))  # type: ignore[call-overload]
+    session.exec(delete(Skip).where(col(Skip.labeler_id) == src.id, col(Skip.eb_id).in_(both)))
+    session.exec(update(Skip).where(col(Skip.labeler_id) == src.id).values(labeler_id=dst.id))
+    session.exec(delete(Lease).where(col(Lease.labeler_id) == src.id))
+    session.exec(update(GoldEB).where(col(GoldEB.set_by_id) == src.id).values(set_by_id=dst.id))
+    session.exec(delete(LeadSecret).where(col(LeadSecret.labeler_id) == src.id))
+    session.exec(update(LabelerChange).where(col(LabelerChange.into_id) == src.id).values(into_id=dst.id))
     session.add(
         LabelerChange(
-            kind="merge", from_name=src.name, into_name=dst.name, into_id=dst.id, by_name=lead.name, n_labels=n
+            kind="merge", from_name=src.name, into_name=dst.name, into_id=row_id(dst), by_name=lead.name, n_labels=n
         )
     )
     session.flush()

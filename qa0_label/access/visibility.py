@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import ColumnElement, false, true
 from sqlalchemy import select as sa_select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from qa0_label.access.authz import Requester, may
 from qa0_label.store.labels import find_labeler
@@ -43,14 +43,14 @@ class LabelScope:
             return true()
         if self.viewer_id is None:
             return false()
-        mine = sa_select(Label.eb_id).where(Label.labeler_id == self.viewer_id, Label.kind == "review")
-        return eb_col.in_(mine)  # type: ignore[no-any-return]
+        mine = sa_select(col(Label.eb_id)).where(col(Label.labeler_id) == self.viewer_id, col(Label.kind) == "review")
+        return eb_col.in_(mine)
 
     def own_sql(self, labeler_col: Any) -> ColumnElement[bool]:
         """True for rows of the viewer's own labels (always visible to them)."""
         if self.viewer_id is None or self.see_all:
             return false()
-        return labeler_col == self.viewer_id  # type: ignore[no-any-return]
+        return labeler_col == self.viewer_id
 
 
 def label_scope(*, session: Session, requester: Requester | None) -> LabelScope:
@@ -62,7 +62,7 @@ def label_scope(*, session: Session, requester: Requester | None) -> LabelScope:
     me = find_labeler(session=session, name=requester.name)
     if me is None:
         return LabelScope(see_all=False, viewer_id=None, viewer=requester.name)
-    mine = sa_select(Label.eb_id).where(Label.labeler_id == me.id, Label.kind == "review").distinct()
+    mine = sa_select(col(Label.eb_id)).where(col(Label.labeler_id) == me.id, col(Label.kind) == "review").distinct()
     rows = session.connection().execute(mine)
     return LabelScope(see_all=False, viewer_id=int(me.id), viewer=me.name, seen=frozenset(int(r[0]) for r in rows))  # type: ignore[arg-type]
 

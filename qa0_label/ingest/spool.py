@@ -68,7 +68,7 @@ def sweep_stale_spools(base: str | Path | None = None, *, now: float | None = No
     """Remove spool folders left by a killed import: owner dead, or no owner and older than a day."""
     root = Path(base or tempfile.gettempdir())
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(root.glob(PREFIX + "*"))
     except OSError:

@@ -41,6 +41,7 @@ from qa0_label.store.models import (
     ReferenceOutcome,
     Score,
     ScoreRank,
+    row_id,
     utcnow,
 )
 

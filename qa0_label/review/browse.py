@@ -71,10 +71,10 @@ def _label_counts(scope: LabelScope) -> Subquery:
     cur = current_labels_select(
         Label.eb_id,
         func.count().label("n"),
-        func.count(distinct(Label.value)).label("n_values"),
-        *(func.sum(case((Label.value == v, 1), else_=0)).label(f"n_{v.lower()}") for v in LABEL_VALUES),
+        func.count(distinct(col(Label.value))).label("n_values"),
+        *(func.sum(case((col(Label.value) == v, 1), else_=0)).label(f"n_{v.lower()}") for v in LABEL_VALUES),
     ).where(or_(scope.may_see_others_sql(Label.eb_id), scope.own_sql(Label.labeler_id)))
-    return cur.group_by(Label.eb_id).subquery("c")
+    return cur.group_by(col(Label.eb_id)).subquery("c")
 
 
 def _eb_filter(flt: BrowseFilter) -> list[ColumnElement[bool]]:
@@ -110,8 +110,8 @@ def browse_ebs(
     scope = scope or LabelScope(see_all=True, viewer_id=None, viewer=None)
     c = _label_counts(scope)
     a = (
-        sa_select(Label.eb_id)
-        .where(Label.kind == "adjudication", scope.may_see_others_sql(Label.eb_id))
+        sa_select(col(Label.eb_id))
+        .where(col(Label.kind) == "adjudication", scope.may_see_others_sql(col(Label.eb_id)))
         .distinct()
         .subquery("a")
     )
@@ -175,17 +175,17 @@ def eb_labels(*, session: Session, eb_id: int, scope: LabelScope) -> tuple[pd.Da
     conn = session.connection()
     stmt = (
         sa_select(
-            Label.id,
-            Label.eb_id,
-            Label.labeler_id,
-            Labeler.name,
-            Labeler.role,
-            Label.kind,
-            Label.value,
-            Label.comment,
-            Label.reason,
-            Label.seconds_on_eb,
-            Label.created_at,
+            col(Label.id),
+            col(Label.eb_id),
+            col(Label.labeler_id),
+            col(Labeler.name),
+            col(Labeler.role),
+            col(Label.kind),
+            col(Label.value),
+            col(Label.comment),
+            col(Label.reason),
+            col(Label.seconds_on_eb),
+            col(Label.created_at),
         )
         .join(Labeler, col(Labeler.id) == col(Label.labeler_id))
         .where(col(Label.eb_id) == int(eb_id))

@@ -296,11 +296,12 @@ def page_setup(*, title: str) -> PageContext:
     st.html(STYLE)
     ident = current_identity()
     if ident.name and not ident.locked:
-        known = _known_name(cfg.database_url, ident.name)
+        name = ident.name
+        known = _known_name(cfg.database_url, name)
         if known is not None:
             ident = replace(ident, name=known)  # 'newaod' is the 'NewAoD' already in the roster
-        elif ident.source == "url" and st.session_state.get(K_CONFIRMED) != ident.name.casefold():
-            confirm_new_name(ident.name)
+        elif ident.source == "url" and st.session_state.get(K_CONFIRMED) != name.casefold():
+            confirm_new_name(name)
     role = _role(engine, cfg.database_url, ident) if ident.name else "aod"
     requester = requester_for(ident)
     lead_ok = False
