@@ -30,8 +30,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from qa0_label.store.db import session_scope
-from qa0_label.store.labels import LabelError, NotAllowed, find_labeler, name_key
 from qa0_label.store.models import Labeler, LeadSecret, UnlockAttempt, row_id, utcnow
+from qa0_label.store.names import LabelError, NotAllowed, find_labeler, name_key
 
 Proof = Literal["oidc", "unlock", "owner", "none"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -20,98 +19,37 @@ from qa0_label.store.db import insert_unless_taken, inserted_key
 from qa0_label.store.models import (
     ARCHIVE_LABELER,
     CAUTION_ORDER,
-    LABEL_VALUES,
     ROLES,
     ExecutionBlock,
     Label,
     Labeler,
-    LabelerChange,
     Lease,
     Skip,
     row_id,
     utcnow,
 )
+from qa0_label.store.names import (
+    SYSTEM_LABELERS as SYSTEM_LABELERS,
+)
+from qa0_label.store.names import (
+    LabelError as LabelError,
+)
+from qa0_label.store.names import (
+    NotAllowed as NotAllowed,
+)
+from qa0_label.store.names import (
+    find_labeler as find_labeler,
+)
+from qa0_label.store.names import (
+    name_key as name_key,
+)
+from qa0_label.store.names import (
+    normalize_name as normalize_name,
+)
+from qa0_label.store.names import (
+    normalize_value as normalize_value,
+)
 from qa0_label.store.uids import canonical_uid
-
-
-class LabelError(ValueError):
-    """A label request that cannot be honoured (bad value, unknown EB, ...)."""
-
-
-class NotAllowed(PermissionError):
-    """The labeler's role does not allow this action."""
-
-
-_VALUE_LOOKUP = {v.lower(): v for v in LABEL_VALUES}
-
-
-def normalize_value(value: str) -> str:
-    """Return the canonical QA0 value for a case-insensitive input such as 'semipass'."""
-    canonical = _VALUE_LOOKUP.get(str(value).strip().lower().replace("-", "").replace(" ", ""))
-    if canonical is None:
-        raise LabelError(f"unknown QA0 value {value!r}; expected one of {', '.join(LABEL_VALUES)}")
-    return canonical
-
-
-SYSTEM_LABELERS: tuple[str, ...] = ("archive", "model")
-"""Names the system itself writes labels under (the importer's 'archive', the model); no person may use them."""
-
-# Unicode categories a name must not contain: controls (ANSI escapes, NUL), format characters (zero-width
-# spaces and joiners, bidi overrides and isolates, soft hyphen), surrogates, private use, unassigned.
-_BAD_CATEGORIES = {
-    "Cc": "a control character",
-    "Cf": "an invisible or bidi formatting character",
-    "Cs": "a surrogate",
-    "Co": "a private-use character",
-    "Cn": "an unassigned character",
-}
-
-
-def name_key(name: str) -> str:
-    """The form two names are compared in: normalised, then case-folded ('NewAoD' and 'newaod' are one person)."""
-    return normalize_name(name, system_ok=True).casefold()
-
-
-def normalize_name(name: str, *, system_ok: bool = False) -> str:
-    """A labeler name in its stored form: NFC, trimmed, inner whitespace collapsed; LabelError when unusable.
-
-    Refused: empty, longer than 80 characters, control / zero-width / bidi characters, and (unless
-    system_ok, for the importer) the names the system writes labels under (SYSTEM_LABELERS).
-    """
-    text = unicodedata.normalize("NFC", str(name))
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category in _BAD_CATEGORIES and not ch.isspace():
-            raise LabelError(
-                f"labeler name contains {_BAD_CATEGORIES[category]} (U+{ord(ch):04X}); use letters, digits, "
-                "spaces and punctuation only"
-            )
-    clean = " ".join(text.split())
-    if not clean:
-        raise LabelError("labeler name is empty")
-    if len(clean) > 80:
-        raise LabelError("labeler name is longer than 80 characters")
-    if not system_ok and clean.casefold() in SYSTEM_LABELERS:
-        raise LabelError(f"{clean!r} is reserved for labels the system writes; choose another name")
-    return clean
-
-
-def find_labeler(*, session: Session, name: str) -> Labeler | None:
-    """The labeler NAME refers to: the same name in any case, or the person it was renamed or merged into."""
-    clean = normalize_name(name, system_ok=True)
-    exact = session.exec(select(Labeler).where(Labeler.name == clean)).first()
-    if exact is not None:
-        return exact
-    key = clean.casefold()
-    # The roster is small (people, not EBs): compare case-folded in Python, which SQLite's lower() cannot.
-    for labeler in session.exec(select(Labeler)).all():
-        if labeler.name.casefold() == key:
-            return labeler
-    moved = session.exec(select(LabelerChange).order_by(LabelerChange.id.desc())).all()  # type: ignore[union-attr]
-    for change in moved:
-        if change.from_name.casefold() == key:
-            return session.get(Labeler, change.into_id)
-    return None
 
 
 def get_or_create_labeler(*, session: Session, name: str, role: str = "aod", system: bool = False) -> Labeler:
