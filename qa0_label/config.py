@@ -29,7 +29,7 @@ class Settings:
     overlap_share: float = 0.10
     random_share: float = 0.10
     gold_share: float = 0.02
-    auto_retrain_every: int = 25
+    auto_retrain_every: int = 20
     min_labels_to_train: int = 20
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -52,7 +52,7 @@ def load_settings(cli_db: str | None = None) -> Settings:
         overlap_share=_env_float("QA0_OVERLAP_SHARE", 0.10),
         random_share=_env_float("QA0_RANDOM_SHARE", 0.10),
         gold_share=_env_float("QA0_GOLD_SHARE", 0.02),
-        auto_retrain_every=int(_env_float("QA0_AUTO_RETRAIN_EVERY", 25)),
+        auto_retrain_every=int(_env_float("QA0_AUTO_RETRAIN_EVERY", 20)),
         min_labels_to_train=int(_env_float("QA0_MIN_LABELS", 20)),
     )
 

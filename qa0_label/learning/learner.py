@@ -20,7 +20,6 @@ from typing import Any
 import joblib
 import numpy as np
 from modAL.models import ActiveLearner
-from modAL.uncertainty import margin_sampling
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
@@ -232,6 +231,19 @@ def monotonic_constraints(feature_names: Sequence[str] | None) -> list[int] | No
     return [WORSE_IS_HIGHER.get(str(n), 0) for n in feature_names]
 
 
+FOREST_TREES = 100
+"""Trees of the forest candidate: enough for graded vote shares, few enough to score 100k EBs in a retrain."""
+
+CANDIDATE_KINDS: tuple[str, ...] = ("forest", "ordinal")
+"""Estimators a retrain chooses between by its own cross-validation (ties go to the first)."""
+
+
+def candidate_kinds(y: Any) -> list[str]:
+    """The CANDIDATE_KINDS that can learn these labels (the ordinal model needs QA0 values only)."""
+    values = {str(v) for v in np.asarray(y).tolist()}
+    return [k for k in CANDIDATE_KINDS if k != "ordinal" or values <= set(ORDER)]
+
+
 def make_estimator(
     *,
     random_state: int = 0,
@@ -244,8 +256,9 @@ def make_estimator(
 
     kind="ordinal" (QA0 labels): MonotoneOrdinalClassifier with the domain's monotonic constraints for the
     named features; kind="multiclass" (any labels): one HistGradientBoostingClassifier; kind="forest" (any
-    labels, the scikit-learn benchmark datasets): a random forest. n_samples (the training-set size, when known) shrinks the minimum leaf
-    so that a few dozen labels still give a model that can split at all.
+    labels): a random forest, whose vote shares are graded probabilities from the first few dozen labels.
+    n_samples (the training-set size, when known) shrinks the minimum leaf so that a few dozen labels still
+    give a boosted model that can split at all. The retrain picks between CANDIDATE_KINDS by cross-validation.
     """
     min_leaf = 20 if n_samples is None else int(np.clip(n_samples // 25, 3, 20))
     common: dict[str, Any] = dict(
@@ -264,7 +277,7 @@ def make_estimator(
     elif kind == "forest":
         # Vote shares are graded probabilities even from a few dozen labels, which uncertainty sampling needs.
         clf = RandomForestClassifier(
-            n_estimators=100, min_samples_leaf=1, class_weight="balanced", random_state=random_state, n_jobs=1
+            n_estimators=FOREST_TREES, min_samples_leaf=1, class_weight="balanced", random_state=random_state, n_jobs=1
         )
     else:
         raise ValueError(f"unknown estimator kind {kind!r}")
@@ -285,7 +298,43 @@ def _check(learner: ActiveLearner, X: Any, y: Any) -> None:
 
 
 class CompatActiveLearner(ActiveLearner):
-    """modAL's ActiveLearner with fit()/teach() working on scikit-learn >= 1.8 (modAL issue #196)."""
+    """modAL's ActiveLearner with fit()/teach() working on scikit-learn >= 1.8 (modAL issue #196).
+
+    It also remembers its last predict_proba over one pool array (by identity): the retrain asks every
+    registered strategy to rank the same pool through query(), and each modAL strategy predicts the pool
+    again; scoring 100k EBs once instead of six times keeps the retrain inside its budget. The pool array
+    must not be changed in place between queries (nothing here does); fit()/teach() forget it.
+    """
+
+    _proba_cache: tuple[Any, np.ndarray] | None = None
+
+    def predict_proba(self, X: Any, **predict_proba_kwargs: Any) -> Any:
+        """The estimator's class probabilities, reused while X is the same array object."""
+        cached = self._proba_cache
+        if not predict_proba_kwargs and cached is not None and cached[0] is X:
+            return cached[1]
+        proba = super().predict_proba(X, **predict_proba_kwargs)
+        if not predict_proba_kwargs:
+            self._proba_cache = (X, proba)
+        return proba
+
+    def remember_proba(self, X: Any, proba: np.ndarray) -> None:
+        """Use PROBA (this learner's predict_proba of X, computed already) for queries over the array X."""
+        self._proba_cache = (X, np.asarray(proba))
+
+    def _fit_to_known(self, *args: Any, **kwargs: Any) -> Any:
+        self._proba_cache = None
+        return super()._fit_to_known(*args, **kwargs)
+
+    def _fit_on_new(self, *args: Any, **kwargs: Any) -> Any:
+        self._proba_cache = None
+        return super()._fit_on_new(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The saved model must not carry a copy of the pool and its probabilities.
+        state = dict(self.__dict__)
+        state.pop("_proba_cache", None)
+        return state
 
     X_training: Any
     y_training: Any
@@ -323,15 +372,21 @@ def build_learner(
     random_state: int = 0,
     max_iter: int = 100,
     feature_names: Sequence[str] | None = None,
+    kind: str = "ordinal",
+    query_strategy: Any = None,
 ) -> CompatActiveLearner:
-    """A fresh ActiveLearner fitted on (X, y); NaN in X is fine."""
+    """A fresh ActiveLearner fitted on (X, y); NaN in X is fine. query_strategy: default the app's default."""
     X = np.asarray(X, dtype=float)
     y = np.asarray(y)
     if estimator is None:
         estimator = make_estimator(
-            random_state=random_state, max_iter=max_iter, n_samples=len(y), feature_names=feature_names
+            random_state=random_state, max_iter=max_iter, n_samples=len(y), feature_names=feature_names, kind=kind
         )
-    learner = CompatActiveLearner(estimator=estimator, query_strategy=margin_sampling, X_training=X, y_training=y)
+    if query_strategy is None:
+        from qa0_label.learning import strategies
+
+        query_strategy = strategies.STRATEGIES[strategies.DEFAULT_STRATEGY].query
+    learner = CompatActiveLearner(estimator=estimator, query_strategy=query_strategy, X_training=X, y_training=y)
     # Set after construction: modAL forwards unknown constructor kwargs (force_all_finite too) to fit().
     learner.force_all_finite = False
     return learner

@@ -1,89 +1,79 @@
-"""Query strategies: which unlabelled EBs an AoD should review first.
+"""Query strategies: which unlabelled EBs an AoD should review first, asked through modAL.
 
-Two kinds, both pure functions (no database, no model):
+Every strategy is a modAL query strategy: a function ``(classifier, X, n_instances, **kwargs) -> (indices,
+utility)`` that ``ActiveLearner.query`` calls. Where modAL has the strategy, it does the work:
+``modAL.uncertainty.margin_sampling`` / ``entropy_sampling`` / ``uncertainty_sampling`` choose the EBs and
+modAL's ``classifier_margin`` / ``classifier_entropy`` / ``classifier_uncertainty`` order them; the ranked
+batch is ``modAL.batch.ranked_batch``. Ours (same signature) only where modAL has nothing: the
+uncertainty-weighted k-means++ batch (the default), random order, and the tie-break.
 
-- score strategies map a probability array (n_samples x n_classes) to scores, higher = ask sooner;
-- batch strategies map ``(proba, X, k, rng)`` to the indices of k samples in the order to ask them, so that
-  the first picks handed to several AoDs working at once are not near-duplicates of each other.
+A queue is an order, not a set: modAL's selection functions return the top n unordered (``argpartition``), so
+``rank`` asks modAL for the top k and orders them by modAL's own utility, most informative first. EBs of
+equal utility (a young forest gives many) are ordered by diversity (k-means++ in standardised feature
+space), never by table order.
 
 ``STRATEGIES`` is the registry the UI sidebar and ``assign.next_for`` use; ``rank`` turns any strategy into a
-queue order.
+queue order for a fitted learner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from modAL.batch import ranked_batch as modal_ranked_batch
+from modAL.uncertainty import (
+    classifier_entropy,
+    classifier_margin,
+    classifier_uncertainty,
+    entropy_sampling,
+    margin_sampling,
+    uncertainty_sampling,
+)
 
-ScoreFn = Callable[[np.ndarray], np.ndarray]
-BatchFn = Callable[[np.ndarray, "np.ndarray | None", int, np.random.Generator], np.ndarray]
-
-
-# --- score strategies --------------------------------------------------------------------------
-
-
-def _as_proba(proba: np.ndarray) -> np.ndarray:
-    p = np.asarray(proba, dtype=float)
-    if p.ndim != 2:
-        raise ValueError(f"expected a 2-d probability array, got shape {p.shape}")
-    # A row of NaN (no prediction) counts as "know nothing": uniform.
-    bad = ~np.isfinite(p).all(axis=1)
-    if bad.any():
-        p = p.copy()
-        p[bad] = 1.0 / max(p.shape[1], 1)
-    return np.clip(p, 0.0, 1.0)
+QueryFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
-def margin_score(proba: np.ndarray) -> np.ndarray:
-    """1 - (top probability - runner-up): 1 when the two likeliest classes tie."""
-    p = _as_proba(proba)
-    if p.shape[1] < 2:
-        return np.zeros(p.shape[0])
-    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-    return 1.0 - (top2[:, 1] - top2[:, 0])
+def standardizer(X: np.ndarray, *, sample: int = 20_000) -> Callable[[np.ndarray], np.ndarray]:
+    """A robust scaling fitted on X (median / scaled IQR per column, from at most `sample` rows), as a function.
 
+    Columns that are empty in X are dropped, missing values land at the centre (0) and z-scores are clipped to
+    +-5 so that one wild value (a dead antenna's Tsys) does not dominate every distance.
+    """
+    A = np.asarray(X, dtype=float)
+    if A.ndim != 2:
+        raise ValueError(f"expected a 2-d feature matrix, got shape {A.shape}")
+    A = np.where(np.isfinite(A), A, np.nan)
+    if A.shape[0] > sample:
+        A = A[np.random.default_rng(0).choice(A.shape[0], sample, replace=False)]
+    keep = ~np.isnan(A).all(axis=0) if A.shape[0] else np.zeros(A.shape[1], dtype=bool)
+    A = A[:, keep]
+    if A.shape[1]:
+        med = np.nanmedian(A, axis=0)
+        q75, q25 = np.nanpercentile(A, [75, 25], axis=0)
+        std = np.nanstd(A, axis=0)
+    else:
+        med = q75 = q25 = std = np.zeros(0)
+    scale = (q75 - q25) / 1.349
+    scale = np.where(scale > 1e-12, scale, std)
+    scale = np.where(scale > 1e-12, scale, 1.0)
 
-def entropy_score(proba: np.ndarray) -> np.ndarray:
-    """Shannon entropy of the prediction, normalised to [0, 1] by log(n_classes)."""
-    p = _as_proba(proba)
-    if p.shape[1] < 2:
-        return np.zeros(p.shape[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p), 0.0)
-    return -terms.sum(axis=1) / np.log(p.shape[1])
+    def transform(Y: np.ndarray) -> np.ndarray:
+        B = np.asarray(Y, dtype=float)
+        B = np.where(np.isfinite(B), B, np.nan)[:, keep]
+        return np.clip(np.nan_to_num((B - med) / scale, nan=0.0), -5.0, 5.0)
 
-
-def least_confident_score(proba: np.ndarray) -> np.ndarray:
-    """1 - the top probability."""
-    p = _as_proba(proba)
-    return 1.0 - p.max(axis=1) if p.shape[1] else np.zeros(p.shape[0])
-
-
-# --- batch strategies --------------------------------------------------------------------------
+    return transform
 
 
 def standardize(X: np.ndarray) -> np.ndarray:
-    """Robust z-scores per column (median / scaled IQR), missing values at the centre (0)."""
+    """Robust z-scores per column (median / scaled IQR), missing values at the centre (0), empty columns dropped."""
     A = np.asarray(X, dtype=float)
     if A.ndim != 2 or A.shape[0] == 0:
-        return np.zeros((A.shape[0] if A.ndim else 0, A.shape[1] if A.ndim == 2 else 0))
-    A = np.where(np.isfinite(A), A, np.nan)
-    keep = ~np.isnan(A).all(axis=0)
-    A = A[:, keep]
-    if A.shape[1] == 0:
-        return np.zeros((A.shape[0], 0))
-    med = np.nanmedian(A, axis=0)
-    q75, q25 = np.nanpercentile(A, [75, 25], axis=0)
-    scale = (q75 - q25) / 1.349
-    std = np.nanstd(A, axis=0)
-    scale = np.where(scale > 1e-12, scale, std)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    Z = (A - med) / scale
-    # Clip so that one wild value (a dead antenna's Tsys) does not dominate every distance.
-    return np.clip(np.nan_to_num(Z, nan=0.0), -5.0, 5.0)
+        return np.zeros((A.shape[0] if A.ndim else 0, 0))
+    return standardizer(A, sample=max(A.shape[0], 1))(A)
 
 
 def weighted_kmeanspp(
@@ -127,61 +117,166 @@ def _candidates(scores: np.ndarray, k: int, factor: int = 10, floor: int = 2000)
     return np.argpartition(-scores, m - 1)[:m]
 
 
-def margin_kmeanspp_batch(proba: np.ndarray, X: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Uncertainty-weighted k-means++ over the most uncertain EBs (margin^2 * distance^2 sampling)."""
-    scores = margin_score(proba)
-    n = scores.shape[0]
-    k = int(min(max(k, 0), n))
+def _generator(random_state: Any) -> np.random.Generator:
+    return random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+
+
+def _count(X: Any, n_instances: int) -> int:
+    return int(min(max(int(n_instances), 0), np.asarray(X).shape[0]))
+
+
+TIE_DIVERSE = 500
+"""At most this many EBs of one tie are put in k-means++ order (the rest of the tie follows in random order)."""
+
+
+def order_by_utility(
+    idx: np.ndarray, utility: np.ndarray, X: np.ndarray, rng: np.random.Generator, Z: np.ndarray | None = None
+) -> np.ndarray:
+    """idx sorted by utility (higher first); EBs of equal utility in k-means++ order, so a tie yields variety."""
+    idx = np.asarray(idx, dtype=int)
+    if idx.size <= 1:
+        return idx
+    # Rounded: float noise must not split what is one tie (vote shares of a forest).
+    key = np.round(np.asarray(utility, dtype=float)[idx], 12)
+    order = np.lexsort((rng.random(idx.size), -key))
+    idx, key = idx[order], key[order]
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+    ends = np.concatenate([starts[1:], [idx.size]])
+    out = idx.copy()
+    for a, b in zip(starts, ends):
+        if b - a < 2:
+            continue
+        m = int(min(b - a, TIE_DIVERSE))
+        members = idx[a : a + m]  # a random subset of the tie (the lexsort shuffled it)
+        Zg = Z[members] if Z is not None else standardize(np.asarray(X)[members])
+        out[a : a + m] = members[weighted_kmeanspp(Zg, m, rng)]
+    return out
+
+
+def _modal_ranked(select: Callable[..., Any], utility: Callable[..., np.ndarray], *, higher: bool) -> QueryFn:
+    """A query strategy that asks modAL's `select` for the top n and orders them by modAL's `utility`."""
+
+    def query(
+        classifier: Any, X: np.ndarray, n_instances: int = 1, *, random_state: Any = None, Z: Any = None, **_: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k = _count(X, n_instances)
+        if k == 0:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        chosen = np.asarray(select(classifier, X, n_instances=k)[0], dtype=int).ravel()
+        u = np.asarray(utility(classifier, X), dtype=float)
+        info = u if higher else -u
+        order = order_by_utility(chosen, info, X, _generator(random_state), Z)
+        return order, u[order]
+
+    query.__name__ = f"ranked_{select.__name__}"
+    query.__doc__ = f"modAL's {select.__name__}, the picks in order of modAL's {utility.__name__}."
+    return query
+
+
+margin_query = _modal_ranked(margin_sampling, classifier_margin, higher=False)
+entropy_query = _modal_ranked(entropy_sampling, classifier_entropy, higher=True)
+least_confident_query = _modal_ranked(uncertainty_sampling, classifier_uncertainty, higher=True)
+
+
+def margin_diverse_query(
+    classifier: Any,
+    X: np.ndarray,
+    n_instances: int = 1,
+    *,
+    random_state: Any = None,
+    Z: np.ndarray | None = None,
+    diverse_head: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uncertainty-weighted k-means++ over the most uncertain EBs (margin^2 x distance^2), then by margin.
+
+    modAL has no such batch strategy (its ranked batch is `ranked-batch`); the uncertainty is modAL's
+    classifier_margin. A flat model (every EB equally uncertain) still yields a diverse batch.
+    """
+    rng = _generator(random_state)
+    k = _count(X, n_instances)
     if k == 0:
-        return np.zeros(0, dtype=int)
-    if X is None:
-        return np.argsort(-scores, kind="stable")[:k]
-    cand = _candidates(scores, k)
-    Z = standardize(np.asarray(X)[cand])
-    w = scores[cand] ** 2 + 1e-9
-    # Start from the single most uncertain EB so the first pick agrees with plain margin sampling.
-    order = weighted_kmeanspp(Z, k, rng, weights=w, first=int(np.argmax(w)))
-    return cand[order]
+        return np.zeros(0, dtype=int), np.zeros(0)
+    unc = 1.0 - np.asarray(classifier_margin(classifier, X), dtype=float)
+    head = k if diverse_head is None else int(min(k, max(diverse_head, 0)))
+    cand = _candidates(unc, head)
+    Zc = Z[cand] if Z is not None else standardize(np.asarray(X)[cand])
+    w = unc[cand] ** 2 + 1e-9
+    # Start from the most uncertain EB (ties at random) so the first pick is modAL's margin_sampling pick.
+    top = np.flatnonzero(w == w.max())
+    picks = cand[weighted_kmeanspp(Zc, head, rng, weights=w, first=int(rng.choice(top)))]
+    if k > head:
+        rest, _ = margin_query(classifier, X, k, random_state=rng, Z=Z)
+        picks = np.concatenate([picks, rest[~np.isin(rest, picks)][: k - head]])
+    return picks, unc[picks]
 
 
-def ranked_batch(proba: np.ndarray, X: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Ranked batch-mode (Cardoso et al. 2017): alpha * dissimilarity to picks + (1 - alpha) * uncertainty."""
-    scores = least_confident_score(proba)
-    n = scores.shape[0]
-    k = int(min(max(k, 0), n))
+RANKED_HEAD = 60
+"""At most this many EBs are placed by modAL's ranked batch (each costs a pass over candidates x labelled)."""
+RANKED_CANDIDATES = 600
+RANKED_LABELLED = 400
+
+
+class _DistanceView:
+    """What modAL.batch.ranked_batch reads of a learner: the labelled rows, here in standardised space."""
+
+    on_transformed = False
+
+    def __init__(self, X_training: np.ndarray | None) -> None:
+        self.X_training = X_training
+
+
+def ranked_batch_query(
+    classifier: Any,
+    X: np.ndarray,
+    n_instances: int = 1,
+    *,
+    random_state: Any = None,
+    Z: Any = None,
+    diverse_head: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ranked batch-mode (Cardoso et al. 2017) by modAL.batch.ranked_batch, then by modAL's least confidence.
+
+    modAL's uncertainty_batch_sampling measures distances on the raw features, which mix units and hold
+    NaN (pairwise_distances refuses them): the same modAL ranked_batch runs here on robust z-scores, over
+    the most uncertain candidates and at most RANKED_LABELLED labelled rows, so its cost stays bounded.
+    """
+    rng = _generator(random_state)
+    k = _count(X, n_instances)
     if k == 0:
-        return np.zeros(0, dtype=int)
-    if X is None:
-        return np.argsort(-scores, kind="stable")[:k]
-    cand = _candidates(scores, k)
-    Z = standardize(np.asarray(X)[cand])
-    s = scores[cand]
-    m = cand.shape[0]
-    # Tiny seeded jitter breaks exact ties without favouring low row numbers.
-    s = s + rng.uniform(0, 1e-9, m)
-    taken = np.zeros(m, dtype=bool)
-    first = int(np.argmax(s))
-    picks = [first]
-    taken[first] = True
-    min_d = np.sqrt(((Z - Z[first]) ** 2).sum(axis=1))
-    # The paper's alpha = |U| / (|U| + |L|) is ~1 for a large pool (pure diversity); the candidate slice
-    # already holds only unsure EBs, so an even split keeps uncertainty in play among them.
-    alpha = 0.5
-    for _ in range(1, k):
-        sim = 1.0 / (1.0 + min_d)
-        value = alpha * (1.0 - sim) + (1.0 - alpha) * s
-        value[taken] = -np.inf
-        nxt = int(np.argmax(value))
-        picks.append(nxt)
-        taken[nxt] = True
-        min_d = np.minimum(min_d, np.sqrt(((Z - Z[nxt]) ** 2).sum(axis=1)))
-    return cand[np.asarray(picks, dtype=int)]
+        return np.zeros(0, dtype=int), np.zeros(0)
+    unc = np.asarray(classifier_uncertainty(classifier, X), dtype=float)
+    head = int(min(k, RANKED_HEAD if diverse_head is None else max(min(diverse_head, RANKED_HEAD), 0)))
+    cand = _candidates(unc, head, floor=RANKED_CANDIDATES)
+    scale = standardizer(np.asarray(X))
+    labelled = getattr(classifier, "X_training", None)
+    Zl = None
+    if labelled is not None and np.asarray(labelled).shape[0]:
+        L = np.asarray(labelled, dtype=float)
+        if L.shape[0] > RANKED_LABELLED:
+            L = L[rng.choice(L.shape[0], RANKED_LABELLED, replace=False)]
+        Zl = scale(L)
+    order, _ = modal_ranked_batch(
+        _DistanceView(Zl),
+        unlabeled=scale(np.asarray(X)[cand]),
+        uncertainty_scores=unc[cand],
+        n_instances=head,
+        metric="euclidean",
+        n_jobs=None,
+    )
+    picks = cand[np.asarray(order, dtype=int)]
+    if k > head:
+        rest, _ = least_confident_query(classifier, X, k, random_state=rng, Z=Z)
+        picks = np.concatenate([picks, rest[~np.isin(rest, picks)][: k - head]])
+    return picks, unc[picks]
 
 
-def random_batch(proba: np.ndarray, X: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k samples in random order (the baseline every strategy is measured against)."""
-    n = np.asarray(proba).shape[0]
-    return rng.permutation(n)[: int(min(max(k, 0), n))]
+def random_query(
+    classifier: Any, X: np.ndarray, n_instances: int = 1, *, random_state: Any = None, **_: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """n samples in random order (the baseline every strategy is measured against); ignores the model."""
+    k = _count(X, n_instances)
+    idx = _generator(random_state).permutation(np.asarray(X).shape[0])[:k]
+    return idx, np.zeros(k)
 
 
 # --- registry ----------------------------------------------------------------------------------
@@ -189,96 +284,89 @@ def random_batch(proba: np.ndarray, X: np.ndarray | None, k: int, rng: np.random
 
 @dataclass(frozen=True)
 class Strategy:
-    """A named query strategy with the sentence shown to the AoD when it picks an EB."""
+    """A named modAL query strategy with the sentence shown to the AoD when it picks an EB."""
 
     name: str
     kind: Literal["score", "batch"]
-    fn: Callable[..., np.ndarray]
+    query: QueryFn
     reason: str
     description: str
-    score: ScoreFn | None = None  # a batch strategy's underlying uncertainty, used past its diverse head
-
-
-def _by_score(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    # Random tie-break: equal scores must not fall back to table order (the first rows).
-    tie = rng.random(len(scores))
-    return np.lexsort((tie, -scores))[:k]
 
 
 def rank(
     strategy: Strategy | str,
-    proba: np.ndarray,
-    X: np.ndarray | None,
+    learner: Any,
+    X: np.ndarray,
     k: int,
-    rng: np.random.Generator,
     *,
+    random_state: Any = None,
+    Z: np.ndarray | None = None,
     diverse_head: int | None = None,
 ) -> np.ndarray:
-    """Indices of the first k samples in the order this strategy would ask for them.
+    """Indices of the first k pool rows in the order this strategy asks for them, via learner.query (modAL).
 
-    diverse_head caps how many a batch strategy orders with its (costly) diversity algorithm; the rest of the
-    k follow by the strategy's uncertainty score. A queue is consumed from the front, so diversity matters
-    most there.
+    diverse_head caps how many a batch strategy places with its (costly) diversity algorithm; the rest of the
+    k follow by its uncertainty. A queue is consumed from the front, so diversity matters most there. Z: the
+    pool's standardised features when the caller has them (tie-breaks and k-means++ use them).
     """
     s = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
-    n = np.asarray(proba).shape[0]
-    k = int(min(max(k, 0), n))
-    if s.kind == "score":
-        return _by_score(np.asarray(s.fn(proba), dtype=float), k, rng)
-    if diverse_head is None or k <= diverse_head or s.score is None:
-        return np.asarray(s.fn(proba, X, k, rng), dtype=int)
-    head = np.asarray(s.fn(proba, X, diverse_head, rng), dtype=int)
-    scores = np.asarray(s.score(proba), dtype=float).copy()
-    scores[head] = -np.inf
-    tail = _by_score(scores, k, rng)
-    tail = tail[~np.isin(tail, head)][: k - head.size]
-    return np.concatenate([head, tail])
+    k = _count(X, k)
+    if k == 0:
+        return np.zeros(0, dtype=int)
+    kwargs: dict[str, Any] = {"random_state": _generator(random_state), "Z": Z}
+    if s.kind == "batch":
+        kwargs["diverse_head"] = diverse_head
+    previous = learner.query_strategy
+    learner.query_strategy = s.query
+    try:
+        idx, _rows = learner.query(X, n_instances=k, **kwargs)
+    finally:
+        learner.query_strategy = previous
+    return np.asarray(idx, dtype=int)
 
 
 STRATEGIES: dict[str, Strategy] = {
     "margin": Strategy(
         "margin",
         "score",
-        margin_score,
+        margin_query,
         "margin: the model is least sure between its two likeliest values",
-        "smallest gap between the two likeliest QA0 values",
+        "smallest gap between the two likeliest QA0 values (modAL margin_sampling)",
     ),
     "entropy": Strategy(
         "entropy",
         "score",
-        entropy_score,
+        entropy_query,
         "entropy: the model's prediction is the most spread out",
-        "highest entropy of the predicted QA0 distribution",
+        "highest entropy of the predicted QA0 distribution (modAL entropy_sampling)",
     ),
     "least-confident": Strategy(
         "least-confident",
         "score",
-        least_confident_score,
+        least_confident_query,
         "least confident: the model's best guess is weakest",
-        "lowest probability of the predicted QA0 value",
+        "lowest probability of the predicted QA0 value (modAL uncertainty_sampling)",
     ),
     "margin-diverse": Strategy(
         "margin-diverse",
         "batch",
-        margin_kmeanspp_batch,
+        margin_diverse_query,
         "margin, diverse batch: the model is unsure, and unlike what others are reviewing",
         "uncertainty-weighted k-means++: unsure EBs that are far apart in feature space",
-        margin_score,
     ),
     "ranked-batch": Strategy(
         "ranked-batch",
         "batch",
-        ranked_batch,
+        ranked_batch_query,
         "ranked batch: unsure and unlike the EBs picked before it",
-        "ranked batch-mode: uncertainty traded against similarity to earlier picks",
-        least_confident_score,
+        "ranked batch-mode (modAL ranked_batch): uncertainty traded against similarity to labelled EBs",
     ),
-    "random": Strategy("random", "batch", random_batch, "random pick", "uniformly random order (baseline)"),
+    "random": Strategy("random", "batch", random_query, "random pick", "uniformly random order (baseline)"),
 }
 """Every strategy an AoD can choose, by name."""
 
 DEFAULT_STRATEGY = "margin-diverse"
-"""The strategy used when none is chosen (the winner of benchmarks/bench_al.py)."""
+"""The strategy used when none is chosen."""
 
 COLD_START = "cold-start"
 """Queue name for diversity picks made before a usable model exists (ScoreRank rows with run_id NULL)."""

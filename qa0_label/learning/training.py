@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from modAL.uncertainty import classifier_margin
 from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -269,8 +270,16 @@ def _reporter(engine: Engine, run_id: int, progress: Progress | None) -> Progres
     return report
 
 
-def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter: int = 100) -> dict[str, Any]:
-    """Stratified k-fold (k <= 5) out-of-fold metrics of the shipped estimator on the labelled EBs.
+def cv_metrics(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    random_state: int = 0,
+    max_iter: int = 100,
+    kind: str = "ordinal",
+    feature_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Stratified k-fold (k <= 5) out-of-fold metrics of one candidate estimator (kind) on the labelled EBs.
 
     The out-of-fold prediction of every labelled EB is returned too, under ``oof_predicted`` (same order as
     ``y``), so agreement with the model can be measured per AoD without in-sample predictions.
@@ -298,7 +307,13 @@ def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter:
                 # This fold saw one class only: predict it (a fair, if pessimistic, stand-in).
                 pred[test] = y[train][0]
                 continue
-            est = lrn.make_estimator(random_state=random_state, max_iter=max_iter, n_samples=len(train))
+            est = lrn.make_estimator(
+                random_state=random_state,
+                max_iter=max_iter,
+                n_samples=len(train),
+                feature_names=feature_names,
+                kind=kind,
+            )
             est.fit(X[train], y[train])
             pred[test] = est.predict(X[test])
     labels = list(LABEL_VALUES)
@@ -316,6 +331,38 @@ def cv_metrics(X: np.ndarray, y: np.ndarray, *, random_state: int = 0, max_iter:
         "class_counts": {c: int(counts.get(c, 0)) for c in labels},
         "oof_predicted": [str(p) for p in pred],
     }
+
+
+def fit_served_model(
+    X: np.ndarray, y: np.ndarray, *, feature_names: list[str] | None = None, random_state: int = 0
+) -> tuple[lrn.CompatActiveLearner, dict[str, Any]]:
+    """Cross-validate every candidate estimator on the same folds, fit the best on all labels as a modAL learner.
+
+    A forest gives graded probabilities from the first few dozen labels; the monotone ordinal model wins once
+    there are enough labels for the domain constraints to pay. Which one serves is decided by this retrain's
+    own out-of-fold macro-F1 (a tie keeps the first of CANDIDATE_KINDS) and recorded in the metrics
+    (``model_choice``); the returned metrics are the chosen model's.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    kinds = lrn.candidate_kinds(y)
+
+    def evaluate(kind: str) -> dict[str, Any]:
+        return cv_metrics(X, y, random_state=random_state, kind=kind, feature_names=feature_names)
+
+    # One thread per candidate: the fits are single-threaded (forest n_jobs=1, boosting one OpenMP thread).
+    with ThreadPoolExecutor(min(len(kinds), 2), thread_name_prefix="qa0-cv") as pool:
+        results = dict(zip(kinds, pool.map(evaluate, kinds)))
+    chosen = max(kinds, key=lambda k: (results[k]["macro_f1"], -kinds.index(k)))
+    with lrn.fit_thread_limit(len(y)):
+        learner = lrn.build_learner(X, y, random_state=random_state, feature_names=feature_names, kind=chosen)
+    metrics = dict(results[chosen])
+    metrics["model_choice"] = {
+        "chosen": chosen,
+        "cv_macro_f1": {k: round(float(r["macro_f1"]), 4) for k, r in results.items()},
+        "rule": "highest out-of-fold macro-F1 on the same folds; a tie keeps the first of " + ", ".join(kinds),
+    }
+    return learner, metrics
 
 
 def _reference_agreement(session: Session, eb_index: pd.Index, predicted: np.ndarray) -> dict[str, Any] | None:
@@ -360,13 +407,13 @@ def _write_ranks(engine: Engine, run_id: int | None, queues: dict[str, np.ndarra
 
 
 def build_queues(
-    proba: np.ndarray, X: np.ndarray, eb_ids: np.ndarray, *, seed: int, length: int = QUEUE_LENGTH
+    learner: Any, X: np.ndarray, eb_ids: np.ndarray, *, seed: int, length: int = QUEUE_LENGTH
 ) -> dict[str, np.ndarray]:
-    """Each strategy's queue (EB ids, review-first first) over the unlabelled pool."""
+    """Each strategy's queue (EB ids, review-first first) over the unlabelled pool X, asked through modAL's query."""
+    Z = strat.standardizer(X)(X) if len(X) else np.zeros((0, 0))
     queues = {}
     for name in strat.STRATEGIES:
-        rng = np.random.default_rng(seed)
-        order = strat.rank(name, proba, X, length, rng, diverse_head=DIVERSE_HEAD)
+        order = strat.rank(name, learner, X, length, random_state=seed, Z=Z, diverse_head=DIVERSE_HEAD)
         queues[name] = eb_ids[order]
     return queues
 
@@ -446,26 +493,21 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             n_labels = int(len(y_lab))
             _check_labels(pd.DataFrame({"value": y_lab}), settings)
 
-            report(0.15, f"cross-validating and fitting on {n_labels} labels")
-            # Cross-validation (metrics only) runs beside the final fit and the pool scoring: on two cores this
-            # takes a third off a 100k-pool retrain. One OpenMP thread each, so the two do not fight over cores.
-            from concurrent.futures import ThreadPoolExecutor
-
+            report(0.15, f"choosing a model by cross-validation on {n_labels} labels")
             from threadpoolctl import threadpool_limits
 
-            with threadpool_limits(limits=1), ThreadPoolExecutor(1, thread_name_prefix="qa0-cv") as pool:
-                cv_job = pool.submit(cv_metrics, X_lab, y_lab, random_state=version)
-                learner = lrn.build_learner(X_lab, y_lab, random_state=version)
+            with threadpool_limits(limits=1):
+                learner, metrics = fit_served_model(X_lab, y_lab, feature_names=columns, random_state=version)
                 report(0.45, f"scoring {len(pool_ids)} EBs")
-                proba = lrn.proba_full(learner, X)
-                metrics = cv_job.result()
+                raw = learner.predict_proba(X)
+            proba = lrn.proba_full(learner, X)
             # Parallel lists (lead_report.oof_predictions reads them): per-AoD agreement with the model.
             metrics["oof_predictions"] = {
                 "eb_id": [int(e) for e in pool_ids[labelled_mask]],
                 "predicted": metrics.pop("oof_predicted"),
             }
             report(0.6, "comparing with reference outcomes")
-            unc = strat.margin_score(proba)
+            unc = 1.0 - np.asarray(classifier_margin(learner, X), dtype=float)
             predicted = np.asarray(LABEL_VALUES)[proba.argmax(axis=1)]
             with session_scope(engine) as s:
                 ref = _reference_agreement(s, pool_index, predicted)
@@ -482,7 +524,9 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
 
             report(0.7, "ranking the review queues")
             un = ~labelled_mask
-            queues = build_queues(proba[un], X[un], pool_ids[un], seed=version)
+            X_un = X[un]
+            learner.remember_proba(X_un, raw[un])  # the pool is scored already: the strategies reuse it
+            queues = build_queues(learner, X_un, pool_ids[un], seed=version)
 
             report(0.75, "saving the model")
             model_dir = Path(settings.model_dir)
@@ -505,7 +549,7 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
                 run_id,
                 {
                     "n_labels": n_labels,
-                    "estimator": _describe_estimator(learner),
+                    "estimator": _describe_estimator(learner, metrics.get("model_choice")),
                     "features": columns,
                     "feature_version": feats.FEATURE_VERSION,
                     "metrics": _jsonable(metrics),
@@ -535,13 +579,17 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             _active_runs.discard(run_id)
 
 
-def _describe_estimator(learner: Any) -> str:
+def _describe_estimator(learner: Any, choice: dict[str, Any] | None = None) -> str:
     est = learner.estimator
     clf = est.steps[-1][1] if hasattr(est, "steps") else est
     params = clf.get_params()
-    keys = ("max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf", "class_weight")
+    keys = ("n_estimators", "max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf", "class_weight")
     inner = ", ".join(f"{k}={params[k]}" for k in keys if k in params)
-    return f"modAL ActiveLearner({type(clf).__name__}({inner}))"
+    text = f"modAL ActiveLearner({type(clf).__name__}({inner}))"
+    if choice:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in choice["cv_macro_f1"].items())
+        text += f"; chosen by cross-validated macro-F1 ({scores})"
+    return text
 
 
 def _jsonable(value: Any) -> Any:

@@ -305,7 +305,7 @@ def _gold_candidates(s: Session, me: int, now: datetime) -> list[int]:
 
 @dataclass(frozen=True)
 class ServingRun:
-    """The model run whose queues picks follow: its id, version, and whether it knows all three values."""
+    """The model run whose queues picks follow: its id, version, and whether it serves picks (serves_picks)."""
 
     id: int
     version: int
@@ -344,7 +344,7 @@ _Q_META = sa_select(col(Meta.value)).where(col(Meta.key) == COLD_START_META)
 
 
 _run_classes: dict[tuple[str, int, str], bool] = {}
-"""(database, run id, finished at) -> whether that run knows all three values. A done run's metrics never change, and
+"""(database, run id, finished at) -> whether that run serves picks. A done run's metrics never change, and
 they hold every labelled EB's out-of-fold prediction: parsing them on each pick cost more than the pick."""
 
 
@@ -390,13 +390,23 @@ _Q_START = (
 )
 
 
+def serves_picks(metrics: dict[str, Any] | None) -> bool:
+    """Whether a done run's queues serve picks: its model saw at least two QA0 values (else cold start goes on).
+
+    Two values are enough to be unsure between: many sites have few or no SemiPass labels early on, and a
+    model that knows Pass from Fail already asks better questions than the diversity queue.
+    """
+    classes = set((metrics or {}).get("classes") or []) & set(LABEL_VALUES)
+    return len(classes) >= 2
+
+
 def done_count(s: Session, me: int) -> int:
     """Label and skip events of labeler ME so far: the n of their n-th pick (route_for)."""
     return int(s.connection().execute(_Q_DONE_COUNT, {"me": me}).scalar() or 0)
 
 
 def serving_run(s: Session) -> ServingRun | None:
-    """The newest done run (its Scores and queues are complete); usable when it knows all three values."""
+    """The newest done run (its Scores and queues are complete); usable when serves_picks says so."""
     conn = s.connection()
     row = conn.execute(_Q_RUN).first()
     return None if row is None else _serving_run(conn, row[0], row[1], row[2])
@@ -409,8 +419,7 @@ def _serving_run(conn: Any, run_id: int, version: int, finished: Any) -> Serving
     if usable is None:
         metrics = conn.execute(_Q_RUN_METRICS, {"run": int(run_id)}).scalar()
         metrics = metrics if isinstance(metrics, dict) else {}
-        # A model that never saw one of the three values cannot say when to ask about it: stay in cold start.
-        usable = _run_classes[key] = set(LABEL_VALUES) <= set(metrics.get("classes") or [])
+        usable = _run_classes[key] = serves_picks(metrics)
     return ServingRun(int(run_id), int(version), usable, str(finished))
 
 
