@@ -1,7 +1,7 @@
 """Latency of `assign.next_for` (the next EB for an AoD) on a large pool.
 
 Usage: python benchmarks/bench_next.py [--n 100000] [--labels 5000] [--calls 400] [--db URL]
-Builds the pool (EB rows only, see benchmark_al.synthetic_pool), trains once so the queues exist, then
+Builds the pool (EB rows only, see bench.pool.synthetic_pool), trains once so the queues exist, then
 several AoDs ask for their next EB in turn with the default routing (10 % overlap, 10 % random, 2 % gold);
 every second call the AoD labels the EB (so the next call moves on), otherwise it asks again (a Streamlit
 rerun). Prints p50 / p95 / max in milliseconds.
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa0_label.bench.al import synthetic_pool  # noqa: E402
+from qa0_label.bench.pool import synthetic_pool  # noqa: E402
 from qa0_label.config import Settings  # noqa: E402
 from qa0_label.learning import training
 from qa0_label.queue import assign  # noqa: E402

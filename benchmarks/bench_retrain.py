@@ -1,7 +1,7 @@
 """Retrain + rescoring of a large pool: time of `training.retrain` on N EBs from M consensus labels.
 
 Usage: python benchmarks/bench_retrain.py [--n 100000] [--labels 5000] [--db URL] [--repeat 1]
-Builds the pool in a temporary SQLite file (EB rows only, see benchmark_al.synthetic_pool), then runs
+Builds the pool in a temporary SQLite file (EB rows only, see bench.pool.synthetic_pool), then runs
 retrain and prints the total and each step (features, CV, fit, scoring, queues, writes).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa0_label.bench.al import synthetic_pool  # noqa: E402
+from qa0_label.bench.pool import synthetic_pool  # noqa: E402
 from qa0_label.config import Settings  # noqa: E402
 from qa0_label.learning import training  # noqa: E402
 from qa0_label.store.db import init_db, make_engine  # noqa: E402

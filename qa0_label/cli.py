@@ -352,18 +352,49 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _benchmark_al(args: argparse.Namespace) -> int:
+    """The app's loop, random order and plain modAL replayed by an oracle on a labelled table."""
+    from qa0_label.bench import al
+    from qa0_label.bench.datasets import BenchInputError, csv_table, parse_map
+
+    try:
+        if args.seeds < 1:
+            raise BenchInputError("--seeds must be at least 1")
+        table = None
+        if args.csv:
+            if not args.label_column:
+                raise BenchInputError(f"{args.csv}: --label-column COL is needed with --csv")
+            table = csv_table(Path(args.csv), args.label_column, parse_map(args.map))
+        elif args.label_column or args.map:
+            raise BenchInputError("--label-column and --map go with --csv PATH")
+        result = al.run_benchmark(
+            dataset=None if table is not None else args.dataset,
+            table=table,
+            seeds=args.seeds,
+            budget=args.budget,
+            strategy=args.strategy,
+            progress=_progress_printer(args.quiet),
+        )
+    except BenchInputError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(f"{result['dataset']}: {result['seeds']} seeds, budget {result['budget']} labels, pool {result['pool']}")
+    print(f"{'arm':8s} {'AUC':>7s} {'F1@budget':>10s} {'labels to 98%':>14s} {'Fail recall @10%':>17s}  (medians)")
+    for arm, med in result["medians"].items():
+        cells = [med["auc"], med["f1_at_budget"], med["labels_to_98"], med["fail_recall_at_10pct"]]
+        shown = ["-" if v is None else f"{v:.3f}" if isinstance(v, float) and v < 2 else f"{v:.0f}" for v in cells]
+        print(f"{arm:8s} {shown[0]:>7s} {shown[1]:>10s} {shown[2]:>14s} {shown[3]:>17s}")
+    for key, value in result["ratios"].items():
+        print(f"{key}: {'-' if value is None else value}")
+    return EXIT_OK
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Performance and label-efficiency figures."""
     if args.what == "al":
-        from qa0_label.bench.al import run_benchmark
-        from qa0_label.learning.strategies import DEFAULT_STRATEGY
-
-        result = run_benchmark(
-            dataset=args.dataset,
-            strategy=args.strategy or DEFAULT_STRATEGY,
-            seeds=args.seeds,
-            progress=_progress_printer(args.json),
-        )
+        return _benchmark_al(args)
     elif args.what == "scale":
         if args.pool <= 0 or args.writers < 0 or args.calls <= 0 or args.details_for < 0 or args.think_ms < 0:
             raise UserError("--pool and --calls must be positive; --writers, --details-for, --think-ms not negative")
@@ -496,11 +527,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="performance figures")
     bsub = p.add_subparsers(dest="what", required=True)
-    b = bsub.add_parser("al", parents=[common], help="label efficiency of a query strategy against random order")
+    b = bsub.add_parser(
+        "al", parents=[common], help="the app's active-learning loop against random order and plain modAL"
+    )
     b.add_argument("--dataset", default="qa0-sim", choices=["qa0-sim", "breast_cancer", "wine", "digits"])
-    b.add_argument("--strategy", default=None, help="default: the app's default strategy")
-    b.add_argument("--seeds", type=int, default=10)
+    b.add_argument("--csv", metavar="PATH", help="your own labelled table instead of --dataset (numeric columns)")
+    b.add_argument("--label-column", metavar="COL", help="the --csv column holding Pass/SemiPass/Fail")
+    b.add_argument("--map", metavar="V=QA0,...", help="translate --csv label values, e.g. good=Pass,bad=Fail")
+    b.add_argument("--budget", type=int, default=None, help="labels per arm for AUC / F1 (default per dataset)")
+    b.add_argument("--strategy", default=None, help="the app arm's strategy (default: the app's default)")
+    b.add_argument("--seeds", type=int, default=8)
     b.add_argument("--json", action="store_true")
+    b.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     b.set_defaults(func=cmd_benchmark)
     b = bsub.add_parser("scale", parents=[common], help="next/label/retrain/detail latency on a pool of N EBs")
     b.add_argument("--pool", type=int, required=True, help="EBs in the pool (built with the simulator, or reused)")

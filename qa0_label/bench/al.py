@@ -1,553 +1,389 @@
-"""Label efficiency of a query strategy against random order, replayed on fully labelled data.
+"""Active-learning benchmark: an oracle replays the app's own loop beside random order and plain modAL.
 
-For every seed: split the data into a pool and a held-out test set (stratified); start both runs from the
-same small random labelled set; then, a batch at a time, retrain the estimator we ship on the labels so far,
-evaluate macro-F1 on the held-out set, and add the next batch chosen by the strategy (or in random order).
-`labels needed` is the first label count at which macro-F1 reaches 98 % of what the same estimator reaches
-trained on the whole pool and is still there one batch later. label_efficiency = median over seeds of (random's labels needed) / (the
-strategy's labels needed).
+For every seed the labelled table is split (stratified) into a pool and a held-out test set, and three arms
+label the pool 20 at a time (the shipped ``Settings.auto_retrain_every``):
 
-Datasets: ``qa0-sim`` (simulate.generate + features.features_from_frames, labels = the simulator's reference
-QA0) and scikit-learn's bundled ``breast_cancer``, ``wine`` and ``digits`` (no download).
+- ``app``: the code users run. A temporary SQLite database holds every EB; an oracle AoD asks
+  ``assign.next_for`` (shipped routing shares and default strategy, cold start included) and records the true
+  value with ``labels.record_label``; every 20 labels the shipped ``training.retrain`` runs (model choice by
+  cross-validation, queues ranked by modAL). The served model is the newest done run: its stored scores of
+  the test EBs are what is evaluated. Test EBs sit in the database (their features are computed with the
+  whole table, as the pool's are) but are leased to a held-out labeller for the whole replay, so no pick
+  can hand one out. With one oracle there is no second AoD: an overlap or gold pick finds nothing and falls
+  through to the strategy queue, exactly as it does in the app for a lone AoD; random picks are spent as
+  shipped.
+- ``random``: the pool in a seeded random order, the same retrain model (``training.fit_served_model``) fitted
+  on the first n labels at every batch.
+- ``modal``: plain modAL: RandomForestClassifier(200 trees) + ``modAL.uncertainty.margin_sampling``, 20 per
+  query, rebuilt each round from the same first 20 random labels as ``random``.
+
+Every arm is evaluated on the same test set at every 20 labels with the same rules: macro-F1 (over the
+table's classes) and Fail recall. Before a model exists (fewer than the shipped minimum of labels, or one
+class) the prediction is the most common value labelled so far. Figures per arm and seed: the area under
+macro-F1 vs labels up to the budget (normalised to 0-1), macro-F1 at the budget, the labels needed to reach
+98 % of the full-pool macro-F1 (the retrain's model on the whole pool) and still be there one batch later,
+and Fail recall with 10 % of the pool labelled. Nothing is written outside the temporary directory.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import random
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score, recall_score
 from sklearn.model_selection import train_test_split
 
-from qa0_label.learning import learner as lrn
-from qa0_label.learning import strategies as strat
+from qa0_label.bench.datasets import DATASETS, BenchInputError, Table, import_table, simulate_table, sklearn_table
+from qa0_label.config import Settings
+from qa0_label.store.models import LABEL_VALUES
 
 Progress = Callable[[float, str], None]
+Point = tuple[int, float, "float | None"]
 
-DATASETS: tuple[str, ...] = ("qa0-sim", "breast_cancer", "wine", "digits")
+__all__ = ["DATASETS", "BUDGETS", "BenchInputError", "run_benchmark"]
+
+BUDGETS: dict[str, int] = {"qa0-sim": 200, "breast_cancer": 100, "wine": 60, "digits": 200}
+"""Labels each arm may spend for the AUC and F1-at-budget figures (the issue's budgets; digits and CSV: 200)."""
+DEFAULT_BUDGET = 200
 TARGET_SHARE = 0.98
-"""A run has 'reached' the full-pool model once its macro-F1 is at least this share of it."""
-QA0_SIM_N = 5000
-QA0_SIM_SEED = 2024
+TEST_SHARE = 0.25
+MODAL_TREES = 200
+ARMS = ("app", "random", "modal")
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How one dataset is replayed."""
-
-    n_initial: int
-    batch: int
-    max_iter: int
-    estimator: str
-    test_size: float = 0.25
+# --- evaluation ----------------------------------------------------------------------------------------
 
 
-PLANS: dict[str, Plan] = {
-    # qa0-sim mirrors the product: retrain every 25 labels (settings.auto_retrain_every).
-    # qa0-sim replays the model we ship (ordinal, monotone gradient boosting). The scikit-learn datasets check
-    # that the strategies carry over to other data; they use a random forest, whose vote shares give graded
-    # probabilities from few labels (estimator="multiclass" replays them with plain gradient boosting).
-    "qa0-sim": Plan(n_initial=25, batch=25, max_iter=100, estimator="ordinal"),
-    "breast_cancer": Plan(n_initial=10, batch=5, max_iter=60, estimator="forest"),
-    "wine": Plan(n_initial=6, batch=3, max_iter=60, estimator="forest"),
-    "digits": Plan(n_initial=20, batch=10, max_iter=40, estimator="forest"),
-}
+def _constant(values: list[str] | np.ndarray) -> str | None:
+    """The most common value labelled so far (ties: the more cautious value), None before any label."""
+    counts = Counter(str(v) for v in values)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return [v for v in reversed(LABEL_VALUES) if counts.get(v) == top][0]
 
 
-@lru_cache(maxsize=4)
-def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(X, y, class names) of a benchmark dataset; qa0-sim labels are the reference QA0 values."""
-    if name == "qa0-sim":
-        from qa0_label.learning.features import features_from_frames
-        from qa0_label.sim.simulate import generate
-
-        batch = generate(n=QA0_SIM_N, seed=QA0_SIM_SEED)
-        X = features_from_frames(batch.ebs, batch.details)
-        truth = batch.outcomes.set_index("eb")["value"]
-        y = truth.reindex(X.index).to_numpy(dtype=object)
-        return X.to_numpy(dtype=float), y, tuple(str(c) for c in X.columns)
-    from sklearn import datasets
-
-    loaders = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine, "digits": datasets.load_digits}
-    if name not in loaders:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    data = loaders[name]()
-    return (
-        np.asarray(data.data, dtype=float),
-        np.asarray(data.target),
-        tuple(str(c) for c in getattr(data, "feature_names", [])),
-    )
-
-
-def _fit_eval(
-    X: np.ndarray,
-    y: np.ndarray,
-    idx: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    classes: np.ndarray,
-    *,
-    max_iter: int,
-    seed: int,
-    fail_label: Any,
-    names: tuple[str, ...] | None,
-    kind: str,
-) -> tuple[Any, float, float | None]:
-    yl = y[idx]
-    if len(set(yl.tolist())) < 2:
-        # One class so far: the model predicts it everywhere.
-        pred = np.full(len(y_test), yl[0], dtype=y_test.dtype)
-        model = None
-    else:
-        model = lrn.make_estimator(
-            random_state=seed, max_iter=max_iter, n_samples=len(idx), feature_names=names, kind=kind
-        )
-        model.fit(X[idx], yl)
-        pred = model.predict(X_test)
+def _score(pred: np.ndarray | None, y_test: np.ndarray, classes: list[str]) -> tuple[float, float | None]:
+    """(macro-F1, Fail recall) of a prediction; no prediction at all scores 0."""
+    if pred is None:
+        return 0.0, 0.0 if "Fail" in classes else None
+    pred = np.asarray(pred, dtype=object).astype(str)
     f1 = float(f1_score(y_test, pred, labels=classes, average="macro", zero_division=0))
     fail = None
-    if fail_label is not None and (y_test == fail_label).any():
-        fail = float(recall_score(y_test, pred, labels=[fail_label], average="macro", zero_division=0))
-    return model, f1, fail
+    if "Fail" in classes and (y_test == "Fail").any():
+        fail = float(recall_score(y_test, pred, labels=["Fail"], average="macro", zero_division=0))
+    return f1, fail
 
 
-def _proba(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    out = np.full((X.shape[0], len(classes)), 1.0 / len(classes))
-    if model is None or X.shape[0] == 0:
-        return out
-    p = model.predict_proba(X)
-    out[:] = 0.0
-    for j, c in enumerate(model.classes_):
-        out[:, int(np.flatnonzero(classes == c)[0])] = p[:, j]
-    return out
+def figures(curve: list[Point], *, budget: int, batch: int, target: float, ten_pct: int) -> dict[str, Any]:
+    """AUC (0-1) of macro-F1 vs labels up to budget, F1 at budget, labels to target, Fail recall at 10 %."""
+    upto = [p for p in curve if p[0] <= budget]
+    ns = np.asarray([p[0] for p in upto], dtype=float)
+    f1 = np.asarray([p[1] for p in upto], dtype=float)
+    if len(upto) >= 2:
+        auc = float(np.trapezoid(f1, ns) / (ns[-1] - ns[0]))
+    else:
+        auc = float(f1[0]) if len(upto) else 0.0
+    needed = None
+    for i, p in enumerate(curve):
+        # Reached = at the target here and still at it one batch later (one lucky batch is not enough).
+        if p[1] >= target and (i + 1 == len(curve) or curve[i + 1][1] >= target):
+            needed = int(p[0])
+            break
+    at_ten = [p for p in curve if p[0] <= ten_pct]
+    return {
+        "auc": round(auc, 4),
+        "f1_at_budget": round(float(f1[-1]), 4) if len(upto) else None,
+        "labels_to_98": needed,
+        "fail_recall_at_10pct": (None if not at_ten or at_ten[-1][2] is None else round(float(at_ten[-1][2]), 4)),
+    }
 
 
-def _evaluate(
-    X: np.ndarray,
-    y: np.ndarray,
-    labelled: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    classes: np.ndarray,
-    *,
-    plan: Plan,
-    seed: int,
-    fail_label: Any,
-    names: tuple[str, ...] | None,
-) -> tuple[Any, tuple[int, float, float | None, float | None]]:
-    """Fit on the labelled rows; (model, (n labels, held-out macro-F1, held-out Fail recall, pool Fails caught))."""
-    idx = np.flatnonzero(labelled)
-    model, f1, fail = _fit_eval(
-        X,
-        y,
-        idx,
-        X_test,
-        y_test,
-        classes,
-        max_iter=plan.max_iter,
-        seed=seed,
-        fail_label=fail_label,
-        names=names,
-        kind=plan.estimator,
-    )
-    pool_fail = None
-    if fail_label is not None and (y == fail_label).any():
-        # Fails the system knows about: the labelled ones plus those the model flags among the rest.
-        unl = np.flatnonzero(~labelled)
-        flagged = np.zeros(y.shape[0], dtype=bool)
-        if model is not None and unl.size:
-            flagged[unl] = model.predict(X[unl]) == fail_label
-        caught = (labelled | flagged) & (y == fail_label)
-        pool_fail = float(caught.sum() / (y == fail_label).sum())
-    return model, (int(idx.size), f1, fail, pool_fail)
+# --- the three arms ------------------------------------------------------------------------------------
 
 
-def _replay(
-    X: np.ndarray,
-    y: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    classes: np.ndarray,
-    init: np.ndarray,
-    *,
-    strategy: str,
-    plan: Plan,
-    target: float,
-    seed: int,
-    fail_label: Any,
-    stop_at: int,
-    names: tuple[str, ...] | None,
-) -> dict[str, Any]:
-    """Labelling with a strategy: retrain every batch; stops at the target once at least stop_at labels are in."""
-    rng = np.random.default_rng(seed + 7919)
-    n = X.shape[0]
-    labelled = np.zeros(n, dtype=bool)
-    labelled[init] = True
+class _Replay:
+    """One seed's data: the matrix every arm learns from, the split and the rules they share."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, columns: list[str], pool: np.ndarray, test: np.ndarray) -> None:
+        self.X, self.y, self.columns, self.pool, self.test = X, y, columns, pool, test
+        self.classes = [c for c in LABEL_VALUES if c in set(y.tolist())]
+        self.y_test = y[test].astype(str)
+
+    def model_prediction(self, idx: np.ndarray, version: int, settings: Settings) -> np.ndarray | None:
+        """The retrain's model on these labels, predicting the test set (the constant rule when it would refuse)."""
+        from qa0_label.learning.training import fit_served_model
+
+        yl = self.y[idx]
+        if len(idx) < settings.min_labels_to_train or len(set(yl.tolist())) < 2:
+            c = _constant(yl)
+            return None if c is None else np.full(len(self.test), c, dtype=object)
+        learner, _ = fit_served_model(self.X[idx], yl, feature_names=self.columns, random_state=version)
+        return learner.predict(self.X[self.test])
+
+
+def _random_arm(r: _Replay, seed: int, horizon: int, batch: int, settings: Settings) -> list[Point]:
+    order = np.random.default_rng(seed).permutation(r.pool)
     curve = []
-    needed: int | None = None
-    candidate: int | None = None
+    for n in range(batch, horizon + 1, batch):
+        pred = r.model_prediction(order[:n], n // batch, settings)
+        curve.append((n, *_score(pred, r.y_test, r.classes)))
+    return curve
+
+
+def _modal_arm(r: _Replay, seed: int, horizon: int, batch: int) -> list[Point]:
+    """Plain modAL as its documentation shows it: a random forest, margin sampling, rebuilt every round."""
+    from modAL.models import ActiveLearner
+    from modAL.uncertainty import margin_sampling
+    from sklearn.ensemble import RandomForestClassifier
+
+    labelled = list(np.random.default_rng(seed).permutation(r.pool)[:batch])
+    curve = []
     while True:
-        model, point = _evaluate(
-            X, y, labelled, X_test, y_test, classes, plan=plan, seed=seed, fail_label=fail_label, names=names
+        idx = np.asarray(labelled)
+        learner = ActiveLearner(
+            estimator=RandomForestClassifier(n_estimators=MODAL_TREES, random_state=seed, n_jobs=1),
+            query_strategy=margin_sampling,
+            X_training=r.X[idx],
+            y_training=r.y[idx].astype(str),
         )
-        curve.append(point)
-        unl = np.flatnonzero(~labelled)
-        if needed is None:
-            # Reached = at the target now and still at it one batch later (one lucky test split is not enough).
-            if point[1] >= target:
-                if candidate is not None or unl.size == 0:
-                    needed = candidate if candidate is not None else point[0]
-                else:
-                    candidate = point[0]
-            else:
-                candidate = None
-        if (needed is not None and point[0] >= stop_at) or unl.size == 0:
-            break
-        k = min(plan.batch, unl.size)
-        proba = _proba(model, X[unl], classes)
-        labelled[unl[strat.rank(strategy, proba, X[unl], k, rng)]] = True
-    return {"needed": needed if needed is not None else int(labelled.sum()), "curve": curve}
+        curve.append((len(idx), *_score(learner.predict(r.X[r.test]), r.y_test, r.classes)))
+        if len(idx) + batch > horizon:
+            return curve
+        unl = np.setdiff1d(r.pool, idx)
+        q, _ = learner.query(r.X[unl], n_instances=min(batch, len(unl)))
+        labelled.extend(int(i) for i in unl[np.asarray(q, dtype=int)])
 
 
-def _replay_random(
-    X: np.ndarray,
-    y: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
-    classes: np.ndarray,
-    init: np.ndarray,
+def _app_arm(
+    r: _Replay,
     *,
-    plan: Plan,
-    target: float,
+    template: Any,
+    workdir: Path,
     seed: int,
-    fail_label: Any,
-    stop_at: int,
-    names: tuple[str, ...] | None,
-) -> dict[str, Any]:
-    """Labelling in random order. The order does not depend on the model, so instead of retraining every
-    batch the curve is evaluated every batch up to stop_at, then on a geometric grid until the target is
-    reached, and the crossing is refined by bisection to one batch."""
-    rng = np.random.default_rng(seed + 7919)
-    n = X.shape[0]
-    first = np.zeros(n, dtype=bool)
-    first[init] = True
-    order = np.concatenate([np.flatnonzero(first), rng.permutation(np.flatnonzero(~first))])
-    points: dict[int, tuple[int, float, float | None, float | None]] = {}
+    eb_ids: np.ndarray,
+    horizon: int,
+    settings: Settings,
+    strategy: str | None,
+    say: Progress,
+) -> tuple[list[Point], dict[str, int]]:
+    """The oracle through next_for / record_label / retrain on a copy of the template database."""
+    from datetime import timedelta
 
-    def at(m: int) -> tuple[int, float, float | None, float | None]:
-        m = int(min(max(m, init.size), n))
-        if m not in points:
-            labelled = np.zeros(n, dtype=bool)
-            labelled[order[:m]] = True
-            points[m] = _evaluate(
-                X, y, labelled, X_test, y_test, classes, plan=plan, seed=seed, fail_label=fail_label, names=names
-            )[1]
-        return points[m]
+    from sqlalchemy import text
 
-    def reached(m: int) -> bool:
-        # At the target here and one batch later, as in the strategy's replay.
-        return at(m)[1] >= target and (m >= n or at(m + plan.batch)[1] >= target)
+    from qa0_label.learning import training
+    from qa0_label.queue import assign
+    from qa0_label.store import db, labels
+    from qa0_label.store.models import Lease, utcnow
 
-    m = init.size
-    below = None
-    while True:
-        if reached(m):
-            break
-        below = m
-        if m >= n:
-            break
-        m = m + plan.batch if m < stop_at else int(min(n, max(m + plan.batch, round(m * 1.15))))
-    hi = m
-    lo = below
-    while lo is not None and hi - lo > plan.batch:
-        mid = lo + max(1, (hi - lo) // 2 // plan.batch) * plan.batch
-        if mid >= hi:
-            break
-        if reached(mid):
-            hi = mid
-        else:
-            lo = mid
-    for m in range(init.size, min(stop_at, n) + 1, plan.batch):
-        at(m)
-    return {"needed": hi, "curve": [points[k] for k in sorted(points)]}
+    path = workdir / f"seed{seed}.sqlite"
+    db.backup_sqlite(template, path)
+    url = f"sqlite:///{path}"
+    settings = replace(settings, database_url=url, model_dir=workdir / f"models{seed}")
+    engine = db.get_engine(url)
+    truth = {int(e): str(v) for e, v in zip(eb_ids, r.y)}
+    test_ids = [int(e) for e in eb_ids[r.test]]
+    try:
+        with db.session_scope(engine, write=True) as s:
+            holder = labels.get_or_create_labeler(session=s, name="held-out test set")
+            now = utcnow()
+            far = now + timedelta(days=365 * 100)
+            s.add_all(
+                Lease(eb_id=e, labeler_id=holder.id, reason="held-out", created_at=now, expires_at=far)
+                for e in test_ids
+            )
+        random.seed(seed)  # the random route's seek point
+        name = f"oracle-{seed}"
+        curve: list[Point] = []
+        routes: Counter[str] = Counter()
+        given: list[str] = []
+        while len(given) < horizon:
+            pick = assign.next_for(engine=engine, labeler=name, strategy=strategy, settings=settings)
+            if pick is None:
+                break
+            routes[str(pick["strategy"])] += 1
+            value = truth[int(pick["eb_id"])]
+            with db.session_scope(engine, write=True) as s:
+                labels.record_label(session=s, eb_id=int(pick["eb_id"]), labeler=name, value=value)
+            given.append(value)
+            if len(given) % settings.auto_retrain_every:
+                continue
+            try:
+                training.retrain(engine=engine, settings=settings, trigger="auto")
+            except training.RetrainRefused:
+                pass  # one class (or too few labels): the app stays in cold start, and so does the replay
+            with engine.connect() as conn:
+                run = conn.execute(
+                    text("SELECT id FROM model_run WHERE status = 'done' ORDER BY version DESC LIMIT 1")
+                ).scalar()
+                pred = None
+                if run is not None:
+                    rows = dict(
+                        (int(e), np.argmax(p))
+                        for e, *p in conn.execute(
+                            text("SELECT eb_id, p_pass, p_semipass, p_fail FROM score WHERE run_id = :r"), {"r": run}
+                        )
+                    )
+                    pred = np.asarray([LABEL_VALUES[rows[e]] for e in test_ids], dtype=object)
+                elif given:
+                    pred = np.full(len(test_ids), _constant(given), dtype=object)
+            curve.append((len(given), *_score(pred, r.y_test, r.classes)))
+            say(len(given) / horizon, f"app {len(given)}/{horizon} labels")
+        return curve, dict(routes)
+    finally:
+        engine.dispose()
+        db._engines.pop(url, None)
 
 
-def _at(curve: list[tuple[int, float, float | None, float | None]], n: int, col: int) -> float | None:
-    """The curve's value in column col at the last point with at most n labels."""
-    best = None
-    for point in curve:
-        if point[0] <= n:
-            best = point[col]
-    return best
+# --- the benchmark -------------------------------------------------------------------------------------
+
+
+def _median(values: list[Any]) -> float | None:
+    vals = [math.inf if v is None else float(v) for v in values]
+    if not vals:
+        return None
+    m = float(np.median(vals))
+    return None if math.isinf(m) else m
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else round(a / b, 3)
 
 
 def run_benchmark(
-    *, dataset: str, strategy: str, seeds: int = 10, progress: Progress | None = None, estimator: str | None = None
+    *,
+    dataset: str | None = None,
+    table: Table | None = None,
+    seeds: int = 8,
+    budget: int | None = None,
+    strategy: str | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Replay labelling with the strategy and with random order on a labelled dataset; label efficiency + curves.
+    """Replay the app's loop, random order and plain modAL on a dataset (or a user's Table); figures and ratios."""
+    from qa0_label.learning import features as feats
+    from qa0_label.learning import strategies as strat
+    from qa0_label.store import db
 
-    estimator overrides the dataset's default model kind (learner.make_estimator: ordinal, multiclass, forest).
-    """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    if strategy not in strat.STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
     if seeds < 1:
-        raise ValueError("seeds must be at least 1")
-    t0 = time.perf_counter()
+        raise BenchInputError("--seeds must be at least 1")
+    if strategy is not None and strategy not in strat.STRATEGIES:
+        raise BenchInputError(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
+    if table is None:
+        if dataset not in DATASETS:
+            raise BenchInputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} or --csv PATH")
+        if dataset != "qa0-sim":
+            table = sklearn_table(dataset)
+    name = table.name if table is not None else "qa0-sim"
+    budget = int(budget or BUDGETS.get(name, DEFAULT_BUDGET))
+    if budget < 1:
+        raise BenchInputError("--budget must be positive")
+    settings = Settings()
+    batch = int(settings.auto_retrain_every)
     say = progress or (lambda _f, _m: None)
-    say(0.0, f"loading {dataset}")
-    X_all, y_all, feature_names = load_dataset(dataset)
-    names = feature_names if dataset == "qa0-sim" else None
-    plan = PLANS[dataset]
-    if estimator is not None:
-        if estimator == "ordinal" and dataset != "qa0-sim":
-            raise ValueError("the ordinal estimator needs QA0 labels (dataset qa0-sim)")
-        plan = replace(plan, estimator=estimator)
-    classes = np.unique(y_all)
-    fail_label = "Fail" if dataset == "qa0-sim" else None
-    per_seed = []
-    with lrn.fit_thread_limit(0):
-        for s in range(seeds):
-            X, X_test, y, y_test = train_test_split(
-                X_all, y_all, test_size=plan.test_size, stratify=y_all, random_state=s
-            )
-            pool = X.shape[0]
-            _, full_f1, full_fail = _fit_eval(
-                X,
-                y,
-                np.arange(pool),
-                X_test,
-                y_test,
-                classes,
-                max_iter=plan.max_iter,
-                seed=s,
-                fail_label=fail_label,
-                names=names,
-                kind=plan.estimator,
-            )
-            target = TARGET_SHARE * full_f1
-            rng = np.random.default_rng(s)
-            init = rng.choice(pool, size=min(plan.n_initial, pool), replace=False)
-            stop_at = int(np.ceil(0.10 * pool)) if fail_label is not None else 0
-            say(s / seeds, f"seed {s + 1}/{seeds}: {strategy}")
-            runs = {
-                strategy: _replay(
-                    X,
-                    y,
-                    X_test,
-                    y_test,
-                    classes,
-                    init,
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qa0-bench-al-") as tmp:
+        workdir = Path(tmp)
+        url = f"sqlite:///{workdir / 'template.sqlite'}"
+        template = db.get_engine(url)
+        try:
+            say(0.0, f"{name}: loading the table into a temporary database")
+            if table is None:
+                eb_ids, y = simulate_table(template)
+            else:
+                eb_ids, y = import_table(template, table), table.y
+            feats.ensure_detail_cache(engine=template)
+            with db.session_scope(template) as s:
+                frame = feats.build_features(session=s)
+            # The retrain's own column rule: columns empty over the whole table carry nothing.
+            columns = [c for c in frame.columns if frame[c].notna().any()]
+            X = frame.reindex(eb_ids)[columns].to_numpy(dtype=float)
+            y = np.asarray(y, dtype=object).astype(str)
+            n = len(y)
+            pool_n = n - int(math.ceil(TEST_SHARE * n))
+            ten_pct = int(math.ceil(0.10 * pool_n))
+            horizon = min(max(2 * budget, ten_pct + batch), pool_n) // batch * batch
+            if budget > horizon:
+                raise BenchInputError(f"--budget {budget} is more than the pool of {pool_n} rows allows")
+            per_seed: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
+            full_f1: list[float] = []
+            routes: list[dict[str, int]] = []
+            for k, seed in enumerate(range(1, seeds + 1)):
+                base = k / seeds
+
+                def step(f: float, msg: str, _b: float = base, _s: int = seed) -> None:
+                    say(_b + f / seeds, f"{name} seed {_s}/{seeds}: {msg}")
+
+                pool, test = train_test_split(np.arange(n), test_size=TEST_SHARE, stratify=y, random_state=seed)
+                r = _Replay(X, y, columns, np.sort(pool), np.sort(test))
+                step(0.0, "full-pool model")
+                f_full = _score(r.model_prediction(r.pool, 0, settings), r.y_test, r.classes)[0]
+                full_f1.append(round(f_full, 4))
+                target = TARGET_SHARE * f_full
+                curves: dict[str, list[Point]] = {}
+                curves["app"], used = _app_arm(
+                    r,
+                    template=template,
+                    workdir=workdir,
+                    seed=seed,
+                    eb_ids=eb_ids,
+                    horizon=horizon,
+                    settings=settings,
                     strategy=strategy,
-                    plan=plan,
-                    target=target,
-                    seed=s,
-                    fail_label=fail_label,
-                    stop_at=stop_at,
-                    names=names,
+                    say=lambda f, m: step(0.6 * f, m),
                 )
-            }
-            say((s + 0.5) / seeds, f"seed {s + 1}/{seeds}: random order")
-            runs["random"] = _replay_random(
-                X,
-                y,
-                X_test,
-                y_test,
-                classes,
-                init,
-                plan=plan,
-                target=target,
-                seed=s,
-                fail_label=fail_label,
-                stop_at=stop_at,
-                names=names,
-            )
-            row: dict[str, Any] = {
-                "seed": s,
-                "pool": pool,
-                "full_pool_macro_f1": full_f1,
-                "target_macro_f1": target,
-                "strategy_labels_needed": runs[strategy]["needed"],
-                "random_labels_needed": runs["random"]["needed"],
-                "efficiency": runs["random"]["needed"] / runs[strategy]["needed"],
-                "curve_strategy": runs[strategy]["curve"],
-                "curve_random": runs["random"]["curve"],
-            }
-            if fail_label is not None:
-                row["full_pool_fail_recall"] = full_fail
-                for pct in (5, 10):
-                    at = int(np.floor(pct / 100 * pool))
-                    row[f"fail_recall_at_{pct}pct"] = _at(runs[strategy]["curve"], at, 2)
-                    row[f"random_fail_recall_at_{pct}pct"] = _at(runs["random"]["curve"], at, 2)
-                    row[f"pool_fail_caught_at_{pct}pct"] = _at(runs[strategy]["curve"], at, 3)
-                    row[f"random_pool_fail_caught_at_{pct}pct"] = _at(runs["random"]["curve"], at, 3)
-            per_seed.append(row)
-            say((s + 1) / seeds, f"seed {s + 1}/{seeds}: efficiency {row['efficiency']:.2f}")
-
-    def med(key: str) -> float | None:
-        vals = [r[key] for r in per_seed if r.get(key) is not None]
-        return float(np.median(vals)) if vals else None
-
+                routes.append(used)
+                step(0.6, "random order")
+                curves["random"] = _random_arm(r, seed, horizon, batch, settings)
+                step(0.8, "plain modAL")
+                curves["modal"] = _modal_arm(r, seed, horizon, batch)
+                for arm in ARMS:
+                    row = figures(curves[arm], budget=budget, batch=batch, target=target, ten_pct=ten_pct)
+                    row["curve"] = [
+                        [p[0], round(p[1], 4), None if p[2] is None else round(p[2], 4)] for p in curves[arm]
+                    ]
+                    per_seed[arm].append(row)
+                step(1.0, "done")
+        finally:
+            template.dispose()
+            db._engines.pop(url, None)
+    keys = ("auc", "f1_at_budget", "labels_to_98", "fail_recall_at_10pct")
+    arms = {a: {key: [row[key] for row in per_seed[a]] for key in keys} for a in ARMS}
+    medians = {a: {key: _median(arms[a][key]) for key in keys} for a in ARMS}
+    for a in ARMS:
+        arms[a]["curves"] = [row["curve"] for row in per_seed[a]]
     result: dict[str, Any] = {
-        "dataset": dataset,
-        "strategy": strategy,
+        "dataset": name,
         "seeds": seeds,
-        "pool": int(per_seed[0]["pool"]),
-        "batch": plan.batch,
-        "n_initial": plan.n_initial,
-        "estimator": {
-            "ordinal": f"MonotoneOrdinalClassifier(max_iter={plan.max_iter}, class_weight=balanced)",
-            "multiclass": f"HistGradientBoostingClassifier(max_iter={plan.max_iter}, class_weight=balanced)",
-            "forest": "RandomForestClassifier(n_estimators=100, class_weight=balanced)",
-        }[plan.estimator],
-        "label_efficiency": med("efficiency"),
-        "efficiency_per_seed": [round(r["efficiency"], 3) for r in per_seed],
-        "strategy_labels_needed_median": med("strategy_labels_needed"),
-        "random_labels_needed_median": med("random_labels_needed"),
-        "full_pool_macro_f1_median": med("full_pool_macro_f1"),
+        "budget": budget,
+        "arms": arms,
+        "ratios": {
+            "auc_app_over_random": _ratio(medians["app"]["auc"], medians["random"]["auc"]),
+            "auc_app_over_modal": _ratio(medians["app"]["auc"], medians["modal"]["auc"]),
+            "labels_to_98_random_over_app": _ratio(medians["random"]["labels_to_98"], medians["app"]["labels_to_98"]),
+        },
+        "medians": medians,
+        "pool": pool_n,
+        "test": n - pool_n,
+        "batch": batch,
+        "horizon": horizon,
+        "full_pool_f1": full_f1,
+        "app_picks": routes,
+        "strategy": strategy or strat.DEFAULT_STRATEGY,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load": round(os.getloadavg()[0], 2),
     }
-    if fail_label is not None:
-        for key in (
-            "full_pool_fail_recall",
-            "fail_recall_at_5pct",
-            "fail_recall_at_10pct",
-            "random_fail_recall_at_5pct",
-            "random_fail_recall_at_10pct",
-            "pool_fail_caught_at_5pct",
-            "pool_fail_caught_at_10pct",
-            "random_pool_fail_caught_at_5pct",
-            "random_pool_fail_caught_at_10pct",
-        ):
-            result[key] = med(key)
-    result["curves"] = [
-        {"seed": r["seed"], "strategy": r["curve_strategy"], "random": r["curve_random"]} for r in per_seed
-    ]
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    say(1.0, f"{dataset}: label efficiency {result['label_efficiency']:.2f}")
+    say(
+        1.0,
+        f"{name}: AUC app/random {result['ratios']['auc_app_over_random']}, app/modAL {result['ratios']['auc_app_over_modal']}",
+    )
     return result
-
-
-# --- large synthetic pools for the speed benchmarks ------------------------------------------------
-
-
-def synthetic_pool(engine: Any, *, n: int, n_labels: int, seed: int = 0, aods: int = 4) -> dict[str, Any]:
-    """Bulk-insert n EB rows (no detail rows) and n_labels labels from `aods` AoDs, fast enough for 100k EBs.
-
-    The simulator with its ~1,500 detail rows per EB would need hours and gigabytes for 100k EBs; the speed
-    benchmarks of `next` and `retrain` only need EB rows whose QA0 follows from their columns.
-    """
-    from datetime import datetime, timedelta, timezone
-
-    from sqlalchemy import func, insert
-    from sqlalchemy import select as sa_select
-
-    from qa0_label.review.limits import REFERENCE_FREQ_GHZ
-    from qa0_label.store.db import bulk_insert, session_scope
-    from qa0_label.store.models import ExecutionBlock, Labeler, table_of
-
-    rng = np.random.default_rng(seed)
-    sources = [f"J{h:02d}{m:02d}-{d:02d}{s:02d}" for h, m, d, s in rng.integers(0, 24, (40, 4))]
-    bands = np.array([3, 4, 6, 7])
-    band = rng.choice(bands, n, p=[0.45, 0.12, 0.2, 0.23])
-    is12 = rng.random(n) < 0.55
-    n_ant = np.where(is12, rng.integers(40, 51, n), rng.integers(9, 13, n))
-    few = rng.random(n) < 0.02
-    n_ant = np.where(few, np.maximum(3, (n_ant * rng.uniform(0.2, 0.8, n)).astype(int)), n_ant)
-    execf = np.where(rng.random(n) < 0.03, rng.uniform(0.15, 0.9, n).round(3), 1.0)
-    pwv = np.exp(rng.normal(0.0, 0.6, n)).round(3)
-    el = rng.uniform(20, 85, n).round(2)
-    phase = (rng.gamma(2.0, 4.0, n) * np.where(rng.random(n) < 0.02, 6.0, 1.0)).round(2)
-    freq = np.array([REFERENCE_FREQ_GHZ[int(b)] for b in bands])[np.searchsorted(bands, band)]
-    expected = rng.uniform(0.8, 15.0, n).round(4)
-    off = np.where(rng.random(n) < 0.03, rng.choice([-1, 1], n) * rng.uniform(0.1, 0.5, n), rng.normal(0, 0.03, n))
-    flux = (expected * np.exp(off)).round(4)
-    bad = (n_ant < np.where(is12, 16, 4)) | (execf < 0.3) | (np.abs(off) > 0.3) | (phase > 60)
-    meh = (n_ant < np.where(is12, 30, 7)) | (execf < 0.7) | (np.abs(off) > 0.12) | (phase > 35)
-    truth = np.where(bad, "Fail", np.where(meh, "SemiPass", "Pass"))
-    t0 = datetime(2023, 1, 1, tzinfo=timezone.utc)
-    starts = [t0 + timedelta(minutes=int(m)) for m in np.sort(rng.integers(0, 2 * 365 * 24 * 60, n))]
-    with session_scope(engine, write=True) as s:
-        conn = s.connection()
-        sqlite = conn.dialect.name == "sqlite"
-
-        def when(t: datetime) -> Any:
-            return t.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else t
-
-        first = int(conn.execute(sa_select(func.coalesce(func.max(ExecutionBlock.id), 0))).scalar() or 0)
-        cols = [
-            "uid",
-            "source",
-            "band",
-            "array",
-            "start_time",
-            "n_antennas",
-            "pwv_mm",
-            "elevation_deg",
-            "exec_fraction",
-            "phase_rms_deg",
-            "tsys_median_k",
-            "flagged_fraction",
-            "freq_ghz",
-            "flux_jy",
-            "flux_err_jy",
-            "expected_flux_jy",
-            "expected_flux_err_jy",
-            "spectral_index",
-            "spectral_index_err",
-            "imported_at",
-        ]
-        src = rng.integers(0, len(sources), n)
-        alpha = rng.normal(-0.6, 0.1, n).round(3)
-        rows = [
-            (
-                f"uid://A002/Xb{seed:x}{first + i:x}/X{i:x}",
-                sources[src[i]],
-                int(band[i]),
-                "12m" if is12[i] else "7m",
-                when(starts[i]),
-                int(n_ant[i]),
-                float(pwv[i]),
-                float(el[i]),
-                float(execf[i]),
-                float(phase[i]),
-                float(60 + 40 * (band[i] - 3)),
-                0.01,
-                float(freq[i]),
-                float(flux[i]),
-                float(0.02 * flux[i]),
-                float(expected[i]),
-                float(0.05 * expected[i]),
-                float(alpha[i]),
-                0.05,
-                when(starts[i]),
-            )
-            for i in range(n)
-        ]
-        for start in range(0, n, 20_000):
-            bulk_insert(conn, "execution_block", cols, rows[start : start + 20_000])
-        eb_id = table_of(ExecutionBlock).c.id
-        ids = np.asarray([int(r[0]) for r in conn.execute(sa_select(eb_id).where(eb_id > first).order_by(eb_id))])
-        created = datetime.now(timezone.utc)
-        now = when(created)
-        lab_ids = []
-        for a in range(aods):
-            name = f"bench-aod-{seed}-{a}"
-            new = conn.execute(insert(Labeler).values(name=name, role="aod", active=True, created_at=created))
-            key = new.inserted_primary_key
-            assert key is not None  # an INSERT of one row
-            lab_ids.append(int(key[0]))
-        chosen = rng.choice(n, size=min(n_labels, n), replace=False)
-        label_rows = [
-            (int(ids[i]), lab_ids[j % aods], str(truth[i]), now, "review", f"bench-{seed}-{first}-{i}")
-            for j, i in enumerate(chosen)
-        ]
-        bulk_insert(
-            conn, "label", ["eb_id", "labeler_id", "value", "created_at", "kind", "client_event_id"], label_rows
-        )
-    shares = {v: float((truth == v).mean()) for v in ("Pass", "SemiPass", "Fail")}
-    return {"n_ebs": n, "n_labels": len(label_rows), "labelers": lab_ids, "shares": shares}
