@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 from modAL.models import ActiveLearner
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_X_y
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -234,7 +234,7 @@ def monotonic_constraints(feature_names: Sequence[str] | None) -> list[int] | No
 FOREST_TREES = 100
 """Trees of the forest candidate: enough for graded vote shares, few enough to score 100k EBs in a retrain."""
 
-CANDIDATE_KINDS: tuple[str, ...] = ("forest", "ordinal")
+CANDIDATE_KINDS: tuple[str, ...] = ("extra-trees", "ordinal")
 """Estimators a retrain chooses between by its own cross-validation (ties go to the first)."""
 
 
@@ -256,7 +256,8 @@ def make_estimator(
 
     kind="ordinal" (QA0 labels): MonotoneOrdinalClassifier with the domain's monotonic constraints for the
     named features; kind="multiclass" (any labels): one HistGradientBoostingClassifier; kind="forest" (any
-    labels): a random forest, whose vote shares are graded probabilities from the first few dozen labels.
+    labels): a random forest, whose vote shares are graded probabilities from the first few dozen labels;
+    kind="extra-trees" (any labels): extremely randomised trees on the raw values, the same kind of votes.
     n_samples (the training-set size, when known) shrinks the minimum leaf so that a few dozen labels still
     give a boosted model that can split at all. The retrain picks between CANDIDATE_KINDS by cross-validation.
     """
@@ -279,6 +280,12 @@ def make_estimator(
         clf = RandomForestClassifier(
             n_estimators=FOREST_TREES, min_samples_leaf=1, class_weight="balanced", random_state=random_state, n_jobs=1
         )
+    elif kind == "extra-trees":
+        # Randomised thresholds on the raw values (no binning: quantile bins measured worse for these trees),
+        # missing values routed natively; graded vote shares from the first labels. On held-out splits it
+        # beat the binned forest on qa0-sim, digits and wine at 100-200 labels, and the retrain's CV decides.
+        clf = ExtraTreesClassifier(n_estimators=FOREST_TREES, random_state=random_state, n_jobs=1)
+        return Pipeline([("clf", clf)])
     else:
         raise ValueError(f"unknown estimator kind {kind!r}")
     return Pipeline([("bin", QuantileBinner()), ("clf", clf)])

@@ -109,8 +109,14 @@ def weighted_kmeanspp(
     return np.asarray(picks, dtype=int)
 
 
-def _candidates(scores: np.ndarray, k: int, factor: int = 10, floor: int = 2000) -> np.ndarray:
+CANDIDATE_FACTOR = 10
+CANDIDATE_FLOOR = 2000
+
+
+def _candidates(scores: np.ndarray, k: int, factor: int | None = None, floor: int | None = None) -> np.ndarray:
     # Diversity is only worth buying among EBs the model is unsure about: keep the top slice.
+    factor = CANDIDATE_FACTOR if factor is None else factor
+    floor = CANDIDATE_FLOOR if floor is None else floor
     m = int(min(scores.shape[0], max(factor * k, floor)))
     if m >= scores.shape[0]:
         return np.arange(scores.shape[0])
@@ -164,8 +170,14 @@ def _modal_ranked(select: Callable[..., Any], utility: Callable[..., np.ndarray]
             return np.zeros(0, dtype=int), np.zeros(0)
         chosen = np.asarray(select(classifier, X, n_instances=k)[0], dtype=int).ravel()
         u = np.asarray(utility(classifier, X), dtype=float)
-        info = u if higher else -u
-        order = order_by_utility(chosen, info, X, _generator(random_state), Z)
+        info = np.round(u if higher else -u, 12)
+        # modAL takes an arbitrary part of a tie at the k-th place (argpartition): put the whole tie in play so
+        # that diversity, not table order, decides which of its EBs make the queue.
+        edge = info[chosen].min()
+        tie = np.flatnonzero(info == edge)
+        if tie.size > np.count_nonzero(info[chosen] == edge):
+            chosen = np.union1d(chosen[info[chosen] > edge], tie)
+        order = order_by_utility(chosen, info, X, _generator(random_state), Z)[:k]
         return order, u[order]
 
     query.__name__ = f"ranked_{select.__name__}"

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,10 @@ from qa0_label.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# The candidates' cross-validations run in worker threads; scikit-learn's tree ensembles then warn on every
+# predict that their configuration is not propagated to joblib (nothing here changes that configuration).
+warnings.filterwarnings("ignore", message=r"`sklearn\.utils\.parallel\.delayed` should be used", category=UserWarning)
 
 Progress = Callable[[float, str], None]
 
@@ -270,6 +275,22 @@ def _reporter(engine: Engine, run_id: int, progress: Progress | None) -> Progres
     return report
 
 
+def cv_splits(y: np.ndarray, *, random_state: int = 0) -> tuple[int, list[tuple[np.ndarray, np.ndarray]]]:
+    """The stratified folds (k <= 5) a retrain cross-validates every candidate on."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = pd.Series(y).value_counts()
+    # Fewer folds as labels grow: with thousands of labels each fold still holds >1,000 EBs, the metric barely
+    # moves, and the folds (run beside the final fit) stop being the retrain's longest step.
+    most = 5 if len(y) < 1000 else 3 if len(y) < 3000 else 2
+    n_splits = int(min(most, max(2, counts.min())))
+    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    with warnings.catch_warnings():
+        # A class with fewer members than folds is legal here; sklearn warns about it.
+        warnings.simplefilter("ignore", UserWarning)
+        return n_splits, list(skf.split(np.zeros((len(y), 1)), y))
+
+
 def cv_metrics(
     X: np.ndarray,
     y: np.ndarray,
@@ -278,6 +299,7 @@ def cv_metrics(
     max_iter: int = 100,
     kind: str = "ordinal",
     feature_names: list[str] | None = None,
+    folds: tuple[int, list[tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> dict[str, Any]:
     """Stratified k-fold (k <= 5) out-of-fold metrics of one candidate estimator (kind) on the labelled EBs.
 
@@ -285,22 +307,11 @@ def cv_metrics(
     ``y``), so agreement with the model can be measured per AoD without in-sample predictions.
     """
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
-    from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y)
     counts = pd.Series(y).value_counts()
-    # Fewer folds as labels grow: with thousands of labels each fold still holds >1,000 EBs, the metric barely
-    # moves, and the folds (run beside the final fit) stop being the retrain's longest step.
-    most = 5 if len(y) < 1000 else 3 if len(y) < 3000 else 2
-    n_splits = int(min(most, max(2, counts.min())))
-    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    n_splits, splits = folds if folds is not None else cv_splits(y, random_state=random_state)
     pred = np.empty(len(y), dtype=object)
-    import warnings
-
-    with warnings.catch_warnings():
-        # A class with fewer members than folds is legal here; sklearn warns about it.
-        warnings.simplefilter("ignore", UserWarning)
-        splits = list(skf.split(X, y))
     with lrn.fit_thread_limit(len(y)):
         for train, test in splits:
             if len(set(y[train])) < 2:
@@ -338,17 +349,18 @@ def fit_served_model(
 ) -> tuple[lrn.CompatActiveLearner, dict[str, Any]]:
     """Cross-validate every candidate estimator on the same folds, fit the best on all labels as a modAL learner.
 
-    A forest gives graded probabilities from the first few dozen labels; the monotone ordinal model wins once
-    there are enough labels for the domain constraints to pay. Which one serves is decided by this retrain's
+    Extremely randomised trees give graded probabilities from the first few dozen labels on any table; the
+    monotone ordinal model (QA0 labels only) wins where the domain constraints pay. Which one serves is decided by this retrain's
     own out-of-fold macro-F1 (a tie keeps the first of CANDIDATE_KINDS) and recorded in the metrics
     (``model_choice``); the returned metrics are the chosen model's.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     kinds = lrn.candidate_kinds(y)
+    folds = cv_splits(np.asarray(y), random_state=random_state)  # here: catch_warnings is not thread-safe
 
     def evaluate(kind: str) -> dict[str, Any]:
-        return cv_metrics(X, y, random_state=random_state, kind=kind, feature_names=feature_names)
+        return cv_metrics(X, y, random_state=random_state, kind=kind, feature_names=feature_names, folds=folds)
 
     # One thread per candidate: the fits are single-threaded (forest n_jobs=1, boosting one OpenMP thread).
     with ThreadPoolExecutor(min(len(kinds), 2), thread_name_prefix="qa0-cv") as pool:

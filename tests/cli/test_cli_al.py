@@ -82,8 +82,46 @@ def test_next_json_in_a_subprocess(db_url: str, tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["uid"].startswith("uid://")
 
 
-@pytest.mark.slow
-def test_benchmark_al_json(capsys: pytest.CaptureFixture[str]) -> None:
-    out = _run_json(capsys, ["benchmark", "al", "--dataset", "wine", "--strategy", "margin", "--seeds", "1", "--json"])
-    assert out["dataset"] == "wine" and out["seeds"] == 1
-    assert out["label_efficiency"] > 0 and len(out["curves"]) == 1
+def test_benchmark_al_replays_the_app_beside_both_baselines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["benchmark", "al", "--dataset", "wine", "--seeds", "1", "--budget", "20", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert "[100.0%]" in captured.err  # progress on stderr, the JSON alone on stdout
+    assert {"dataset", "seeds", "budget", "arms", "ratios"} <= set(out)
+    assert out["dataset"] == "wine" and out["seeds"] == 1 and out["budget"] == 20
+    assert set(out["arms"]) == {"app", "random", "modal"}
+    for arm in out["arms"].values():
+        assert len(arm["auc"]) == len(arm["f1_at_budget"]) == len(arm["labels_to_98"]) == 1
+        assert 0.0 <= arm["auc"][0] <= 1.0
+    assert set(out["ratios"]) == {"auc_app_over_random", "auc_app_over_modal", "labels_to_98_random_over_app"}
+    med = out["medians"]
+    assert out["ratios"]["auc_app_over_modal"] == pytest.approx(med["app"]["auc"] / med["modal"]["auc"], abs=1e-3)
+    # The app arm went through next_for: cold-start picks first, then the model's queue and random picks.
+    picks = out["app_picks"][0]
+    assert sum(picks.values()) == out["horizon"] and picks.get("cold-start", 0) >= 1
+    assert picks.get("margin-diverse", 0) >= 1
+    assert list(tmp_path.iterdir()) == []  # nothing written outside the temporary database
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--csv", "missing.csv", "--label-column", "qa0"], "missing.csv: no such file"),
+        (["--csv", "archive.csv", "--label-column", "grade"], "label column 'grade' is missing"),
+        (["--csv", "archive.csv", "--label-column", "qa0"], "column 'qa0' has values other than"),
+        (["--csv", "archive.csv"], "--label-column COL is needed"),
+        (["--dataset", "iris"], "invalid choice"),
+    ],
+)
+def test_benchmark_al_bad_input_exits_2_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], needle: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "archive.csv").write_text("qa0,a\nPass,1\nmaybe,2\n")
+    assert cli.main(["benchmark", "al", *argv]) == 2
+    assert needle in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archive.csv"]

@@ -193,9 +193,17 @@ def test_gold_picks_look_normal_and_are_recorded_as_gold(engine) -> None:
     assert 8 <= served <= 12
 
 
-def _fake_run(engine, truth: dict[int, str], order: list[int], *, status: str = "done", version: int = 1) -> int:
+def _fake_run(
+    engine,
+    truth: dict[int, str],
+    order: list[int],
+    *,
+    status: str = "done",
+    version: int = 1,
+    classes: tuple[str, ...] = ("Pass", "SemiPass", "Fail"),
+) -> int:
     with session_scope(engine, write=True) as s:
-        run = ModelRun(version=version, status=status, metrics={"classes": ["Pass", "SemiPass", "Fail"]})
+        run = ModelRun(version=version, status=status, metrics={"classes": list(classes)})
         s.add(run)
         s.flush()
         for eb in truth:
@@ -217,6 +225,20 @@ def test_model_queue_is_followed_in_rank_order(engine) -> None:
     assert picks[0]["uncertainty"] == pytest.approx(0.7)
     other = _take(engine, "bo", strategy="entropy")
     assert other["eb_id"] == order[3] and other["strategy"] == "entropy"
+
+
+def test_a_model_that_saw_two_values_serves_picks(engine) -> None:
+    truth = make_pool(engine, 50)
+    order = sorted(truth)[::-1][:10]
+    _fake_run(engine, truth, order, classes=("Pass", "Fail"))
+    pick = _label_current(engine, "ana", truth, strategy="margin")
+    assert pick["eb_id"] == order[0] and pick["strategy"] == "margin" and pick["model_version"] == 1
+
+
+def test_only_a_one_value_model_stays_in_cold_start() -> None:
+    assert assign.serves_picks({"classes": ["Pass", "SemiPass"]})
+    assert not assign.serves_picks({"classes": ["Pass"]})
+    assert not assign.serves_picks({}) and not assign.serves_picks(None)
 
 
 def test_running_runs_queue_is_not_used(engine) -> None:

@@ -82,6 +82,10 @@ def test_retrain_stores_run_metrics_scores_queues_and_artifact(engine, settings)
         run = s.exec(select(ModelRun)).one()
     assert run.status == "done" and run.finished_at is not None and run.progress == 1.0
     assert run.features and run.feature_version and run.estimator and run.artifact_sha256
+    # The model that serves was chosen by this retrain's cross-validation, and the run says which and why.
+    choice = run.metrics["model_choice"]
+    assert choice["chosen"] in choice["cv_macro_f1"] and "chosen by cross-validated macro-F1" in run.estimator
+    assert choice["cv_macro_f1"][choice["chosen"]] == pytest.approx(m["macro_f1"], abs=1e-4)
     assert m["feature_importances"] and set(m["feature_importances"]) <= set(run.features)
     # Out-of-fold predictions are stored per labelled EB (not returned) and are the ones the confusion counts.
     assert "oof_predictions" not in m

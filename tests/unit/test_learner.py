@@ -138,3 +138,36 @@ def test_failed_write_keeps_the_previous_artifact(tmp_path) -> None:
         L.save_artifact({"v": Unpicklable()}, path)
     assert L.load_artifact(path, sha256=first) == {"v": 1}
     assert sorted(os.listdir(tmp_path)) == ["model.joblib"]
+
+
+def test_candidates_are_the_forest_and_for_qa0_values_the_monotone_ordinal_model() -> None:
+    assert L.candidate_kinds(np.asarray(["Pass", "Fail", "SemiPass"])) == ["extra-trees", "ordinal"]
+    assert L.candidate_kinds(np.asarray(["Pass", "Fail"])) == ["extra-trees", "ordinal"]
+    assert L.candidate_kinds(np.asarray(["good", "bad"])) == ["extra-trees"]
+
+
+def test_served_model_is_chosen_by_cross_validation_and_informative_from_20_labels() -> None:
+    from modAL.uncertainty import classifier_margin
+
+    from qa0_label.learning.training import cv_metrics, fit_served_model
+
+    X, y, names = _toy(400)
+    learner, metrics = fit_served_model(X[:20], y[:20], feature_names=names, random_state=1)
+    choice = metrics["model_choice"]
+    assert set(choice["cv_macro_f1"]) == {"extra-trees", "ordinal"}
+    best = max(choice["cv_macro_f1"].values())
+    assert choice["cv_macro_f1"][choice["chosen"]] == best
+    kind = {"extra-trees": "ExtraTreesClassifier", "ordinal": "MonotoneOrdinalClassifier"}[choice["chosen"]]
+    assert type(learner.estimator.named_steps["clf"]).__name__ == kind
+    # The same folds give the same figure when asked again (the choice is reproducible).
+    again = cv_metrics(X[:20], y[:20], random_state=1, kind=choice["chosen"], feature_names=names)
+    assert round(again["macro_f1"], 4) == choice["cv_macro_f1"][choice["chosen"]]
+    # Informative from the first retrain: the pool's uncertainties are graded, not one tie.
+    margins = classifier_margin(learner, X[20:])
+    assert np.unique(np.round(margins, 9)).size > 20
+
+
+def test_the_ordinal_candidate_carries_the_domain_constraints() -> None:
+    X, y, names = _toy(200)
+    est = L.make_estimator(kind="ordinal", n_samples=200, feature_names=names).fit(X, y)
+    assert est.named_steps["clf"].monotonic_cst == [1, -1, 0]

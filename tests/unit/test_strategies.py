@@ -1,102 +1,153 @@
-"""Query strategies on hand-made probability arrays and feature matrices."""
+"""Query strategies: each one ranks exactly as modAL does on the same fitted learner and pool."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from modAL.batch import ranked_batch
+from modAL.models import ActiveLearner
+from modAL.uncertainty import (
+    classifier_entropy,
+    classifier_margin,
+    classifier_uncertainty,
+    entropy_sampling,
+    margin_sampling,
+    uncertainty_sampling,
+)
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
 
+from qa0_label.learning import learner as L
 from qa0_label.learning import strategies as S
 
-P = np.array(
-    [
-        [0.50, 0.50, 0.00],  # two values tie: most uncertain by margin
-        [0.90, 0.05, 0.05],  # confident
-        [0.40, 0.35, 0.25],  # spread out: most uncertain by entropy / least-confident
-        [1.00, 0.00, 0.00],  # certain
-    ]
-)
+MODAL = {
+    # name -> (modAL selection function, modAL utility, higher utility = asked sooner)
+    "margin": (margin_sampling, classifier_margin, False),
+    "entropy": (entropy_sampling, classifier_entropy, True),
+    "least-confident": (uncertainty_sampling, classifier_uncertainty, True),
+}
 
 
-def test_margin_scores_gap_between_two_likeliest() -> None:
-    np.testing.assert_allclose(S.margin_score(P), [1.0, 0.15, 0.95, 0.0])
+def _fitted(n_pool: int = 400, seed: int = 0) -> tuple[L.CompatActiveLearner, np.ndarray]:
+    """A learner with graded, tie-free probabilities (logistic regression) and an unlabelled pool."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(60 + n_pool, 4))
+    y = np.where(X[:, 0] > 0.7, "Fail", np.where(X[:, 1] > 0, "SemiPass", "Pass"))
+    learner = L.build_learner(X[:60], y[:60], estimator=LogisticRegression(max_iter=500))
+    return learner, X[60:]
 
 
-def test_entropy_is_normalised_and_highest_for_spread_rows() -> None:
-    scores = S.entropy_score(P)
-    assert scores[3] == pytest.approx(0.0)
-    assert scores.argmax() == 2
-    assert S.entropy_score(np.full((1, 3), 1 / 3))[0] == pytest.approx(1.0)
-    assert (scores >= 0).all() and (scores <= 1 + 1e-12).all()
+@pytest.mark.parametrize("name", sorted(MODAL))
+@pytest.mark.parametrize("k", [1, 7, 50, 400])
+def test_score_strategies_pick_what_modal_picks_in_modal_utility_order(name: str, k: int) -> None:
+    learner, pool = _fitted()
+    select, utility, higher = MODAL[name]
+    order = S.rank(name, learner, pool, k, random_state=0)
+    modal_picks = np.asarray(select(learner, pool, n_instances=k)[0]).ravel()
+    assert len(order) == k and set(order.tolist()) == set(modal_picks.tolist())
+    u = utility(learner, pool)[order]
+    steps = np.diff(u)
+    assert (steps <= 1e-12).all() if higher else (steps >= -1e-12).all()
+    # The queue is one ranking: its head is modAL's top-k for every k.
+    assert S.rank(name, learner, pool, 20, random_state=5).tolist() == order[:20].tolist() or k < 20
 
 
-def test_least_confident_is_one_minus_top_probability() -> None:
-    np.testing.assert_allclose(S.least_confident_score(P), [0.5, 0.1, 0.6, 0.0])
+def test_ranked_batch_is_modals_ranked_batch_on_standardised_features() -> None:
+    learner, pool = _fitted(n_pool=300)
+    k = 25
+    order = S.rank("ranked-batch", learner, pool, k, random_state=0, diverse_head=k)
+    scale = S.standardizer(pool)
+    expected, _ = ranked_batch(
+        S._DistanceView(scale(learner.X_training)),
+        unlabeled=scale(pool),
+        uncertainty_scores=classifier_uncertainty(learner, pool),
+        n_instances=k,
+        metric="euclidean",
+        n_jobs=None,
+    )
+    assert order.tolist() == np.asarray(expected).tolist()
 
 
-def test_score_strategies_rank_most_uncertain_first() -> None:
-    rng = np.random.default_rng(0)
-    assert S.rank("margin", P, None, 4, rng).tolist() == [0, 2, 1, 3]
-    assert S.rank("entropy", P, None, 2, rng).tolist()[0] == 2
-    assert S.rank("least-confident", P, None, 4, rng).tolist() == [2, 0, 1, 3]
+def test_margin_diverse_starts_with_modals_margin_pick_and_is_a_ranking() -> None:
+    learner, pool = _fitted()
+    order = S.rank("margin-diverse", learner, pool, 120, random_state=0, diverse_head=20)
+    assert order[0] == int(np.asarray(margin_sampling(learner, pool, n_instances=1)[0]).ravel()[0])
+    assert len(set(order.tolist())) == 120
+    tail_margins = classifier_margin(learner, pool)[order[20:]]
+    assert (np.diff(tail_margins) >= -1e-12).all()  # past the diverse head: modAL's margin order
 
 
-def test_missing_predictions_count_as_unknown_not_as_confident() -> None:
-    p = np.array([[np.nan, np.nan, np.nan], [0.9, 0.1, 0.0]])
-    assert S.margin_score(p)[0] == pytest.approx(1.0)
-    assert S.least_confident_score(p)[0] > S.least_confident_score(p)[1]
+def test_every_strategy_is_asked_through_active_learner_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    learner, pool = _fitted(n_pool=100)
+    asked: list[object] = []
+    real = ActiveLearner.query
+
+    def spy(self: ActiveLearner, X: np.ndarray, *args: object, **kwargs: object) -> object:
+        asked.append(self.query_strategy)
+        return real(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(ActiveLearner, "query", spy)
+    for name, strategy in S.STRATEGIES.items():
+        S.rank(name, learner, pool, 10, random_state=0)
+        assert asked[-1] is strategy.query
+    assert learner.query_strategy is S.STRATEGIES[S.DEFAULT_STRATEGY].query  # put back afterwards
 
 
-def test_ties_are_not_broken_by_table_order() -> None:
-    flat = np.full((200, 3), 1 / 3)
-    firsts = {int(S.rank("margin", flat, None, 1, np.random.default_rng(seed))[0]) for seed in range(20)}
-    assert len(firsts) > 5
+def test_the_pool_is_predicted_once_for_all_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
+    learner, pool = _fitted(n_pool=200)
+    calls = []
+    real = learner.estimator.predict_proba
+    monkeypatch.setattr(learner.estimator, "predict_proba", lambda X: calls.append(1) or real(X))
+    for name in S.STRATEGIES:
+        S.rank(name, learner, pool, 30, random_state=0)
+    assert len(calls) == 1
+    learner.teach(pool[:5], np.asarray(["Pass"] * 5))  # a refit forgets the cached probabilities
+    S.rank("margin", learner, pool, 30, random_state=0)
+    assert len(calls) == 2
 
 
-def test_random_is_seeded_and_a_permutation() -> None:
-    p = np.full((50, 3), 1 / 3)
-    a = S.random_batch(p, None, 50, np.random.default_rng(1))
-    b = S.random_batch(p, None, 50, np.random.default_rng(1))
-    c = S.random_batch(p, None, 50, np.random.default_rng(2))
-    assert sorted(a.tolist()) == list(range(50))
-    assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
-
-
-def _clusters() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Three tight clusters of 20 EBs; cluster 0 is a shade more uncertain than the others."""
+def _clusters() -> tuple[np.ndarray, np.ndarray]:
+    """Three tight clusters of 20 EBs."""
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = np.repeat([0, 1, 2], 20)
-    X = centres[labels] + rng.normal(0, 0.01, (60, 2))
-    top = np.where(labels == 0, 0.52, 0.55)
-    proba = np.column_stack([top, 1 - top, np.zeros(60)])
-    return X, proba, labels
+    return centres[labels] + rng.normal(0, 0.01, (60, 2)), labels
+
+
+@pytest.mark.parametrize("name", ["margin", "entropy", "least-confident", "margin-diverse"])
+def test_a_flat_model_still_gives_a_diverse_batch_not_table_order(name: str) -> None:
+    X, labels = _clusters()
+    # A model that says the same for every EB: every uncertainty ties.
+    flat = L.build_learner(X[:6], np.asarray(["Pass", "Fail"] * 3), estimator=DummyClassifier(strategy="prior"))
+    picks = S.rank(name, flat, X, 3, random_state=0)
+    assert sorted(labels[picks].tolist()) == [0, 1, 2]
+    firsts = {int(S.rank(name, flat, X, 1, random_state=seed)[0]) for seed in range(12)}
+    assert len(firsts) > 3
+
+
+def test_ranked_batch_of_a_flat_model_goes_where_nothing_is_labelled_yet() -> None:
+    X, labels = _clusters()
+    flat = L.build_learner(X[:6], np.asarray(["Pass", "Fail"] * 3), estimator=DummyClassifier(strategy="prior"))
+    picks = S.rank("ranked-batch", flat, X, 2, random_state=0)
+    assert sorted(labels[picks].tolist()) == [1, 2]  # the labelled rows are all in cluster 0
 
 
 @pytest.mark.parametrize("name", ["margin-diverse", "ranked-batch"])
 def test_batch_strategies_spread_a_batch_over_clusters(name: str) -> None:
-    X, proba, labels = _clusters()
-    picks = S.rank(name, proba, X, 3, np.random.default_rng(0))
-    assert len(set(picks.tolist())) == 3
-    assert sorted(labels[picks].tolist()) == [0, 1, 2]
-    # Plain margin piles the whole batch into the most uncertain cluster: the reason batch strategies exist.
-    assert set(labels[S.rank("margin", proba, X, 3, np.random.default_rng(0))].tolist()) == {0}
+    X, labels = _clusters()
+    y = np.asarray(["Pass", "Fail"] * 3)
+    learner = L.build_learner(X[::10], y, estimator=LogisticRegression())
+    picks = S.rank(name, learner, X, 3, random_state=0)
+    assert len(set(picks.tolist())) == 3 and sorted(labels[picks].tolist()) == [0, 1, 2]
 
 
-def test_batch_strategy_starts_with_the_most_uncertain() -> None:
-    X, proba, labels = _clusters()
-    proba[7] = [0.5, 0.5, 0.0]
-    assert S.rank("margin-diverse", proba, X, 3, np.random.default_rng(3))[0] == 7
-
-
-def test_diverse_head_then_score_order_without_duplicates() -> None:
-    rng = np.random.default_rng(0)
-    proba = rng.dirichlet([1, 1, 1], size=500)
-    X = rng.normal(size=(500, 4))
-    order = S.rank("margin-diverse", proba, X, 120, np.random.default_rng(0), diverse_head=20)
-    assert len(order) == 120 and len(set(order.tolist())) == 120
-    tail = order[20:]
-    margins = S.margin_score(proba)[tail]
-    assert (np.diff(margins) <= 1e-12).all()
+def test_random_is_seeded_and_a_permutation() -> None:
+    learner, pool = _fitted(n_pool=50)
+    a = S.rank("random", learner, pool, 50, random_state=1)
+    b = S.rank("random", learner, pool, 50, random_state=1)
+    c = S.rank("random", learner, pool, 50, random_state=2)
+    assert sorted(a.tolist()) == list(range(50))
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
 
 
 def test_standardize_is_robust_to_missing_and_constant_columns() -> None:
@@ -106,6 +157,7 @@ def test_standardize_is_robust_to_missing_and_constant_columns() -> None:
     assert Z.shape == (4, 2)  # the all-missing column carries nothing
     assert Z[:, 1].tolist() == [0.0] * 4
     assert Z[3, 0] == 5.0  # clipped
+    np.testing.assert_allclose(S.standardizer(X)(X[:2]), Z[:2])
 
 
 def test_cold_start_order_covers_every_group_before_repeating() -> None:
