@@ -123,7 +123,7 @@ def _column_name(raw: str, taken: set[str]) -> str:
 
 def import_table(engine: Engine, table: Table) -> np.ndarray:
     """Import the table's rows as EBs (features as extra columns) through the importer; returns the EB ids in row order."""
-    from qa0_label.ingest.pipeline import import_frames
+    from qa0_label.ingest import import_frames
 
     taken: set[str] = set()
     feats = table.features.copy()
