@@ -36,7 +36,7 @@ from modAL.uncertainty import (
 QueryFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
-def standardizer(X: np.ndarray, *, sample: int = 20_000) -> Callable[[np.ndarray], np.ndarray]:
+def standardizer(X: np.ndarray, *, sample: int = 5_000) -> Callable[[np.ndarray], np.ndarray]:
     """A robust scaling fitted on X (median / scaled IQR per column, from at most `sample` rows), as a function.
 
     Columns that are empty in X are dropped, missing values land at the centre (0) and z-scores are clipped to
@@ -131,7 +131,7 @@ def _count(X: Any, n_instances: int) -> int:
     return int(min(max(int(n_instances), 0), np.asarray(X).shape[0]))
 
 
-TIE_DIVERSE = 500
+TIE_DIVERSE = 200
 """At most this many EBs of one tie are put in k-means++ order (the rest of the tie follows in random order)."""
 
 
@@ -198,6 +198,7 @@ def margin_diverse_query(
     random_state: Any = None,
     Z: np.ndarray | None = None,
     diverse_head: int | None = None,
+    **_: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Uncertainty-weighted k-means++ over the most uncertain EBs (margin^2 x distance^2), then by margin.
 
@@ -222,10 +223,10 @@ def margin_diverse_query(
     return picks, unc[picks]
 
 
-RANKED_HEAD = 60
+RANKED_HEAD = 30
 """At most this many EBs are placed by modAL's ranked batch (each costs a pass over candidates x labelled)."""
 RANKED_CANDIDATES = 600
-RANKED_LABELLED = 400
+RANKED_LABELLED = 200
 
 
 class _DistanceView:
@@ -245,6 +246,7 @@ def ranked_batch_query(
     random_state: Any = None,
     Z: Any = None,
     diverse_head: int | None = None,
+    scale: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ranked batch-mode (Cardoso et al. 2017) by modAL.batch.ranked_batch, then by modAL's least confidence.
 
@@ -259,7 +261,7 @@ def ranked_batch_query(
     unc = np.asarray(classifier_uncertainty(classifier, X), dtype=float)
     head = int(min(k, RANKED_HEAD if diverse_head is None else max(min(diverse_head, RANKED_HEAD), 0)))
     cand = _candidates(unc, head, floor=RANKED_CANDIDATES)
-    scale = standardizer(np.asarray(X))
+    scale = standardizer(np.asarray(X)) if scale is None else scale
     labelled = getattr(classifier, "X_training", None)
     Zl = None
     if labelled is not None and np.asarray(labelled).shape[0]:
@@ -314,12 +316,14 @@ def rank(
     random_state: Any = None,
     Z: np.ndarray | None = None,
     diverse_head: int | None = None,
+    scale: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Indices of the first k pool rows in the order this strategy asks for them, via learner.query (modAL).
 
     diverse_head caps how many a batch strategy places with its (costly) diversity algorithm; the rest of the
     k follow by its uncertainty. A queue is consumed from the front, so diversity matters most there. Z: the
-    pool's standardised features when the caller has them (tie-breaks and k-means++ use them).
+    pool's standardised features when the caller has them (tie-breaks and k-means++ use them), scale the
+    standardizer that made them (the ranked batch puts the labelled rows in the same space).
     """
     s = STRATEGIES[strategy] if isinstance(strategy, str) else strategy
     k = _count(X, k)
@@ -328,6 +332,7 @@ def rank(
     kwargs: dict[str, Any] = {"random_state": _generator(random_state), "Z": Z}
     if s.kind == "batch":
         kwargs["diverse_head"] = diverse_head
+        kwargs["scale"] = scale
     previous = learner.query_strategy
     learner.query_strategy = s.query
     try:

@@ -422,10 +422,11 @@ def build_queues(
     learner: Any, X: np.ndarray, eb_ids: np.ndarray, *, seed: int, length: int = QUEUE_LENGTH
 ) -> dict[str, np.ndarray]:
     """Each strategy's queue (EB ids, review-first first) over the unlabelled pool X, asked through modAL's query."""
-    Z = strat.standardizer(X)(X) if len(X) else np.zeros((0, 0))
+    scale = strat.standardizer(X) if len(X) else None
+    Z = scale(X) if scale is not None else None
     queues = {}
     for name in strat.STRATEGIES:
-        order = strat.rank(name, learner, X, length, random_state=seed, Z=Z, diverse_head=DIVERSE_HEAD)
+        order = strat.rank(name, learner, X, length, random_state=seed, Z=Z, scale=scale, diverse_head=DIVERSE_HEAD)
         queues[name] = eb_ids[order]
     return queues
 
