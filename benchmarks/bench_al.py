@@ -1,71 +1,103 @@
-"""Label efficiency of the query strategies against random order on qa0-sim and three scikit-learn datasets.
+"""The active-learning table: `python -m qa0_label benchmark al` on every dataset, one line per dataset.
 
-Usage: python benchmarks/bench_al.py [--strategies margin,margin-diverse] [--seeds 10]
-                                     [--datasets qa0-sim,breast_cancer,wine,digits] [--json OUT]
-For each dataset and strategy prints label_efficiency (median over seeds of random order's labels / the
-strategy's labels to reach 98 % of the full-pool macro-F1 on a held-out split), the labels each needs, and
-for qa0-sim the held-out Fail recall and the share of the pool's Fails caught (labelled, or flagged by the
-model) with 5 % and 10 % of the pool labelled.
+Usage: python benchmarks/bench_al.py [--datasets qa0-sim,breast_cancer,wine,digits] [--seeds 8] [--json OUT]
+Runs exactly the CLI's benchmark (qa0_label.bench.al.run_benchmark: the app's loop through next_for and the
+shipped retrain, random order and plain modAL, same data and seeds) and prints medians with their range
+over seeds, the date and the load average, ready for the README's table.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa0_label.bench.al import DATASETS, run_benchmark  # noqa: E402
-from qa0_label.learning.strategies import DEFAULT_STRATEGY  # noqa: E402
+from qa0_label.bench.al import DATASETS, merge_results, run_benchmark  # noqa: E402
 
 
-def _fmt(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def _spread(values: list[float | None], fmt: str = "{:.3f}", missing: str = "not reached") -> str:
+    """median [min-max] over seeds; an unreached target counts as beyond the horizon (shown as '>')."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return missing
+    med = sorted(values, key=lambda v: float("inf") if v is None else v)[(len(values) - 1) // 2 : len(values) // 2 + 1]
+    if any(v is None for v in med):
+        shown = "> horizon"
+    else:
+        shown = fmt.format(sum(med) / len(med))
+    top = fmt.format(max(got)) + ("+" if len(got) < len(values) else "")
+    return f"{shown} [{fmt.format(min(got))}-{top}]"
+
+
+HEADER = (
+    "| dataset (budget) | AUC app | AUC plain modAL | AUC random | F1 at budget app / modAL / random "
+    "| labels to 98 % app / modAL / random | Fail recall, 10 % labelled, app / modAL / random "
+    "| AUC app / modAL | AUC app / random | labels to 98 %, random / app |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _med(values: list[float | None], fmt: str) -> str:
+    vals = sorted(float("inf") if v is None else float(v) for v in values)
+    if not vals:
+        return "–"
+    mid = vals[(len(vals) - 1) // 2 : len(vals) // 2 + 1]
+    m = sum(mid) / len(mid)
+    if m == float("inf"):
+        return "> horizon" if any(v is not None for v in values) or values else "–"
+    return fmt.format(m)
+
+
+def row(result: dict) -> str:
+    """One markdown table row of a benchmark result: medians, AUC with [min-max] over seeds, ratios of medians."""
+    arms, order = result["arms"], ("app", "modal", "random")
+    cells = [f"{result['dataset']} ({result['budget']})"]
+    cells += [_spread(arms[a]["auc"]) for a in order]
+    cells.append(" / ".join(_med(arms[a]["f1_at_budget"], "{:.3f}") for a in order))
+    cells.append(" / ".join(_med(arms[a]["labels_to_98"], "{:.0f}") for a in order))
+    fail = [arms[a]["fail_recall_at_10pct"] for a in order]
+    cells.append("–" if all(v is None for f in fail for v in f) else " / ".join(_med(f, "{:.3f}") for f in fail))
+    ratios = result["ratios"]
+    for key in ("auc_app_over_modal", "auc_app_over_random", "labels_to_98_random_over_app"):
+        cells.append("–" if ratios[key] is None else f"{ratios[key]:.2f}")
+    return "| " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the replays and print the figures."""
+    """Run the benchmark on each dataset and print the table rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategies", default=DEFAULT_STRATEGY, help="comma-separated strategy names")
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--json", default=None, help="also write every result (with curves) to this file")
+    parser.add_argument("--from-json", nargs="*", default=None, help="print rows from saved --json results")
     args = parser.parse_args(argv)
-    results = []
-    for dataset in args.datasets.split(","):
-        for strategy in args.strategies.split(","):
-            t0 = time.perf_counter()
+    if args.from_json:
+        # Runs of one dataset on disjoint seeds (--first-seed) are merged into one row.
+        by_dataset: dict[str, list[dict]] = {}
+        for p in args.from_json:
+            loaded = json.loads(Path(p).read_text())
+            for one in loaded if isinstance(loaded, list) else [loaded]:
+                by_dataset.setdefault(one["dataset"], []).append(one)
+        results = [merge_results(parts) if len(parts) > 1 else parts[0] for parts in by_dataset.values()]
+    else:
+        results = []
+        for dataset in args.datasets.split(","):
 
-            def show(fraction: float, message: str, _d: str = dataset, _s: str = strategy) -> None:
-                print(f"\r  [{fraction * 100:5.1f}%] {_d} / {_s}: {message:<50}", end="", file=sys.stderr, flush=True)
+            def show(fraction: float, message: str) -> None:
+                print(f"\r[{fraction * 100:5.1f}%] {message:<70}", end="", file=sys.stderr, flush=True)
 
-            result = run_benchmark(dataset=dataset, strategy=strategy, seeds=args.seeds, progress=show)
+            results.append(run_benchmark(dataset=dataset, seeds=args.seeds, progress=show))
             print(file=sys.stderr)
-            results.append(result)
-            print(
-                f"{dataset:14s} {strategy:16s} label_efficiency {result['label_efficiency']:.2f}  "
-                f"(labels to 98% of full-pool macro-F1: strategy {result['strategy_labels_needed_median']:.0f}, "
-                f"random {result['random_labels_needed_median']:.0f}; pool {result['pool']}, "
-                f"full-pool macro-F1 {result['full_pool_macro_f1_median']:.3f}; per seed {result['efficiency_per_seed']}; "
-                f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f})"
-            )
-            if dataset == "qa0-sim":
-                keys = (
-                    "fail_recall_at_5pct",
-                    "fail_recall_at_10pct",
-                    "random_fail_recall_at_10pct",
-                    "pool_fail_caught_at_5pct",
-                    "pool_fail_caught_at_10pct",
-                    "random_pool_fail_caught_at_10pct",
-                    "full_pool_fail_recall",
-                )
-                print("   " + ", ".join(f"{k} {_fmt(result[k])}" for k in keys))
+    print(HEADER)
+    for result in results:
+        print(row(result) + f" <!-- {result.get('seconds')} s, load {result.get('load')} -->")
+    print(f"date {datetime.date.today().isoformat()}, load now {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -374,6 +374,7 @@ def _benchmark_al(args: argparse.Namespace) -> int:
             budget=args.budget,
             strategy=args.strategy,
             progress=_progress_printer(args.quiet),
+            first_seed=args.first_seed,
         )
     except BenchInputError as exc:
         raise UserError(str(exc)) from None
@@ -537,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--budget", type=int, default=None, help="labels per arm for AUC / F1 (default per dataset)")
     b.add_argument("--strategy", default=None, help="the app arm's strategy (default: the app's default)")
     b.add_argument("--seeds", type=int, default=8)
+    b.add_argument("--first-seed", type=int, default=1, help="seeds FIRST..FIRST+SEEDS-1 (split a long run)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     b.set_defaults(func=cmd_benchmark)

@@ -260,6 +260,39 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else round(a / b, 3)
 
 
+FIGURES = ("auc", "f1_at_budget", "labels_to_98", "fail_recall_at_10pct")
+
+
+def _summary(arms: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
+    """Medians per arm and figure, and the issue's ratios of medians."""
+    medians = {a: {key: _median(arms[a][key]) for key in FIGURES} for a in arms}
+    return {
+        "ratios": {
+            "auc_app_over_random": _ratio(medians["app"]["auc"], medians["random"]["auc"]),
+            "auc_app_over_modal": _ratio(medians["app"]["auc"], medians["modal"]["auc"]),
+            "labels_to_98_random_over_app": _ratio(medians["random"]["labels_to_98"], medians["app"]["labels_to_98"]),
+        },
+        "medians": medians,
+    }
+
+
+def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs of the same dataset and budget on disjoint seeds (e.g. seeds 1-4 and 5-8 side by side)."""
+    first = parts[0]
+    if any(p["dataset"] != first["dataset"] or p["budget"] != first["budget"] for p in parts):
+        raise ValueError("only runs of the same dataset and budget can be merged")
+    seeds = [s for p in parts for s in p["seed_values"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the runs share seeds: {sorted(seeds)}")
+    arms = {a: {k: [v for p in parts for v in p["arms"][a][k]] for k in first["arms"][a]} for a in first["arms"]}
+    out = dict(first)
+    out.update(arms=arms, seeds=len(seeds), seed_values=seeds, **_summary(arms))
+    for key in ("full_pool_f1", "app_picks"):
+        out[key] = [v for p in parts for v in p[key]]
+    out["seconds"] = round(sum(p["seconds"] for p in parts), 1)
+    return out
+
+
 def run_benchmark(
     *,
     dataset: str | None = None,
@@ -268,6 +301,7 @@ def run_benchmark(
     budget: int | None = None,
     strategy: str | None = None,
     progress: Progress | None = None,
+    first_seed: int = 1,
 ) -> dict[str, Any]:
     """Replay the app's loop, random order and plain modAL on a dataset (or a user's Table); figures and ratios."""
     from qa0_label.learning import features as feats
@@ -317,7 +351,7 @@ def run_benchmark(
             per_seed: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
             full_f1: list[float] = []
             routes: list[dict[str, int]] = []
-            for k, seed in enumerate(range(1, seeds + 1)):
+            for k, seed in enumerate(range(first_seed, first_seed + seeds)):
                 base = k / seeds
 
                 def step(f: float, msg: str, _b: float = base, _s: int = seed) -> None:
@@ -356,9 +390,7 @@ def run_benchmark(
         finally:
             template.dispose()
             db._engines.pop(url, None)
-    keys = ("auc", "f1_at_budget", "labels_to_98", "fail_recall_at_10pct")
-    arms = {a: {key: [row[key] for row in per_seed[a]] for key in keys} for a in ARMS}
-    medians = {a: {key: _median(arms[a][key]) for key in keys} for a in ARMS}
+    arms = {a: {key: [row[key] for row in per_seed[a]] for key in FIGURES} for a in ARMS}
     for a in ARMS:
         arms[a]["curves"] = [row["curve"] for row in per_seed[a]]
     result: dict[str, Any] = {
@@ -366,12 +398,8 @@ def run_benchmark(
         "seeds": seeds,
         "budget": budget,
         "arms": arms,
-        "ratios": {
-            "auc_app_over_random": _ratio(medians["app"]["auc"], medians["random"]["auc"]),
-            "auc_app_over_modal": _ratio(medians["app"]["auc"], medians["modal"]["auc"]),
-            "labels_to_98_random_over_app": _ratio(medians["random"]["labels_to_98"], medians["app"]["labels_to_98"]),
-        },
-        "medians": medians,
+        **_summary(arms),
+        "seed_values": list(range(first_seed, first_seed + seeds)),
         "pool": pool_n,
         "test": n - pool_n,
         "batch": batch,
