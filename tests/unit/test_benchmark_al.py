@@ -84,3 +84,33 @@ def test_bad_map_and_arguments_are_refused(tmp_path: Path) -> None:
         B.run_benchmark(dataset="iris", seeds=1)
     with pytest.raises(BenchInputError, match="unknown strategy"):
         B.run_benchmark(dataset="wine", seeds=1, strategy="psychic")
+
+
+def _part(seeds: list[int], auc_app: list[float]) -> dict:
+    arm = {"auc": [], "f1_at_budget": [], "labels_to_98": [], "fail_recall_at_10pct": [], "curves": []}
+    arms = {a: {k: list(v) for k, v in arm.items()} for a in B.ARMS}
+    for a in B.ARMS:
+        arms[a]["auc"] = [0.5] * len(seeds)
+        arms[a]["labels_to_98"] = [100] * len(seeds)
+    arms["app"]["auc"] = auc_app
+    arms["app"]["labels_to_98"] = [20] * len(seeds)
+    return {
+        "dataset": "wine",
+        "budget": 60,
+        "seeds": len(seeds),
+        "seed_values": seeds,
+        "arms": arms,
+        "full_pool_f1": [1.0] * len(seeds),
+        "app_picks": [{}] * len(seeds),
+        "seconds": 1.0,
+    }
+
+
+def test_runs_on_disjoint_seeds_merge_into_one_result() -> None:
+    merged = B.merge_results([_part([1, 2], [0.6, 0.7]), _part([3, 4], [0.8, 0.9])])
+    assert merged["seeds"] == 4 and merged["seed_values"] == [1, 2, 3, 4]
+    assert merged["arms"]["app"]["auc"] == [0.6, 0.7, 0.8, 0.9]
+    assert merged["ratios"]["auc_app_over_random"] == pytest.approx(0.75 / 0.5, abs=1e-3)
+    assert merged["ratios"]["labels_to_98_random_over_app"] == 5.0
+    with pytest.raises(ValueError, match="share seeds"):
+        B.merge_results([_part([1, 2], [0.6, 0.7]), _part([2, 3], [0.8, 0.9])])
