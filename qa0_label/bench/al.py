@@ -354,8 +354,8 @@ def run_benchmark(
             for k, seed in enumerate(range(first_seed, first_seed + seeds)):
                 base = k / seeds
 
-                def step(f: float, msg: str, _b: float = base, _s: int = seed) -> None:
-                    say(_b + f / seeds, f"{name} seed {_s}/{seeds}: {msg}")
+                def step(f: float, msg: str, _b: float = base, _s: int = seed, _k: int = k) -> None:
+                    say(_b + f / seeds, f"{name} seed {_s} ({_k + 1}/{seeds}): {msg}")
 
                 pool, test = train_test_split(np.arange(n), test_size=TEST_SHARE, stratify=y, random_state=seed)
                 r = _Replay(X, y, columns, np.sort(pool), np.sort(test))
