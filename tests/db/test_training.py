@@ -330,3 +330,23 @@ def test_run_of_a_live_process_blocks_until_that_process_dies(engine, settings) 
     assert training.retrain(engine=engine, settings=settings)["version"] == 2
     with session_scope(engine) as s:
         assert s.exec(select(ModelRun.status).where(ModelRun.version == 1)).one() == "failed"
+
+
+def test_the_retrain_gives_the_ordinal_model_the_domain_constraints(engine, settings, monkeypatch) -> None:
+    from qa0_label.learning import learner as lrn
+
+    _labelled_pool(engine)
+    seen: list[tuple[str, object]] = []
+    real = lrn.make_estimator
+
+    def spy(**kwargs: object):
+        seen.append((str(kwargs.get("kind")), kwargs.get("feature_names")))
+        return real(**kwargs)
+
+    monkeypatch.setattr(lrn, "make_estimator", spy)
+    training.retrain(engine=engine, settings=settings)
+    with session_scope(engine) as s:
+        run = s.exec(select(ModelRun)).one()
+    ordinal = [names for kind, names in seen if kind == "ordinal"]
+    assert ordinal and all(list(names) == run.features for names in ordinal)  # CV folds and final fit alike
+    assert lrn.monotonic_constraints(run.features).count(0) < len(run.features)  # some columns are constrained
