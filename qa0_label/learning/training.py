@@ -347,29 +347,20 @@ def fit_served_model(
     """Cross-validate every candidate estimator on the same folds, fit the best on all labels as a modAL learner.
 
     Extremely randomised trees give graded probabilities from the first few dozen labels on any table; the
-    monotone ordinal model (QA0 labels only) wins where the domain constraints pay. Which one serves is decided by this retrain's
-    own out-of-fold macro-F1 (a tie keeps the first of CANDIDATE_KINDS) and recorded in the metrics
-    (``model_choice``); the returned metrics are the chosen model's.
+    monotone ordinal model (QA0 labels only) wins where the domain constraints pay. Which one serves is decided
+    by this retrain's own out-of-fold macro-F1 (a tie keeps the first of CANDIDATE_KINDS) and recorded in the
+    metrics (``model_choice``); the returned metrics are the chosen model's.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     kinds = lrn.candidate_kinds(y)
-    folds = cv_splits(np.asarray(y), random_state=random_state)  # here: catch_warnings is not thread-safe
+    folds = cv_splits(np.asarray(y), random_state=random_state)
 
     def evaluate(kind: str) -> dict[str, Any]:
         return cv_metrics(X, y, random_state=random_state, kind=kind, feature_names=feature_names, folds=folds)
 
-    # The boosted ordinal model cross-validates in a worker thread beside the trees in this one (each fit is
-    # single-threaded). Never two tree ensembles at once: scikit-learn's joblib wrapper swaps the process-wide
-    # warning filters around every tree, so two threads doing it leave the filters empty (and warn on stderr).
-    results: dict[str, dict[str, Any]] = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="qa0-cv") as pool:
-        boosted = pool.submit(evaluate, "ordinal") if "ordinal" in kinds else None
-        for kind in kinds:
-            if kind != "ordinal":
-                results[kind] = evaluate(kind)
-        if boosted is not None:
-            results["ordinal"] = boosted.result()
+    # One candidate after the other, in this thread: scikit-learn's joblib wrapper swaps the process-wide warning
+    # filters around every tree, and any catch_warnings in another thread at the same time (scikit-learn has
+    # some) can leave them empty; it did, and stderr filled with warnings.
+    results = {kind: evaluate(kind) for kind in kinds}
     chosen = max(kinds, key=lambda k: (results[k]["macro_f1"], -kinds.index(k)))
     with lrn.fit_thread_limit(len(y)):
         learner = lrn.build_learner(X, y, random_state=random_state, feature_names=feature_names, kind=chosen)
