@@ -375,6 +375,7 @@ def _benchmark_al(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             progress=_progress_printer(args.quiet),
             first_seed=args.first_seed,
+            horizon=args.horizon,
         )
     except BenchInputError as exc:
         raise UserError(str(exc)) from None
@@ -538,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--budget", type=int, default=None, help="labels per arm for AUC / F1 (default per dataset)")
     b.add_argument("--strategy", default=None, help="the app arm's strategy (default: the app's default)")
     b.add_argument("--seeds", type=int, default=8)
+    b.add_argument(
+        "--horizon", type=int, default=None, help="labels scanned for labels-to-98%% (default: twice the budget)"
+    )
     b.add_argument("--first-seed", type=int, default=1, help="seeds FIRST..FIRST+SEEDS-1 (split a long run)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--quiet", action="store_true", help="no progress bar on stderr")

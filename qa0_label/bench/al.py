@@ -302,6 +302,7 @@ def run_benchmark(
     strategy: str | None = None,
     progress: Progress | None = None,
     first_seed: int = 1,
+    horizon: int | None = None,
 ) -> dict[str, Any]:
     """Replay the app's loop, random order and plain modAL on a dataset (or a user's Table); figures and ratios."""
     from qa0_label.learning import features as feats
@@ -345,7 +346,10 @@ def run_benchmark(
             n = len(y)
             pool_n = n - int(math.ceil(TEST_SHARE * n))
             ten_pct = int(math.ceil(0.10 * pool_n))
-            horizon = min(max(2 * budget, ten_pct + batch), pool_n) // batch * batch
+            if horizon is None:
+                # Labels-to-98 % is scanned up to twice the budget (and past 10 % of the pool for Fail recall).
+                horizon = max(2 * budget, ten_pct + batch)
+            horizon = min(max(horizon, budget, ten_pct + batch), pool_n) // batch * batch
             if budget > horizon:
                 raise BenchInputError(f"--budget {budget} is more than the pool of {pool_n} rows allows")
             per_seed: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
