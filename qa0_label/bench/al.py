@@ -199,7 +199,7 @@ def _app_arm(
             now = utcnow()
             far = now + timedelta(days=365 * 100)
             s.add_all(
-                Lease(eb_id=e, labeler_id=holder.id, reason="held-out", created_at=now, expires_at=far)
+                Lease(eb_id=e, labeler_id=int(holder.id or 0), reason="held-out", created_at=now, expires_at=far)
                 for e in test_ids
             )
         random.seed(seed)  # the random route's seek point

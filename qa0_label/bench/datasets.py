@@ -141,7 +141,7 @@ def import_table(engine: Engine, table: Table) -> np.ndarray:
     )
     import_frames(engine=engine, ebs=pd.concat([ebs, feats.reset_index(drop=True)], axis=1), ebs_name=table.name)
     with engine.connect() as conn:
-        ids = dict(conn.execute(text("SELECT uid, id FROM execution_block")).all())
+        ids: dict[str, int] = {str(u): int(i) for u, i in conn.execute(text("SELECT uid, id FROM execution_block"))}
     return np.asarray([ids[u] for u in ebs["uid"]], dtype=np.int64)
 
 

@@ -218,7 +218,7 @@ def margin_diverse_query(
     top = np.flatnonzero(w == w.max())
     picks = cand[weighted_kmeanspp(Zc, head, rng, weights=w, first=int(rng.choice(top)))]
     if k > head:
-        rest, _ = margin_query(classifier, X, k, random_state=rng, Z=Z)
+        rest = margin_query(classifier, X, k, random_state=rng, Z=Z)[0]
         picks = np.concatenate([picks, rest[~np.isin(rest, picks)][: k - head]])
     return picks, unc[picks]
 
@@ -279,7 +279,7 @@ def ranked_batch_query(
     )
     picks = cand[np.asarray(order, dtype=int)]
     if k > head:
-        rest, _ = least_confident_query(classifier, X, k, random_state=rng, Z=Z)
+        rest = least_confident_query(classifier, X, k, random_state=rng, Z=Z)[0]
         picks = np.concatenate([picks, rest[~np.isin(rest, picks)][: k - head]])
     return picks, unc[picks]
 
