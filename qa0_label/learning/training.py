@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from qa0_label.automation import runs as automation_hook
 from qa0_label.config import Settings
 from qa0_label.learning import features as feats
 from qa0_label.learning import learner as lrn
@@ -309,11 +310,13 @@ def cv_metrics(
     counts = pd.Series(y).value_counts()
     n_splits, splits = folds if folds is not None else cv_splits(y, random_state=random_state)
     pred = np.empty(len(y), dtype=object)
+    oof_proba = np.zeros((len(y), len(LABEL_VALUES)))  # auto-QA0 calibrates on these (automation.calibrate)
     with lrn.fit_thread_limit(len(y)):
         for train, test in splits:
             if len(set(y[train])) < 2:
                 # This fold saw one class only: predict it (a fair, if pessimistic, stand-in).
                 pred[test] = y[train][0]
+                oof_proba[test, list(LABEL_VALUES).index(str(y[train][0]))] = 1.0
                 continue
             est = lrn.make_estimator(
                 random_state=random_state,
@@ -323,7 +326,8 @@ def cv_metrics(
                 kind=kind,
             )
             est.fit(X[train], y[train])
-            pred[test] = est.predict(X[test])
+            oof_proba[test] = lrn.proba_full(est, X[test])
+            pred[test] = np.asarray(LABEL_VALUES, dtype=object)[oof_proba[test].argmax(axis=1)]
     labels = list(LABEL_VALUES)
     present = [c for c in labels if c in set(y)]
     recalls = recall_score(y, pred, labels=present, average=None, zero_division=0)
@@ -338,6 +342,7 @@ def cv_metrics(
         "cv_folds": n_splits,
         "class_counts": {c: int(counts.get(c, 0)) for c in labels},
         "oof_predicted": [str(p) for p in pred],
+        "oof_proba": oof_proba,
     }
 
 
@@ -531,6 +536,13 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             metrics["max_label_id"] = max_label_id
             metrics["n_pool"] = int(len(pool_ids))
 
+            oof_proba = metrics.pop("oof_proba")
+            report(0.65, "calibrating auto-QA0")
+            auto = automation_hook.after_scoring(
+                engine=engine, run_id=run_id, seed=version, oof_proba=oof_proba, y=y_lab, proba=proba,
+                labelled=labelled_mask, eb_ids=pool_ids, X=X, model_dir=Path(settings.model_dir), version=version,
+            )
+            metrics["auto_qa0"] = auto
             report(0.7, "ranking the review queues")
             un = ~labelled_mask
             X_un = X[un]
@@ -566,6 +578,7 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
                     "artifact_sha256": digest,
                 },
             )
+            automation_hook.after_finish(engine=engine, run_id=run_id)
         if progress is not None:
             progress(1.0, f"model version {version} ready")
         return {

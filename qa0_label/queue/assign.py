@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from qa0_label.automation import queue as automation  # auto-QA0: model picks skip EBs the model decides alone
 from qa0_label.config import Settings
 from qa0_label.learning import strategies as strat
 from qa0_label.store.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
@@ -157,6 +158,7 @@ def _queue_stmt(cold: bool) -> Any:
         sa_select(col(ScoreRank.eb_id))
         .where(run_cond, col(ScoreRank.strategy) == _QUEUE)
         .where(_not_labelled(ScoreRank.eb_id), _not_leased(ScoreRank.eb_id), _not_skipped(ScoreRank.eb_id))
+        .where(true() if cold else automation.not_auto_decided(ScoreRank.eb_id, _RUN))
         .order_by(col(ScoreRank.rank))
         .limit(CANDIDATES)
     )
@@ -170,6 +172,7 @@ _Q_SCORES = (
     sa_select(col(Score.eb_id))
     .where(col(Score.run_id) == _RUN)
     .where(_not_labelled(Score.eb_id), _not_leased(Score.eb_id), _not_skipped(Score.eb_id))
+    .where(automation.not_auto_decided(Score.eb_id, _RUN))
     .order_by(Score.uncertainty.desc())  # type: ignore[attr-defined]
     .limit(CANDIDATES)
 )

@@ -335,3 +335,50 @@ for _sql in POSTGRES_DETAIL_TRIGGERS:
     event.listen(
         table_of(EBDetailFeatures), "after_create", DDL(_sql.replace("%", "%%")).execute_if(dialect="postgresql")
     )
+
+
+# --- auto-QA0 (qa0_label/automation): new tables only, created on start-up like every table ----------------
+
+
+class AutoAlpha(SQLModel, table=True):
+    """One change of auto-QA0's maximum error rate alpha: the newest row is in force (audit: who, when, old -> new)."""
+
+    __tablename__ = "auto_alpha"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    alpha: float
+    old_alpha: Optional[float] = None
+    changed_by_id: int = Field(foreign_key="labeler.id")
+    changed_at: datetime = Field(default_factory=utcnow)
+
+
+class AutoRun(SQLModel, table=True):
+    """What a model run's calibration found: the held-out scores it certifies alpha with, curve and per-class figures."""
+
+    __tablename__ = "auto_run"
+
+    run_id: int = Field(primary_key=True, foreign_key="model_run.id", ondelete="CASCADE")
+    alpha: float  # the alpha the stored decisions (AutoDecision rows) were derived with
+    threshold: Optional[float] = None  # None: nothing may be auto-decided at that alpha
+    summary: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSON))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AutoDecision(SQLModel, table=True):
+    """An EB the model may decide alone under its run's calibration and the alpha in force (queue skips these)."""
+
+    __tablename__ = "auto_decision"
+
+    run_id: int = Field(primary_key=True, foreign_key="model_run.id", ondelete="CASCADE")
+    eb_id: int = Field(primary_key=True, foreign_key="execution_block.id", ondelete="CASCADE")
+    value: str = Field(max_length=16)
+
+
+class AcceptedSuggestion(SQLModel, table=True):
+    """A review label that is an AoD accepting the model's auto-QA0 suggestion (key A) rather than their own call."""
+
+    __tablename__ = "accepted_suggestion"
+
+    label_id: int = Field(primary_key=True, foreign_key="label.id", ondelete="CASCADE")
+    run_id: Optional[int] = Field(default=None, foreign_key="model_run.id")
+    suggested: str = Field(max_length=16)
