@@ -135,10 +135,83 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"{out}: --out must end in .csv or .parquet")
+    if args.predictions or args.catalogue:
+        return _export_auto(args, out)
     from qa0_label.ingest import export_labels
 
     n = export_labels(engine=_engine(args, must_exist=True), out=out, current=args.current)
     print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")
+    return EXIT_OK
+
+
+def _alpha_arg(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    from qa0_label.automation.calibrate import AlphaError, check_alpha
+
+    try:
+        return check_alpha(raw)
+    except AlphaError as exc:
+        raise UserError(f"--alpha: {exc}") from None
+
+
+def _export_auto(args: argparse.Namespace, out: Path) -> int:
+    """export --predictions / --catalogue (auto-QA0)."""
+    if args.predictions and args.catalogue:
+        raise UserError("--predictions and --catalogue are two exports: give one of them")
+    if args.current:
+        raise UserError("--current applies to label exports, not to --predictions or --catalogue")
+    from qa0_label.automation import predict as ap
+
+    engine = _engine(args)
+    if args.catalogue:
+        frame = ap.catalogue_frame(engine=engine)
+        n = ap.write_table(frame, out)
+        counts = frame["qa0_basis"].value_counts().to_dict() if n else {}
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        print(f"wrote {n} Pass EBs to {out}" + (f" ({detail})" if detail else ""))
+        return EXIT_OK
+    result = ap.predictions(engine=engine, alpha=_alpha_arg(args.alpha))
+    n = ap.write_table(ap.predictions_frame(result), out)
+    print(f"wrote {n} predictions to {out} (alpha {result['alpha']:g}, model v{result['model_version']})")
+    if result["why_none"]:
+        print(f"note: no EB is auto-decided: {result['why_none']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """The model's decision per EB at error rate alpha (needs_aod where it may not decide alone)."""
+    alpha = _alpha_arg(args.alpha)
+    from qa0_label.automation import predict as ap
+
+    engine = _engine(args)
+    eb_ids = None
+    if args.uids:
+        path = Path(args.uids)
+        if not path.is_file():
+            raise UserError(f"{path}: no such file (--uids)")
+        try:
+            eb_ids = ap.check_uids(engine, path)
+        except ap.UnknownUids as exc:
+            raise UserError(str(exc)) from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text (--uids)") from None
+    result = ap.predictions(engine=engine, eb_ids=eb_ids, alpha=alpha)
+    if result["why_none"]:
+        print(f"note: no EB is auto-decided: {result['why_none']}", file=sys.stderr)
+    if args.json:
+        sys.stdout.write(json.dumps(result["items"], separators=(",", ":")))
+        sys.stdout.write("\n")
+        return EXIT_OK
+    counts: dict[str, int] = {}
+    for item in result["items"]:
+        counts[item["decision"]] = counts.get(item["decision"], 0) + 1
+    print(f"model v{result['model_version']}, alpha {result['alpha']:g}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for item in result["items"][:20]:
+        why = "; ".join(r["text"] for r in item["top_reasons"])
+        print(f"  {item['uid']}  {item['decision']}  {'|'.join(item['set'])}  {why}")
+    if len(result["items"]) > 20:
+        print(f"  ... {len(result['items']) - 20} more (use --json or export --predictions)")
     return EXIT_OK
 
 
@@ -472,7 +545,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export label events or current labels")
     p.add_argument("--out", required=True)
     p.add_argument("--current", action="store_true", help="only each labeler's current label per EB")
+    p.add_argument("--predictions", action="store_true", help="the model's decision per EB (auto-QA0)")
+    p.add_argument("--catalogue", action="store_true", help="Pass EBs as Source Catalogue rows")
+    p.add_argument("--alpha", default=None, help="max error rate of auto-decisions for --predictions, in (0, 0.5)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="the model's decision per EB at error rate alpha (auto-QA0)")
+    p.add_argument("--uids", default=None, help="file with one uid per line (default: every EB)")
+    p.add_argument("--alpha", default=None, help="max error rate of auto-decisions, in (0, 0.5) (default: the lead's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("label", help="record one label")
     p.add_argument("uid")

@@ -1,0 +1,316 @@
+"""The model's decision per EB at error rate alpha (CLI `predict`, `export --predictions`), and the catalogue hand-off."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import select as sm_select
+
+from qa0_label.automation import calibrate as cal
+from qa0_label.automation import explain, policy
+from qa0_label.store.db import session_scope
+from qa0_label.store.models import AutoRun, ExecutionBlock, ModelRun, Score
+
+NEEDS_AOD = "needs_aod"
+
+
+class UnknownUids(ValueError):
+    """Uids in a --uids file that are not in the database (the message names the line)."""
+
+
+def read_uid_file(path: Path) -> list[str]:
+    """Uids one per line (blank lines and # comments ignored), in file order, duplicates dropped."""
+    out: list[str] = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8-sig") as fh:
+        for line in fh:
+            uid = line.split("#", 1)[0].strip()
+            if uid and uid not in seen:
+                seen.add(uid)
+                out.append(uid)
+    return out
+
+
+def check_uids(engine: Engine, path: Path) -> list[int]:
+    """EB ids for the uids in PATH, in file order; UnknownUids naming the first unknown uid's line."""
+    wanted: list[tuple[int, str]] = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            uid = line.split("#", 1)[0].strip()
+            if uid:
+                wanted.append((lineno, uid))
+    id_of: dict[str, int] = {}
+    uids = sorted({u for _, u in wanted})
+    with session_scope(engine) as s:
+        conn = s.connection()
+        for start in range(0, len(uids), 900):
+            part = uids[start : start + 900]
+            for uid, eb in conn.execute(select(ExecutionBlock.uid, ExecutionBlock.id).where(ExecutionBlock.uid.in_(part))):  # type: ignore[attr-defined]
+                id_of[str(uid)] = int(eb)
+    missing = [(n, u) for n, u in wanted if u not in id_of]
+    if missing:
+        n, u = missing[0]
+        more = f" (and {len(missing) - 1} more unknown uids)" if len(missing) > 1 else ""
+        raise UnknownUids(f"{path}, line {n}: unknown uid {u!r}{more}")
+    out, seen = [], set()
+    for _, u in wanted:
+        if u not in seen:
+            seen.add(u)
+            out.append(id_of[u])
+    return out
+
+
+def _serving(engine: Engine) -> tuple[ModelRun | None, AutoRun | None, float]:
+    with session_scope(engine) as s:
+        alpha = policy.current_alpha(session=s)
+        run = s.exec(
+            sm_select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+        ).first()
+        auto = s.get(AutoRun, int(run.id)) if run is not None else None
+        if run is not None:
+            s.expunge(run)
+        if auto is not None:
+            s.expunge(auto)
+    return run, auto, alpha
+
+
+def threshold_for(auto: AutoRun | None, alpha: float) -> tuple[float | None, str | None]:
+    """The certified threshold at alpha for a run (recalibrated from its stored scores when alpha differs)."""
+    if auto is None or not auto.summary:
+        return None, "the serving model has no auto-QA0 calibration (retrain to create one)"
+    summary = auto.summary
+    if abs(float(auto.alpha) - alpha) < 1e-12:
+        return auto.threshold, summary.get("why_none")
+    oof = np.asarray(summary.get("oof_proba") or np.zeros((0, 3)), dtype=float).reshape(-1, 3)
+    y = np.asarray(summary.get("y") or [], dtype=object)
+    c = cal.calibrate(oof, y, alpha=alpha, seed=int(summary.get("seed", 0)), alphas=())
+    return c.threshold, c.why_none
+
+
+def _scores(engine: Engine, run_id: int, eb_ids: Sequence[int] | None) -> pd.DataFrame:
+    stmt = (
+        select(ExecutionBlock.id, ExecutionBlock.uid, Score.p_pass, Score.p_semipass, Score.p_fail)
+        .select_from(ExecutionBlock)
+        .outerjoin(Score, (Score.eb_id == ExecutionBlock.id) & (Score.run_id == run_id))  # type: ignore[arg-type]
+        .order_by(ExecutionBlock.id)
+    )
+    with session_scope(engine) as s:
+        conn = s.connection()
+        if eb_ids is None:
+            rows = conn.execute(stmt).all()
+        else:
+            rows = []
+            for start in range(0, len(eb_ids), 900):
+                rows += conn.execute(stmt.where(ExecutionBlock.id.in_(list(eb_ids[start : start + 900])))).all()  # type: ignore[union-attr]
+    frame = pd.DataFrame(rows, columns=["eb_id", "uid", "Pass", "SemiPass", "Fail"])
+    if eb_ids is not None:
+        frame = frame.set_index("eb_id").reindex(list(eb_ids)).reset_index()
+    return frame
+
+
+def _model(run: ModelRun) -> Any:
+    from qa0_label.learning import learner as lrn
+
+    art = lrn.load_artifact(Path(str(run.artifact_path)), sha256=run.artifact_sha256)
+    return art
+
+
+def predictions(
+    *, engine: Engine, eb_ids: Sequence[int] | None = None, alpha: float | None = None, reasons: bool = True
+) -> dict[str, Any]:
+    """{"alpha", "model_version", "threshold", "why_none", "items": [one dict per EB in the predict --json shape]}."""
+    run, auto, alpha_now = _serving(engine)
+    alpha = alpha_now if alpha is None else cal.check_alpha(alpha)
+    if run is None:
+        frame = _scores(engine, -1, eb_ids)
+        why = "no trained model yet: retrain first"
+        t = None
+    else:
+        t, why = threshold_for(auto, alpha)
+        frame = _scores(engine, int(run.id), eb_ids)
+    proba = frame[list(cal.CLASSES)].to_numpy(dtype=float)
+    scored = np.isfinite(proba).all(axis=1)
+    decisions = np.full(len(frame), None, dtype=object)
+    decisions[scored] = cal.decide(proba[scored], t)
+    sets = np.zeros(proba.shape, dtype=bool)
+    if scored.any():
+        # Nothing certified: the set cannot leave out any value.
+        sets[scored] = cal.set_masks(proba[scored], t) if t is not None else True
+    top: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
+    if reasons and run is not None and scored.any():
+        top = _reasons(run, auto, frame, proba, scored)
+    items = []
+    classes = np.asarray(cal.CLASSES, dtype=object)
+    for i, uid in enumerate(frame["uid"].tolist()):
+        if scored[i]:
+            order = np.argsort(-proba[i])
+            item = {
+                "uid": str(uid),
+                "decision": decisions[i] if decisions[i] is not None else NEEDS_AOD,
+                "proba": {c: round(float(p), 4) for c, p in zip(cal.CLASSES, proba[i])},
+                "set": [str(classes[j]) for j in order if sets[i, j]],
+                "top_reasons": top[i],
+            }
+        else:
+            item = {"uid": str(uid), "decision": NEEDS_AOD, "proba": None, "set": [], "top_reasons": []}
+        items.append(item)
+    return {
+        "alpha": alpha,
+        "model_version": run.version if run is not None else None,
+        "threshold": t,
+        "why_none": why if t is None else None,
+        "items": items,
+    }
+
+
+def _reasons(
+    run: ModelRun, auto: AutoRun | None, frame: pd.DataFrame, proba: np.ndarray, scored: np.ndarray
+) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
+    path = (auto.summary or {}).get("features_path") if auto is not None else None
+    if not path or not Path(path).exists():
+        return out
+    X, row_of = explain.stored_features(path)
+    art = _model(run)
+    pos = [row_of.get(int(e)) for e in frame["eb_id"]]
+    have = np.asarray([scored[i] and p is not None for i, p in enumerate(pos)], dtype=bool)
+    idx = np.flatnonzero(have)
+    if len(idx) == 0:
+        return out
+    rows = np.asarray([pos[i] for i in idx], dtype=np.int64)
+    try:
+        got = explain.top_reasons(art["learner"], X[rows], art["features"], proba[idx])
+    except TypeError:
+        return out
+    for i, r in zip(idx, got):
+        out[int(i)] = r
+    return out
+
+
+def explain_eb(*, engine: Engine, eb_id: int) -> dict[str, Any] | None:
+    """One EB for the Label page: its auto-decision at the alpha in force (or None), set, proba and reasons."""
+    res = predictions(engine=engine, eb_ids=[int(eb_id)])
+    if not res["items"] or res["model_version"] is None:
+        return None
+    item = dict(res["items"][0])
+    item.update(alpha=res["alpha"], model_version=res["model_version"], why_none=res["why_none"])
+    return item
+
+
+# --- exports -------------------------------------------------------------------------------------
+
+
+def predictions_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """The predict result as one flat row per EB (for CSV / Parquet)."""
+    rows = []
+    for item in result["items"]:
+        proba = item.get("proba") or {}
+        rows.append(
+            {
+                "uid": item["uid"],
+                "decision": item["decision"],
+                "p_pass": proba.get("Pass"),
+                "p_semipass": proba.get("SemiPass"),
+                "p_fail": proba.get("Fail"),
+                "set": "|".join(item["set"]),
+                "top_reasons": "; ".join(r["text"] for r in item["top_reasons"]),
+                "model_version": result["model_version"],
+                "alpha": result["alpha"],
+            }
+        )
+    cols = ["uid", "decision", "p_pass", "p_semipass", "p_fail", "set", "top_reasons", "model_version", "alpha"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+CATALOGUE_COLUMNS = [
+    "uid",
+    "source",
+    "band",
+    "freq_ghz",
+    "flux_jy",
+    "flux_err_jy",
+    "spectral_index",
+    "observed_at",
+    "qa0",
+    "qa0_basis",
+]
+
+
+def catalogue_frame(*, engine: Engine) -> pd.DataFrame:
+    """One row per Pass EB for the Source Catalogue: human consensus, adjudication, or auto-decided (qa0_basis says which).
+
+    A human decision always wins: an EB whose consensus is not Pass is left out even if the model would pass it.
+    """
+    from qa0_label.store.labels import consensus
+
+    with session_scope(engine) as s:
+        cons = consensus(s)
+    human = dict(zip(cons["eb_id"].astype(int), cons["value"]))
+    basis = {
+        int(e): ("adjudication" if src == "adjudication" else "consensus")
+        for e, v, src in zip(cons["eb_id"], cons["value"], cons["source"])
+        if v == "Pass"
+    }
+    res = predictions(engine=engine, reasons=False)
+    if res["model_version"] is not None:
+        with session_scope(engine) as s:
+            ids = dict(s.connection().execute(select(ExecutionBlock.uid, ExecutionBlock.id)).all())
+        for item in res["items"]:
+            e = int(ids[item["uid"]])
+            if item["decision"] == "Pass" and e not in human:
+                basis[e] = "auto"
+    if not basis:
+        return pd.DataFrame(columns=CATALOGUE_COLUMNS)
+    wanted = sorted(basis)
+    rows = []
+    with session_scope(engine) as s:
+        conn = s.connection()
+        cols = (
+            ExecutionBlock.id,
+            ExecutionBlock.uid,
+            ExecutionBlock.source,
+            ExecutionBlock.band,
+            ExecutionBlock.freq_ghz,
+            ExecutionBlock.flux_jy,
+            ExecutionBlock.flux_err_jy,
+            ExecutionBlock.spectral_index,
+            ExecutionBlock.start_time,
+        )
+        for start in range(0, len(wanted), 900):
+            rows += conn.execute(select(*cols).where(ExecutionBlock.id.in_(wanted[start : start + 900]))).all()  # type: ignore[union-attr]
+    frame = pd.DataFrame(
+        rows,
+        columns=["eb_id", "uid", "source", "band", "freq_ghz", "flux_jy", "flux_err_jy", "spectral_index", "observed_at"],
+    )
+    frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame["qa0"] = "Pass"
+    frame["qa0_basis"] = [basis[int(e)] for e in frame["eb_id"]]
+    return frame.sort_values("observed_at", kind="stable")[CATALOGUE_COLUMNS].reset_index(drop=True)
+
+
+def write_table(frame: pd.DataFrame, out: Path) -> int:
+    """Write CSV (spreadsheet-safe cells) or Parquet by extension, atomically; returns the row count."""
+    from qa0_label.ingest import spreadsheet_safe
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: the output must end in .csv or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        if suffix == ".csv":
+            spreadsheet_safe(frame).to_csv(tmp, index=False, encoding="utf-8")
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(frame)
