@@ -56,8 +56,15 @@ def check_alpha(alpha: float) -> float:
 
 
 def min_calibration_labels(alpha: float, delta: float = DEFAULT_DELTA) -> int:
-    """Fewest calibration EBs with no error among them that can certify alpha at all: (1 - alpha)^n <= delta."""
-    return int(math.ceil(math.log(delta) / math.log1p(-alpha)))
+    """Fewest decided calibration EBs a test starts with: enough to certify alpha with no error among them.
+
+    Never fewer than for DEFAULT_ALPHA (114 at delta 0.1): with a loose alpha, the (1 - alpha)^n <= delta bound
+    alone would start the fixed sequence on a dozen EBs, where one unlucky label stops it.
+    """
+    def zero_error(a: float) -> int:
+        return int(math.ceil(math.log(delta) / math.log1p(-a)))
+
+    return max(zero_error(alpha), zero_error(min(alpha, DEFAULT_ALPHA)))
 
 
 def min_labelled(alpha: float, delta: float = DEFAULT_DELTA, share: float = CALIBRATION_SHARE) -> int:
@@ -105,31 +112,54 @@ SELECTIVE_ERROR = BinaryRisk(risk_occurrence=_wrong, risk_condition=_decided, hi
 
 
 class InOrder(FWERProcedure):
-    """Fixed-sequence testing in the order given (most cautious threshold first), stopping at the first failure.
+    """Fixed-sequence testing in the order given, from N_STARTS starting points, each at level delta / N_STARTS.
 
-    MAPIE's own "fixed_sequence" reorders the thresholds by the direction the *calibration* risk happens to
-    move in; an order read from the data being tested is not fixed in advance. Our order is known a priori
-    (a smaller t decides fewer, surer EBs), so each test may spend the whole delta.
+    Each start walks towards looser thresholds and stops at its first failure (Bauer 1991; MAPIE's
+    FWERFixedSequenceTesting does the same, but MAPIE reorders the thresholds by the direction the calibration
+    risk happens to move in, an order read from the data being tested). Our order is fixed a priori: a smaller
+    t decides fewer, surer EBs. Several starts keep one noisy early test (few EBs decided) from stopping all.
     """
 
-    def _init_state(self, n_lambdas: int, delta: float) -> None:
-        self.n, self.delta, self.next = n_lambdas, delta, 0
+    def __init__(self, n_starts: int = 1) -> None:
+        self.n_starts = n_starts
 
-    def _select_next_hypothesis(self, p_values: NDArray[Any]) -> int | None:
-        return self.next if self.next < self.n else None
+    def run(self, p_values: NDArray[Any], delta: float) -> NDArray[np.int_]:
+        """Indices of the thresholds certified at family-wise level delta."""
+        p = np.asarray(p_values, dtype=float)
+        k = max(1, min(self.n_starts, len(p)))
+        level = delta / k
+        valid: set[int] = set()
+        for start in (i * len(p) // k for i in range(k)):
+            j = start
+            while j < len(p) and p[j] <= level:
+                valid.add(j)
+                j += 1
+        return np.asarray(sorted(valid), dtype=np.int_)
 
-    def _local_significance_levels(self) -> NDArray[Any]:
-        levels = np.zeros(self.n)
-        if self.next < self.n:
-            levels[self.next] = self.delta
-        return levels
+    # The step-wise interface of FWERProcedure is not used: run() above is the whole procedure.
+    def _init_state(self, n_lambdas: int, delta: float) -> None:  # pragma: no cover
+        raise NotImplementedError
 
-    def _update_on_reject(self, hypothesis_index: int) -> None:
-        self.next = hypothesis_index + 1
+    def _select_next_hypothesis(self, p_values: NDArray[Any]) -> int | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _local_significance_levels(self) -> NDArray[Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _update_on_reject(self, hypothesis_index: int) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+N_STARTS = 1
 
 
 def ltt_threshold(
-    proba: NDArray[np.float64], y: NDArray[Any], *, alpha: float, delta: float = DEFAULT_DELTA
+    proba: NDArray[np.float64],
+    y: NDArray[Any],
+    *,
+    alpha: float,
+    delta: float = DEFAULT_DELTA,
+    n_starts: int = N_STARTS,
 ) -> float | None:
     """The largest set threshold t whose auto-decisions' error is <= alpha with probability >= 1 - delta (LTT)."""
     y = np.asarray(y, dtype=object)
@@ -139,7 +169,7 @@ def ltt_threshold(
     # probabilities only, never the labels, so the order is still fixed before the labels are looked at.
     second = np.sort(proba, axis=1)[:, -2] if len(y) else np.zeros(0)
     decided = (second[None, :] < THRESHOLDS[:, None]).sum(axis=1)
-    grid = THRESHOLDS[decided >= min_calibration_labels(alpha, delta)]
+    grid = THRESHOLDS[decided >= min_calibration_labels(alpha, delta / n_starts)]
     if len(y) == 0 or len(grid) == 0:
         return None
     controller = MultiClassificationLTTController(
@@ -150,7 +180,7 @@ def ltt_threshold(
         best_predict_param_choice=abstention_rate,  # among the certified thresholds, decide the most EBs
         list_predict_params=grid.reshape(-1, 1),  # 2-D: predict_function gets t, returns the decisions
         classes=np.asarray(CLASSES, dtype=object),
-        fwer_method=InOrder(),
+        fwer_method=InOrder(n_starts),
     )
     import warnings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,10 +117,29 @@ def _scores(engine: Engine, run_id: int, eb_ids: Sequence[int] | None) -> pd.Dat
 
 
 def _model(run: ModelRun) -> Any:
+    return _load_model(str(run.artifact_path), run.artifact_sha256)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str, sha256: str | None) -> Any:
+    # Checksum and unpickling cost ~0.1 s: once per process and artifact (a run's artifact never changes).
     from qa0_label.learning import learner as lrn
 
-    art = lrn.load_artifact(Path(str(run.artifact_path)), sha256=run.artifact_sha256)
-    return art
+    return lrn.load_artifact(Path(path), sha256=sha256)
+
+
+def relevance(*, engine: Engine) -> list[dict[str, Any]]:
+    """Most relevant parameters of the serving model overall, with direction (empty without a model)."""
+    run, auto, _ = _serving(engine)
+    path = (auto.summary or {}).get("features_path") if auto is not None else None
+    if run is None or not path or not Path(path).exists():
+        return []
+    X, _ = explain.stored_features(path)
+    art = _model(run)
+    try:
+        return explain.global_importance(art["learner"], X, art["features"])
+    except TypeError:
+        return []
 
 
 def predictions(

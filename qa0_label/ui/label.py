@@ -24,6 +24,7 @@ from qa0_label.review.bundle import BundleCache, ReviewBundle, likely_next
 from qa0_label.review.charts import review_panel
 from qa0_label.store.db import get_engine, session_scope
 from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last
+from qa0_label.ui import auto as auto_ui
 from qa0_label.ui import widgets as w
 
 K_ASSIGN = "qa0_assignment"  # plain dict from assign.next_for (+ "labeler"): ids and numbers only
@@ -164,15 +165,18 @@ def _is_current(eb_id: int, event_id: str, who: str) -> bool:
     return ok
 
 
-def on_label(value: str, eb_id: int, event_id: str, who: str, url: str) -> None:
-    """Button callback: store the label (idempotent by event id), then fetch the next EB."""
+def on_label(value: str, eb_id: int, event_id: str, who: str, url: str, accepted_from: int | None = None) -> None:
+    """Button callback: store the label (idempotent by event id), then fetch the next EB.
+
+    accepted_from (a model run id): the label is the AoD accepting that run's auto-QA0 suggestion (key A).
+    """
     if not _is_current(eb_id, event_id, who):
         return
     seconds = max(0.0, time.time() - float(st.session_state.get(K_SHOWN) or time.time()))
     comment = str(st.session_state.get(K_COMMENT) or "").strip() or None
     try:
         with w.timed("record_label"), session_scope(w.engine_for(url), write=True) as session:
-            record_label(
+            event = record_label(
                 session=session,
                 eb_id=eb_id,
                 labeler=who,
@@ -181,6 +185,8 @@ def on_label(value: str, eb_id: int, event_id: str, who: str, url: str) -> None:
                 seconds_on_eb=round(seconds, 2),
                 client_event_id=event_id,
             )
+            if accepted_from is not None:
+                auto_ui.mark_accepted(session, event, accepted_from, value)
     except (LabelError, Exception) as exc:  # noqa: BLE001 - keep the EB on screen, say what went wrong
         w.flash("error", f"Label not saved: {exc}")
         return
@@ -570,6 +576,7 @@ def review_area(url: str, who: str) -> None:
             draw_actions(assignment, who, url)
         with why:
             draw_why(assignment)
+            auto_ui.draw_suggestion(url, assignment, who, on_label)  # auto-QA0: the model's call and why (key A)
             draw_session_counter()
         draw_plots(url, bundle)
         # While the AoD looks at this EB, reserve and build the one the queue hands out next.

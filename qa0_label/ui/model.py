@@ -9,6 +9,7 @@ import streamlit as st
 
 from qa0_label.learning import report as mr
 from qa0_label.store.db import session_scope
+from qa0_label.ui import auto as auto_ui
 from qa0_label.ui import widgets as w
 
 
@@ -117,6 +118,8 @@ def render() -> None:
             top,
             lambda: st.bar_chart(top, x="feature", y="importance", horizontal=True, height=360),
         )
+
+    auto_ui.render_automation(ctx)  # auto-QA0 (qa0_label/automation)
 
     st.subheader("Model runs")
     if history.empty:
