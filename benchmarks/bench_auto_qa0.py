@@ -46,7 +46,9 @@ def _state(url: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarr
     engine = get_engine(url)
     with session_scope(engine) as s:
         conn = s.connection()
-        run_id = conn.execute(text("SELECT id FROM model_run WHERE status='done' ORDER BY version DESC LIMIT 1")).scalar()
+        run_id = conn.execute(
+            text("SELECT id FROM model_run WHERE status='done' ORDER BY version DESC LIMIT 1")
+        ).scalar()
         summary = json.loads(conn.execute(text("SELECT summary FROM auto_run WHERE run_id=:r"), {"r": run_id}).scalar())
         rows = conn.execute(
             text(
@@ -127,15 +129,30 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="qa0-bench-auto-") as tmp:
         for n_labels in [int(x) for x in args.labels.split(",") if x]:
             url = f"sqlite:///{Path(tmp) / f'pool_{n_labels}.sqlite'}"
-            cli(url, "simulate", "--n", str(args.pool), "--seed", str(args.seed), "--aods", "4",
-                "--labeled", str(n_labels), "--quiet")
+            cli(
+                url,
+                "simulate",
+                "--n",
+                str(args.pool),
+                "--seed",
+                str(args.seed),
+                "--aods",
+                "4",
+                "--labeled",
+                str(n_labels),
+                "--quiet",
+            )
             t = time.perf_counter()
             cli(url, "retrain", "--quiet")
             secs = time.perf_counter() - t
             summary, proba, un, ref, ids = _state(url)
             curve = [
-                {"alpha": r["alpha"], "coverage": round(r["coverage"], 4), "check_error": r["check_error"],
-                 "check_auto": r["check_auto"]}
+                {
+                    "alpha": r["alpha"],
+                    "coverage": round(r["coverage"], 4),
+                    "check_error": r["check_error"],
+                    "check_auto": r["check_auto"],
+                }
                 for r in summary["curve"]
             ]
             alphas = [0.02] + [a for a in (0.05, 0.10) if a != 0.02]
@@ -147,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 "guarantee": {str(a): {k: v for k, v in g[a].items() if k != "splits"} for a in alphas},
                 "splits": {str(a): g[a]["splits"] for a in alphas},
             }
-            print(f"\n## {n_labels} AoD labels ({summary['n_labelled']} labelled EBs), pool {args.pool}; retrain {secs:.1f} s")
+            print(
+                f"\n## {n_labels} AoD labels ({summary['n_labelled']} labelled EBs), pool {args.pool}; retrain {secs:.1f} s"
+            )
             print("alpha  coverage  check_error (n auto on check)")
             for r in curve:
                 ce = "-" if r["check_error"] is None else f"{r['check_error']:.3f}"
@@ -162,8 +181,21 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.big:
             url = f"sqlite:///{Path(tmp) / 'big.sqlite'}"
-            cli(url, "simulate", "--n", str(args.big), "--seed", "3", "--aods", "4", "--labeled", "2000",
-                "--details-for", "2000", "--quiet")
+            cli(
+                url,
+                "simulate",
+                "--n",
+                str(args.big),
+                "--seed",
+                "3",
+                "--aods",
+                "4",
+                "--labeled",
+                "2000",
+                "--details-for",
+                "2000",
+                "--quiet",
+            )
             cli(url, "retrain", "--quiet")
             times = []
             for _ in range(2):
@@ -172,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(time.perf_counter() - t)
             n = len(json.loads(res.stdout))
             report["predict"] = {"n": n, "seconds": [round(x, 2) for x in times], "load": os.getloadavg()}
-            print(f"\n## predict --json over {n} EBs: {', '.join(f'{x:.2f}' for x in times)} s (load {os.getloadavg()})")
+            print(
+                f"\n## predict --json over {n} EBs: {', '.join(f'{x:.2f}' for x in times)} s (load {os.getloadavg()})"
+            )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=str))
     return 0

@@ -206,7 +206,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for item in result["items"]:
         counts[item["decision"]] = counts.get(item["decision"], 0) + 1
-    print(f"model v{result['model_version']}, alpha {result['alpha']:g}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(
+        f"model v{result['model_version']}, alpha {result['alpha']:g}: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     for item in result["items"][:20]:
         why = "; ".join(r["text"] for r in item["top_reasons"])
         print(f"  {item['uid']}  {item['decision']}  {'|'.join(item['set'])}  {why}")

@@ -34,6 +34,8 @@ def accepted_share(*, session: Session) -> dict[str, int]:
     from sqlalchemy import func
 
     conn = session.connection()
-    total = conn.execute(select(func.count()).select_from(Label).where(Label.kind == "review", Label.value.is_not(None))).scalar()  # type: ignore[union-attr]
+    total = conn.execute(
+        select(func.count()).select_from(Label).where(Label.kind == "review", Label.value.is_not(None))
+    ).scalar()  # type: ignore[union-attr]
     acc = conn.execute(select(func.count()).select_from(AcceptedSuggestion)).scalar()
     return {"reviews": int(total or 0), "accepted_suggestions": int(acc or 0)}

@@ -61,6 +61,7 @@ def min_calibration_labels(alpha: float, delta: float = DEFAULT_DELTA) -> int:
     Never fewer than for DEFAULT_ALPHA (114 at delta 0.1): with a loose alpha, the (1 - alpha)^n <= delta bound
     alone would start the fixed sequence on a dozen EBs, where one unlucky label stops it.
     """
+
     def zero_error(a: float) -> int:
         return int(math.ceil(math.log(delta) / math.log1p(-a)))
 
@@ -269,9 +270,7 @@ def calibrate(
     oof_proba = np.asarray(oof_proba, dtype=float)
     y = np.asarray(y, dtype=object)
     cal, check = split(len(y), seed=seed, share=share)
-    out = Calibration(
-        alpha=alpha, delta=delta, n_labelled=len(y), cal_index=cal, check_index=check, threshold=None
-    )
+    out = Calibration(alpha=alpha, delta=delta, n_labelled=len(y), cal_index=cal, check_index=check, threshold=None)
     wanted = sorted(set(alphas) | {alpha})
     for a in wanted:
         t = ltt_threshold(oof_proba[cal], y[cal], alpha=a, delta=delta) if len(cal) else None

@@ -145,7 +145,9 @@ def top_reasons(
     return out
 
 
-def global_importance(model: Any, X: np.ndarray, features: Sequence[str], *, sample: int = 3000, seed: int = 0) -> list[dict[str, Any]]:
+def global_importance(
+    model: Any, X: np.ndarray, features: Sequence[str], *, sample: int = 3000, seed: int = 0
+) -> list[dict[str, Any]]:
     """Most relevant parameters overall: mean |contribution| towards not-Pass, and which way a higher value pushes."""
     X = np.asarray(X, dtype=float)
     if len(X) > sample:
@@ -166,7 +168,11 @@ def global_importance(model: Any, X: np.ndarray, features: Sequence[str], *, sam
                 "feature": str(name),
                 "label": LABELS.get(str(name), str(name)),
                 "importance": round(strength, 4),
-                "direction": "higher is worse" if direction > 0.1 else "higher is better" if direction < -0.1 else "mixed",
+                "direction": "higher is worse"
+                if direction > 0.1
+                else "higher is better"
+                if direction < -0.1
+                else "mixed",
                 "correlation": round(direction, 3) if math.isfinite(direction) else 0.0,
             }
         )

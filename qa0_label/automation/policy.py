@@ -45,6 +45,5 @@ def alpha_history(*, session: Session, limit: int = 50) -> list[dict[str, Any]]:
         .limit(limit)
     ).all()
     return [
-        {"changed_at": r.changed_at, "changed_by": name, "old_alpha": r.old_alpha, "alpha": r.alpha}
-        for r, name in rows
+        {"changed_at": r.changed_at, "changed_by": name, "old_alpha": r.old_alpha, "alpha": r.alpha} for r, name in rows
     ]

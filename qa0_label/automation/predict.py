@@ -53,7 +53,9 @@ def check_uids(engine: Engine, path: Path) -> list[int]:
         conn = s.connection()
         for start in range(0, len(uids), 900):
             part = uids[start : start + 900]
-            for uid, eb in conn.execute(select(ExecutionBlock.uid, ExecutionBlock.id).where(ExecutionBlock.uid.in_(part))):  # type: ignore[attr-defined]
+            for uid, eb in conn.execute(
+                select(ExecutionBlock.uid, ExecutionBlock.id).where(ExecutionBlock.uid.in_(part))
+            ):  # type: ignore[attr-defined]
                 id_of[str(uid)] = int(eb)
     missing = [(n, u) for n, u in wanted if u not in id_of]
     if missing:
@@ -307,7 +309,17 @@ def catalogue_frame(*, engine: Engine) -> pd.DataFrame:
             rows += conn.execute(select(*cols).where(ExecutionBlock.id.in_(wanted[start : start + 900]))).all()  # type: ignore[union-attr]
     frame = pd.DataFrame(
         rows,
-        columns=["eb_id", "uid", "source", "band", "freq_ghz", "flux_jy", "flux_err_jy", "spectral_index", "observed_at"],
+        columns=[
+            "eb_id",
+            "uid",
+            "source",
+            "band",
+            "freq_ghz",
+            "flux_jy",
+            "flux_err_jy",
+            "spectral_index",
+            "observed_at",
+        ],
     )
     frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     frame["qa0"] = "Pass"

@@ -114,9 +114,11 @@ def after_finish(*, engine: Engine, run_id: int) -> None:
 
 
 def _scores(s: Session, run_id: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = s.connection().execute(
-        select(Score.eb_id, Score.p_pass, Score.p_semipass, Score.p_fail).where(Score.run_id == run_id)
-    ).all()
+    rows = (
+        s.connection()
+        .execute(select(Score.eb_id, Score.p_pass, Score.p_semipass, Score.p_fail).where(Score.run_id == run_id))
+        .all()
+    )
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 3))
     arr = np.asarray(rows, dtype=float)
@@ -183,9 +185,13 @@ def change_alpha(*, engine: Engine, lead: str, alpha: float) -> dict[str, Any]:
 def serving_run_id(engine: Engine) -> int | None:
     """The newest done model run's id (the one the queue and the pages serve), or None."""
     with session_scope(engine) as s:
-        rid = s.connection().execute(
-            select(ModelRun.id).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
-        ).scalar()
+        rid = (
+            s.connection()
+            .execute(
+                select(ModelRun.id).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+            )
+            .scalar()
+        )
     return None if rid is None else int(rid)
 
 
@@ -193,9 +199,16 @@ def state(*, engine: Engine) -> dict[str, Any]:
     """What the Model page's Automation section and the CLI say: alpha, the serving run's figures, and why none."""
     with session_scope(engine) as s:
         alpha = policy.current_alpha(session=s)
-        run = s.connection().execute(
-            select(ModelRun.id, ModelRun.version).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
-        ).first()
+        run = (
+            s.connection()
+            .execute(
+                select(ModelRun.id, ModelRun.version)
+                .where(ModelRun.status == "done")
+                .order_by(ModelRun.version.desc())
+                .limit(1)  # type: ignore[attr-defined]
+            )
+            .first()
+        )
         auto = s.get(AutoRun, int(run[0])) if run is not None else None
         summary = dict(auto.summary or {}) if auto is not None else None
     if summary is not None:
@@ -217,9 +230,13 @@ def current_pool_counts(*, engine: Engine, run_id: int) -> dict[str, int]:
 
     unlabelled = ~exists().where(Label.eb_id == AutoDecision.eb_id, Label.value.is_not(None))  # type: ignore[union-attr]
     with session_scope(engine) as s:
-        rows = s.connection().execute(
-            select(AutoDecision.value, func.count())
-            .where(AutoDecision.run_id == run_id, unlabelled)
-            .group_by(AutoDecision.value)
-        ).all()
+        rows = (
+            s.connection()
+            .execute(
+                select(AutoDecision.value, func.count())
+                .where(AutoDecision.run_id == run_id, unlabelled)
+                .group_by(AutoDecision.value)
+            )
+            .all()
+        )
     return {str(v): int(n) for v, n in rows}

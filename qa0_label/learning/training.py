@@ -539,8 +539,17 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             oof_proba = metrics.pop("oof_proba")
             report(0.65, "calibrating auto-QA0")
             auto = automation_hook.after_scoring(
-                engine=engine, run_id=run_id, seed=version, oof_proba=oof_proba, y=y_lab, proba=proba,
-                labelled=labelled_mask, eb_ids=pool_ids, X=X, model_dir=Path(settings.model_dir), version=version,
+                engine=engine,
+                run_id=run_id,
+                seed=version,
+                oof_proba=oof_proba,
+                y=y_lab,
+                proba=proba,
+                labelled=labelled_mask,
+                eb_ids=pool_ids,
+                X=X,
+                model_dir=Path(settings.model_dir),
+                version=version,
             )
             metrics["auto_qa0"] = auto
             report(0.7, "ranking the review queues")

@@ -42,7 +42,9 @@ def suggestion_markdown(item: dict[str, Any]) -> str:
             f"<= {alpha:.1%}). Press **A** to accept it as your label."
         )
     else:
-        lines.append(f"Needs an AoD at alpha {alpha:.1%}: the model's set is {', '.join(item.get('set') or []) or '–'}.")
+        lines.append(
+            f"Needs an AoD at alpha {alpha:.1%}: the model's set is {', '.join(item.get('set') or []) or '–'}."
+        )
         if item.get("why_none"):
             lines.append(f":gray[{w.md_escape(item['why_none'])}]")
     reasons = item.get("top_reasons") or []
@@ -130,7 +132,10 @@ def render_automation(ctx: w.PageContext) -> None:
             f">= {1 - float(summary.get('delta', 0.1)):.0%})."
         )
         per = pd.DataFrame(
-            [{"value": k, "auto-decided (held-out)": v["n_auto"], "wrong": v["n_wrong"]} for k, v in check["per_class"].items()]
+            [
+                {"value": k, "auto-decided (held-out)": v["n_auto"], "wrong": v["n_wrong"]}
+                for k, v in check["per_class"].items()
+            ]
         )
         st.dataframe(per, hide_index=True)
     else:

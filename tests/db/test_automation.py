@@ -169,7 +169,11 @@ def test_catalogue_lists_pass_ebs_with_their_basis(url: str, tmp_path: Path) -> 
     assert list(frame.columns) == predict.CATALOGUE_COLUMNS
     assert set(frame["qa0"]) == {"Pass"} and {"consensus", "auto"} <= set(frame["qa0_basis"])
     with session_scope(engine) as s:
-        cons = dict(s.connection().execute(text("SELECT e.uid, l.value FROM label l JOIN execution_block e ON e.id = l.eb_id")).all())
+        cons = dict(
+            s.connection()
+            .execute(text("SELECT e.uid, l.value FROM label l JOIN execution_block e ON e.id = l.eb_id"))
+            .all()
+        )
     for uid, basis in zip(frame["uid"], frame["qa0_basis"]):
         if basis == "consensus":
             assert cons[uid] == "Pass"

@@ -1,0 +1,97 @@
+"""Auto-QA0 in the app (AppTest): the Model page's Automation section by role, and key A on the Label page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
+
+from qa0_label.store.db import dispose_engines, get_engine, session_scope
+from tests.db import auto_pool
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "streamlit_app.py")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return auto_pool.build(tmp_path_factory.mktemp("auto-app") / "auto.sqlite")
+
+
+@pytest.fixture
+def url(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    u = auto_pool.copy(template, tmp_path)
+    monkeypatch.setenv("QA0_DATABASE_URL", u)
+    monkeypatch.setenv("QA0_SEED_DEMO", "0")
+    monkeypatch.setenv("QA0_AUTO_RETRAIN", "0")
+    monkeypatch.setenv("QA0_PREFETCH", "0")
+    monkeypatch.setenv("QA0_LOOKAHEAD", "0")
+    monkeypatch.setenv("QA0_MODEL_DIR", str(tmp_path / "models"))
+    yield u
+    dispose_engines()
+
+
+def _model_page(labeler: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.query_params["labeler"] = labeler
+    at.switch_page("qa0_label/ui/model.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_aod_sees_alpha_read_only_and_the_counts(url: str) -> None:
+    at = _model_page("t_aod")
+    assert any("Automation" in h.value for h in at.subheader)
+    assert not [n for n in at.number_input if "alpha" in n.label]
+    assert any("set by team leads" in m.value for m in at.markdown)
+    labels = {m.label for m in at.metric}
+    assert {"Auto-Pass", "Auto-SemiPass", "Auto-Fail", "Needs an AoD"} <= labels
+    assert any("Held-out check" in m.value for m in at.markdown)
+
+
+def test_lead_sets_alpha_and_it_is_audited(url: str) -> None:
+    at = _model_page(auto_pool.LEAD)
+    box = [n for n in at.number_input if "alpha" in n.label][0]
+    box.set_value(0.05)
+    [b for b in at.button if "Set alpha" in str(b.label)][0].click().run()
+    assert not at.exception
+    assert any("0.1 -> 0.05" in s.value for s in at.success)
+    with session_scope(get_engine(url)) as s:
+        rows = s.connection().execute(text("SELECT alpha, old_alpha FROM auto_alpha ORDER BY id")).all()
+    assert [tuple(r) for r in rows][-1] == (0.05, pytest.approx(0.1))
+
+
+def test_key_a_accepts_the_suggestion(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Random picks only: most of this pool is auto-decided, so an auto-decided EB comes up quickly.
+    monkeypatch.setenv("QA0_RANDOM_SHARE", "1")
+    monkeypatch.setenv("QA0_OVERLAP_SHARE", "0")
+    monkeypatch.setenv("QA0_GOLD_SHARE", "0")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["labeler"] = "t_aod"
+    at.run()
+    for _ in range(15):
+        assert not at.exception, [e.value for e in at.exception]
+        accept = [b for b in at.button if b.key == "qa0-btn-accept"]
+        if accept:
+            break
+        [b for b in at.button if b.key == "qa0-btn-skip"][0].click().run()
+    assert accept, "no auto-decided EB was shown"
+    assert any("would decide this EB alone" in m.value for m in at.markdown)
+    at.session_state["qa0_shown_at"] = 0.0  # past the double-click guard
+    accept[0].click().run()
+    assert not at.exception
+    with session_scope(get_engine(url)) as s:
+        rows = (
+            s.connection()
+            .execute(
+                text(
+                    "SELECT l.value, a.suggested FROM accepted_suggestion a JOIN label l ON l.id = a.label_id "
+                    "JOIN labeler b ON b.id = l.labeler_id WHERE b.name = 't_aod'"
+                )
+            )
+            .all()
+        )
+    assert len(rows) == 1 and rows[0][0] == rows[0][1]
