@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlmodel import select as sm_select
 
 from qa0_label.automation import calibrate as cal
 from qa0_label.automation import explain, policy
-from qa0_label.store.db import session_scope
-from qa0_label.store.models import AutoRun, ExecutionBlock, ModelRun, Score
+from qa0_label.store.db import get_engine, session_scope
+from qa0_label.store.models import AutoAlpha, AutoDecision, AutoRun, ExecutionBlock, ModelRun, Score
 
 NEEDS_AOD = "needs_aod"
 
@@ -97,24 +97,38 @@ def threshold_for(auto: AutoRun | None, alpha: float) -> tuple[float | None, str
     return c.threshold, c.why_none
 
 
+_SCORES_SQL = (
+    "SELECT e.id, e.uid, s.p_pass, s.p_semipass, s.p_fail FROM execution_block e "
+    "LEFT JOIN score s ON s.eb_id = e.id AND s.run_id = {run} {where} ORDER BY e.id"
+)
+
+
 def _scores(engine: Engine, run_id: int, eb_ids: Sequence[int] | None) -> pd.DataFrame:
-    stmt = (
-        select(ExecutionBlock.id, ExecutionBlock.uid, Score.p_pass, Score.p_semipass, Score.p_fail)
-        .select_from(ExecutionBlock)
-        .outerjoin(Score, (Score.eb_id == ExecutionBlock.id) & (Score.run_id == run_id))  # type: ignore[arg-type]
-        .order_by(ExecutionBlock.id)
-    )
+    # Plain DB-API rows: SQLAlchemy Row objects and pandas probing them cost seconds at 100k EBs.
+    cols = ["eb_id", "uid", "Pass", "SemiPass", "Fail"]
     with session_scope(engine) as s:
-        conn = s.connection()
-        if eb_ids is None:
-            rows = conn.execute(stmt).all()
-        else:
-            rows = []
-            for start in range(0, len(eb_ids), 900):
-                rows += conn.execute(stmt.where(ExecutionBlock.id.in_(list(eb_ids[start : start + 900])))).all()  # type: ignore[union-attr]
-    frame = pd.DataFrame(rows, columns=["eb_id", "uid", "Pass", "SemiPass", "Fail"])
+        cursor = s.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if eb_ids is None:
+                cursor.execute(_SCORES_SQL.format(run=int(run_id), where=""))
+                rows = cursor.fetchall()
+            else:
+                rows = []
+                ids = [int(e) for e in eb_ids]
+                for start in range(0, len(ids), 900):
+                    part = ids[start : start + 900]
+                    # Integers only (checked above), so the list is safe to inline.
+                    cursor.execute(
+                        _SCORES_SQL.format(run=int(run_id), where=f"WHERE e.id IN ({','.join(map(str, part))})")
+                    )
+                    rows += cursor.fetchall()
+        finally:
+            cursor.close()
+    frame = pd.DataFrame.from_records(rows, columns=cols)
+    for c in ("Pass", "SemiPass", "Fail"):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     if eb_ids is not None:
-        frame = frame.set_index("eb_id").reindex(list(eb_ids)).reset_index()
+        frame = frame.set_index("eb_id").reindex([int(e) for e in eb_ids]).reset_index()
     return frame
 
 
@@ -159,30 +173,33 @@ def predictions(
         frame = _scores(engine, int(run.id), eb_ids)
     proba = frame[list(cal.CLASSES)].to_numpy(dtype=float)
     scored = np.isfinite(proba).all(axis=1)
-    decisions = np.full(len(frame), None, dtype=object)
-    decisions[scored] = cal.decide(proba[scored], t)
+    decisions = np.full(len(frame), NEEDS_AOD, dtype=object)
     sets = np.zeros(proba.shape, dtype=bool)
     if scored.any():
+        d = cal.decide(proba[scored], t)
+        decisions[scored] = np.where(d == None, NEEDS_AOD, d)  # noqa: E711
         # Nothing certified: the set cannot leave out any value.
         sets[scored] = cal.set_masks(proba[scored], t) if t is not None else True
     top: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
     if reasons and run is not None and scored.any():
         top = _reasons(run, auto, frame, proba, scored)
-    items = []
-    classes = np.asarray(cal.CLASSES, dtype=object)
-    for i, uid in enumerate(frame["uid"].tolist()):
-        if scored[i]:
-            order = np.argsort(-proba[i])
-            item = {
-                "uid": str(uid),
-                "decision": decisions[i] if decisions[i] is not None else NEEDS_AOD,
-                "proba": {c: round(float(p), 4) for c, p in zip(cal.CLASSES, proba[i])},
-                "set": [str(classes[j]) for j in order if sets[i, j]],
-                "top_reasons": top[i],
-            }
-        else:
-            item = {"uid": str(uid), "decision": NEEDS_AOD, "proba": None, "set": [], "top_reasons": []}
-        items.append(item)
+    order = np.argsort(-np.nan_to_num(proba), axis=1)
+    classes = list(cal.CLASSES)
+    # Plain Python values, built column-wise: the per-EB loop below is the whole cost at 100k EBs.
+    set_lists = [[classes[j] for j in o if m[j]] for o, m in zip(order.tolist(), sets.tolist())]
+    rounded = np.round(np.nan_to_num(proba), 4).tolist()
+    items = [
+        {
+            "uid": uid,
+            "decision": dec,
+            "proba": dict(zip(classes, p)) if ok else None,
+            "set": st_ if ok else [],
+            "top_reasons": r,
+        }
+        for uid, dec, p, ok, st_, r in zip(
+            frame["uid"].astype(str).tolist(), decisions.tolist(), rounded, scored.tolist(), set_lists, top
+        )
+    ]
     return {
         "alpha": alpha,
         "model_version": run.version if run is not None else None,
@@ -216,14 +233,81 @@ def _reasons(
     return out
 
 
+_Q_SERVING = (
+    select(ModelRun.id, ModelRun.version, ModelRun.artifact_path, ModelRun.artifact_sha256, AutoRun.alpha)
+    .select_from(ModelRun)
+    .outerjoin(AutoRun, AutoRun.run_id == ModelRun.id)  # type: ignore[arg-type]
+    .where(ModelRun.status == "done")
+    .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
+    .limit(1)
+)
+_Q_ALPHA = select(AutoAlpha.alpha).order_by(AutoAlpha.id.desc()).limit(1)  # type: ignore[union-attr]
+_Q_ONE = (
+    select(Score.p_pass, Score.p_semipass, Score.p_fail, AutoDecision.value)
+    .select_from(Score)
+    .outerjoin(
+        AutoDecision,
+        (AutoDecision.run_id == Score.run_id) & (AutoDecision.eb_id == Score.eb_id),  # type: ignore[arg-type]
+    )
+    .where(Score.run_id == bindparam("run"), Score.eb_id == bindparam("eb"))
+)
+_Q_AUTO = select(AutoRun.threshold, AutoRun.summary, AutoRun.updated_at).where(AutoRun.run_id == bindparam("run"))
+
+
+@functools.lru_cache(maxsize=4)
+def _auto_of(url: str, run_id: int, updated_at: str) -> tuple[float | None, str | None, str | None]:
+    # The summary holds every held-out score: parsed once per run and alpha change, not per EB.
+    with session_scope(get_engine(url)) as s:
+        row = s.connection().execute(_Q_AUTO, {"run": run_id}).first()
+    if row is None:
+        return None, None, None
+    summary = row[1] or {}
+    return row[0], summary.get("why_none"), summary.get("features_path")
+
+
 def explain_eb(*, engine: Engine, eb_id: int) -> dict[str, Any] | None:
-    """One EB for the Label page: its auto-decision at the alpha in force (or None), set, proba and reasons."""
-    res = predictions(engine=engine, eb_ids=[int(eb_id)])
-    if not res["items"] or res["model_version"] is None:
+    """One EB for the Label page: its auto-decision at the alpha in force, set, proba and reasons (None: no model).
+
+    A few indexed lookups: the decision comes from the stored auto_decision row (the same the queue reads), the
+    set from the run's certified threshold, the reasons from the run's saved features and model (cached).
+    """
+    with session_scope(engine) as s:
+        conn = s.connection()
+        run = conn.execute(_Q_SERVING).first()
+        if run is None:
+            return None
+        alpha_now = conn.execute(_Q_ALPHA).scalar()
+        one = conn.execute(_Q_ONE, {"run": int(run[0]), "eb": int(eb_id)}).first()
+        stamp = conn.execute(select(AutoRun.updated_at).where(AutoRun.run_id == int(run[0]))).scalar()
+    alpha = float(alpha_now) if alpha_now is not None else cal.DEFAULT_ALPHA
+    if one is None:
         return None
-    item = dict(res["items"][0])
-    item.update(alpha=res["alpha"], model_version=res["model_version"], why_none=res["why_none"])
-    return item
+    t, why, path = _auto_of(str(engine.url), int(run[0]), str(stamp)) if stamp is not None else (None, None, None)
+    if run[4] is None or abs(float(run[4]) - alpha) > 1e-12:
+        t, why = None, "the auto-decisions are being brought up to date with the new alpha"
+    proba = np.asarray([[float(one[0]), float(one[1]), float(one[2])]])
+    sets = cal.set_masks(proba, t)[0] if t is not None else np.ones(3, dtype=bool)
+    order = np.argsort(-proba[0])
+    reasons: list[dict[str, Any]] = []
+    if path and Path(path).exists():
+        X, row_of = explain.stored_features(path)
+        pos = row_of.get(int(eb_id))
+        if pos is not None:
+            art = _load_model(str(run[2]), run[3])
+            try:
+                reasons = explain.top_reasons(art["learner"], X[[pos]], art["features"], proba)[0]
+            except TypeError:
+                reasons = []
+    return {
+        "uid": None,
+        "decision": str(one[3]) if one[3] is not None else NEEDS_AOD,
+        "proba": {c: round(float(p), 4) for c, p in zip(cal.CLASSES, proba[0])},
+        "set": [cal.CLASSES[j] for j in order if sets[j]],
+        "top_reasons": reasons,
+        "alpha": alpha,
+        "model_version": int(run[1]),
+        "why_none": why if t is None else None,
+    }
 
 
 # --- exports -------------------------------------------------------------------------------------
