@@ -79,7 +79,6 @@ def after_scoring(
     proba: np.ndarray,
     labelled: np.ndarray,
     eb_ids: np.ndarray,
-    X: np.ndarray,
     model_dir: Path,
     version: int,
 ) -> dict[str, Any]:
@@ -91,16 +90,23 @@ def after_scoring(
     decisions = cal.decide(proba, c.threshold)
     pool = cal.pool_counts(decisions[un])
     summary = _summary(c, oof_proba=oof_proba, y=y, seed=seed, pool=pool)
-    path = features_path(model_dir, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, X=np.asarray(X, dtype=np.float32), eb_ids=np.asarray(eb_ids, dtype=np.int64))
-    tmp.replace(path)
-    summary["features_path"] = str(path)
+    # Written by save_features once the model artifact is in place (a killed retrain leaves only .partial files).
+    summary["features_path"] = str(features_path(model_dir, version))
     with session_scope(engine, write=True) as s:
         s.merge(AutoRun(run_id=run_id, alpha=alpha, threshold=c.threshold, summary=summary, updated_at=utcnow()))
     _write_decisions(engine, run_id, eb_ids, decisions)
     return {k: summary[k] for k in ("alpha", "threshold", "why_none", "check", "pool", "n_calibration", "n_check")}
+
+
+def save_features(*, X: np.ndarray, eb_ids: np.ndarray, model_dir: Path, version: int) -> Path:
+    """Retrain hook after the artifact is saved: the pool's features beside it, for explanations."""
+    path = features_path(model_dir, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, X=np.asarray(X, dtype=np.float32), eb_ids=np.asarray(eb_ids, dtype=np.int64))
+    tmp.replace(path)
+    return path
 
 
 def after_finish(*, engine: Engine, run_id: int) -> None:

@@ -547,7 +547,6 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
                 proba=proba,
                 labelled=labelled_mask,
                 eb_ids=pool_ids,
-                X=X,
                 model_dir=Path(settings.model_dir),
                 version=version,
             )
@@ -569,6 +568,7 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
                 "version": version,
             }
             digest = lrn.save_artifact(artifact, path)
+            automation_hook.save_features(X=X, eb_ids=pool_ids, model_dir=model_dir, version=version)
 
             report(0.8, "storing scores")
             _write_scores(engine, run_id, pool_ids, proba, unc)
