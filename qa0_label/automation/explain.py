@@ -305,6 +305,10 @@ TEMPLATES: dict[str, Callable[[float, Any], str]] = {
     "flux_snr": lambda x, b: f"flux S/N {x:.0f}",
     "spectral_index": lambda x, b: f"spectral index {x:+.2f}",
     "spectral_index_err": lambda x, b: f"spectral index error {x:.2f}",
+    "det_n_antennas": lambda x, b: f"{x:.0f} antennas with data",
+    "phase_spread_median": lambda x, b: f"median phase spread {x:.2f} per antenna",
+    "spw_alpha_fit": lambda x, b: f"spectral index {x:+.2f} across the spws",
+    "array_12m": lambda x, b: "12 m array" if x >= 0.5 else "7 m array",
 }
 """Sentence per feature from its value (x) and the EB's band (b)."""
 
