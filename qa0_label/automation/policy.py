@@ -6,17 +6,19 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from qa0_label.access import identity
+from qa0_label.access import authz
+from qa0_label.access.authz import Requester
 from qa0_label.automation.calibrate import DEFAULT_ALPHA, check_alpha
 from qa0_label.store.models import AutoAlpha, Labeler, utcnow
 
 
-def require_lead(*, session: Session, name: str) -> Labeler:
-    """The one lead check of auto-QA0's lead actions (NotAllowed for anyone else).
+def require_lead(*, session: Session, name: str | Requester) -> Labeler:
+    """The lead allowed to change alpha; NotAllowed otherwise (access.authz.authorize, the one lead check).
 
-    Kept as a single function so a stronger proof of identity (a lead's unlock) can be added in one place.
+    NAME is a Requester from a page (a lead must have proved who they are: OIDC or an unlock); a bare name is
+    the database owner's tools (CLI, scripts, tests).
     """
-    return identity.require_lead(session=session, name=name)
+    return authz.authorize(session=session, requester=name, action="alpha")
 
 
 def current_alpha(*, session: Session) -> float:
@@ -25,7 +27,7 @@ def current_alpha(*, session: Session) -> float:
     return float(row) if row is not None else DEFAULT_ALPHA
 
 
-def set_alpha(*, session: Session, lead: str, alpha: float) -> AutoAlpha:
+def set_alpha(*, session: Session, lead: str | Requester, alpha: float) -> AutoAlpha:
     """A team lead sets alpha (AlphaError outside (0, 0.5), NotAllowed for a non-lead); the change is recorded."""
     who = require_lead(session=session, name=lead)
     value = check_alpha(alpha)

@@ -17,6 +17,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from qa0_label.access.authz import Requester
 from qa0_label.automation import calibrate as cal
 from qa0_label.automation import policy
 from qa0_label.store.db import bulk_insert, session_scope
@@ -177,7 +178,7 @@ def rederive(*, engine: Engine, run_id: int, alpha: float) -> None:
     _write_decisions(engine, run_id, eb_ids, decisions)
 
 
-def change_alpha(*, engine: Engine, lead: str, alpha: float) -> dict[str, Any]:
+def change_alpha(*, engine: Engine, lead: str | Requester, alpha: float) -> dict[str, Any]:
     """A lead sets alpha (audited), then the serving run's auto-decisions follow at once; returns old and new."""
     with session_scope(engine, write=True) as s:
         row = policy.set_alpha(session=s, lead=lead, alpha=alpha)

@@ -158,7 +158,8 @@ def render_automation(ctx: w.PageContext) -> None:
 
 def _alpha_control(ctx: w.PageContext, alpha: float) -> None:
     if not ctx.lead:
-        st.markdown(f"Maximum error rate of auto-decisions (alpha): **{alpha:.1%}** :gray[(set by team leads)]")
+        hint = "unlock lead actions in the sidebar to change it" if ctx.lead_locked else "set by team leads"
+        st.markdown(f"Maximum error rate of auto-decisions (alpha): **{alpha:.1%}** :gray[({hint})]")
         return
     with st.form("qa0-alpha", border=False):
         cols = st.columns([2, 1])
@@ -173,7 +174,7 @@ def _alpha_control(ctx: w.PageContext, alpha: float) -> None:
         )
         if cols[1].form_submit_button("Set alpha"):
             try:
-                out = runs.change_alpha(engine=ctx.engine, lead=str(ctx.who), alpha=float(new))
+                out = runs.change_alpha(engine=ctx.engine, lead=ctx.requester, alpha=float(new))
             except (NotAllowed, AlphaError) as exc:
                 st.error(str(exc))
                 return

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from qa0_label.store.db import dispose_engines, get_engine, session_scope
+from tests.app import auth
 from tests.db import auto_pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,10 @@ def url(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("QA0_PREFETCH", "0")
     monkeypatch.setenv("QA0_LOOKAHEAD", "0")
     monkeypatch.setenv("QA0_MODEL_DIR", str(tmp_path / "models"))
+    from qa0_label.store.labels import get_or_create_labeler
+
+    with session_scope(get_engine(u), write=True) as s:  # known names: a new one would first be confirmed
+        get_or_create_labeler(session=s, name="t_aod")
     yield u
     dispose_engines()
 
@@ -53,7 +58,13 @@ def test_aod_sees_alpha_read_only_and_the_counts(url: str) -> None:
 
 
 def test_lead_sets_alpha_and_it_is_audited(url: str) -> None:
+    auth.make_lead(url, auto_pool.LEAD)
     at = _model_page(auto_pool.LEAD)
+    # A lead named in the URL is no proof: read-only until they unlock with their passphrase.
+    assert not [n for n in at.number_input if "alpha" in n.label]
+    assert any("unlock lead actions" in m.value for m in at.markdown)
+    auth.unlock(at)
+    assert not at.exception, [e.value for e in at.exception]
     box = [n for n in at.number_input if "alpha" in n.label][0]
     box.set_value(0.05)
     [b for b in at.button if "Set alpha" in str(b.label)][0].click().run()
