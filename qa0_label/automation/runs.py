@@ -110,6 +110,11 @@ def save_features(*, X: np.ndarray, eb_ids: np.ndarray, model_dir: Path, version
     return path
 
 
+def drop_features(artifact_path: Path) -> None:
+    """Delete the feature file saved beside a pruned run's model artifact."""
+    Path(str(artifact_path) + ".features.npz").unlink(missing_ok=True)
+
+
 def after_finish(*, engine: Engine, run_id: int) -> None:
     """Retrain hook once the run serves: if a lead changed alpha while it ran, re-derive its decisions."""
     with session_scope(engine) as s:

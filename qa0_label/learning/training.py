@@ -462,6 +462,7 @@ def _finish(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
     # keeps the path in the row and the next finish deletes the file).
     for path in pruned:
         Path(path).unlink(missing_ok=True)
+        automation_hook.drop_features(Path(path))  # auto-QA0's feature file beside the artifact goes with it
 
 
 def _fail(engine: Engine, run_id: int, error: str) -> None:

@@ -277,7 +277,12 @@ def test_scores_of_old_runs_are_dropped(engine, settings) -> None:
     with session_scope(engine) as s:
         paths = {r.version: r.artifact_path for r in s.exec(select(ModelRun)).all()}
     assert paths[1] is None and Path(str(paths[2])).exists() and Path(str(paths[3])).exists()
-    assert sorted(p.name for p in settings.model_dir.glob("model_v*")) == ["model_v00002.joblib", "model_v00003.joblib"]
+    assert sorted(p.name for p in settings.model_dir.glob("model_v*")) == [
+        "model_v00002.joblib",
+        "model_v00002.joblib.features.npz",  # auto-QA0's features for explanations go with their model
+        "model_v00003.joblib",
+        "model_v00003.joblib.features.npz",
+    ]
 
 
 def test_stale_flag_for_a_run_of_this_process_that_no_thread_owns(engine, settings) -> None:
