@@ -44,7 +44,7 @@ class AlphaError(ValueError):
     """An alpha outside (0, 0.5)."""
 
 
-def check_alpha(alpha: float) -> float:
+def check_alpha(alpha: float | str) -> float:
     """alpha as a float in (0, 0.5), else AlphaError."""
     try:
         a = float(alpha)
