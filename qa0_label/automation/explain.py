@@ -33,6 +33,8 @@ MIN_CONTRIBUTION = 0.2
 def _inner(model: Any) -> tuple[Any, Callable[[np.ndarray], np.ndarray]]:
     """(the final classifier, the transform that turns raw features into its input) of a learner or pipeline."""
     est = getattr(model, "estimator", model)  # a modAL ActiveLearner wraps the pipeline
+    if hasattr(est, "steps") and len(est.steps) == 1:
+        return est.steps[-1][1], (lambda X: np.asarray(X, dtype=float))
     if hasattr(est, "steps"):
         head = est[:-1]
         return est.steps[-1][1], (lambda X: np.asarray(head.transform(X), dtype=float))
@@ -137,7 +139,7 @@ def top_reasons(
         vals = np.take_along_axis(C, top, axis=1)
         order = np.argsort(-vals, axis=1)
         top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
-        keep = vals > MIN_CONTRIBUTION
+        keep = vals > _min_contribution(model)
         rows_with = np.flatnonzero(keep[:, 0])
         reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(part))]
         # Python floats and ints once per chunk: the per-reason work below is the cost at 100k EBs.
@@ -165,6 +167,13 @@ def top_reasons(
             reasons[i] = these
         out.extend(reasons)
     return out
+
+
+def _min_contribution(model: Any) -> float:
+    # Gradient boosting explains log-odds; a forest explains probabilities (a tenth of the scale).
+    clf, _ = _inner(model)
+    margin = hasattr(clf, "present_order_") or type(clf).__name__.startswith("HistGradientBoosting")
+    return MIN_CONTRIBUTION if margin else MIN_CONTRIBUTION / 10
 
 
 def global_importance(

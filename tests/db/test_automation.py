@@ -133,10 +133,15 @@ def test_contributions_add_up_to_the_model_output(url: str) -> None:
     X = np.asarray(X[:200], dtype=float)
     contrib = explain.contributions(art["learner"], X)
     clf, transform = explain._inner(art["learner"])
-    est = clf.estimators_[-1]  # "worse than Pass"
-    raw = est._raw_predict(transform(X))[:, 0]
-    base = explain._explainer(est).expected_value
-    assert np.allclose(contrib["not_pass"].sum(axis=1) + np.ravel(base)[0], raw, atol=1e-6)
+    if hasattr(clf, "present_order_"):  # the ordinal model: log-odds of "worse than Pass"
+        est = clf.estimators_[-1]
+        out = est._raw_predict(transform(X))[:, 0]
+        base = np.ravel(explain._explainer(est).expected_value)[0]
+    else:  # a forest (the learner's choice with few labels): probability of not-Pass
+        classes = [str(c) for c in clf.classes_]
+        out = 1.0 - clf.predict_proba(transform(X))[:, classes.index("Pass")]
+        base = 1.0 - np.ravel(explain._explainer(clf).expected_value)[classes.index("Pass")]
+    assert np.allclose(contrib["not_pass"].sum(axis=1) + base, out, atol=1e-6)
 
 
 def test_global_relevance_has_directions(url: str) -> None:
