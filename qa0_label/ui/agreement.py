@@ -24,7 +24,6 @@ from qa0_label.lead import adjudication as adj
 from qa0_label.lead import agreement
 from qa0_label.lead import charts as lead_charts
 from qa0_label.lead import report as lead_report
-from qa0_label.review import charts
 from qa0_label.store.db import session_scope
 from qa0_label.store.labels import LabelError, NotAllowed, eb_id_for_uid
 from qa0_label.store.models import LABEL_VALUES, ROLES
@@ -170,12 +169,12 @@ def summary_section(data: dict[str, Any]) -> None:
         n_names = len(set(defined["a"]) | set(defined["b"]))
         # Streamlit's default height="content" collapses a discrete y scale to a few pixels: give it room.
         st.altair_chart(
-            charts.kappa_heatmap(defined[["a", "b", "kappa", "n"]]),
+            lead_charts.kappa_heatmap(defined[["a", "b", "kappa", "n"]]),
             width="stretch",
             height=min(max(260, 32 * n_names + 160), 900),
         )
     with right:
-        st.altair_chart(charts.alpha_trend_chart(lead_report.alpha_trend_frame(data["trend"])), width="stretch")
+        st.altair_chart(lead_charts.alpha_trend_chart(lead_report.alpha_trend_frame(data["trend"])), width="stretch")
         st.caption("Band: bootstrap interval of the ordinal alpha. Weeks with few shared EBs are unstable.")
     st.subheader("Pairs of AoDs")
     st.dataframe(
@@ -210,7 +209,7 @@ def pair_section(data: dict[str, Any]) -> None:
     if int(matrix.to_numpy().sum()) == 0:
         st.caption("These two AoDs have no EB in common.")
         return
-    st.altair_chart(charts.pair_confusion_chart(matrix, a_title=str(a), b_title=str(b)))
+    st.altair_chart(lead_charts.pair_confusion_chart(matrix, a_title=str(a), b_title=str(b)))
 
 
 # --- per AoD ----------------------------------------------------------------------------------------------
@@ -224,7 +223,7 @@ def per_aod_section(url: str, state: dict[str, Any]) -> None:
         st.info("No labels yet: per-AoD figures appear with the first labels.")
         return
     st.altair_chart(
-        charts.per_labeler_chart(
+        lead_charts.per_labeler_chart(
             table[
                 [
                     "labeler",

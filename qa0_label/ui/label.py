@@ -24,6 +24,7 @@ from qa0_label.review.bundle import BundleCache, ReviewBundle, likely_next
 from qa0_label.review.charts import review_panel
 from qa0_label.store.db import get_engine, session_scope
 from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last
+from qa0_label.ui import keys
 from qa0_label.ui import widgets as w
 
 K_ASSIGN = "qa0_assignment"  # plain dict from assign.next_for (+ "labeler"): ids and numbers only
@@ -34,6 +35,15 @@ K_HEAT = "qa0_heat_metric"
 
 HEAT_METRICS: dict[str, str] = {"Tsys": "tsys_k", "Amplitude": "amplitude", "Phase": "phase_deg"}
 VALUE_KEYS: dict[str, str] = {"Pass": "P", "SemiPass": "S", "Fail": "F"}
+KEY_BUTTONS: dict[str, str] = {
+    # key -> widget key of its button; ui/keys.py holds a key pressed while the page updates (one line per key)
+    "P": "qa0-btn-pass",
+    "S": "qa0-btn-semipass",
+    "F": "qa0-btn-fail",
+    "K": "qa0-btn-skip",
+    "U": "qa0-btn-undo",
+}
+COMMENT_PLACEHOLDER = "Comment (optional) · Enter saves it and returns to the keys · Esc leaves the box"
 MIN_DWELL_S = 0.4
 """A press within this time of an EB appearing is a double click or key repeat meant for the previous EB."""
 
@@ -449,7 +459,7 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             "Comment (optional)",
             key=K_COMMENT,
             max_chars=2000,
-            placeholder="Optional comment (click outside the box before P / S / F)",
+            placeholder=COMMENT_PLACEHOLDER,
             label_visibility="collapsed",
             width=420,
         )
@@ -543,6 +553,7 @@ def _render() -> None:
         w.show_flash()
         readonly_view(ctx, str(view_uid))
         return
+    keys.install(key_buttons=KEY_BUTTONS, comment_key=K_COMMENT)
     review_area(ctx.settings.database_url, ctx.who)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label.learning import charts
 from qa0_label.learning import report as mr
 from qa0_label.store.db import session_scope
 from qa0_label.ui import widgets as w
@@ -21,20 +22,6 @@ def report_data(url: str) -> dict[str, Any]:
         balance = mr.class_balance(session=session)
         scores = mr.pool_scores(session=session, run_id=latest["id"]) if latest else pd.DataFrame()
     return {"history": history, "latest": latest, "balance": balance, "scores": scores}
-
-
-def _chart_or(builder_name: str, frame: pd.DataFrame, fallback: Any, **kwargs: Any) -> None:
-    # Prefer the shared Altair builder from charts.py; Streamlit's native chart is the fallback.
-    try:
-        from qa0_label.review import charts
-
-        builder = getattr(charts, builder_name, None)
-    except ImportError:
-        builder = None
-    if builder is not None:
-        st.altair_chart(builder(frame, **kwargs), width="stretch")
-    else:
-        fallback()
 
 
 def render() -> None:
@@ -69,21 +56,13 @@ def render() -> None:
         if long.empty:
             st.caption("Model quality vs number of labels: appears after the first finished retrain.")
         else:
-            _chart_or(
-                "metrics_history_chart",
-                long,
-                lambda: st.line_chart(long, x="n_labels", y="value", color="metric", height=280),
-            )
+            st.altair_chart(charts.metrics_history_chart(long), width="stretch")
     with right:
         cm = mr.confusion_frame(latest["metrics"]) if latest else None
         if cm is None:
             st.caption("Confusion matrix: the latest run stored none.")
         else:
-            _chart_or(
-                "confusion_chart",
-                cm,
-                lambda: st.dataframe(cm.pivot(index="actual", columns="predicted", values="count")),
-            )
+            st.altair_chart(charts.confusion_chart(cm), width="stretch")
 
     left, right = st.columns(2, gap="large")
     with left:
@@ -91,32 +70,20 @@ def render() -> None:
         if int(balance["count"].sum()) == 0:
             st.caption("Class balance: no labels yet.")
         else:
-            _chart_or(
-                "class_balance_chart",
-                balance,
-                lambda: st.bar_chart(balance, x="value", y="count", height=260),
-            )
+            st.altair_chart(charts.class_balance_chart(balance), width="stretch")
     with right:
         scores: pd.DataFrame = data["scores"]
         hist = mr.uncertainty_histogram(scores) if not scores.empty else pd.DataFrame()
         if hist.empty:
             st.caption("Uncertainty of the unlabelled pool: appears once a model has scored it.")
         else:
-            _chart_or(
-                "uncertainty_histogram",
-                hist,
-                lambda: st.bar_chart(hist, x="bin_start", y="count", color="predicted", height=260),
-            )
+            st.altair_chart(charts.uncertainty_histogram(hist), width="stretch")
             st.caption(f"{len(scores):,} unlabelled EBs scored by v{latest['version']}")
 
     importances = mr.feature_importance_frame(latest["metrics"], latest["features"]) if latest else None
     if importances is not None:
         top = importances.head(20)
-        _chart_or(
-            "feature_importance_chart",
-            top,
-            lambda: st.bar_chart(top, x="feature", y="importance", horizontal=True, height=360),
-        )
+        st.altair_chart(charts.feature_importance_chart(top), width="stretch")
 
     st.subheader("Model runs")
     if history.empty:

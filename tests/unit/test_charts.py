@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qa0_label.learning import charts as model_charts
+from qa0_label.lead import charts as lead_charts
 from qa0_label.review import charts
 from qa0_label.review.view import SpectrumData
 
@@ -182,25 +184,25 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
     "heatmap": (lambda df: charts.heatmap_chart(df, "tsys_k"), heatmap_df()),
     "context": (charts.context_chart, context_df()),
     "metrics_history": (
-        charts.metrics_history_chart,
+        model_charts.metrics_history_chart,
         pd.DataFrame({"version": [1, 2], "n_labels": [20, 45], "macro_f1": [0.5, 0.7], "fail_recall": [0.4, 0.8]}),
     ),
     "confusion": (
-        charts.confusion_chart,
+        model_charts.confusion_chart,
         pd.DataFrame({"true": ["Pass", "Fail"], "predicted": ["Pass", "Pass"], "count": [30, 2]}),
     ),
     "class_balance": (
-        charts.class_balance_chart,
+        model_charts.class_balance_chart,
         pd.DataFrame({"value": ["Pass", "SemiPass", "Fail"], "count": [80, 12, 8]}),
     ),
     "feature_importance": (
-        charts.feature_importance_chart,
+        model_charts.feature_importance_chart,
         pd.DataFrame({"feature": ["pwv_mm", "n_antennas"], "importance": [0.3, 0.1]}),
     ),
-    "uncertainty": (charts.uncertainty_histogram, pd.DataFrame({"uncertainty": np.linspace(0, 1, 50)})),
-    "kappa": (charts.kappa_heatmap, pd.DataFrame({"a": ["ana"], "b": ["ben"], "kappa": [0.7], "n": [40]})),
+    "uncertainty": (model_charts.uncertainty_histogram, pd.DataFrame({"uncertainty": np.linspace(0, 1, 50)})),
+    "kappa": (lead_charts.kappa_heatmap, pd.DataFrame({"a": ["ana"], "b": ["ben"], "kappa": [0.7], "n": [40]})),
     "alpha_trend": (
-        charts.alpha_trend_chart,
+        lead_charts.alpha_trend_chart,
         pd.DataFrame(
             {
                 "week": ["2024-01-01", "2024-01-08"],
@@ -212,7 +214,7 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
         ),
     ),
     "per_labeler": (
-        charts.per_labeler_chart,
+        lead_charts.per_labeler_chart,
         pd.DataFrame(
             {
                 "labeler": ["ana", "ben"],
@@ -224,7 +226,7 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
         ),
     ),
     "pair_confusion": (
-        charts.pair_confusion_chart,
+        lead_charts.pair_confusion_chart,
         pd.DataFrame({"a_value": ["Pass"], "b_value": ["Fail"], "count": [3]}),
     ),
 }
@@ -288,13 +290,13 @@ def test_qa0_colours_are_the_same_everywhere() -> None:
     "build",
     [
         lambda: charts.light_curve_chart(light_curve_df(uid=EVIL)),
-        lambda: charts.kappa_heatmap(pd.DataFrame({"a": [EVIL], "b": ["ben"], "kappa": [0.5], "n": [9]})),
-        lambda: charts.per_labeler_chart(
+        lambda: lead_charts.kappa_heatmap(pd.DataFrame({"a": [EVIL], "b": ["ben"], "kappa": [0.5], "n": [9]})),
+        lambda: lead_charts.per_labeler_chart(
             pd.DataFrame({"labeler": [EVIL], "share_pass": [1.0], "share_semipass": [0.0], "share_fail": [0.0]})
         ),
-        lambda: charts.feature_importance_chart(pd.DataFrame({"feature": [EVIL], "importance": [0.2]})),
+        lambda: model_charts.feature_importance_chart(pd.DataFrame({"feature": [EVIL], "importance": [0.2]})),
         lambda: charts.heatmap_chart(heatmap_df(antennas=(EVIL, "DA41", "DA42")), "tsys_k"),
-        lambda: charts.class_balance_chart(pd.DataFrame({"value": [EVIL, "Pass"], "count": [1, 2]})),
+        lambda: model_charts.class_balance_chart(pd.DataFrame({"value": [EVIL, "Pass"], "count": [1, 2]})),
     ],
 )
 def test_user_text_travels_only_as_data(build: Callable[[], alt.TopLevelMixin]) -> None:
@@ -310,7 +312,7 @@ def test_user_text_travels_only_as_data(build: Callable[[], alt.TopLevelMixin]) 
 
 def test_pair_confusion_axis_titles_are_plain_titles() -> None:
     spec = spec_of(
-        charts.pair_confusion_chart(
+        lead_charts.pair_confusion_chart(
             pd.DataFrame({"a_value": ["Pass"], "b_value": ["Pass"], "count": [4]}), a_title=EVIL, b_title="ben"
         )
     )
@@ -533,7 +535,7 @@ def test_metrics_history_accepts_wide_and_long_frames() -> None:
     wide = BUILDERS["metrics_history"][1]
     long = wide.melt(id_vars=["version", "n_labels"], var_name="metric", value_name="value")
     for df in (wide, long):
-        spec = spec_of(charts.metrics_history_chart(df))
+        spec = spec_of(model_charts.metrics_history_chart(df))
         assert sorted(mark_types(spec)) == ["line", "point"]
         point = next(u for u in units(spec) if u["mark"]["type"] == "point")
         assert point["encoding"]["y"]["scale"]["domain"] == [0, 1]
@@ -542,7 +544,7 @@ def test_metrics_history_accepts_wide_and_long_frames() -> None:
 
 def test_metrics_history_labels_counts_as_whole_numbers() -> None:
     one_run = pd.DataFrame({"version": [1], "n_labels": [320], "macro_f1": [0.64], "fail_recall": [0.76]})
-    spec = spec_of(charts.metrics_history_chart(one_run))
+    spec = spec_of(model_charts.metrics_history_chart(one_run))
     for unit in units(spec):
         axis = unit["encoding"]["x"]["axis"]
         assert axis["format"] == ",d" and axis["tickMinStep"] == 1
@@ -550,7 +552,7 @@ def test_metrics_history_labels_counts_as_whole_numbers() -> None:
 
 def test_confusion_matrix_keeps_the_qa0_order_and_every_cell() -> None:
     df = pd.DataFrame({"actual": ["Pass", "Fail", "Fail"], "predicted": ["Pass", "Pass", "Fail"], "count": [30, 2, 5]})
-    spec = spec_of(charts.confusion_chart(df))
+    spec = spec_of(model_charts.confusion_chart(df))
     assert sorted(mark_types(spec)) == ["rect", "text"]
     rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
     assert rect["encoding"]["x"]["scale"]["domain"] == ["Pass", "SemiPass", "Fail"]
@@ -569,7 +571,7 @@ def test_class_balance_bars_use_qa0_colours() -> None:
 
 def test_feature_importance_shows_the_top_features_largest_first() -> None:
     df = pd.DataFrame({"feature": [f"f{i}" for i in range(30)], "importance": np.arange(30) / 100})
-    spec = spec_of(charts.feature_importance_chart(df, top=5))
+    spec = spec_of(model_charts.feature_importance_chart(df, top=5))
     assert spec["encoding"]["y"]["sort"] == ["f29", "f28", "f27", "f26", "f25"]
     assert len(rows(spec)) == 5
 
@@ -578,11 +580,11 @@ def test_uncertainty_histogram_bins_raw_values_or_draws_given_bins() -> None:
     raw = pd.DataFrame(
         {"uncertainty": np.random.default_rng(1).random(300), "predicted": ["Pass"] * 200 + ["Fail"] * 100}
     )
-    spec = spec_of(charts.uncertainty_histogram(raw, bins=10))
+    spec = spec_of(model_charts.uncertainty_histogram(raw, bins=10))
     assert sum(r["count"] for r in rows(spec)) == 300 and len(rows(spec)) == 20
     assert spec["encoding"]["x"]["bin"] == "binned" and spec["encoding"]["color"]["field"] == "predicted"
     binned = pd.DataFrame({"bin_start": [0.0, 0.5], "bin_end": [0.5, 1.0], "count": [3, 4]})
-    spec = spec_of(charts.uncertainty_histogram(binned))
+    spec = spec_of(model_charts.uncertainty_histogram(binned))
     assert [r["count"] for r in rows(spec)] == [3, 4] and "color" not in spec["encoding"]
 
 
@@ -591,7 +593,7 @@ def test_uncertainty_histogram_bins_raw_values_or_draws_given_bins() -> None:
 
 def test_kappa_heatmap_fills_both_halves() -> None:
     df = pd.DataFrame({"a": ["ana", "ana"], "b": ["ben", "eva"], "kappa": [0.7, 0.4], "n": [40, 12]})
-    spec = spec_of(charts.kappa_heatmap(df))
+    spec = spec_of(lead_charts.kappa_heatmap(df))
     rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
     pairs = {(r["a"], r["b"]): r["kappa"] for r in unit_rows(spec, rect)}
     assert pairs[("ana", "ben")] == pairs[("ben", "ana")] == 0.7 and len(pairs) == 4
@@ -612,7 +614,7 @@ def test_alpha_trend_has_both_lines_band_and_reference_levels() -> None:
 
 def test_alpha_trend_with_week_labels_uses_an_ordinal_axis() -> None:
     df = pd.DataFrame({"week": ["2024-W01", "2024-W02"], "alpha_nominal": [0.5, -0.2], "alpha_ordinal": [0.6, 0.1]})
-    spec = spec_of(charts.alpha_trend_chart(df))
+    spec = spec_of(lead_charts.alpha_trend_chart(df))
     line = next(u for u in units(spec) if u["mark"]["type"] == "line")
     assert line["encoding"]["x"]["type"] == "ordinal"
     assert line["encoding"]["y"]["scale"]["domain"][0] == pytest.approx(-0.2)
@@ -634,7 +636,7 @@ def test_pair_confusion_accepts_a_crosstab_or_long_frame() -> None:
     long = pd.DataFrame({"a_value": a, "b_value": b, "count": 1})
     cells = []
     for df in (wide, long):
-        spec = spec_of(charts.pair_confusion_chart(df))
+        spec = spec_of(lead_charts.pair_confusion_chart(df))
         rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
         cells.append({(r["r"], r["c"]): r["count"] for r in unit_rows(spec, rect)})
     assert cells[0] == cells[1] and cells[0][("Pass", "SemiPass")] == 1 and len(cells[0]) == 9
