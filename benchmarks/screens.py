@@ -29,7 +29,9 @@ from benchmarks.bench_ui import CHROMIUM, CHROMIUM_ARGS, free_port, start_server
 
 AOD = "Valentina Rojas"
 LEAD = "Carolina Méndez"
-IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+IDLE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'"
+)
 CHARTS_DRAWN = (
     "() => Array.from(document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]'))"
     ".every((c) => c.querySelector('canvas, svg'))"
@@ -47,7 +49,10 @@ def seed(db: Path) -> None:
     """The `make run` seeding step into DB."""
     env = {**os.environ, "QA0_SEED_DEMO": "1"}
     subprocess.run(
-        [sys.executable, "-m", "qa0_label", "--db", f"sqlite:///{db}", "seed-demo", "--quiet"], cwd=ROOT, env=env, check=True
+        [sys.executable, "-m", "qa0_label", "--db", f"sqlite:///{db}", "seed-demo", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
 
 

@@ -72,7 +72,6 @@ def model_agreement_chart(df: pd.DataFrame) -> StreamlitChart:
     ).properties(title=title, height=260)
 
 
-
 def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     """Cohen's kappa for every pair of labelers (both halves of the matrix), with the pair's item count.
 

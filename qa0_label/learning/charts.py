@@ -30,7 +30,6 @@ SCORE_COLORS: dict[str, str] = {
 }
 
 
-
 def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     """Model scores against the number of consensus labels, one line per metric.
 
@@ -125,9 +124,7 @@ def confusion_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
         return no_data_chart(title)
     true_col = "true" if "true" in df.columns else "actual"
     _require(df, (true_col, "predicted", "count"), "confusion_chart")
-    return matrix_chart(
-        df, true_col, "predicted", title=title, row_title="AoD consensus", col_title="Model prediction"
-    )
+    return matrix_chart(df, true_col, "predicted", title=title, row_title="AoD consensus", col_title="Model prediction")
 
 
 def class_balance_chart(df: pd.DataFrame) -> alt.TopLevelMixin:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label.learning import charts as model_charts
 from qa0_label.lead import charts as lead_charts
+from qa0_label.learning import charts as model_charts
 from qa0_label.review import charts
 from qa0_label.review.view import SpectrumData
 
