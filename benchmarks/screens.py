@@ -34,7 +34,13 @@ IDLE = (
 )
 CHARTS_DRAWN = (
     "() => Array.from(document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]'))"
-    ".every((c) => c.querySelector('canvas, svg'))"
+    ".filter((c) => c.offsetParent !== null).every((c) => c.querySelector('canvas, svg'))"
+)
+
+
+FULL_HEIGHT = (
+    "() => { const m = document.querySelector('[data-testid=\"stMain\"]') || document.body;"
+    " return m.scrollHeight + 40; }"
 )
 
 
@@ -61,7 +67,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "screens")
     ap.add_argument("--db", type=Path, help="use a copy of this SQLite file instead of seeding the demo")
+    ap.add_argument("--pages", default="label,review,agreement,model,data", help="comma-separated subset")
+    ap.add_argument("--as", dest="roles", default="aod,lead", help="aod, lead or both")
     args = ap.parse_args()
+    pages = set(args.pages.split(","))
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="qa0_screens_"))
@@ -81,24 +90,34 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for who, tag in ((AOD, "aod"), (LEAD, "lead")):
+                if tag not in args.roles.split(","):
+                    continue
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
                 q = urllib.parse.quote(who)
 
                 def shot(name: str, *, full: bool = True, page: object = page, tag: str = tag) -> None:
                     path = args.out / f"{tag}-{name}.png"
-                    page.screenshot(path=str(path), full_page=full)  # type: ignore[attr-defined]
+                    if full:
+                        # Streamlit scrolls inside its main section, not the document: grow the window instead.
+                        height = page.evaluate(FULL_HEIGHT)  # type: ignore[attr-defined]
+                        page.set_viewport_size({"width": 1600, "height": max(1000, int(height))})  # type: ignore[attr-defined]
+                        time.sleep(1.0)
+                    page.screenshot(path=str(path))  # type: ignore[attr-defined]
+                    page.set_viewport_size({"width": 1600, "height": 1000})  # type: ignore[attr-defined]
                     written.append(path)
 
                 page.goto(f"{base}/?labeler={q}", wait_until="domcontentloaded")
                 page.wait_for_selector(".st-key-qa0-uid", timeout=120_000)
                 settle(page)
-                shot("label-fold", full=False)
-                shot("label-full")
-                page.goto(f"{base}/?labeler={q}&eb={urllib.parse.quote(some_uid)}", wait_until="domcontentloaded")
-                page.wait_for_selector(".st-key-qa0-labels", timeout=60_000)
-                settle(page)
-                shot("review-view")
-                for slug in ("agreement", "model", "data"):
+                if "label" in pages:
+                    shot("label-fold", full=False)
+                    shot("label-full")
+                if "review" in pages:
+                    page.goto(f"{base}/?labeler={q}&eb={urllib.parse.quote(some_uid)}", wait_until="domcontentloaded")
+                    page.wait_for_selector(".st-key-qa0-labels", timeout=60_000)
+                    settle(page)
+                    shot("review-view")
+                for slug in [s for s in ("agreement", "model", "data") if s in pages]:
                     page.goto(f"{base}/{slug}?labeler={q}", wait_until="domcontentloaded")
                     page.wait_for_selector("h1", timeout=60_000)
                     settle(page, 2.0)

@@ -15,6 +15,7 @@ st.altair_chart as they are.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from qa0_label.review.view import SpectrumData
+from qa0_label.review.view import HEATMAP_OUTLIER_RULES, SpectrumData
 from qa0_label.store.models import LABEL_VALUES
 
 QA0_COLORS: dict[str, str] = {"Pass": "#2e9e44", "SemiPass": "#f0a202", "Fail": "#d7301f"}
@@ -138,6 +139,35 @@ def _pm(value: pd.Series, err: pd.Series, fmt: str = "{:.3f}") -> list[str]:
     return out
 
 
+def legend_symbols(entries: dict[str, dict[str, Any]], **legend: Any) -> alt.Legend:
+    """A legend whose symbol for each entry looks like its mark: ENTRIES maps a domain value to its symbol
+    (shape: circle / diamond / square / stroke / an SVG path, color, filled, width, dash: a stroke-dash list,
+    opacity).
+
+    Vega draws one symbol kind per legend; per-entry encode signals give each entry the look of its own
+    layer (a dashed line for a dashed curve, a pale square for a band). Entries are fixed names from this
+    module, never user text.
+    """
+
+    def pick(table: dict[str, Any]) -> dict[str, str]:
+        # An expression Vega evaluates per legend entry (datum.value is the entry's domain value).
+        return {"expr": f"({json.dumps(table)})[datum.value]"}
+
+    filled = {k: v.get("filled", v.get("shape", "circle") != "stroke") for k, v in entries.items()}
+    return alt.Legend(
+        symbolType=pick({k: v.get("shape", "circle") for k, v in entries.items()}),
+        symbolFillColor=pick({k: v["color"] if filled[k] else "transparent" for k, v in entries.items()}),
+        symbolStrokeColor=pick({k: v["color"] for k, v in entries.items()}),
+        symbolDash=pick({k: v.get("dash", []) for k, v in entries.items()}),
+        symbolStrokeWidth=pick({k: v.get("width", 0 if filled[k] else 2.5) for k, v in entries.items()}),
+        symbolOpacity=pick({k: v.get("opacity", 1) for k, v in entries.items()}),
+        symbolSize=100,  # one size: Vega places the labels by it
+        symbolLimit=0,
+        labelLimit=220,
+        **legend,
+    )
+
+
 # --- review page -----------------------------------------------------------------------------------
 #
 # The four review charts are drawn for every EB an AoD looks at, so each is split into a spec template and one
@@ -182,18 +212,36 @@ def template_spec(kind: str, key: tuple[Any, ...]) -> dict[str, Any]:
     return _TEMPLATES[kind](*key).properties(title=title).to_dict(validate=False)
 
 
-PANEL_ROWS: tuple[tuple[str, ...], ...] = (("spectrum", "light_curve"), ("heatmap", "context"))
-"""The review charts' layout in the one panel view: spectrum and flux history on top, heatmap and context below."""
-PANEL_CHART_WIDTH = 390
+PANEL_LAYOUT: tuple[tuple[tuple[str, ...], ...], ...] = (
+    (("heatmap",), ("spectrum", "light_curve")),
+    (("context",),),
+)
+"""The review charts in the one panel view: rows of columns, each column a stack of charts. The first row is
+what an AoD reads first and fits above the fold at 1600x1000: the antenna x scan heatmap (as tall as the
+antenna count needs) beside the spectrum with the flux history under it; the context rows are one scroll away."""
+PANEL_CHART_WIDTH = 340
+REVIEW_PLOT_HEIGHT = 185
+"""Height (px) of the spectrum and of the flux history, stacked beside the heatmap."""
 """Width (px) of each non-faceted chart in the panel; two of them and their legends fill the label page."""
 _INDEPENDENT = {
-    "scale": {"color": "independent", "shape": "independent", "size": "independent"},
-    "legend": {"color": "independent"},
+    "scale": {"color": "independent", "shape": "independent", "size": "independent", "stroke": "independent"},
+    "legend": {"color": "independent", "shape": "independent", "stroke": "independent"},
 }
 
 
+def _panel_chart(kind: str, spec: dict[str, Any], datasets: dict[str, Any]) -> dict[str, Any]:
+    name = f"{REVIEW_DATA}_{kind}"
+    sub = {k: v for k, v in spec.items() if k not in ("$schema", "config", "datasets")}
+    sub["data"] = {"name": name}
+    if "facet" not in sub:
+        sub["width"] = PANEL_CHART_WIDTH
+    datasets[name] = spec.get("datasets", {}).get(REVIEW_DATA)
+    return sub
+
+
 def review_panel(specs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
-    """The review charts (ChartParts.spec() dicts by kind) as ONE Vega-Lite view; None when none has data.
+    """The review charts (ChartParts.spec() dicts by kind) as ONE Vega-Lite view laid out as PANEL_LAYOUT; None
+    when none has data.
 
     The browser redraws every element of the label page for each EB, and each Vega view costs it a dataflow
     run, a resize and a canvas of its own: one view of four charts measured ~35 ms faster per key press than
@@ -203,23 +251,22 @@ def review_panel(specs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | No
     rows: list[dict[str, Any]] = []
     datasets: dict[str, Any] = {}
     config: dict[str, Any] | None = None
-    for kinds in PANEL_ROWS:
-        charts = []
-        for kind in kinds:
-            spec = specs.get(kind)
-            if spec is None:
-                continue
-            config = config or spec.get("config")
-            name = f"{REVIEW_DATA}_{kind}"
-            sub = {k: v for k, v in spec.items() if k not in ("$schema", "config", "datasets")}
-            sub["data"] = {"name": name}
-            if "facet" not in sub:
-                sub["width"] = PANEL_CHART_WIDTH
-            datasets[name] = spec.get("datasets", {}).get(REVIEW_DATA)
-            charts.append(sub)
-        if charts:
+    for columns in PANEL_LAYOUT:
+        cols = []
+        for stack in columns:
+            charts = []
+            for kind in stack:
+                spec = specs.get(kind)
+                if spec is not None:
+                    config = config or spec.get("config")
+                    charts.append(_panel_chart(kind, spec, datasets))
+            if len(charts) == 1:
+                cols.append(charts[0])
+            elif charts:
+                cols.append({"vconcat": charts, "resolve": _INDEPENDENT, "spacing": 18})
+        if cols:
             # resolve on every level: a nested concat would otherwise share one colour scale between charts.
-            rows.append({"hconcat": charts, "resolve": _INDEPENDENT, "spacing": 28})
+            rows.append({"hconcat": cols, "resolve": _INDEPENDENT, "spacing": 28})
     if not rows:
         return None
     panel: dict[str, Any] = {"vconcat": rows, "resolve": _INDEPENDENT, "spacing": 24, "datasets": datasets}
@@ -300,9 +347,23 @@ def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
 
 
 def _spectrum_template() -> alt.TopLevelMixin:
-    series_scale = alt.Scale(domain=list(MODEL_COLORS), range=list(MODEL_COLORS.values()))
+    domain = [*MODEL_COLORS, "expected range"]
+    series_scale = alt.Scale(domain=domain, range=[*MODEL_COLORS.values(), MODEL_COLORS["expected"]])
     x = alt.X("freq_ghz:Q", title="Frequency (GHz)", scale=alt.Scale(zero=False, nice=False))
-    color = alt.Color("series:N", scale=series_scale, title=None)
+    # The legend draws each series as its mark: a point, a line, a dashed line, the pale band.
+    legend = legend_symbols(
+        {
+            "measured": {"shape": "circle", "color": MODEL_COLORS["measured"]},
+            "fit": {"shape": "stroke", "color": MODEL_COLORS["fit"]},
+            "expected": {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": [6, 4]},
+            "expected range": {"shape": "square", "color": MODEL_COLORS["expected"], "opacity": 0.35},
+        },
+        labelExpr=(
+            "({'measured': 'measured ± error', 'fit': 'power-law fit', 'expected': 'catalogue expectation',"
+            " 'expected range': 'catalogue ± error'})[datum.value]"
+        ),
+    )
+    color = alt.Color("series:N", scale=series_scale, title=None, legend=legend)
     base = alt.Chart()
     tips = [
         alt.Tooltip("spw:O", title="spw"),
@@ -339,7 +400,7 @@ def _spectrum_template() -> alt.TopLevelMixin:
         # No y: these points only stretch the x scale to the band edges.
         base.transform_filter(_kind_is("edge")).mark_point(opacity=0).encode(x=x),
         data=_named(),
-    ).properties(height=280)
+    ).properties(height=REVIEW_PLOT_HEIGHT)
 
 
 def spectrum_chart(data: SpectrumData) -> alt.TopLevelMixin:
@@ -409,7 +470,20 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
         scale=alt.Scale(type="utc"),
         axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30),
     )
-    color = alt.Color("label:N", scale=qa0_scale(["unlabelled", "this EB"]), title="QA0")
+    points = [*LABEL_VALUES, "unlabelled", "this EB"]
+    symbols: dict[str, dict[str, Any]] = {v: {"color": {**QA0_COLORS, **OTHER_COLORS}[v]} for v in points}
+    symbols["this EB"]["shape"] = "diamond"
+    # The catalogue curve and band are drawn in fixed grey; their legend entries name them all the same.
+    if has_band and has_expected:
+        symbols["catalogue expectation"] = {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": [6, 4]}
+    if has_band:
+        symbols["catalogue ± error"] = {"shape": "square", "color": MODEL_COLORS["expected"], "opacity": 0.35}
+    color = alt.Color(
+        "label:N",
+        scale=alt.Scale(domain=list(symbols), range=[v["color"] for v in symbols.values()]),
+        title="QA0",
+        legend=legend_symbols(symbols),
+    )
     base = alt.Chart()
     tips = [
         alt.Tooltip("uid:N", title="EB"),
@@ -460,7 +534,7 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
         .mark_point(size=480, strokeWidth=2, color=OTHER_COLORS["this EB"])
         .encode(x=x, y=_flux_y("flux_jy:Q"), tooltip=tips)
     )
-    return alt.layer(*layers, data=_named()).properties(height=280)
+    return alt.layer(*layers, data=_named()).properties(height=REVIEW_PLOT_HEIGHT)
 
 
 def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
@@ -487,9 +561,14 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
             "value": pd.to_numeric(d["value"], errors="coerce").astype(float),
         }
     )
-    optional = [c for c in ("spw", "vs_array", "flagged_fraction", "n") if c in d]
+    optional = [c for c in ("spw", "vs_array", "flagged_fraction", "n", "outlier") if c in d]
     for col in optional:
-        out[col] = d[col].astype("int64") if col == "spw" else pd.to_numeric(d[col], errors="coerce").astype(float)
+        if col == "spw":
+            out[col] = d[col].astype("int64")
+        elif col == "outlier":
+            out[col] = d[col].fillna(False).astype(bool)
+        else:
+            out[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
     reach = None
     if metric == "phase_deg":
         # Symmetric about 0 and at least +-30 deg (in 10 deg steps, so few templates), so noise stays pale
@@ -497,6 +576,14 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
         top = float(np.nanmax(np.abs(out["value"].to_numpy(dtype=float)), initial=0.0))
         reach = min(180.0, max(30.0, math.ceil(top / 10.0) * 10.0))
     return ChartParts("heatmap", (metric, reach, tuple(optional)), out.reset_index(drop=True), _heatmap_title(metric))
+
+
+HEATMAP_ROW_PX = 11
+"""Height of one antenna row: 43-50 antennas fit above the fold with every name printed."""
+OUTLIER_COLOR = "#00b7eb"
+FLAGGED_LEGEND = "more than half flagged"
+CROSS_PATH = "M-1,-1L1,1M-1,1L1,-1"
+"""An "x" as a Vega symbol path (the flagged-cell mark and its legend symbol)."""
 
 
 def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...]) -> alt.TopLevelMixin:
@@ -523,8 +610,13 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
     if "n" in optional:
         tips.append(alt.Tooltip("n:Q", title="Samples", format="d"))
     x = alt.X("scan:O", title="Scan", axis=alt.Axis(labelAngle=0))
-    # Ascending antenna names, the same rule for every EB (no per-EB sort list in the spec).
-    y = alt.Y("antenna:N", title="Antenna", sort="ascending")
+    # Ascending antenna names, the same rule for every EB (no per-EB sort list in the spec); every name shown.
+    y = alt.Y(
+        "antenna:N",
+        title="Antenna",
+        sort="ascending",
+        axis=alt.Axis(labelOverlap=False, labelFontSize=HEATMAP_ROW_PX - 1, labelLimit=0, labelPadding=2),
+    )
     base = alt.Chart()
     layers: list[alt.Chart] = [
         base.mark_rect().encode(
@@ -534,20 +626,54 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
             color=alt.Color("value:Q", title=_axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
         )
     ]
+    if "outlier" in optional:
+        # The antennas past the AoD limit get an outlined row (and a legend entry saying which limit).
+        rule = HEATMAP_OUTLIER_RULES.get(metric, "past the AoD limit")
+        layers.append(
+            base.transform_filter("datum.outlier")
+            .transform_calculate(mark=f"{json.dumps(rule)}")
+            .mark_rect(filled=False, strokeWidth=1.6)
+            .encode(
+                x=x,
+                y=y,
+                tooltip=tips,
+                stroke=alt.Stroke(
+                    "mark:N",
+                    scale=alt.Scale(domain=[rule], range=[OUTLIER_COLOR]),
+                    legend=legend_symbols(
+                        {rule: {"shape": "square", "color": OUTLIER_COLOR, "filled": False}}, title=None
+                    ),
+                ),
+            )
+        )
     if "flagged_fraction" in optional:
+        cross = "#111111" if metric == "phase_deg" else "#ffffff"
         layers.append(
             base.transform_filter(alt.datum.flagged_fraction > 0.5)
-            .mark_text(text="✕", fontSize=11, color="#111111" if metric == "phase_deg" else "#ffffff")
-            .encode(x=x, y=y, tooltip=tips)
+            .transform_calculate(flag=f"{json.dumps(FLAGGED_LEGEND)}")
+            .mark_point(filled=False, strokeWidth=1.4, size=30, color=cross, opacity=1)
+            .encode(
+                x=x,
+                y=y,
+                tooltip=tips,
+                shape=alt.Shape(
+                    "flag:N",
+                    scale=alt.Scale(domain=[FLAGGED_LEGEND], range=[CROSS_PATH]),
+                    legend=legend_symbols(
+                        {FLAGGED_LEGEND: {"shape": CROSS_PATH, "color": "#111111", "filled": False, "width": 1.6}},
+                        title=None,
+                    ),
+                ),
+            )
         )
     # A fixed row height: the chart grows with the antenna count while the spec stays the same.
     if "spw" in optional:
         return (
             alt.layer(*layers)
-            .properties(height=alt.Step(14), width=140)
+            .properties(height=alt.Step(HEATMAP_ROW_PX), width=140)
             .facet(column=alt.Column("spw:O", title="spw"), data=_named())
         )
-    return alt.layer(*layers, data=_named()).properties(height=alt.Step(14))
+    return alt.layer(*layers, data=_named()).properties(height=alt.Step(HEATMAP_ROW_PX))
 
 
 def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:

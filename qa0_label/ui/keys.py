@@ -95,10 +95,11 @@ _SCRIPT = """
     const letter = (e.code && e.code.startsWith('Key')) ? e.code.slice(3) : e.key.toUpperCase();
     if (inComment) {
       if (e.key === 'Enter' || e.key === 'Escape') {
-        // Enter: Streamlit commits the text on this keydown; then leave the box. Escape: leave the box
-        // (leaving commits it too). A key pressed right after waits for that commit's run.
+        // Leave the box now (leaving commits the text, as Enter does), so the very next letter is a decision
+        // for the page, not more comment. A key pressed right after waits for that commit's run.
         awaiting = {since: performance.now(), sawRun: false};
-        setTimeout(() => { t.blur(); tick(); }, 0);
+        t.blur();
+        tick();
       } else if (e.altKey && !e.ctrlKey && !e.metaKey && cfg.keys[letter]) {
         e.preventDefault();
         e.stopImmediatePropagation();

@@ -43,7 +43,7 @@ KEY_BUTTONS: dict[str, str] = {
     "K": "qa0-btn-skip",
     "U": "qa0-btn-undo",
 }
-COMMENT_PLACEHOLDER = "Comment (optional) · Enter saves it and returns to the keys · Esc leaves the box"
+COMMENT_PLACEHOLDER = "Comment · Enter saves it, back to keys · Esc leaves"
 MIN_DWELL_S = 0.4
 """A press within this time of an EB appearing is a double click or key repeat meant for the previous EB."""
 
@@ -422,13 +422,20 @@ _NO_DATA = {
 }
 
 
-def draw_plots(url: str, bundle: ReviewBundle) -> None:
-    """The four review charts as one view (charts.review_panel), the heatmap metric selector and the notes."""
+def heat_selector() -> str:
+    """The heatmap metric control (Tsys / Amplitude / Phase); returns the choice."""
     st.session_state.setdefault(K_HEAT, "Tsys")
+    return st.segmented_control("Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True) or "Tsys"
+
+
+def draw_plots(url: str, bundle: ReviewBundle, *, selector: bool = True) -> None:
+    """The four review charts as one view (charts.review_panel), the heatmap metric selector and the notes.
+
+    Without SELECTOR the page has drawn heat_selector() elsewhere (the label page: beside the header, so the
+    charts start higher on the screen).
+    """
     with st.container(key="qa0-plots"):
-        choice = (
-            st.segmented_control("Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True) or "Tsys"
-        )
+        choice = heat_selector() if selector else str(st.session_state.get(K_HEAT) or "Tsys")
         heat, _n = bundle_cache().heatmap(url, bundle.eb_id, HEAT_METRICS[choice])
         specs = {**bundle.specs, "heatmap": heat}
         panel = review_panel(specs)
@@ -461,7 +468,7 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             max_chars=2000,
             placeholder=COMMENT_PLACEHOLDER,
             label_visibility="collapsed",
-            width=420,
+            width=330,
         )
         st.button(
             "Skip",
@@ -582,7 +589,8 @@ def review_area(url: str, who: str) -> None:
         with why:
             draw_why(assignment)
             draw_session_counter()
-        draw_plots(url, bundle)
+            heat_selector()
+        draw_plots(url, bundle, selector=False)
         # While the AoD looks at this EB, reserve and build the one the queue hands out next.
         _prefetch_next(url, who, eb_id)
 
