@@ -67,7 +67,7 @@ def model_agreement_chart(df: pd.DataFrame) -> StreamlitChart:
     ]
     base = alt.Chart(long)
     return alt.layer(
-        base.mark_line().encode(x=x, y=y, color=color),
+        base.mark_line().encode(x=x, y=y, color=color, detail="segment:N"),
         base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=tips),
     ).properties(title=title, height=260)
 
@@ -87,8 +87,9 @@ def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     both = both[both["a"] != both["b"]]
     names = sorted(set(both["a"]) | set(both["b"]))
     both["dark"] = both["kappa"].abs() > 0.75
-    x = alt.X("a:N", title="AoD", sort=names, axis=alt.Axis(labelAngle=-40))
-    y = alt.Y("b:N", title="AoD", sort=names)
+    # Every name printed in full (Vega would otherwise drop every other overlapping label and cut long ones).
+    x = alt.X("a:N", title="AoD", sort=names, axis=alt.Axis(labelAngle=-40, labelOverlap=False, labelLimit=0))
+    y = alt.Y("b:N", title="AoD", sort=names, axis=alt.Axis(labelOverlap=False, labelLimit=0))
     tips = [
         alt.Tooltip("a:N", title="AoD"),
         alt.Tooltip("b:N", title="and"),
@@ -130,8 +131,15 @@ def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
         d["week"] = d["week"].astype(str)
         x = alt.X("week:O", title="Week", sort=sorted(d["week"].unique()))
         week_tip = alt.Tooltip("week:O", title="Week")
+    # Weeks more than 8 days apart are not joined: a lone week is a point, not a long line across a gap.
+    d = d.sort_values("week", kind="stable")
+    if weeks is not None:
+        gaps = d["week"].diff() > pd.Timedelta(days=8)
+        d["segment"] = gaps.cumsum().astype(int)
+    else:
+        d["segment"] = 0
     long = d.melt(
-        id_vars=[c for c in ("week", "n") if c in d],
+        id_vars=[c for c in ("week", "n", "segment") if c in d],
         value_vars=["alpha_nominal", "alpha_ordinal"],
         var_name="kind",
         value_name="alpha",
@@ -154,6 +162,7 @@ def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
             .mark_area(opacity=0.18, color="#1f77b4")
             .encode(
                 x=x,
+                detail="segment:N",
                 y=alt.Y("low:Q", title="Krippendorff's alpha", scale=y_scale),
                 y2="high:Q",
                 tooltip=[
@@ -175,7 +184,7 @@ def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     ]
     base = alt.Chart(long.dropna(subset=["alpha"]))
     layers += [
-        base.mark_line().encode(x=x, y=y, color=color),
+        base.mark_line().encode(x=x, y=y, color=color, detail="segment:N"),
         base.mark_point(filled=True, size=45).encode(x=x, y=y, color=color, tooltip=tips),
     ]
     return alt.layer(*layers).properties(title=title, height=260)
@@ -221,7 +230,7 @@ def per_labeler_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
         alt.Chart(long)
         .mark_bar()
         .encode(
-            y=alt.Y("labeler:N", title="AoD", sort=names),
+            y=alt.Y("labeler:N", title="AoD", sort=names, axis=alt.Axis(labelOverlap=False, labelLimit=0)),
             x=alt.X("share:Q", title="Share of the AoD's labels", stack="normalize", axis=alt.Axis(format=".0%")),
             color=alt.Color("value:N", title="QA0", scale=qa0_scale()),
             order=alt.Order("order:Q"),

@@ -152,8 +152,24 @@ def class_balance_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     ).properties(title=title, height=220)
 
 
+FEATURE_LABEL_CHARS = 28
+"""Longer feature names are shortened on the axis (middle elided); the tooltip and the page's table have them whole."""
+
+
+def short_name(name: str, limit: int = FEATURE_LABEL_CHARS) -> str:
+    """NAME shortened to LIMIT characters by eliding the middle (both ends of a feature name carry meaning)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return f"{name[:head]}…{name[-(limit - 1 - head) :]}"
+
+
 def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> alt.TopLevelMixin:
-    """Horizontal bars of the TOP most important features, largest first. DF: feature, importance."""
+    """Horizontal bars of the TOP most important features, largest first. DF: feature, importance.
+
+    Every bar is labelled (no label dropped for overlap); names longer than FEATURE_LABEL_CHARS are shortened
+    in the middle on the axis and shown whole in the tooltip.
+    """
     title = "Feature importance"
     if _is_empty(df):
         return no_data_chart(title)
@@ -163,13 +179,21 @@ def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> alt.TopLevel
     d = d.sort_values("importance", ascending=False).head(int(top))
     if d.empty:
         return no_data_chart(title)
-    order = d["feature"].tolist()
+    # Unique short labels (two long names could shorten to the same text).
+    shorts: list[str] = []
+    for name in d["feature"]:
+        label = short_name(name)
+        while label in shorts:
+            label += "\u200b"
+        shorts.append(label)
+    d["label"] = shorts
     tips = [alt.Tooltip("feature:N", title="Feature"), alt.Tooltip("importance:Q", title="Importance", format=".4f")]
+    y = alt.Y("label:N", title=None, sort=shorts, axis=alt.Axis(labelOverlap=False, labelLimit=0))
     return (
         alt.Chart(d)
         .mark_bar(color="#4c78a8")
-        .encode(x=alt.X("importance:Q", title="Importance"), y=alt.Y("feature:N", title=None, sort=order), tooltip=tips)
-        .properties(title=title, height=max(120, 18 * len(d)))
+        .encode(x=alt.X("importance:Q", title="Importance"), y=y, tooltip=tips)
+        .properties(title=title, height=max(120, 20 * len(d)))
     )
 
 

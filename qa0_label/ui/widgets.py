@@ -141,6 +141,55 @@ def md_escape(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
 
 
+# --- tables: one look for times, percentages and blanks on every page ---------------------------------
+
+TIME_FORMAT = "YYYY-MM-DD HH:mm [UTC]"
+"""How every table shows a stored (UTC) time: 2026-12-06 16:40 UTC."""
+PERCENT_FORMAT = "%.1f%%"
+"""How every table shows a share: 76.7%, 17.5%, 50.0% (values in percent, see percent_frame)."""
+
+
+def time_column(label: str, **kwargs: Any) -> Any:
+    """A table column of stored UTC times, shown as TIME_FORMAT."""
+    return st.column_config.DatetimeColumn(label, format=TIME_FORMAT, **kwargs)
+
+
+def percent_column(label: str, **kwargs: Any) -> Any:
+    """A table column of shares already multiplied by 100 (percent_frame), shown with one decimal and %."""
+    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, **kwargs)
+
+
+def percent_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A copy with COLUMNS (fractions 0-1) in percent, for percent_column; the library frame is untouched."""
+    out = frame.copy()
+    for col in columns:
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce") * 100.0
+    return out
+
+
+def blanks_empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose missing text cells are empty strings (a table shows them blank, not "None")."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].where(out[col].notna(), "")
+    return out
+
+
+def review_url(uid: str, labeler: str | None) -> str:
+    """The address of an EB's read-only review view (the Label page with ?eb=), for link columns."""
+    from urllib.parse import urlencode, urljoin
+
+    try:
+        here = str(st.context.url or "")
+    except Exception:  # noqa: BLE001 - outside a browser session (tests): a relative address
+        here = ""
+    base = urljoin(here, "./") if here else "./"
+    params = {"eb": uid, **({"labeler": labeler} if labeler else {})}
+    return f"{base}?{urlencode(params)}"
+
+
 # --- engine and seeding ------------------------------------------------------------------------
 
 
