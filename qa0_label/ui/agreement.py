@@ -428,12 +428,12 @@ def _eb_labels(ctx: w.PageContext, uid: str) -> None:
         st.warning("No EB with this uid:")
         st.text(uid)
         return
-    # One click to the EB's plots (same tab: the page keeps who is asking).
-    st.page_link(
-        "qa0_label/ui/label.py",
-        label="Open this EB's review view (plots and labels)",
+    # One click to the EB's plots and labels (a new tab, like the queue's links: this panel keeps its state).
+    st.link_button(
+        "Open this EB's review view",
+        w.review_url(uid, ctx.who),
         icon=":material/open_in_new:",
-        query_params={"eb": uid},
+        type="secondary",
     )
     if labels.empty:
         st.caption("Nobody has labelled this EB yet.")
@@ -445,21 +445,8 @@ def _eb_labels(ctx: w.PageContext, uid: str) -> None:
         hide_index=True,
         width="stretch",
         key="qa0-adj-labels",
-        column_config=LABEL_TABLE_COLUMNS,
+        column_config=w.label_table_columns(),
     )
-
-
-LABEL_TABLE_COLUMNS: dict[str, Any] = {
-    "created_at": w.time_column("time", width="medium"),
-    "labeler": st.column_config.TextColumn("labeler", width="medium"),
-    "role": st.column_config.TextColumn("role", width="small"),
-    "kind": st.column_config.TextColumn("kind", width="medium"),
-    "value": st.column_config.TextColumn("QA0", width="small"),
-    "comment": st.column_config.TextColumn("comment", width="large"),
-    "reason": st.column_config.TextColumn("reason", width="large"),
-    "seconds_on_eb": st.column_config.NumberColumn("seconds", format="%.0f", width="small"),
-}
-"""Columns of an EB's label table (Agreement's adjudication panel and the read-only review view)."""
 
 
 # --- gold EBs ---------------------------------------------------------------------------------------------

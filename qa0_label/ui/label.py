@@ -530,9 +530,12 @@ def readonly_view(ctx: w.PageContext, uid: str) -> None:
             )
         else:
             st.dataframe(
-                labels[["created_at", "labeler", "kind", "value", "comment", "reason", "seconds_on_eb"]],
+                w.blanks_empty(
+                    labels[["created_at", "labeler", "kind", "value", "comment", "reason", "seconds_on_eb"]]
+                ),
                 hide_index=True,
                 width="stretch",
+                column_config=w.label_table_columns(),
             )
             if withheld:
                 st.caption("Other labelers' labels are hidden until you give your own (blind review).")

@@ -82,14 +82,43 @@ def render() -> None:
 
     importances = mr.feature_importance_frame(latest["metrics"], latest["features"]) if latest else None
     if importances is not None:
-        top = importances.head(20)
-        st.altair_chart(charts.feature_importance_chart(top), width="stretch")
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            st.altair_chart(charts.feature_importance_chart(importances.head(20)), width="stretch")
+        with right:
+            # Every feature with its full name (the chart shortens long ones).
+            st.dataframe(
+                importances,
+                hide_index=True,
+                width="stretch",
+                height=min(38 + 35 * len(importances), 460),
+                key="qa0-importances",
+                column_config={
+                    "feature": st.column_config.TextColumn("feature", width="large"),
+                    "importance": st.column_config.NumberColumn("importance", format="%.4f"),
+                },
+            )
 
     st.subheader("Model runs")
     if history.empty:
         st.caption("No runs yet.")
     else:
-        st.dataframe(history.sort_values("version", ascending=False), hide_index=True, width="stretch")
+        # Metrics first, the (long) estimator description last: it must not push the numbers off screen.
+        order = [c for c in history.columns if c != "estimator"] + ["estimator"]
+        st.dataframe(
+            history.sort_values("version", ascending=False)[order],
+            hide_index=True,
+            width="stretch",
+            key="qa0-runs",
+            column_config={
+                "version": st.column_config.NumberColumn("version", format="v%d", width="small"),
+                "started_at": w.time_column("started", width="medium"),
+                "finished_at": w.time_column("finished", width="medium"),
+                "n_labels": st.column_config.NumberColumn("labels", format="%d"),
+                **{m: st.column_config.NumberColumn(m.replace("_", " "), format="%.3f") for m in mr.HISTORY_METRICS},
+                "estimator": st.column_config.TextColumn("estimator", width="medium", help="Full text on hover"),
+            },
+        )
 
 
 def _fmt(value: Any) -> str:

@@ -177,6 +177,20 @@ def blanks_empty(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def label_table_columns() -> dict[str, Any]:
+    """Columns of an EB's label table (Agreement's adjudication panel and the read-only review view)."""
+    return {
+        "created_at": time_column("time", width="medium"),
+        "labeler": st.column_config.TextColumn("labeler", width="medium"),
+        "role": st.column_config.TextColumn("role", width="small"),
+        "kind": st.column_config.TextColumn("kind", width="medium"),
+        "value": st.column_config.TextColumn("QA0", width="small"),
+        "comment": st.column_config.TextColumn("comment", width="large"),
+        "reason": st.column_config.TextColumn("reason", width="large"),
+        "seconds_on_eb": st.column_config.NumberColumn("seconds", format="%.0f", width="small"),
+    }
+
+
 def review_url(uid: str, labeler: str | None) -> str:
     """The address of an EB's read-only review view (the Label page with ?eb=), for link columns."""
     from urllib.parse import urlencode, urljoin
