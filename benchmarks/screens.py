@@ -67,6 +67,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "screens")
     ap.add_argument("--db", type=Path, help="use a copy of this SQLite file instead of seeding the demo")
+    ap.add_argument("--no-retrain", action="store_true", help="leave the database without a model (cold start)")
     ap.add_argument("--pages", default="label,review,agreement,model,data", help="comma-separated subset")
     ap.add_argument("--as", dest="roles", default="aod,lead", help="aod, lead or both")
     args = ap.parse_args()
@@ -79,11 +80,20 @@ def main() -> int:
         shutil.copyfile(args.db, db)
     else:
         seed(db)
+    if not args.no_retrain:
+        # A trained model, so the Model page and the "why this EB" box show what they show on a working day.
+        subprocess.run(
+            [sys.executable, "-m", "qa0_label", "--db", f"sqlite:///{db}", "retrain", "--quiet"],
+            cwd=ROOT,
+            env={**os.environ, "QA0_MODEL_DIR": str(work / "models")},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     with sqlite3.connect(db) as conn:
         some_uid = str(conn.execute("SELECT uid FROM execution_block ORDER BY id LIMIT 1 OFFSET 7").fetchone()[0])
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    server = start_server(db, port, work / "server.log", timing=False)
+    server = start_server(db, port, work / "server.log", model_dir=work / "models", timing=False)
     base = f"http://127.0.0.1:{port}"
     written: list[Path] = []
     try:
@@ -124,7 +134,7 @@ def main() -> int:
                     if slug != "agreement":
                         shot(slug)
                         continue
-                    tabs = page.locator("[data-baseweb='tab']")
+                    tabs = page.locator("[role='tab']")
                     for i in range(tabs.count()):
                         name = tabs.nth(i).inner_text().strip().lower().replace(" ", "-")
                         tabs.nth(i).click()

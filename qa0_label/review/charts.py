@@ -139,7 +139,11 @@ def _pm(value: pd.Series, err: pd.Series, fmt: str = "{:.3f}") -> list[str]:
     return out
 
 
-def legend_symbols(entries: dict[str, dict[str, Any]], **legend: Any) -> alt.Legend:
+LEGEND_DASH = [3, 2]
+"""The dashed curves' dash in a legend symbol (shorter than on the plot, so the short symbol shows it)."""
+
+
+def legend_symbols(entries: dict[str, dict[str, Any]], *, label_expr: str | None = None, **legend: Any) -> alt.Legend:
     """A legend whose symbol for each entry looks like its mark: ENTRIES maps a domain value to its symbol
     (shape: circle / diamond / square / stroke / an SVG path, color, filled, width, dash: a stroke-dash list,
     opacity).
@@ -161,9 +165,12 @@ def legend_symbols(entries: dict[str, dict[str, Any]], **legend: Any) -> alt.Leg
         symbolDash=pick({k: v.get("dash", []) for k, v in entries.items()}),
         symbolStrokeWidth=pick({k: v.get("width", 0 if filled[k] else 2.5) for k, v in entries.items()}),
         symbolOpacity=pick({k: v.get("opacity", 1) for k, v in entries.items()}),
-        symbolSize=100,  # one size: Vega places the labels by it
+        symbolSize=150,
         symbolLimit=0,
         labelLimit=220,
+        # With a per-entry shape Vega places each label over the right half of its symbol: blank (braille
+        # blank, not whitespace) characters in front keep the text clear of it.
+        labelExpr=f"'\\u2800\\u2800' + ({label_expr or 'datum.label'})",
         **legend,
     )
 
@@ -219,7 +226,7 @@ PANEL_LAYOUT: tuple[tuple[tuple[str, ...], ...], ...] = (
 """The review charts in the one panel view: rows of columns, each column a stack of charts. The first row is
 what an AoD reads first and fits above the fold at 1600x1000: the antenna x scan heatmap (as tall as the
 antenna count needs) beside the spectrum with the flux history under it; the context rows are one scroll away."""
-PANEL_CHART_WIDTH = 340
+PANEL_CHART_WIDTH = 330
 REVIEW_PLOT_HEIGHT = 185
 """Height (px) of the spectrum and of the flux history, stacked beside the heatmap."""
 """Width (px) of each non-faceted chart in the panel; two of them and their legends fill the label page."""
@@ -355,10 +362,10 @@ def _spectrum_template() -> alt.TopLevelMixin:
         {
             "measured": {"shape": "circle", "color": MODEL_COLORS["measured"]},
             "fit": {"shape": "stroke", "color": MODEL_COLORS["fit"]},
-            "expected": {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": [6, 4]},
+            "expected": {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": LEGEND_DASH},
             "expected range": {"shape": "square", "color": MODEL_COLORS["expected"], "opacity": 0.35},
         },
-        labelExpr=(
+        label_expr=(
             "({'measured': 'measured ± error', 'fit': 'power-law fit', 'expected': 'catalogue expectation',"
             " 'expected range': 'catalogue ± error'})[datum.value]"
         ),
@@ -475,7 +482,7 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
     symbols["this EB"]["shape"] = "diamond"
     # The catalogue curve and band are drawn in fixed grey; their legend entries name them all the same.
     if has_band and has_expected:
-        symbols["catalogue expectation"] = {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": [6, 4]}
+        symbols["catalogue expectation"] = {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": LEGEND_DASH}
     if has_band:
         symbols["catalogue ± error"] = {"shape": "square", "color": MODEL_COLORS["expected"], "opacity": 0.35}
     color = alt.Color(
@@ -578,7 +585,7 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
     return ChartParts("heatmap", (metric, reach, tuple(optional)), out.reset_index(drop=True), _heatmap_title(metric))
 
 
-HEATMAP_ROW_PX = 11
+HEATMAP_ROW_PX = 10
 """Height of one antenna row: 43-50 antennas fit above the fold with every name printed."""
 OUTLIER_COLOR = "#00b7eb"
 FLAGGED_LEGEND = "more than half flagged"

@@ -393,12 +393,16 @@ def why_markdown(assignment: dict[str, Any]) -> str:
     """
     strategy = str(assignment.get("strategy") or "–")
     version = assignment.get("model_version")
-    lines = ["**Why this EB**", w.md_escape(strategy + (f"  ·  model v{version}" if version else ""))]
+    # Compact (the box sits beside the header and must not push the charts below the fold): the title and
+    # the pick type share a line, the uncertainty heads the bar column.
+    lines = ["**Why this EB**  ·  " + w.md_escape(strategy + (f"  ·  model v{version}" if version else ""))]
     if assignment.get("reason"):
         lines.append(f":gray[{w.md_escape(assignment['reason'])}]")
     proba = assignment.get("proba")
     if proba:
-        rows = ["| QA0 | p | |", "|---|--:|---|"]
+        unc = assignment.get("uncertainty")
+        head = f"uncertainty {float(unc):.3f}" if unc is not None else ""
+        rows = [f"| QA0 | p | {head} |", "|---|--:|---|"]
         for value in ("Pass", "SemiPass", "Fail"):
             p = min(max(float(proba.get(value, 0.0)), 0.0), 1.0)
             full = int(round(p * BAR_CELLS))
@@ -406,9 +410,6 @@ def why_markdown(assignment: dict[str, Any]) -> str:
             rest = f":gray[{'░' * (BAR_CELLS - full)}]" if full < BAR_CELLS else ""
             rows.append(f"| {value} | {p:.2f} | {bar}{rest} |")
         lines.append("\n".join(rows))
-        unc = assignment.get("uncertainty")
-        if unc is not None:
-            lines.append(f":gray[uncertainty {float(unc):.3f}]")
     elif strategy != "undo":
         lines.append(":gray[No model prediction for this EB yet.]")
     return "\n\n".join(lines)
@@ -468,7 +469,7 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             max_chars=2000,
             placeholder=COMMENT_PLACEHOLDER,
             label_visibility="collapsed",
-            width=330,
+            width=310,
         )
         st.button(
             "Skip",
@@ -585,7 +586,7 @@ def review_area(url: str, who: str) -> None:
         eb_id = int(assignment["eb_id"])
         with w.timed(f"bundle {eb_id} ({'hit' if bundle_cache().peek(url, eb_id) else 'miss'})"):
             bundle = bundle_cache().get(url, eb_id)
-        head, why = st.columns([3, 1.1], gap="medium")
+        head, why = st.columns([3, 1.25], gap="medium")
         with head:
             draw_header(bundle.header, str(assignment.get("uid") or bundle.header.get("uid")))
             draw_actions(assignment, who, url)

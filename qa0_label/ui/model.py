@@ -94,7 +94,7 @@ def render() -> None:
                 height=min(38 + 35 * len(importances), 460),
                 key="qa0-importances",
                 column_config={
-                    "feature": st.column_config.TextColumn("feature", width="large"),
+                    "feature": st.column_config.TextColumn("feature", width="medium"),
                     "importance": st.column_config.NumberColumn("importance", format="%.4f"),
                 },
             )

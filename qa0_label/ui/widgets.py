@@ -101,15 +101,16 @@ STYLE = """
 .st-key-qa0-tiles td { font-size: 0.95rem; font-variant-numeric: tabular-nums; white-space: nowrap;
   padding: 0.15rem 0.5rem; }
 .st-key-qa0-tiles [data-testid="stMarkdownContainer"] { margin-bottom: -0.6rem; }
-.st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 6.8rem; }
-.st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 6.8rem; }
-.st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 6.8rem; }
+.st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 5.8rem; }
+.st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 5.8rem; }
+.st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 5.8rem; }
 .st-key-qa0-btn-pass button:hover, .st-key-qa0-btn-semipass button:hover, .st-key-qa0-btn-fail button:hover {
   filter: brightness(1.08); color: white; }
 .st-key-qa0-actions { padding: 0.4rem 0.6rem; background: #f3f6fa; border-radius: 8px; }
 .block-container { padding-top: 3.6rem; }
-.st-key-qa0-why table { width: 100%; font-size: 0.9rem; margin-bottom: 0.2rem; }
-.st-key-qa0-why td, .st-key-qa0-why th { padding: 0.1rem 0.4rem; white-space: nowrap; }
+.st-key-qa0-why table { width: 100%; font-size: 0.85rem; margin-bottom: 0; }
+.st-key-qa0-why td, .st-key-qa0-why th { padding: 0.05rem 0.4rem; white-space: nowrap; font-weight: normal; }
+.st-key-qa0-why p { font-size: 0.92rem; margin-bottom: 0.3rem; line-height: 1.35; }
 </style>
 """
 

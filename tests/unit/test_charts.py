@@ -523,7 +523,7 @@ def test_spectrum_legend_draws_each_series_as_its_mark() -> None:
     entries = _legend_entries(legend)
     assert entries["measured"]["symbolType"] == "circle"
     assert entries["fit"]["symbolType"] == "stroke" and entries["fit"]["symbolDash"] == []
-    assert entries["expected"]["symbolType"] == "stroke" and entries["expected"]["symbolDash"] == [6, 4]
+    assert entries["expected"]["symbolType"] == "stroke" and entries["expected"]["symbolDash"] == charts.LEGEND_DASH
     assert entries["expected range"]["symbolType"] == "square", "the catalogue band has its own entry"
     line_dash = [u["mark"].get("strokeDash") for u in units_of(spec, "line")]
     assert [6, 4] in line_dash, "the expected curve is the dashed line the legend shows"
@@ -534,7 +534,7 @@ def test_light_curve_legend_names_the_catalogue_curve_and_band() -> None:
     color = next(u["encoding"]["color"] for u in units(spec) if "color" in u.get("encoding", {}))
     entries = _legend_entries(color["legend"])
     assert color["scale"]["domain"][:3] == ["Pass", "SemiPass", "Fail"]
-    assert entries["catalogue expectation"]["symbolDash"] == [6, 4]
+    assert entries["catalogue expectation"]["symbolDash"] == charts.LEGEND_DASH
     assert entries["catalogue ± error"]["symbolType"] == "square"
     assert entries["this EB"]["symbolType"] == "diamond"
     bare = charts.template_spec("light_curve", (True, False, False))
