@@ -11,7 +11,17 @@ import numpy as np
 import pandas as pd
 
 from qa0_label.learning.charts import matrix_chart
-from qa0_label.review.charts import QA0_COLORS, StreamlitChart, _as_times, _clean, _field, _is_empty, _require, no_data_chart, qa0_scale
+from qa0_label.review.chart_style import (
+    QA0_COLORS,
+    StreamlitChart,
+    as_times,
+    clean,
+    is_empty,
+    no_data_chart,
+    qa0_scale,
+    require,
+    vl_field,
+)
 from qa0_label.store.models import LABEL_VALUES
 
 KRIPPENDORFF_TENTATIVE = 0.667
@@ -78,10 +88,10 @@ def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     DF: a, b (labeler names), kappa, n (EBs both labelled).
     """
     title = "Cohen's kappa between AoDs"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
-    _require(df, ("a", "b", "kappa", "n"), "kappa_heatmap")
-    d = _clean(df[["a", "b", "kappa", "n"]])
+    require(df, ("a", "b", "kappa", "n"), "kappa_heatmap")
+    d = clean(df[["a", "b", "kappa", "n"]])
     d["a"], d["b"] = d["a"].astype(str), d["b"].astype(str)
     both = pd.concat([d, d.rename(columns={"a": "b", "b": "a"})], ignore_index=True).drop_duplicates(["a", "b"])
     both = both[both["a"] != both["b"]]
@@ -117,11 +127,11 @@ def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     the ordinal alpha, drawn as a band) and n (items that week).
     """
     title = "Inter-AoD agreement per week (Krippendorff's alpha)"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
-    _require(df, ("week", "alpha_nominal", "alpha_ordinal"), "alpha_trend_chart")
-    d = _clean(df)
-    weeks = _as_times(d["week"])
+    require(df, ("week", "alpha_nominal", "alpha_ordinal"), "alpha_trend_chart")
+    d = clean(df)
+    weeks = as_times(d["week"])
     if weeks is not None:
         d["week"] = weeks
         x = alt.X("week:T", title="Week (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%Y-%m-%d"))
@@ -200,10 +210,10 @@ def per_labeler_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     consensus, seconds per EB, ...) are added to the tooltip.
     """
     title = "Label mix per AoD"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
-    _require(df, ("labeler", *_SHARE_COLUMNS), "per_labeler_chart")
-    d = _clean(df)
+    require(df, ("labeler", *_SHARE_COLUMNS), "per_labeler_chart")
+    d = clean(df)
     d["labeler"] = d["labeler"].astype(str)
     extras = [c for c in d.columns if c not in ("labeler", *_SHARE_COLUMNS)]
     long = d.melt(id_vars=["labeler", *extras], value_vars=list(_SHARE_COLUMNS), var_name="col", value_name="share")
@@ -213,14 +223,14 @@ def per_labeler_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     tips: list[alt.Tooltip] = [
         alt.Tooltip("labeler:N", title="AoD"),
         alt.Tooltip("value:N", title="QA0"),
-        alt.Tooltip("share:Q", title="Share", format=".0%"),
+        alt.Tooltip("share:Q", title="Share", format=".1%"),
     ]
     for col in extras:
         kind = "Q" if pd.api.types.is_numeric_dtype(long[col]) else "N"
         fmt = ".3g" if kind == "Q" else alt.Undefined
         tips.append(
             alt.Tooltip(
-                field=_field(col),
+                field=vl_field(col),
                 type="quantitative" if kind == "Q" else "nominal",
                 title=str(col).replace("_", " "),
                 format=fmt,
@@ -258,7 +268,7 @@ def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: s
     value_a/value_b or a/b. A_TITLE and B_TITLE name the axes (plain text; Vega renders it as text).
     """
     title = "Agreement between two AoDs"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
     count_col = "count" if "count" in df.columns else ("n" if "n" in df.columns else None)
     pair = next(((r, c) for r, c in _PAIR_LONG_NAMES if r in df.columns and c in df.columns), None)

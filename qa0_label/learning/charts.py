@@ -12,7 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from qa0_label.review.charts import _clean, _is_empty, _require, no_data_chart, qa0_scale
+from qa0_label.review.chart_style import clean, is_empty, no_data_chart, qa0_scale, require
 from qa0_label.store.models import LABEL_VALUES
 
 SCORE_NAMES: dict[str, str] = {
@@ -37,9 +37,9 @@ def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     metric, value) as model_report.metric_history_long returns.
     """
     title = "Model quality as labels accumulate"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
-    _require(df, ("version", "n_labels"), "metrics_history_chart")
+    require(df, ("version", "n_labels"), "metrics_history_chart")
     if {"metric", "value"} <= set(df.columns):
         long = df[["version", "n_labels", "metric", "value"]].copy()
     else:
@@ -47,7 +47,7 @@ def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
         if not cols:
             raise ValueError(f"metrics_history_chart: none of {', '.join(SCORE_NAMES)} in the columns")
         long = df.melt(id_vars=["version", "n_labels"], value_vars=cols, var_name="metric", value_name="value")
-    long = _clean(long).dropna(subset=["value"])
+    long = clean(long).dropna(subset=["value"])
     if long.empty:
         return no_data_chart(title)
     long["metric"] = long["metric"].map(lambda m: SCORE_NAMES.get(str(m), str(m)))
@@ -97,7 +97,7 @@ def matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: 
         alt.Tooltip("r:N", title=row_title),
         alt.Tooltip("c:N", title=col_title),
         alt.Tooltip("count:Q", title="Count", format=",.0f"),
-        alt.Tooltip("row_share:Q", title="Share of row", format=".0%"),
+        alt.Tooltip("row_share:Q", title="Share of row", format=".1%"),
     ]
     base = alt.Chart(d)
     return alt.layer(
@@ -120,20 +120,20 @@ def confusion_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     DF is long: (true or actual, predicted, count).
     """
     title = "Confusion matrix"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
     true_col = "true" if "true" in df.columns else "actual"
-    _require(df, (true_col, "predicted", "count"), "confusion_chart")
+    require(df, (true_col, "predicted", "count"), "confusion_chart")
     return matrix_chart(df, true_col, "predicted", title=title, row_title="AoD consensus", col_title="Model prediction")
 
 
 def class_balance_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     """Number of consensus labels per QA0 value (bars in QA0 colours). DF: value, count (share optional)."""
     title = "Training labels per class"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
-    _require(df, ("value", "count"), "class_balance_chart")
-    d = _clean(df)
+    require(df, ("value", "count"), "class_balance_chart")
+    d = clean(df)
     d["value"] = d["value"].astype(str)
     total = float(d["count"].sum())
     d["share"] = d["count"] / total if total else 0.0
@@ -143,7 +143,7 @@ def class_balance_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     tips = [
         alt.Tooltip("value:N", title="QA0"),
         alt.Tooltip("count:Q", title="EBs", format=",d"),
-        alt.Tooltip("share:Q", title="Share", format=".0%"),
+        alt.Tooltip("share:Q", title="Share", format=".1%"),
     ]
     base = alt.Chart(d)
     return alt.layer(
@@ -171,10 +171,10 @@ def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> alt.TopLevel
     in the middle on the axis and shown whole in the tooltip.
     """
     title = "Feature importance"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
-    _require(df, ("feature", "importance"), "feature_importance_chart")
-    d = _clean(df).dropna(subset=["importance"])
+    require(df, ("feature", "importance"), "feature_importance_chart")
+    d = clean(df).dropna(subset=["importance"])
     d["feature"] = d["feature"].astype(str)
     d = d.sort_values("importance", ascending=False).head(int(top))
     if d.empty:
@@ -204,12 +204,12 @@ def uncertainty_histogram(df: pd.DataFrame, *, bins: int = 25) -> alt.TopLevelMi
     bin_end, count[, predicted]) as model_report.uncertainty_histogram returns.
     """
     title = "Uncertainty of the unlabelled pool"
-    if _is_empty(df):
+    if is_empty(df):
         return no_data_chart(title)
     if {"bin_start", "bin_end", "count"} <= set(df.columns):
-        h = _clean(df)
+        h = clean(df)
     else:
-        _require(df, ("uncertainty",), "uncertainty_histogram")
+        require(df, ("uncertainty",), "uncertainty_histogram")
         vals = pd.to_numeric(df["uncertainty"], errors="coerce").replace([np.inf, -np.inf], np.nan)
         ok = vals.notna()
         if not ok.any():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,155 +24,26 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from qa0_label.review.chart_style import (
+    HEATMAP_SCHEMES,
+    LEGEND_DASH,
+    METRIC_INFO,
+    MODEL_COLORS,
+    OTHER_COLORS,
+    QA0_COLORS,
+    axis_title,
+    clean,
+    flux_y,
+    is_empty,
+    legend_symbols,
+    metric_format,
+    no_data_chart,
+    plus_minus,
+    qa0_scale,
+    require,
+)
 from qa0_label.review.view import HEATMAP_OUTLIER_RULES, SpectrumData
 from qa0_label.store.models import LABEL_VALUES
-
-QA0_COLORS: dict[str, str] = {"Pass": "#2e9e44", "SemiPass": "#f0a202", "Fail": "#d7301f"}
-"""The one colour per QA0 value used by every chart."""
-
-OTHER_COLORS: dict[str, str] = {"unlabelled": "#9e9e9e", "this EB": "#1f4e9c"}
-"""Colours for the non-QA0 categories that appear next to labels."""
-
-MODEL_COLORS: dict[str, str] = {"measured": "#222222", "fit": "#1f77b4", "expected": "#8c8c8c"}
-
-NO_DATA_TEXT = "No data"
-
-METRIC_INFO: dict[str, tuple[str, str, str]] = {
-    # name -> (title, unit, d3 number format)
-    "tsys_k": ("Tsys", "K", ".0f"),
-    "amplitude": ("Amplitude", "Jy", ".3f"),
-    "phase_deg": ("Phase", "deg", ".1f"),
-    "bp_ripple_db": ("Bandpass ripple", "dB", ".1f"),
-    "pwv_mm": ("PWV", "mm", ".2f"),
-    "pwv_over_limit": ("PWV / band limit", "", ".2f"),
-    "elevation_deg": ("Elevation", "deg", ".1f"),
-    "n_antennas": ("Antennas", "", ".0f"),
-    "exec_fraction": ("Execution fraction", "", ".2f"),
-    "tsys_median_k": ("Median Tsys", "K", ".0f"),
-    "phase_rms_deg": ("Phase RMS", "deg", ".1f"),
-    "flagged_fraction": ("Flagged fraction", "", ".1%"),
-    "spectral_index": ("Spectral index", "", "+.2f"),
-    "duration_s": ("Duration", "s", ".0f"),
-    "flux_deviation_sigma": ("Flux - expected", "sigma", "+.1f"),
-    "flux_ratio": ("Flux / expected", "", ".3f"),
-}
-"""Display title, unit and number format of the metrics the review charts show."""
-
-HEATMAP_SCHEMES: dict[str, str] = {
-    "tsys_k": "inferno",
-    "amplitude": "viridis",
-    "phase_deg": "redblue",
-    "bp_ripple_db": "orangered",
-}
-
-# --- shared helpers ----------------------------------------------------------------------------------
-
-
-StreamlitChart = alt.Chart | alt.LayerChart | alt.FacetChart | alt.HConcatChart | alt.VConcatChart | alt.ConcatChart
-"""A top-level chart st.altair_chart draws (what the builders the pages pass to it return)."""
-
-
-def qa0_scale(extra: Iterable[str] = ()) -> alt.Scale:
-    """Colour scale with the QA0 values first (fixed colours), then any of OTHER_COLORS asked for."""
-    domain = [*LABEL_VALUES, *extra]
-    colors = {**QA0_COLORS, **OTHER_COLORS}
-    return alt.Scale(domain=domain, range=[colors.get(v, "#555555") for v in domain])
-
-
-def no_data_chart(title: str = "", *, height: int = 120) -> alt.Chart:
-    """A placeholder chart with a single "No data" text mark."""
-    chart = (
-        alt.Chart(pd.DataFrame({"message": [NO_DATA_TEXT]}))
-        .mark_text(fontSize=14, color="#888888")
-        .encode(text=alt.Text("message:N"))
-        .properties(height=height)
-    )
-    return chart.properties(title=title) if title else chart
-
-
-def _is_empty(df: pd.DataFrame | None) -> bool:
-    return df is None or len(df) == 0
-
-
-def _require(df: pd.DataFrame, columns: Iterable[str], who: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{who}: missing column(s) {', '.join(missing)}; got {', '.join(map(str, df.columns))}")
-
-
-def _axis_title(name: str) -> str:
-    title, unit, _ = METRIC_INFO.get(name, (name.replace("_", " "), "", ".3g"))
-    return f"{title} ({unit})" if unit else title
-
-
-def _fmt(name: str) -> str:
-    return METRIC_INFO.get(name, ("", "", ".3g"))[2]
-
-
-def _field(name: str) -> str:
-    # Vega-Lite reads dots and brackets in field names as nested access; column names are plain.
-    return str(name).replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
-
-
-def _clean(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    num = out.select_dtypes(include="number").columns
-    out[num] = out[num].replace([np.inf, -np.inf], np.nan)
-    return out
-
-
-def _flux_y(field: str) -> alt.Y:
-    # Every flux layer shares one y scale; zero=False keeps a 13 Jy source from sitting on a flat line.
-    return alt.Y(field, title="Flux density (Jy)", scale=alt.Scale(zero=False))
-
-
-def _pm(value: pd.Series, err: pd.Series, fmt: str = "{:.3f}") -> list[str]:
-    out = []
-    for v, e in zip(value, err):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append("")
-        elif e is None or (isinstance(e, float) and math.isnan(e)):
-            out.append(fmt.format(v))
-        else:
-            out.append(f"{fmt.format(v)} ± {fmt.format(e)}")
-    return out
-
-
-LEGEND_DASH = [3, 2]
-"""The dashed curves' dash in a legend symbol (shorter than on the plot, so the short symbol shows it)."""
-
-
-def legend_symbols(entries: dict[str, dict[str, Any]], *, label_expr: str | None = None, **legend: Any) -> alt.Legend:
-    """A legend whose symbol for each entry looks like its mark: ENTRIES maps a domain value to its symbol
-    (shape: circle / diamond / square / stroke / an SVG path, color, filled, width, dash: a stroke-dash list,
-    opacity).
-
-    Vega draws one symbol kind per legend; per-entry encode signals give each entry the look of its own
-    layer (a dashed line for a dashed curve, a pale square for a band). Entries are fixed names from this
-    module, never user text.
-    """
-
-    def pick(table: dict[str, Any]) -> dict[str, str]:
-        # An expression Vega evaluates per legend entry (datum.value is the entry's domain value).
-        return {"expr": f"({json.dumps(table)})[datum.value]"}
-
-    filled = {k: v.get("filled", v.get("shape", "circle") != "stroke") for k, v in entries.items()}
-    return alt.Legend(
-        symbolType=pick({k: v.get("shape", "circle") for k, v in entries.items()}),
-        symbolFillColor=pick({k: v["color"] if filled[k] else "transparent" for k, v in entries.items()}),
-        symbolStrokeColor=pick({k: v["color"] for k, v in entries.items()}),
-        symbolDash=pick({k: v.get("dash", []) for k, v in entries.items()}),
-        symbolStrokeWidth=pick({k: v.get("width", 0 if filled[k] else 2.5) for k, v in entries.items()}),
-        symbolOpacity=pick({k: v.get("opacity", 1) for k, v in entries.items()}),
-        symbolSize=150,
-        symbolLimit=0,
-        labelLimit=220,
-        # With a per-entry shape Vega places each label over the right half of its symbol: blank (braille
-        # blank, not whitespace) characters in front keep the text clear of it.
-        labelExpr=f"'\\u2800\\u2800' + ({label_expr or 'datum.label'})",
-        **legend,
-    )
-
 
 # --- review page -----------------------------------------------------------------------------------
 #
@@ -307,19 +177,19 @@ def _heatmap_title(metric: str) -> str:
 
 def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
     """The spectrum chart's data (one frame, rows by kind: expected / fit / measured / edge); None without data."""
-    if data is None or (_is_empty(data.spw) and _is_empty(data.expected)):
+    if data is None or (is_empty(data.spw) and is_empty(data.expected)):
         return None
     parts = []
-    if not _is_empty(data.expected):
-        exp = _clean(data.expected)[["freq_ghz", "flux_jy", "low", "high"]].copy()
+    if not is_empty(data.expected):
+        exp = clean(data.expected)[["freq_ghz", "flux_jy", "low", "high"]].copy()
         exp["kind"], exp["series"] = "expected", "expected"
         parts.append(exp)
-    if not _is_empty(data.fit):
-        fit = _clean(data.fit)[["freq_ghz", "flux_jy"]].copy()
+    if not is_empty(data.fit):
+        fit = clean(data.fit)[["freq_ghz", "flux_jy"]].copy()
         fit["kind"], fit["series"] = "fit", "fit"
         parts.append(fit)
-    if not _is_empty(data.spw):
-        spw = _clean(data.spw)
+    if not is_empty(data.spw):
+        spw = clean(data.spw)
         err = spw["flux_err_jy"] if "flux_err_jy" in spw else pd.Series(np.nan, index=spw.index)
         measured = pd.DataFrame(
             {
@@ -328,7 +198,7 @@ def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
                 "lo": spw["flux_jy"] - err.fillna(0.0),
                 "hi": spw["flux_jy"] + err.fillna(0.0),
                 "spw": spw["spw"].astype(float),
-                "flux_text": _pm(spw["flux_jy"], err),
+                "flux_text": plus_minus(spw["flux_jy"], err),
                 "n": spw["n"].astype(float) if "n" in spw else np.nan,
             }
         )
@@ -348,7 +218,7 @@ def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
     if data.alpha is not None:
         err_txt = f" ± {data.alpha_err:.2f}" if data.alpha_err is not None else ""
         subtitle.append(f"fitted alpha = {data.alpha:+.2f}{err_txt}")
-    if data.expected_alpha is not None and not _is_empty(data.expected):
+    if data.expected_alpha is not None and not is_empty(data.expected):
         subtitle.append(f"catalogue extrapolation with alpha = {data.expected_alpha:+.2f}")
     return ChartParts("spectrum", (), frame, SPECTRUM_TITLE, "; ".join(subtitle) or None)
 
@@ -383,7 +253,7 @@ def _spectrum_template() -> alt.TopLevelMixin:
         .mark_area(opacity=0.2, color=MODEL_COLORS["expected"])
         .encode(
             x=x,
-            y=_flux_y("low:Q"),
+            y=flux_y("low:Q"),
             y2="high:Q",
             tooltip=[
                 alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".2f"),
@@ -394,16 +264,14 @@ def _spectrum_template() -> alt.TopLevelMixin:
         ),
         base.transform_filter(_kind_is("expected"))
         .mark_line(strokeDash=[6, 4])
-        .encode(x=x, y=_flux_y("flux_jy:Q"), color=color),
-        base.transform_filter(_kind_is("fit"))
-        .mark_line(strokeWidth=2)
-        .encode(x=x, y=_flux_y("flux_jy:Q"), color=color),
+        .encode(x=x, y=flux_y("flux_jy:Q"), color=color),
+        base.transform_filter(_kind_is("fit")).mark_line(strokeWidth=2).encode(x=x, y=flux_y("flux_jy:Q"), color=color),
         base.transform_filter(_kind_is("measured"))
         .mark_rule(color=MODEL_COLORS["measured"])
-        .encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q"),
+        .encode(x=x, y=flux_y("lo:Q"), y2="hi:Q"),
         base.transform_filter(_kind_is("measured"))
         .mark_point(filled=True, size=70)
-        .encode(x=x, y=_flux_y("flux_jy:Q"), color=color, tooltip=tips),
+        .encode(x=x, y=flux_y("flux_jy:Q"), color=color, tooltip=tips),
         # No y: these points only stretch the x scale to the band edges.
         base.transform_filter(_kind_is("edge")).mark_point(opacity=0).encode(x=x),
         data=_named(),
@@ -426,11 +294,11 @@ LIGHT_CURVE_REQUIRED = ("start_time", "flux_jy")
 
 def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
     """The light curve's data (one row per EB); None without data. Same columns as light_curve_chart takes."""
-    if _is_empty(df):
+    if is_empty(df):
         return None
     assert df is not None
-    _require(df, LIGHT_CURVE_REQUIRED, "light_curve_chart")
-    d = _clean(df)
+    require(df, LIGHT_CURVE_REQUIRED, "light_curve_chart")
+    d = clean(df)
     times = pd.to_datetime(d["start_time"], utc=True)
     current = d["is_current"].fillna(False).astype(bool) if "is_current" in d else pd.Series(False, index=d.index)
     label = d["label"].fillna("unlabelled").astype(str) if "label" in d else pd.Series("unlabelled", index=d.index)
@@ -450,7 +318,7 @@ def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
             "flux_jy": flux,
             "lo": flux - err.fillna(0.0),
             "hi": flux + err.fillna(0.0),
-            "flux_text": _pm(flux, err),
+            "flux_text": plus_minus(flux, err),
             "label": label,
             "marker": np.where(current, "this EB", "other"),
             "series": series,
@@ -508,20 +376,20 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
         band = base.transform_filter("isValid(datum.low) && isValid(datum.high)")
         layers.append(
             band.mark_area(opacity=0.2, color=MODEL_COLORS["expected"], interpolate="monotone").encode(
-                x=x, y=_flux_y("low:Q"), y2="high:Q"
+                x=x, y=flux_y("low:Q"), y2="high:Q"
             )
         )
         if has_expected:
             layers.append(
                 band.mark_line(color=MODEL_COLORS["expected"], strokeDash=[6, 4], interpolate="monotone").encode(
-                    x=x, y=_flux_y("expected_flux_jy:Q")
+                    x=x, y=flux_y("expected_flux_jy:Q")
                 )
             )
-    layers.append(base.mark_rule(opacity=0.7).encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q", color=color))
+    layers.append(base.mark_rule(opacity=0.7).encode(x=x, y=flux_y("lo:Q"), y2="hi:Q", color=color))
     layers.append(
         base.mark_point(filled=True).encode(
             x=x,
-            y=_flux_y("flux_jy:Q"),
+            y=flux_y("flux_jy:Q"),
             color=color,
             opacity=alt.Opacity(
                 "series:N",
@@ -539,7 +407,7 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
     layers.append(
         base.transform_filter("datum.is_current")
         .mark_point(size=480, strokeWidth=2, color=OTHER_COLORS["this EB"])
-        .encode(x=x, y=_flux_y("flux_jy:Q"), tooltip=tips)
+        .encode(x=x, y=flux_y("flux_jy:Q"), tooltip=tips)
     )
     return alt.layer(*layers, data=_named()).properties(height=REVIEW_PLOT_HEIGHT)
 
@@ -556,11 +424,11 @@ def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
 
 def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
     """The heatmap's data (one row per antenna x scan cell); None without data."""
-    if _is_empty(df):
+    if is_empty(df):
         return None
     assert df is not None
-    _require(df, ("antenna", "scan", "value"), "heatmap_chart")
-    d = _clean(df)
+    require(df, ("antenna", "scan", "value"), "heatmap_chart")
+    d = clean(df)
     out = pd.DataFrame(
         {
             "antenna": d["antenna"].astype(str),
@@ -594,8 +462,8 @@ CROSS_PATH = "M-1,-1L1,1M-1,1L1,-1"
 
 
 def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...]) -> alt.TopLevelMixin:
-    fmt = _fmt(metric)
-    scheme: Any = HEATMAP_SCHEMES.get(metric, "viridis")  # a Vega scheme name (altair types them as a Literal)
+    fmt = metric_format(metric)
+    scheme = HEATMAP_SCHEMES.get(metric, "viridis")
     if reach is not None:
         scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
     else:
@@ -603,7 +471,7 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
     tips = [alt.Tooltip("antenna:N", title="Antenna"), alt.Tooltip("scan:O", title="Scan")]
     if "spw" in optional:
         tips.append(alt.Tooltip("spw:O", title="spw"))
-    tips.append(alt.Tooltip("value:Q", title=_axis_title(metric), format=fmt))
+    tips.append(alt.Tooltip("value:Q", title=axis_title(metric), format=fmt))
     if "vs_array" in optional:
         tips.append(
             alt.Tooltip(
@@ -630,7 +498,7 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
             x=x,
             y=y,
             tooltip=tips,
-            color=alt.Color("value:Q", title=_axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
+            color=alt.Color("value:Q", title=axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
         )
     ]
     if "outlier" in optional:
@@ -693,46 +561,34 @@ def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
     return no_data_chart(_heatmap_title(metric)) if parts is None else parts.chart()
 
 
-def _as_times(series: pd.Series) -> pd.Series | None:
-    """SERIES as UTC times when it holds dates or date strings; None for numbers or other labels."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return pd.to_datetime(series, utc=True)
-    if pd.api.types.is_numeric_dtype(series):
-        return None
-    try:
-        return pd.to_datetime(series.astype(str), utc=True, format="mixed")
-    except (ValueError, TypeError):
-        return None
-
-
 def context_parts(df: pd.DataFrame | None) -> ChartParts | None:
     """The context chart's data: per metric, the labelled groups' quantiles and this EB's value; None without data.
 
     DF is review.context output (long: metric, value, group) or review.context_summary output (already
     summarised: metric, group, q05 .. q95, n, value, where).
     """
-    if _is_empty(df):
+    if is_empty(df):
         return None
     assert df is not None
     from qa0_label.review.view import summarise_context
 
     if "q05" not in df.columns:
-        _require(df, ("metric", "value", "group"), "context_chart")
-        df = summarise_context(_clean(df))
+        require(df, ("metric", "value", "group"), "context_chart")
+        df = summarise_context(clean(df))
     if df.empty:
         return None
     d = df.reset_index(drop=True).copy()
     metrics = list(dict.fromkeys(d["metric"].astype(str)))
     order = {m: i for i, m in enumerate(metrics)}
     d["order"] = d["metric"].map(order).astype(float)
-    fmts = d["metric"].map(_fmt)
+    fmts = d["metric"].map(metric_format)
     # A percentage metric is drawn in percent (one axis format serves every row of the facet).
     pct = fmts.str.endswith("%").to_numpy()
     for col in ("q05", "q25", "median", "q75", "q95", "value"):
         d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
         d.loc[pct, col] = d.loc[pct, col] * 100.0
     d["title"] = [
-        f"{METRIC_INFO.get(m, (m.replace('_', ' '), '', ''))[0]} (%)" if p else _axis_title(m)
+        f"{METRIC_INFO.get(m, (m.replace('_', ' '), '', ''))[0]} (%)" if p else axis_title(m)
         for m, p in zip(d["metric"].astype(str), pct)
     ]
     plain = fmts.where(~pct, fmts.str.replace("%", "f", regex=False))

@@ -13,7 +13,7 @@ import pytest
 
 from qa0_label.lead import charts as lead_charts
 from qa0_label.learning import charts as model_charts
-from qa0_label.review import charts
+from qa0_label.review import chart_style, charts
 from qa0_label.review.view import SpectrumData
 
 EVIL = '<img src=x onerror="alert(1)">{{datum.x}}'
@@ -83,7 +83,7 @@ def strings_outside_data(obj: Any, key: str = "") -> list[tuple[str, str]]:
 
 
 def is_no_data(spec: dict[str, Any]) -> bool:
-    return mark_types(spec) == ["text"] and rows(spec) == [{"message": charts.NO_DATA_TEXT}]
+    return mark_types(spec) == ["text"] and rows(spec) == [{"message": chart_style.NO_DATA_TEXT}]
 
 
 def qa0_ranges(spec: dict[str, Any]) -> list[dict[str, str]]:
