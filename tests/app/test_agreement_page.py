@@ -257,6 +257,11 @@ def test_lead_adjudicates_an_eb_from_the_queue(seeded_db: str) -> None:
     assert sorted(detail["labeler"]) == sorted(expected["labeler"])
     assert EVIL in detail["comment"].tolist(), "user text is shown verbatim, as data"
     assert "<img" not in _shown_text(at) and "**bold**" not in _shown_text(at)
+    # One click from the panel to the EB's review view.
+    from urllib.parse import parse_qs, urlsplit
+
+    links = [b.proto.url for b in at.get("link_button")]
+    assert [parse_qs(urlsplit(u).query) for u in links] == [{"eb": [uid], "labeler": ["t_lead"]}]
 
     # No value chosen yet: refused, nothing stored (there is no silent default).
     at.text_input(key="qa0-adj-reason").input("antenna DV08 Tsys spike in scans 4-6")
