@@ -46,7 +46,7 @@ def one_run(browser: object, work: Path) -> dict[str, float]:
     db_dir = work / "db"
     db_dir.mkdir(parents=True)
     port = free_port()
-    venv = Path(sys.executable).resolve().parents[1]
+    venv = Path(sys.prefix)  # the venv running this script
     env = {
         **os.environ,
         "QA0_DATABASE_URL": f"sqlite:///{db_dir / 'qa0.sqlite'}",
@@ -76,11 +76,12 @@ def one_run(browser: object, work: Path) -> dict[str, float]:
         t_eb = time.perf_counter() - t0
         page.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # make and the streamlit server it started
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
         log.close()
     return {"listening_s": round(t_listen, 2), "first_eb_s": round(t_eb, 2)}
 
