@@ -129,7 +129,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from qa0_label.sim.simulate import DEMO_EBS, seed_demo_if_empty
+    from qa0_label.sim.demo import DEMO_EBS, seed_demo_if_empty
 
     if os.environ.get("QA0_SEED_DEMO", "1").strip().lower() in ("0", "false", "no", "off") and not args.force:
         print("QA0_SEED_DEMO is off: demo data not seeded", file=sys.stderr)

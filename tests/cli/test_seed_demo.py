@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from qa0_label import cli
-from qa0_label.sim import simulate as sim
+from qa0_label.sim import demo as sim
 from qa0_label.store.db import get_engine
 
 
