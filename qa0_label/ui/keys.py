@@ -71,12 +71,26 @@ _SCRIPT = """
   };
   const idle = () => state() === 'notRunning';
 
+  // Every change of the script state is seen (a run shorter than a poll interval too).
+  let watched = null;
+  const watch = () => {
+    const app = doc.querySelector('[data-testid="stApp"]');
+    if (!app || app === watched) return;
+    watched = app;
+    new MutationObserver(() => {
+      if (awaiting && !idle()) awaiting.sawRun = true;
+      tick();
+    }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  };
+
   function tick() {
     clearTimeout(timer);
+    watch();
     if (awaiting) {
       if (!idle()) awaiting.sawRun = true;
-      // The run a key started has finished (or none came within 1.5 s: nothing to wait for).
-      else if (awaiting.sawRun || performance.now() - awaiting.since > 1500) awaiting = null;
+      // The run a key started has finished (or none came within 5 s: nothing to wait for; a busy server
+      // can take seconds to start it, and a key sent before then would land on the old EB).
+      else if (awaiting.sawRun || performance.now() - awaiting.since > 5000) awaiting = null;
     }
     if (held && !awaiting && idle()) {
       const h = held;

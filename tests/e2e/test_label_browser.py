@@ -268,7 +268,11 @@ def test_key_during_the_rerun_that_changes_the_eb_is_refused_visibly(server: tup
     page.keyboard.press("p")  # type: ignore[attr-defined]
     page.keyboard.press("f")  # type: ignore[attr-defined]  # while the page moves on to the next EB
     new_uid = _wait_new_eb(page, uid)
-    page.wait_for_selector(NOTICE, state="visible", timeout=10_000)  # type: ignore[attr-defined]
+    # The notice first says the key is held, then (once the page is idle on the new EB) that it was not taken.
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(sel) => (document.querySelector(sel)?.textContent || '').includes('not taken')", arg=NOTICE, timeout=15_000
+    )
+    assert page.is_visible(NOTICE)  # type: ignore[attr-defined]
     notice = page.inner_text(NOTICE)  # type: ignore[attr-defined]
     assert "F not taken" in notice and "EB changed" in notice
     time.sleep(1.0)
