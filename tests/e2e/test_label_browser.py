@@ -279,18 +279,3 @@ def test_key_during_the_rerun_that_changes_the_eb_is_refused_visibly(server: tup
     assert _uid(page) == new_uid, "the refused key did not label the EB that replaced the one it was meant for"
     assert _labels(db_url, "e2e_rerun_next") == [(uid, "Pass", None)]
     page.close()  # type: ignore[attr-defined]
-
-
-def test_the_page_fetches_nothing_from_the_internet(server: tuple[str, str], browser: object) -> None:
-    base, _ = server
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})  # type: ignore[attr-defined]
-    hosts: set[str] = set()
-    # data: and blob: URLs are the page's own memory; anything with a host must be this server.
-    page.on("request", lambda r: hosts.add(r.url.split("/")[2]) if r.url.split(":")[0] in ("http", "https") else None)
-    page.goto(f"{base}/?labeler=e2e_offline", wait_until="domcontentloaded")
-    page.wait_for_selector(UID, timeout=60_000)
-    page.wait_for_function(IDLE, timeout=60_000)
-    time.sleep(1.0)
-    local = base.split("/")[2]
-    assert hosts <= {local}, f"requests left the machine: {sorted(hosts - {local})}"
-    page.close()
