@@ -82,7 +82,7 @@ def model_agreement_chart(df: pd.DataFrame) -> StreamlitChart:
     ).properties(title=title, height=260)
 
 
-def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
+def kappa_heatmap(df: pd.DataFrame) -> StreamlitChart:
     """Cohen's kappa for every pair of labelers (both halves of the matrix), with the pair's item count.
 
     DF: a, b (labeler names), kappa, n (EBs both labelled).
@@ -120,7 +120,7 @@ def kappa_heatmap(df: pd.DataFrame) -> alt.TopLevelMixin:
     ).properties(title=title, height=max(160, 28 * len(names)), width=max(160, 28 * len(names)))
 
 
-def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def alpha_trend_chart(df: pd.DataFrame) -> StreamlitChart:
     """Krippendorff's alpha per week (nominal and ordinal lines), a confidence band, and the 0.667 / 0.8 marks.
 
     DF: week (date, or any sortable label), alpha_nominal, alpha_ordinal; optional low, high (the interval of
@@ -203,7 +203,7 @@ def alpha_trend_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
 _SHARE_COLUMNS = {"share_pass": "Pass", "share_semipass": "SemiPass", "share_fail": "Fail"}
 
 
-def per_labeler_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def per_labeler_chart(df: pd.DataFrame) -> StreamlitChart:
     """Each AoD's share of Pass / SemiPass / Fail as a 100 % stacked bar, so a lenient or strict AoD shows.
 
     DF: labeler, share_pass, share_semipass, share_fail (fractions); any other columns (n_labels, kappa vs
@@ -260,7 +260,7 @@ _PAIR_LONG_NAMES: tuple[tuple[str, str], ...] = (
 )
 
 
-def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: str = "AoD B") -> alt.TopLevelMixin:
+def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: str = "AoD B") -> StreamlitChart:
     """How two AoDs' labels cross on the EBs both labelled, as a QA0 x QA0 matrix.
 
     DF is either a square frame (index = A's values, columns = B's values, cells = counts, e.g. from

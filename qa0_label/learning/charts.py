@@ -12,7 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from qa0_label.review.chart_style import clean, is_empty, no_data_chart, qa0_scale, require
+from qa0_label.review.chart_style import StreamlitChart, clean, is_empty, no_data_chart, qa0_scale, require
 from qa0_label.store.models import LABEL_VALUES
 
 SCORE_NAMES: dict[str, str] = {
@@ -30,7 +30,7 @@ SCORE_COLORS: dict[str, str] = {
 }
 
 
-def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def metrics_history_chart(df: pd.DataFrame) -> StreamlitChart:
     """Model scores against the number of consensus labels, one line per metric.
 
     DF is wide (version, n_labels, macro_f1, fail_recall, ... any of SCORE_NAMES) or long (version, n_labels,
@@ -74,7 +74,7 @@ def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     ).properties(title=title, height=260)
 
 
-def matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: str, col_title: str) -> alt.LayerChart:
+def matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: str, col_title: str) -> StreamlitChart:
     """A QA0 x QA0 count matrix (every cell drawn, QA0 order) with the count and row share in each cell."""
     d = d[[row, col, "count"]].copy()
     d["count"] = pd.to_numeric(d["count"], errors="coerce").fillna(0.0)
@@ -114,7 +114,7 @@ def matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: 
     ).properties(title=title, height=220, width=260)
 
 
-def confusion_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def confusion_chart(df: pd.DataFrame) -> StreamlitChart:
     """Confusion matrix of consensus label (rows) against model prediction (columns), Pass/SemiPass/Fail order.
 
     DF is long: (true or actual, predicted, count).
@@ -127,7 +127,7 @@ def confusion_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
     return matrix_chart(df, true_col, "predicted", title=title, row_title="AoD consensus", col_title="Model prediction")
 
 
-def class_balance_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
+def class_balance_chart(df: pd.DataFrame) -> StreamlitChart:
     """Number of consensus labels per QA0 value (bars in QA0 colours). DF: value, count (share optional)."""
     title = "Training labels per class"
     if is_empty(df):
@@ -164,7 +164,7 @@ def short_name(name: str, limit: int = FEATURE_LABEL_CHARS) -> str:
     return f"{name[:head]}…{name[-(limit - 1 - head) :]}"
 
 
-def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> alt.TopLevelMixin:
+def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> StreamlitChart:
     """Horizontal bars of the TOP most important features, largest first. DF: feature, importance.
 
     Every bar is labelled (no label dropped for overlap); names longer than FEATURE_LABEL_CHARS are shortened
@@ -197,7 +197,7 @@ def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> alt.TopLevel
     )
 
 
-def uncertainty_histogram(df: pd.DataFrame, *, bins: int = 25) -> alt.TopLevelMixin:
+def uncertainty_histogram(df: pd.DataFrame, *, bins: int = 25) -> StreamlitChart:
     """Histogram of the model's uncertainty over the unlabelled pool, stacked by predicted class when known.
 
     DF is raw (uncertainty[, predicted]) and binned here into BINS bins, or already binned (bin_start,

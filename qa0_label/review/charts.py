@@ -463,7 +463,7 @@ CROSS_PATH = "M-1,-1L1,1M-1,1L1,-1"
 
 def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...]) -> alt.TopLevelMixin:
     fmt = metric_format(metric)
-    scheme = HEATMAP_SCHEMES.get(metric, "viridis")
+    scheme: Any = HEATMAP_SCHEMES.get(metric, "viridis")  # a Vega scheme name (altair types them as a Literal)
     if reach is not None:
         scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
     else:
