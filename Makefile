@@ -30,9 +30,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The first start seeds db/qa0.sqlite with simulated demo EBs and labels (takes a few seconds, once).
+# The first start seeds db/qa0.sqlite with simulated demo EBs and labels (a progress bar, ~10 s, once) BEFORE the
+# server listens, so the first visitor sees an EB at once. Port / host: STREAMLIT_SERVER_PORT=8600 make run, or
+# make run ARGS="--server.port 8600 --server.address 0.0.0.0".
+ARGS ?=
 run: setup
-	$(VENV)/bin/streamlit run streamlit_app.py
+	$(PY) -m qa0_label seed-demo
+	$(VENV)/bin/streamlit run streamlit_app.py $(ARGS)
 
 # Browser tests need Debian's chromium; as root we install it, otherwise they are skipped with a reason.
 browser:

@@ -64,7 +64,9 @@ WAIT_RENDERED = """
     const stale = document.querySelector('[data-stale="true"]') ? 1 : 0;
     const charts = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'));
     const drawn = charts.filter((c) => c.querySelector('canvas, svg')).length;
-    const now = performance.now() - window.__qa0KeyAt;
+    // The page's key script (ui/keys.py) sees the keydown first and may stop it from reaching the listener
+    // installed below: take whichever recorded the press.
+    const now = performance.now() - Math.max(window.__qa0KeyAt || 0, window.__qa0LastKeyAt || 0);
     if (uid && uid !== oldUid && uidAt === null) uidAt = now;
     if (uid && uid !== oldUid && idle && idleAt === null) idleAt = now;
     // An EB without detail rows has fewer charts (a caption says so): every chart on the page must be drawn.

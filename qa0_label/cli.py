@@ -111,6 +111,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bar_printer() -> Callable[[float, str], None]:
+    """A terminal progress bar (one line redrawn in place) for long first-start work."""
+    width = 30
+
+    def show(fraction: float, message: str) -> None:
+        frac = min(max(float(fraction), 0.0), 1.0)
+        done = int(round(frac * width))
+        print(f"\r[{'#' * done}{'.' * (width - done)}] {frac * 100:3.0f}% {message[:60]:<60}", end="", file=sys.stderr)
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    """Seed an empty database with the demo EBs and labels (what the app does on first start); idempotent."""
+    import os
+    import time
+
+    from qa0_label.sim.demo import DEMO_EBS, seed_demo_if_empty
+
+    if os.environ.get("QA0_SEED_DEMO", "1").strip().lower() in ("0", "false", "no", "off") and not args.force:
+        print("QA0_SEED_DEMO is off: demo data not seeded", file=sys.stderr)
+        return EXIT_OK
+    t0 = time.perf_counter()
+    engine = _engine(args)
+    print(f"Preparing demo data ({DEMO_EBS:,} simulated EBs, once per database)…", file=sys.stderr)
+    seeded = seed_demo_if_empty(engine=engine, progress=None if args.quiet else _bar_printer())
+    if seeded:
+        print(f"\nDemo data ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    else:
+        print("Database already has EBs (or another process is seeding it): nothing to do", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
     from qa0_label.ingest import ImportRefused, import_file
@@ -538,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("seed-demo", help="seed an empty database with the demo EBs and labels (make run does this)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="seed even when QA0_SEED_DEMO is off")
+    p.set_defaults(func=cmd_seed_demo)
 
     p = sub.add_parser("import", help="import EBs from CSV or Parquet (all or nothing)")
     p.add_argument("path")

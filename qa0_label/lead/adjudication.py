@@ -20,6 +20,7 @@ Permissions
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,7 @@ DISAGREEMENT_COLUMNS: list[str] = [
     "n_fail",
     "values",
     "majority",
+    "leaning",
     "last_label_at",
     "adjudicated_value",
 ]
@@ -99,12 +101,27 @@ def _summary(values: list[str]) -> str:
     return ", ".join(f"{v} {n}" for v, n in counts.items() if n)
 
 
+def leaning(values: list[str]) -> str | None:
+    """Where the current labels lean, and why: "Pass (majority)", or "Fail (tie -> cautious)" for a tie.
+
+    The value is labels.majority_value's (the consensus rule); a tie is named so a 1:1 split is not called a
+    majority.
+    """
+    value = majority_value(values)
+    if value is None:
+        return None
+    counts = Counter(values)
+    top = max(counts.values())
+    tie = sum(1 for c in counts.values() if c == top) > 1
+    return f"{value} (tie -> cautious)" if tie else f"{value} (majority)"
+
+
 def disagreements(*, session: Session) -> pd.DataFrame:
     """EBs whose current labels disagree and that await a lead's decision (see the module's queue rule).
 
     One row per EB, ordered by start_time then uid, with columns: eb_id, uid, source, band, start_time,
-    n_labels, n_pass, n_semipass, n_fail, values (e.g. "Pass 2, Fail 1"), majority (cautious ties),
-    last_label_at, adjudicated_value (the earlier ruling that was contradicted, or None).
+    n_labels, n_pass, n_semipass, n_fail, values (e.g. "Pass 2, Fail 1"), majority (cautious ties), leaning
+    (the same value said the way a lead reads it: "Pass (majority)" or "Fail (tie -> cautious)"), last_label_at, adjudicated_value (the earlier ruling that was contradicted, or None).
     """
     current = current_labels(session, include_archive=False)
     if current.empty:
@@ -130,6 +147,7 @@ def disagreements(*, session: Session) -> pd.DataFrame:
                 "n_fail": values.count("Fail"),
                 "values": _summary(values),
                 "majority": majority_value(values),
+                "leaning": leaning(values),
                 "last_label_at": max(group["created_at"]),
                 "adjudicated_value": ruling,
             }

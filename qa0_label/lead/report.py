@@ -133,7 +133,7 @@ def kappa_pairs(report: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def alpha_trend_frame(trend: pd.DataFrame) -> pd.DataFrame:
-    """``agreement.weekly_trend`` in the shape ``charts.alpha_trend_chart`` draws (band = ordinal interval)."""
+    """``agreement.weekly_trend`` in the shape ``lead.charts.alpha_trend_chart`` draws (band = ordinal interval)."""
     cols = ["week", "alpha_nominal", "alpha_ordinal", "low", "high", "n"]
     if trend is None or trend.empty:
         return pd.DataFrame(columns=cols)

@@ -73,6 +73,7 @@ def heatmap_spec(*, session: Any, eb_id: int, metric: str) -> tuple[dict[str, An
     frame = review.heatmap(session=session, eb_id=eb_id, metric=metric)
     if frame.empty:
         return None, 0
+    frame["outlier"] = frame["antenna"].isin(review.heatmap_outliers(frame, metric))
     return _parts_spec(charts.heatmap_parts(frame, metric)), int(frame["antenna"].nunique())
 
 

@@ -15,8 +15,8 @@ st.altair_chart as they are.
 from __future__ import annotations
 
 import functools
+import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,137 +24,26 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from qa0_label.review.view import SpectrumData
+from qa0_label.review.chart_style import (
+    HEATMAP_SCHEMES,
+    LEGEND_DASH,
+    METRIC_INFO,
+    MODEL_COLORS,
+    OTHER_COLORS,
+    QA0_COLORS,
+    axis_title,
+    clean,
+    flux_y,
+    is_empty,
+    legend_symbols,
+    metric_format,
+    no_data_chart,
+    plus_minus,
+    qa0_scale,
+    require,
+)
+from qa0_label.review.view import HEATMAP_OUTLIER_RULES, SpectrumData
 from qa0_label.store.models import LABEL_VALUES
-
-QA0_COLORS: dict[str, str] = {"Pass": "#2e9e44", "SemiPass": "#f0a202", "Fail": "#d7301f"}
-"""The one colour per QA0 value used by every chart."""
-
-OTHER_COLORS: dict[str, str] = {"unlabelled": "#9e9e9e", "this EB": "#1f4e9c"}
-"""Colours for the non-QA0 categories that appear next to labels."""
-
-MODEL_COLORS: dict[str, str] = {"measured": "#222222", "fit": "#1f77b4", "expected": "#8c8c8c"}
-
-NO_DATA_TEXT = "No data"
-
-METRIC_INFO: dict[str, tuple[str, str, str]] = {
-    # name -> (title, unit, d3 number format)
-    "tsys_k": ("Tsys", "K", ".0f"),
-    "amplitude": ("Amplitude", "Jy", ".3f"),
-    "phase_deg": ("Phase", "deg", ".1f"),
-    "bp_ripple_db": ("Bandpass ripple", "dB", ".1f"),
-    "pwv_mm": ("PWV", "mm", ".2f"),
-    "pwv_over_limit": ("PWV / band limit", "", ".2f"),
-    "elevation_deg": ("Elevation", "deg", ".1f"),
-    "n_antennas": ("Antennas", "", ".0f"),
-    "exec_fraction": ("Execution fraction", "", ".2f"),
-    "tsys_median_k": ("Median Tsys", "K", ".0f"),
-    "phase_rms_deg": ("Phase RMS", "deg", ".1f"),
-    "flagged_fraction": ("Flagged fraction", "", ".1%"),
-    "spectral_index": ("Spectral index", "", "+.2f"),
-    "duration_s": ("Duration", "s", ".0f"),
-    "flux_deviation_sigma": ("Flux - expected", "sigma", "+.1f"),
-    "flux_ratio": ("Flux / expected", "", ".3f"),
-}
-"""Display title, unit and number format of the metrics the review charts show."""
-
-HEATMAP_SCHEMES: dict[str, str] = {
-    "tsys_k": "inferno",
-    "amplitude": "viridis",
-    "phase_deg": "redblue",
-    "bp_ripple_db": "orangered",
-}
-
-SCORE_NAMES: dict[str, str] = {
-    "macro_f1": "macro F1",
-    "fail_recall": "Fail recall",
-    "balanced_accuracy": "balanced accuracy",
-    "accuracy": "accuracy",
-}
-
-SCORE_COLORS: dict[str, str] = {
-    "macro F1": "#1f77b4",
-    "Fail recall": "#9467bd",
-    "balanced accuracy": "#17becf",
-    "accuracy": "#8c564b",
-}
-
-KRIPPENDORFF_TENTATIVE = 0.667
-KRIPPENDORFF_RELIABLE = 0.8
-
-
-# --- shared helpers ----------------------------------------------------------------------------------
-
-
-StreamlitChart = alt.Chart | alt.LayerChart | alt.FacetChart | alt.HConcatChart | alt.VConcatChart | alt.ConcatChart
-"""A top-level chart st.altair_chart draws (what the builders the pages pass to it return)."""
-
-
-def qa0_scale(extra: Iterable[str] = ()) -> alt.Scale:
-    """Colour scale with the QA0 values first (fixed colours), then any of OTHER_COLORS asked for."""
-    domain = [*LABEL_VALUES, *extra]
-    colors = {**QA0_COLORS, **OTHER_COLORS}
-    return alt.Scale(domain=domain, range=[colors.get(v, "#555555") for v in domain])
-
-
-def no_data_chart(title: str = "", *, height: int = 120) -> alt.Chart:
-    """A placeholder chart with a single "No data" text mark."""
-    chart = (
-        alt.Chart(pd.DataFrame({"message": [NO_DATA_TEXT]}))
-        .mark_text(fontSize=14, color="#888888")
-        .encode(text=alt.Text("message:N"))
-        .properties(height=height)
-    )
-    return chart.properties(title=title) if title else chart
-
-
-def _is_empty(df: pd.DataFrame | None) -> bool:
-    return df is None or len(df) == 0
-
-
-def _require(df: pd.DataFrame, columns: Iterable[str], who: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{who}: missing column(s) {', '.join(missing)}; got {', '.join(map(str, df.columns))}")
-
-
-def _axis_title(name: str) -> str:
-    title, unit, _ = METRIC_INFO.get(name, (name.replace("_", " "), "", ".3g"))
-    return f"{title} ({unit})" if unit else title
-
-
-def _fmt(name: str) -> str:
-    return METRIC_INFO.get(name, ("", "", ".3g"))[2]
-
-
-def _field(name: str) -> str:
-    # Vega-Lite reads dots and brackets in field names as nested access; column names are plain.
-    return str(name).replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
-
-
-def _clean(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.copy()
-    num = out.select_dtypes(include="number").columns
-    out[num] = out[num].replace([np.inf, -np.inf], np.nan)
-    return out
-
-
-def _flux_y(field: str) -> alt.Y:
-    # Every flux layer shares one y scale; zero=False keeps a 13 Jy source from sitting on a flat line.
-    return alt.Y(field, title="Flux density (Jy)", scale=alt.Scale(zero=False))
-
-
-def _pm(value: pd.Series, err: pd.Series, fmt: str = "{:.3f}") -> list[str]:
-    out = []
-    for v, e in zip(value, err):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append("")
-        elif e is None or (isinstance(e, float) and math.isnan(e)):
-            out.append(fmt.format(v))
-        else:
-            out.append(f"{fmt.format(v)} ± {fmt.format(e)}")
-    return out
-
 
 # --- review page -----------------------------------------------------------------------------------
 #
@@ -200,18 +89,36 @@ def template_spec(kind: str, key: tuple[Any, ...]) -> dict[str, Any]:
     return _TEMPLATES[kind](*key).properties(title=title).to_dict(validate=False)
 
 
-PANEL_ROWS: tuple[tuple[str, ...], ...] = (("spectrum", "light_curve"), ("heatmap", "context"))
-"""The review charts' layout in the one panel view: spectrum and flux history on top, heatmap and context below."""
-PANEL_CHART_WIDTH = 390
+PANEL_LAYOUT: tuple[tuple[tuple[str, ...], ...], ...] = (
+    (("heatmap",), ("spectrum", "light_curve")),
+    (("context",),),
+)
+"""The review charts in the one panel view: rows of columns, each column a stack of charts. The first row is
+what an AoD reads first and fits above the fold at 1600x1000: the antenna x scan heatmap (as tall as the
+antenna count needs) beside the spectrum with the flux history under it; the context rows are one scroll away."""
+PANEL_CHART_WIDTH = 330
+REVIEW_PLOT_HEIGHT = 185
+"""Height (px) of the spectrum and of the flux history, stacked beside the heatmap."""
 """Width (px) of each non-faceted chart in the panel; two of them and their legends fill the label page."""
 _INDEPENDENT = {
-    "scale": {"color": "independent", "shape": "independent", "size": "independent"},
-    "legend": {"color": "independent"},
+    "scale": {"color": "independent", "shape": "independent", "size": "independent", "stroke": "independent"},
+    "legend": {"color": "independent", "shape": "independent", "stroke": "independent"},
 }
 
 
+def _panel_chart(kind: str, spec: dict[str, Any], datasets: dict[str, Any]) -> dict[str, Any]:
+    name = f"{REVIEW_DATA}_{kind}"
+    sub = {k: v for k, v in spec.items() if k not in ("$schema", "config", "datasets")}
+    sub["data"] = {"name": name}
+    if "facet" not in sub:
+        sub["width"] = PANEL_CHART_WIDTH
+    datasets[name] = spec.get("datasets", {}).get(REVIEW_DATA)
+    return sub
+
+
 def review_panel(specs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
-    """The review charts (ChartParts.spec() dicts by kind) as ONE Vega-Lite view; None when none has data.
+    """The review charts (ChartParts.spec() dicts by kind) as ONE Vega-Lite view laid out as PANEL_LAYOUT; None
+    when none has data.
 
     The browser redraws every element of the label page for each EB, and each Vega view costs it a dataflow
     run, a resize and a canvas of its own: one view of four charts measured ~35 ms faster per key press than
@@ -221,23 +128,22 @@ def review_panel(specs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | No
     rows: list[dict[str, Any]] = []
     datasets: dict[str, Any] = {}
     config: dict[str, Any] | None = None
-    for kinds in PANEL_ROWS:
-        charts = []
-        for kind in kinds:
-            spec = specs.get(kind)
-            if spec is None:
-                continue
-            config = config or spec.get("config")
-            name = f"{REVIEW_DATA}_{kind}"
-            sub = {k: v for k, v in spec.items() if k not in ("$schema", "config", "datasets")}
-            sub["data"] = {"name": name}
-            if "facet" not in sub:
-                sub["width"] = PANEL_CHART_WIDTH
-            datasets[name] = spec.get("datasets", {}).get(REVIEW_DATA)
-            charts.append(sub)
-        if charts:
+    for columns in PANEL_LAYOUT:
+        cols = []
+        for stack in columns:
+            charts = []
+            for kind in stack:
+                spec = specs.get(kind)
+                if spec is not None:
+                    config = config or spec.get("config")
+                    charts.append(_panel_chart(kind, spec, datasets))
+            if len(charts) == 1:
+                cols.append(charts[0])
+            elif charts:
+                cols.append({"vconcat": charts, "resolve": _INDEPENDENT, "spacing": 18})
+        if cols:
             # resolve on every level: a nested concat would otherwise share one colour scale between charts.
-            rows.append({"hconcat": charts, "resolve": _INDEPENDENT, "spacing": 28})
+            rows.append({"hconcat": cols, "resolve": _INDEPENDENT, "spacing": 28})
     if not rows:
         return None
     panel: dict[str, Any] = {"vconcat": rows, "resolve": _INDEPENDENT, "spacing": 24, "datasets": datasets}
@@ -271,19 +177,19 @@ def _heatmap_title(metric: str) -> str:
 
 def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
     """The spectrum chart's data (one frame, rows by kind: expected / fit / measured / edge); None without data."""
-    if data is None or (_is_empty(data.spw) and _is_empty(data.expected)):
+    if data is None or (is_empty(data.spw) and is_empty(data.expected)):
         return None
     parts = []
-    if not _is_empty(data.expected):
-        exp = _clean(data.expected)[["freq_ghz", "flux_jy", "low", "high"]].copy()
+    if not is_empty(data.expected):
+        exp = clean(data.expected)[["freq_ghz", "flux_jy", "low", "high"]].copy()
         exp["kind"], exp["series"] = "expected", "expected"
         parts.append(exp)
-    if not _is_empty(data.fit):
-        fit = _clean(data.fit)[["freq_ghz", "flux_jy"]].copy()
+    if not is_empty(data.fit):
+        fit = clean(data.fit)[["freq_ghz", "flux_jy"]].copy()
         fit["kind"], fit["series"] = "fit", "fit"
         parts.append(fit)
-    if not _is_empty(data.spw):
-        spw = _clean(data.spw)
+    if not is_empty(data.spw):
+        spw = clean(data.spw)
         err = spw["flux_err_jy"] if "flux_err_jy" in spw else pd.Series(np.nan, index=spw.index)
         measured = pd.DataFrame(
             {
@@ -292,7 +198,7 @@ def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
                 "lo": spw["flux_jy"] - err.fillna(0.0),
                 "hi": spw["flux_jy"] + err.fillna(0.0),
                 "spw": spw["spw"].astype(float),
-                "flux_text": _pm(spw["flux_jy"], err),
+                "flux_text": plus_minus(spw["flux_jy"], err),
                 "n": spw["n"].astype(float) if "n" in spw else np.nan,
             }
         )
@@ -312,15 +218,29 @@ def spectrum_parts(data: SpectrumData | None) -> ChartParts | None:
     if data.alpha is not None:
         err_txt = f" ± {data.alpha_err:.2f}" if data.alpha_err is not None else ""
         subtitle.append(f"fitted alpha = {data.alpha:+.2f}{err_txt}")
-    if data.expected_alpha is not None and not _is_empty(data.expected):
+    if data.expected_alpha is not None and not is_empty(data.expected):
         subtitle.append(f"catalogue extrapolation with alpha = {data.expected_alpha:+.2f}")
     return ChartParts("spectrum", (), frame, SPECTRUM_TITLE, "; ".join(subtitle) or None)
 
 
 def _spectrum_template() -> alt.TopLevelMixin:
-    series_scale = alt.Scale(domain=list(MODEL_COLORS), range=list(MODEL_COLORS.values()))
+    domain = [*MODEL_COLORS, "expected range"]
+    series_scale = alt.Scale(domain=domain, range=[*MODEL_COLORS.values(), MODEL_COLORS["expected"]])
     x = alt.X("freq_ghz:Q", title="Frequency (GHz)", scale=alt.Scale(zero=False, nice=False))
-    color = alt.Color("series:N", scale=series_scale, title=None)
+    # The legend draws each series as its mark: a point, a line, a dashed line, the pale band.
+    legend = legend_symbols(
+        {
+            "measured": {"shape": "circle", "color": MODEL_COLORS["measured"]},
+            "fit": {"shape": "stroke", "color": MODEL_COLORS["fit"]},
+            "expected": {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": LEGEND_DASH},
+            "expected range": {"shape": "square", "color": MODEL_COLORS["expected"], "opacity": 0.35},
+        },
+        label_expr=(
+            "({'measured': 'measured ± error', 'fit': 'power-law fit', 'expected': 'catalogue expectation',"
+            " 'expected range': 'catalogue ± error'})[datum.value]"
+        ),
+    )
+    color = alt.Color("series:N", scale=series_scale, title=None, legend=legend)
     base = alt.Chart()
     tips = [
         alt.Tooltip("spw:O", title="spw"),
@@ -333,7 +253,7 @@ def _spectrum_template() -> alt.TopLevelMixin:
         .mark_area(opacity=0.2, color=MODEL_COLORS["expected"])
         .encode(
             x=x,
-            y=_flux_y("low:Q"),
+            y=flux_y("low:Q"),
             y2="high:Q",
             tooltip=[
                 alt.Tooltip("freq_ghz:Q", title="Frequency (GHz)", format=".2f"),
@@ -344,20 +264,18 @@ def _spectrum_template() -> alt.TopLevelMixin:
         ),
         base.transform_filter(_kind_is("expected"))
         .mark_line(strokeDash=[6, 4])
-        .encode(x=x, y=_flux_y("flux_jy:Q"), color=color),
-        base.transform_filter(_kind_is("fit"))
-        .mark_line(strokeWidth=2)
-        .encode(x=x, y=_flux_y("flux_jy:Q"), color=color),
+        .encode(x=x, y=flux_y("flux_jy:Q"), color=color),
+        base.transform_filter(_kind_is("fit")).mark_line(strokeWidth=2).encode(x=x, y=flux_y("flux_jy:Q"), color=color),
         base.transform_filter(_kind_is("measured"))
         .mark_rule(color=MODEL_COLORS["measured"])
-        .encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q"),
+        .encode(x=x, y=flux_y("lo:Q"), y2="hi:Q"),
         base.transform_filter(_kind_is("measured"))
         .mark_point(filled=True, size=70)
-        .encode(x=x, y=_flux_y("flux_jy:Q"), color=color, tooltip=tips),
+        .encode(x=x, y=flux_y("flux_jy:Q"), color=color, tooltip=tips),
         # No y: these points only stretch the x scale to the band edges.
         base.transform_filter(_kind_is("edge")).mark_point(opacity=0).encode(x=x),
         data=_named(),
-    ).properties(height=280)
+    ).properties(height=REVIEW_PLOT_HEIGHT)
 
 
 def spectrum_chart(data: SpectrumData) -> alt.TopLevelMixin:
@@ -376,11 +294,11 @@ LIGHT_CURVE_REQUIRED = ("start_time", "flux_jy")
 
 def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
     """The light curve's data (one row per EB); None without data. Same columns as light_curve_chart takes."""
-    if _is_empty(df):
+    if is_empty(df):
         return None
     assert df is not None
-    _require(df, LIGHT_CURVE_REQUIRED, "light_curve_chart")
-    d = _clean(df)
+    require(df, LIGHT_CURVE_REQUIRED, "light_curve_chart")
+    d = clean(df)
     times = pd.to_datetime(d["start_time"], utc=True)
     current = d["is_current"].fillna(False).astype(bool) if "is_current" in d else pd.Series(False, index=d.index)
     label = d["label"].fillna("unlabelled").astype(str) if "label" in d else pd.Series("unlabelled", index=d.index)
@@ -400,7 +318,7 @@ def light_curve_parts(df: pd.DataFrame | None) -> ChartParts | None:
             "flux_jy": flux,
             "lo": flux - err.fillna(0.0),
             "hi": flux + err.fillna(0.0),
-            "flux_text": _pm(flux, err),
+            "flux_text": plus_minus(flux, err),
             "label": label,
             "marker": np.where(current, "this EB", "other"),
             "series": series,
@@ -427,7 +345,20 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
         scale=alt.Scale(type="utc"),
         axis=alt.Axis(format="%Y-%m-%d", labelAngle=-30),
     )
-    color = alt.Color("label:N", scale=qa0_scale(["unlabelled", "this EB"]), title="QA0")
+    points = [*LABEL_VALUES, "unlabelled", "this EB"]
+    symbols: dict[str, dict[str, Any]] = {v: {"color": {**QA0_COLORS, **OTHER_COLORS}[v]} for v in points}
+    symbols["this EB"]["shape"] = "diamond"
+    # The catalogue curve and band are drawn in fixed grey; their legend entries name them all the same.
+    if has_band and has_expected:
+        symbols["catalogue expectation"] = {"shape": "stroke", "color": MODEL_COLORS["expected"], "dash": LEGEND_DASH}
+    if has_band:
+        symbols["catalogue ± error"] = {"shape": "square", "color": MODEL_COLORS["expected"], "opacity": 0.35}
+    color = alt.Color(
+        "label:N",
+        scale=alt.Scale(domain=list(symbols), range=[v["color"] for v in symbols.values()]),
+        title="QA0",
+        legend=legend_symbols(symbols),
+    )
     base = alt.Chart()
     tips = [
         alt.Tooltip("uid:N", title="EB"),
@@ -445,20 +376,20 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
         band = base.transform_filter("isValid(datum.low) && isValid(datum.high)")
         layers.append(
             band.mark_area(opacity=0.2, color=MODEL_COLORS["expected"], interpolate="monotone").encode(
-                x=x, y=_flux_y("low:Q"), y2="high:Q"
+                x=x, y=flux_y("low:Q"), y2="high:Q"
             )
         )
         if has_expected:
             layers.append(
                 band.mark_line(color=MODEL_COLORS["expected"], strokeDash=[6, 4], interpolate="monotone").encode(
-                    x=x, y=_flux_y("expected_flux_jy:Q")
+                    x=x, y=flux_y("expected_flux_jy:Q")
                 )
             )
-    layers.append(base.mark_rule(opacity=0.7).encode(x=x, y=_flux_y("lo:Q"), y2="hi:Q", color=color))
+    layers.append(base.mark_rule(opacity=0.7).encode(x=x, y=flux_y("lo:Q"), y2="hi:Q", color=color))
     layers.append(
         base.mark_point(filled=True).encode(
             x=x,
-            y=_flux_y("flux_jy:Q"),
+            y=flux_y("flux_jy:Q"),
             color=color,
             opacity=alt.Opacity(
                 "series:N",
@@ -476,9 +407,9 @@ def _light_curve_template(has_freq: bool, has_expected: bool, has_band: bool) ->
     layers.append(
         base.transform_filter("datum.is_current")
         .mark_point(size=480, strokeWidth=2, color=OTHER_COLORS["this EB"])
-        .encode(x=x, y=_flux_y("flux_jy:Q"), tooltip=tips)
+        .encode(x=x, y=flux_y("flux_jy:Q"), tooltip=tips)
     )
-    return alt.layer(*layers, data=_named()).properties(height=280)
+    return alt.layer(*layers, data=_named()).properties(height=REVIEW_PLOT_HEIGHT)
 
 
 def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
@@ -493,11 +424,11 @@ def light_curve_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
 
 def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
     """The heatmap's data (one row per antenna x scan cell); None without data."""
-    if _is_empty(df):
+    if is_empty(df):
         return None
     assert df is not None
-    _require(df, ("antenna", "scan", "value"), "heatmap_chart")
-    d = _clean(df)
+    require(df, ("antenna", "scan", "value"), "heatmap_chart")
+    d = clean(df)
     out = pd.DataFrame(
         {
             "antenna": d["antenna"].astype(str),
@@ -505,9 +436,14 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
             "value": pd.to_numeric(d["value"], errors="coerce").astype(float),
         }
     )
-    optional = [c for c in ("spw", "vs_array", "flagged_fraction", "n") if c in d]
+    optional = [c for c in ("spw", "vs_array", "flagged_fraction", "n", "outlier") if c in d]
     for col in optional:
-        out[col] = d[col].astype("int64") if col == "spw" else pd.to_numeric(d[col], errors="coerce").astype(float)
+        if col == "spw":
+            out[col] = d[col].astype("int64")
+        elif col == "outlier":
+            out[col] = d[col].fillna(False).astype(bool)
+        else:
+            out[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
     reach = None
     if metric == "phase_deg":
         # Symmetric about 0 and at least +-30 deg (in 10 deg steps, so few templates), so noise stays pale
@@ -517,8 +453,16 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
     return ChartParts("heatmap", (metric, reach, tuple(optional)), out.reset_index(drop=True), _heatmap_title(metric))
 
 
+HEATMAP_ROW_PX = 10
+"""Height of one antenna row: 43-50 antennas fit above the fold with every name printed."""
+OUTLIER_COLOR = "#00b7eb"
+FLAGGED_LEGEND = "more than half flagged"
+CROSS_PATH = "M-1,-1L1,1M-1,1L1,-1"
+"""An "x" as a Vega symbol path (the flagged-cell mark and its legend symbol)."""
+
+
 def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...]) -> alt.TopLevelMixin:
-    fmt = _fmt(metric)
+    fmt = metric_format(metric)
     scheme: Any = HEATMAP_SCHEMES.get(metric, "viridis")  # a Vega scheme name (altair types them as a Literal)
     if reach is not None:
         scale = alt.Scale(scheme=scheme, domain=[-reach, reach], domainMid=0, clamp=True)
@@ -527,7 +471,7 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
     tips = [alt.Tooltip("antenna:N", title="Antenna"), alt.Tooltip("scan:O", title="Scan")]
     if "spw" in optional:
         tips.append(alt.Tooltip("spw:O", title="spw"))
-    tips.append(alt.Tooltip("value:Q", title=_axis_title(metric), format=fmt))
+    tips.append(alt.Tooltip("value:Q", title=axis_title(metric), format=fmt))
     if "vs_array" in optional:
         tips.append(
             alt.Tooltip(
@@ -541,31 +485,70 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
     if "n" in optional:
         tips.append(alt.Tooltip("n:Q", title="Samples", format="d"))
     x = alt.X("scan:O", title="Scan", axis=alt.Axis(labelAngle=0))
-    # Ascending antenna names, the same rule for every EB (no per-EB sort list in the spec).
-    y = alt.Y("antenna:N", title="Antenna", sort="ascending")
+    # Ascending antenna names, the same rule for every EB (no per-EB sort list in the spec); every name shown.
+    y = alt.Y(
+        "antenna:N",
+        title="Antenna",
+        sort="ascending",
+        axis=alt.Axis(labelOverlap=False, labelFontSize=HEATMAP_ROW_PX - 1, labelLimit=0, labelPadding=2),
+    )
     base = alt.Chart()
     layers: list[alt.Chart] = [
         base.mark_rect().encode(
             x=x,
             y=y,
             tooltip=tips,
-            color=alt.Color("value:Q", title=_axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
+            color=alt.Color("value:Q", title=axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
         )
     ]
+    if "outlier" in optional:
+        # The antennas past the AoD limit get an outlined row (and a legend entry saying which limit).
+        rule = HEATMAP_OUTLIER_RULES.get(metric, "past the AoD limit")
+        layers.append(
+            base.transform_filter("datum.outlier")
+            .transform_calculate(mark=f"{json.dumps(rule)}")
+            .mark_rect(filled=False, strokeWidth=1.6)
+            .encode(
+                x=x,
+                y=y,
+                tooltip=tips,
+                stroke=alt.Stroke(
+                    "mark:N",
+                    scale=alt.Scale(domain=[rule], range=[OUTLIER_COLOR]),
+                    legend=legend_symbols(
+                        {rule: {"shape": "square", "color": OUTLIER_COLOR, "filled": False}}, title=None
+                    ),
+                ),
+            )
+        )
     if "flagged_fraction" in optional:
+        cross = "#111111" if metric == "phase_deg" else "#ffffff"
         layers.append(
             base.transform_filter(alt.datum.flagged_fraction > 0.5)
-            .mark_text(text="✕", fontSize=11, color="#111111" if metric == "phase_deg" else "#ffffff")
-            .encode(x=x, y=y, tooltip=tips)
+            .transform_calculate(flag=f"{json.dumps(FLAGGED_LEGEND)}")
+            .mark_point(filled=False, strokeWidth=1.4, size=30, color=cross, opacity=1)
+            .encode(
+                x=x,
+                y=y,
+                tooltip=tips,
+                shape=alt.Shape(
+                    "flag:N",
+                    scale=alt.Scale(domain=[FLAGGED_LEGEND], range=[CROSS_PATH]),
+                    legend=legend_symbols(
+                        {FLAGGED_LEGEND: {"shape": CROSS_PATH, "color": "#111111", "filled": False, "width": 1.6}},
+                        title=None,
+                    ),
+                ),
+            )
         )
     # A fixed row height: the chart grows with the antenna count while the spec stays the same.
     if "spw" in optional:
         return (
             alt.layer(*layers)
-            .properties(height=alt.Step(14), width=140)
+            .properties(height=alt.Step(HEATMAP_ROW_PX), width=140)
             .facet(column=alt.Column("spw:O", title="spw"), data=_named())
         )
-    return alt.layer(*layers, data=_named()).properties(height=alt.Step(14))
+    return alt.layer(*layers, data=_named()).properties(height=alt.Step(HEATMAP_ROW_PX))
 
 
 def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
@@ -578,46 +561,34 @@ def heatmap_chart(df: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
     return no_data_chart(_heatmap_title(metric)) if parts is None else parts.chart()
 
 
-def _as_times(series: pd.Series) -> pd.Series | None:
-    """SERIES as UTC times when it holds dates or date strings; None for numbers or other labels."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return pd.to_datetime(series, utc=True)
-    if pd.api.types.is_numeric_dtype(series):
-        return None
-    try:
-        return pd.to_datetime(series.astype(str), utc=True, format="mixed")
-    except (ValueError, TypeError):
-        return None
-
-
 def context_parts(df: pd.DataFrame | None) -> ChartParts | None:
     """The context chart's data: per metric, the labelled groups' quantiles and this EB's value; None without data.
 
     DF is review.context output (long: metric, value, group) or review.context_summary output (already
     summarised: metric, group, q05 .. q95, n, value, where).
     """
-    if _is_empty(df):
+    if is_empty(df):
         return None
     assert df is not None
     from qa0_label.review.view import summarise_context
 
     if "q05" not in df.columns:
-        _require(df, ("metric", "value", "group"), "context_chart")
-        df = summarise_context(_clean(df))
+        require(df, ("metric", "value", "group"), "context_chart")
+        df = summarise_context(clean(df))
     if df.empty:
         return None
     d = df.reset_index(drop=True).copy()
     metrics = list(dict.fromkeys(d["metric"].astype(str)))
     order = {m: i for i, m in enumerate(metrics)}
     d["order"] = d["metric"].map(order).astype(float)
-    fmts = d["metric"].map(_fmt)
+    fmts = d["metric"].map(metric_format)
     # A percentage metric is drawn in percent (one axis format serves every row of the facet).
     pct = fmts.str.endswith("%").to_numpy()
     for col in ("q05", "q25", "median", "q75", "q95", "value"):
         d[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
         d.loc[pct, col] = d.loc[pct, col] * 100.0
     d["title"] = [
-        f"{METRIC_INFO.get(m, (m.replace('_', ' '), '', ''))[0]} (%)" if p else _axis_title(m)
+        f"{METRIC_INFO.get(m, (m.replace('_', ' '), '', ''))[0]} (%)" if p else axis_title(m)
         for m, p in zip(d["metric"].astype(str), pct)
     ]
     plain = fmts.where(~pct, fmts.str.replace("%", "f", regex=False))
@@ -724,405 +695,3 @@ _TEMPLATES: dict[str, Any] = {
     "heatmap": _heatmap_template,
     "context": _context_template,
 }
-
-
-# --- model page --------------------------------------------------------------------------------------
-
-
-def metrics_history_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Model scores against the number of consensus labels, one line per metric.
-
-    DF is wide (version, n_labels, macro_f1, fail_recall, ... any of SCORE_NAMES) or long (version, n_labels,
-    metric, value) as model_report.metric_history_long returns.
-    """
-    title = "Model quality as labels accumulate"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("version", "n_labels"), "metrics_history_chart")
-    if {"metric", "value"} <= set(df.columns):
-        long = df[["version", "n_labels", "metric", "value"]].copy()
-    else:
-        cols = [c for c in df.columns if c in SCORE_NAMES]
-        if not cols:
-            raise ValueError(f"metrics_history_chart: none of {', '.join(SCORE_NAMES)} in the columns")
-        long = df.melt(id_vars=["version", "n_labels"], value_vars=cols, var_name="metric", value_name="value")
-    long = _clean(long).dropna(subset=["value"])
-    if long.empty:
-        return no_data_chart(title)
-    long["metric"] = long["metric"].map(lambda m: SCORE_NAMES.get(str(m), str(m)))
-    # Label counts are whole numbers; with one model run Vega would otherwise print "320.000000".
-    x = alt.X("n_labels:Q", title="Consensus labels used for training", axis=alt.Axis(format=",d", tickMinStep=1))
-    y = alt.Y("value:Q", title="Score (cross-validated)", scale=alt.Scale(domain=[0, 1]))
-    # Not red or green: those colours mean Fail and Pass everywhere else.
-    names = list(dict.fromkeys([*SCORE_COLORS, *long["metric"]]))
-    color = alt.Color(
-        "metric:N",
-        title="Metric",
-        scale=alt.Scale(domain=names, range=[SCORE_COLORS.get(n, "#7f7f7f") for n in names]),
-    )
-    tips = [
-        alt.Tooltip("version:O", title="Model version"),
-        alt.Tooltip("n_labels:Q", title="Labels", format="d"),
-        alt.Tooltip("metric:N", title="Metric"),
-        alt.Tooltip("value:Q", title="Score", format=".3f"),
-    ]
-    base = alt.Chart(long)
-    return alt.layer(
-        base.mark_line().encode(x=x, y=y, color=color),
-        base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=tips),
-    ).properties(title=title, height=260)
-
-
-def _matrix_chart(d: pd.DataFrame, row: str, col: str, *, title: str, row_title: str, col_title: str) -> StreamlitChart:
-    d = d[[row, col, "count"]].copy()
-    d["count"] = pd.to_numeric(d["count"], errors="coerce").fillna(0.0)
-    d[row] = d[row].astype(str)
-    d[col] = d[col].astype(str)
-    seen = set(d[row]) | set(d[col])
-    order = [v for v in LABEL_VALUES if seen & set(LABEL_VALUES)] + sorted(seen - set(LABEL_VALUES))
-    # Every cell is drawn, zeros included, so the matrix keeps its shape when a class is missing.
-    grid = pd.MultiIndex.from_product([order, order], names=[row, col])
-    d = d.groupby([row, col])["count"].sum().reindex(grid, fill_value=0.0).reset_index()
-    totals = d.groupby(row)["count"].transform("sum")
-    d["row_share"] = d["count"] / totals.where(totals > 0)
-    d["on_diagonal"] = d[row] == d[col]
-    top = float(d["count"].max()) or 1.0
-    d["dark"] = d["count"] > top / 2
-    x = alt.X("c:N", title=col_title, sort=order, scale=alt.Scale(domain=order), axis=alt.Axis(labelAngle=0))
-    y = alt.Y("r:N", title=row_title, sort=order, scale=alt.Scale(domain=order))
-    d = d.rename(columns={row: "r", col: "c"})
-    tips = [
-        alt.Tooltip("r:N", title=row_title),
-        alt.Tooltip("c:N", title=col_title),
-        alt.Tooltip("count:Q", title="Count", format=",.0f"),
-        alt.Tooltip("row_share:Q", title="Share of row", format=".0%"),
-    ]
-    base = alt.Chart(d)
-    return alt.layer(
-        base.mark_rect(stroke="#ffffff").encode(
-            x=x, y=y, color=alt.Color("count:Q", title="Count", scale=alt.Scale(scheme="blues")), tooltip=tips
-        ),
-        base.mark_text(fontSize=13).encode(
-            x=x,
-            y=y,
-            text=alt.Text("count:Q", format=",.0f"),
-            color=alt.condition(alt.datum.dark, alt.value("#ffffff"), alt.value("#111111")),
-            tooltip=tips,
-        ),
-    ).properties(title=title, height=220, width=260)
-
-
-def confusion_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Confusion matrix of consensus label (rows) against model prediction (columns), Pass/SemiPass/Fail order.
-
-    DF is long: (true or actual, predicted, count).
-    """
-    title = "Confusion matrix"
-    if _is_empty(df):
-        return no_data_chart(title)
-    true_col = "true" if "true" in df.columns else "actual"
-    _require(df, (true_col, "predicted", "count"), "confusion_chart")
-    return _matrix_chart(
-        df, true_col, "predicted", title=title, row_title="AoD consensus", col_title="Model prediction"
-    )
-
-
-def class_balance_chart(df: pd.DataFrame) -> alt.TopLevelMixin:
-    """Number of consensus labels per QA0 value (bars in QA0 colours). DF: value, count (share optional)."""
-    title = "Training labels per class"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("value", "count"), "class_balance_chart")
-    d = _clean(df)
-    d["value"] = d["value"].astype(str)
-    total = float(d["count"].sum())
-    d["share"] = d["count"] / total if total else 0.0
-    order = [v for v in LABEL_VALUES if v in set(d["value"])] + sorted(set(d["value"]) - set(LABEL_VALUES))
-    x = alt.X("value:N", title="QA0", sort=order, axis=alt.Axis(labelAngle=0))
-    y = alt.Y("count:Q", title="Labelled EBs")
-    tips = [
-        alt.Tooltip("value:N", title="QA0"),
-        alt.Tooltip("count:Q", title="EBs", format=",d"),
-        alt.Tooltip("share:Q", title="Share", format=".0%"),
-    ]
-    base = alt.Chart(d)
-    return alt.layer(
-        base.mark_bar().encode(x=x, y=y, color=alt.Color("value:N", scale=qa0_scale(), legend=None), tooltip=tips),
-        base.mark_text(dy=-7).encode(x=x, y=y, text=alt.Text("count:Q", format=",d")),
-    ).properties(title=title, height=220)
-
-
-def feature_importance_chart(df: pd.DataFrame, *, top: int = 20) -> alt.TopLevelMixin:
-    """Horizontal bars of the TOP most important features, largest first. DF: feature, importance."""
-    title = "Feature importance"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("feature", "importance"), "feature_importance_chart")
-    d = _clean(df).dropna(subset=["importance"])
-    d["feature"] = d["feature"].astype(str)
-    d = d.sort_values("importance", ascending=False).head(int(top))
-    if d.empty:
-        return no_data_chart(title)
-    order = d["feature"].tolist()
-    tips = [alt.Tooltip("feature:N", title="Feature"), alt.Tooltip("importance:Q", title="Importance", format=".4f")]
-    return (
-        alt.Chart(d)
-        .mark_bar(color="#4c78a8")
-        .encode(x=alt.X("importance:Q", title="Importance"), y=alt.Y("feature:N", title=None, sort=order), tooltip=tips)
-        .properties(title=title, height=max(120, 18 * len(d)))
-    )
-
-
-def uncertainty_histogram(df: pd.DataFrame, *, bins: int = 25) -> alt.TopLevelMixin:
-    """Histogram of the model's uncertainty over the unlabelled pool, stacked by predicted class when known.
-
-    DF is raw (uncertainty[, predicted]) and binned here into BINS bins, or already binned (bin_start,
-    bin_end, count[, predicted]) as model_report.uncertainty_histogram returns.
-    """
-    title = "Uncertainty of the unlabelled pool"
-    if _is_empty(df):
-        return no_data_chart(title)
-    if {"bin_start", "bin_end", "count"} <= set(df.columns):
-        h = _clean(df)
-    else:
-        _require(df, ("uncertainty",), "uncertainty_histogram")
-        vals = pd.to_numeric(df["uncertainty"], errors="coerce").replace([np.inf, -np.inf], np.nan)
-        ok = vals.notna()
-        if not ok.any():
-            return no_data_chart(title)
-        lo, hi = float(vals[ok].min()), float(vals[ok].max())
-        edges = np.linspace(lo, hi if hi > lo else lo + 1e-9, int(bins) + 1)
-        classes = df.loc[ok, "predicted"].astype(str) if "predicted" in df else pd.Series("all", index=vals[ok].index)
-        parts = []
-        for cls in sorted(set(classes)):
-            counts, _ = np.histogram(vals[ok][classes == cls], bins=edges)
-            parts.append(
-                pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "count": counts, "predicted": cls})
-            )
-        h = pd.concat(parts, ignore_index=True)
-        if "predicted" not in df:
-            h = h.drop(columns="predicted")
-    tips = [
-        alt.Tooltip("bin_start:Q", title="From", format=".3f"),
-        alt.Tooltip("bin_end:Q", title="To", format=".3f"),
-        alt.Tooltip("count:Q", title="EBs", format=",d"),
-    ]
-    enc: dict[str, Any] = {}
-    if "predicted" in h:
-        h["predicted"] = h["predicted"].astype(str)
-        enc["color"] = alt.Color("predicted:N", title="Predicted", scale=qa0_scale())
-        enc["order"] = alt.Order("predicted:N")
-        tips.insert(0, alt.Tooltip("predicted:N", title="Predicted"))
-    return (
-        alt.Chart(h)
-        .mark_bar(binSpacing=0)
-        .encode(
-            x=alt.X("bin_start:Q", title="Model uncertainty", bin="binned"),
-            x2="bin_end:Q",
-            y=alt.Y("count:Q", title="EBs", stack=True),
-            tooltip=tips,
-            **enc,
-        )
-        .properties(title=title, height=220)
-    )
-
-
-# --- agreement page ----------------------------------------------------------------------------------
-
-
-def kappa_heatmap(df: pd.DataFrame) -> StreamlitChart:
-    """Cohen's kappa for every pair of labelers (both halves of the matrix), with the pair's item count.
-
-    DF: a, b (labeler names), kappa, n (EBs both labelled).
-    """
-    title = "Cohen's kappa between AoDs"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("a", "b", "kappa", "n"), "kappa_heatmap")
-    d = _clean(df[["a", "b", "kappa", "n"]])
-    d["a"], d["b"] = d["a"].astype(str), d["b"].astype(str)
-    both = pd.concat([d, d.rename(columns={"a": "b", "b": "a"})], ignore_index=True).drop_duplicates(["a", "b"])
-    both = both[both["a"] != both["b"]]
-    names = sorted(set(both["a"]) | set(both["b"]))
-    both["dark"] = both["kappa"].abs() > 0.75
-    x = alt.X("a:N", title="AoD", sort=names, axis=alt.Axis(labelAngle=-40))
-    y = alt.Y("b:N", title="AoD", sort=names)
-    tips = [
-        alt.Tooltip("a:N", title="AoD"),
-        alt.Tooltip("b:N", title="and"),
-        alt.Tooltip("kappa:Q", title="kappa", format=".3f"),
-        alt.Tooltip("n:Q", title="Shared EBs", format=",d"),
-    ]
-    base = alt.Chart(both)
-    return alt.layer(
-        base.mark_rect().encode(
-            x=x,
-            y=y,
-            tooltip=tips,
-            color=alt.Color(
-                "kappa:Q", title="kappa", scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1], clamp=True)
-            ),
-        ),
-        base.mark_text(fontSize=11).encode(x=x, y=y, text=alt.Text("kappa:Q", format=".2f"), tooltip=tips),
-    ).properties(title=title, height=max(160, 28 * len(names)), width=max(160, 28 * len(names)))
-
-
-def alpha_trend_chart(df: pd.DataFrame) -> StreamlitChart:
-    """Krippendorff's alpha per week (nominal and ordinal lines), a confidence band, and the 0.667 / 0.8 marks.
-
-    DF: week (date, or any sortable label), alpha_nominal, alpha_ordinal; optional low, high (the interval of
-    the ordinal alpha, drawn as a band) and n (items that week).
-    """
-    title = "Inter-AoD agreement per week (Krippendorff's alpha)"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("week", "alpha_nominal", "alpha_ordinal"), "alpha_trend_chart")
-    d = _clean(df)
-    weeks = _as_times(d["week"])
-    if weeks is not None:
-        d["week"] = weeks
-        x = alt.X("week:T", title="Week (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%Y-%m-%d"))
-        week_tip = alt.Tooltip("week:T", title="Week of", format="%Y-%m-%d", formatType="utc")
-    else:
-        # Week numbers or labels such as "2024-W10" sort as text.
-        d["week"] = d["week"].astype(str)
-        x = alt.X("week:O", title="Week", sort=sorted(d["week"].unique()))
-        week_tip = alt.Tooltip("week:O", title="Week")
-    long = d.melt(
-        id_vars=[c for c in ("week", "n") if c in d],
-        value_vars=["alpha_nominal", "alpha_ordinal"],
-        var_name="kind",
-        value_name="alpha",
-    )
-    long["kind"] = long["kind"].map({"alpha_nominal": "nominal", "alpha_ordinal": "ordinal"})
-    low_cols = [c for c in ("alpha_nominal", "alpha_ordinal", "low") if c in d]
-    lowest = float(np.nanmin(d[low_cols].to_numpy(dtype=float), initial=0.0))
-    y_scale = alt.Scale(domain=[min(0.0, lowest), 1.0])
-    y = alt.Y("alpha:Q", title="Krippendorff's alpha", scale=y_scale)
-    tips = [week_tip, alt.Tooltip("kind:N", title="Metric"), alt.Tooltip("alpha:Q", title="alpha", format=".3f")]
-    if "n" in long:
-        tips.append(alt.Tooltip("n:Q", title="EBs", format=",d"))
-    color = alt.Color(
-        "kind:N", title="alpha", scale=alt.Scale(domain=["nominal", "ordinal"], range=["#9467bd", "#1f77b4"])
-    )
-    layers: list[alt.Chart] = []
-    if {"low", "high"} <= set(d.columns) and d[["low", "high"]].notna().any().all():
-        layers.append(
-            alt.Chart(d.dropna(subset=["low", "high"]))
-            .mark_area(opacity=0.18, color="#1f77b4")
-            .encode(
-                x=x,
-                y=alt.Y("low:Q", title="Krippendorff's alpha", scale=y_scale),
-                y2="high:Q",
-                tooltip=[
-                    week_tip,
-                    alt.Tooltip("low:Q", title="Interval low", format=".3f"),
-                    alt.Tooltip("high:Q", title="Interval high", format=".3f"),
-                ],
-            )
-        )
-    refs = pd.DataFrame(
-        {"alpha": [KRIPPENDORFF_TENTATIVE, KRIPPENDORFF_RELIABLE], "text": ["tentative 0.667", "reliable 0.8"]}
-    )
-    ref_base = alt.Chart(refs)
-    layers += [
-        ref_base.mark_rule(strokeDash=[4, 4], color="#777777").encode(y="alpha:Q"),
-        ref_base.mark_text(align="left", dx=4, dy=-6, color="#777777", fontSize=10).encode(
-            y="alpha:Q", text="text:N", x=alt.value(0)
-        ),
-    ]
-    base = alt.Chart(long.dropna(subset=["alpha"]))
-    layers += [
-        base.mark_line().encode(x=x, y=y, color=color),
-        base.mark_point(filled=True, size=45).encode(x=x, y=y, color=color, tooltip=tips),
-    ]
-    return alt.layer(*layers).properties(title=title, height=260)
-
-
-_SHARE_COLUMNS = {"share_pass": "Pass", "share_semipass": "SemiPass", "share_fail": "Fail"}
-
-
-def per_labeler_chart(df: pd.DataFrame) -> StreamlitChart:
-    """Each AoD's share of Pass / SemiPass / Fail as a 100 % stacked bar, so a lenient or strict AoD shows.
-
-    DF: labeler, share_pass, share_semipass, share_fail (fractions); any other columns (n_labels, kappa vs
-    consensus, seconds per EB, ...) are added to the tooltip.
-    """
-    title = "Label mix per AoD"
-    if _is_empty(df):
-        return no_data_chart(title)
-    _require(df, ("labeler", *_SHARE_COLUMNS), "per_labeler_chart")
-    d = _clean(df)
-    d["labeler"] = d["labeler"].astype(str)
-    extras = [c for c in d.columns if c not in ("labeler", *_SHARE_COLUMNS)]
-    long = d.melt(id_vars=["labeler", *extras], value_vars=list(_SHARE_COLUMNS), var_name="col", value_name="share")
-    long["value"] = long["col"].map(_SHARE_COLUMNS)
-    long["order"] = long["value"].map({v: i for i, v in enumerate(LABEL_VALUES)})
-    names = sorted(d["labeler"].unique())
-    tips: list[alt.Tooltip] = [
-        alt.Tooltip("labeler:N", title="AoD"),
-        alt.Tooltip("value:N", title="QA0"),
-        alt.Tooltip("share:Q", title="Share", format=".0%"),
-    ]
-    for col in extras:
-        kind = "Q" if pd.api.types.is_numeric_dtype(long[col]) else "N"
-        fmt = ".3g" if kind == "Q" else alt.Undefined
-        tips.append(
-            alt.Tooltip(
-                field=_field(col),
-                type="quantitative" if kind == "Q" else "nominal",
-                title=str(col).replace("_", " "),
-                format=fmt,
-            )
-        )
-    return (
-        alt.Chart(long)
-        .mark_bar()
-        .encode(
-            y=alt.Y("labeler:N", title="AoD", sort=names),
-            x=alt.X("share:Q", title="Share of the AoD's labels", stack="normalize", axis=alt.Axis(format=".0%")),
-            color=alt.Color("value:N", title="QA0", scale=qa0_scale()),
-            order=alt.Order("order:Q"),
-            tooltip=tips,
-        )
-        .properties(title=title, height=max(120, 24 * len(names)))
-    )
-
-
-_PAIR_LONG_NAMES: tuple[tuple[str, str], ...] = (
-    ("a_value", "b_value"),
-    ("value_a", "value_b"),
-    ("a", "b"),
-    ("actual", "predicted"),
-    ("true", "predicted"),
-    ("row", "col"),
-)
-
-
-def pair_confusion_chart(df: pd.DataFrame, *, a_title: str = "AoD A", b_title: str = "AoD B") -> StreamlitChart:
-    """How two AoDs' labels cross on the EBs both labelled, as a QA0 x QA0 matrix.
-
-    DF is either a square frame (index = A's values, columns = B's values, cells = counts, e.g. from
-    pd.crosstab) or long with a count column (count or n) and two value columns named a_value/b_value,
-    value_a/value_b or a/b. A_TITLE and B_TITLE name the axes (plain text; Vega renders it as text).
-    """
-    title = "Agreement between two AoDs"
-    if _is_empty(df):
-        return no_data_chart(title)
-    count_col = "count" if "count" in df.columns else ("n" if "n" in df.columns else None)
-    pair = next(((r, c) for r, c in _PAIR_LONG_NAMES if r in df.columns and c in df.columns), None)
-    if count_col is not None and pair is not None:
-        long = df[[pair[0], pair[1], count_col]].rename(
-            columns={pair[0]: "a_value", pair[1]: "b_value", count_col: "count"}
-        )
-    else:
-        if not set(map(str, df.columns)) <= set(LABEL_VALUES):
-            raise ValueError(
-                "pair_confusion_chart: missing column(s) a_value, b_value, count; a square frame must have QA0 "
-                f"values as columns, got {', '.join(map(str, df.columns))}"
-            )
-        wide = df.copy()
-        wide.index = wide.index.astype(str)
-        wide.columns = wide.columns.astype(str)
-        long = wide.stack().rename("count").rename_axis(["a_value", "b_value"]).reset_index()
-    return _matrix_chart(long, "a_value", "b_value", title=title, row_title=str(a_title), col_title=str(b_title))

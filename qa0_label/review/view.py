@@ -496,6 +496,36 @@ def heatmap(*, session: Session, eb_id: int, metric: str, by_spw: bool = False) 
     return out.sort_values([*keys], ignore_index=True)[out_cols]
 
 
+HEATMAP_OUTLIER_RULES: dict[str, str] = {
+    "tsys_k": f"Tsys > {limits.TSYS_OUTLIER_RATIO:g} x array median",
+    "amplitude": f"amplitude < {limits.AMPLITUDE_LOW_RATIO:g} x array median",
+    "phase_deg": f"phase off the array by > {limits.PHASE_JUMP_DEG:g} deg",
+}
+"""What makes an antenna stand out on the heatmap of each metric (the AoD limits of review.limits)."""
+
+
+def heatmap_outliers(frame: pd.DataFrame, metric: str, top: int = 5) -> list[str]:
+    """The antennas of a heatmap frame (review.heatmap output) past the AoD limit for METRIC, worst first (at most TOP).
+
+    Tsys: median over scans of Tsys / array median above TSYS_OUTLIER_RATIO; amplitude: below
+    AMPLITUDE_LOW_RATIO; phase: two or more scans further than PHASE_JUMP_DEG from the array.
+    """
+    if frame.empty or "vs_array" not in frame or metric not in HEATMAP_OUTLIER_RULES:
+        return []
+    ratio = pd.to_numeric(frame["vs_array"], errors="coerce")
+    by_ant = ratio.groupby(frame["antenna"].astype(str))
+    if metric == "tsys_k":
+        score = by_ant.median()
+        worst = score[score > limits.TSYS_OUTLIER_RATIO].sort_values(ascending=False)
+    elif metric == "amplitude":
+        score = by_ant.median()
+        worst = score[score < limits.AMPLITUDE_LOW_RATIO].sort_values()
+    else:
+        far = (ratio.abs() > limits.PHASE_JUMP_DEG).groupby(frame["antenna"].astype(str)).sum()
+        worst = far[far >= 2].sort_values(ascending=False)
+    return [str(a) for a in worst.index[:top]]
+
+
 # --- context among labelled EBs: review/context.py (re-exported for callers of view) --------------------
 
 from qa0_label.review.context import (  # noqa: E402

@@ -24,7 +24,6 @@ from qa0_label.lead import adjudication as adj
 from qa0_label.lead import agreement
 from qa0_label.lead import charts as lead_charts
 from qa0_label.lead import report as lead_report
-from qa0_label.review import charts
 from qa0_label.store.db import session_scope
 from qa0_label.store.labels import LabelError, NotAllowed, eb_id_for_uid
 from qa0_label.store.models import LABEL_VALUES, ROLES
@@ -45,13 +44,14 @@ K_GOLD_REASON = "qa0-gold-reason"
 K_GOLD_RESULT = "qa0-gold-result"
 
 QUEUE_COLUMNS = [
+    "review",
     "uid",
     "source",
     "band",
     "start_time",
     "n_labels",
     "values",
-    "majority",
+    "leaning",
     "adjudicated_value",
     "last_label_at",
 ]
@@ -170,26 +170,26 @@ def summary_section(data: dict[str, Any]) -> None:
         n_names = len(set(defined["a"]) | set(defined["b"]))
         # Streamlit's default height="content" collapses a discrete y scale to a few pixels: give it room.
         st.altair_chart(
-            charts.kappa_heatmap(defined[["a", "b", "kappa", "n"]]),
+            lead_charts.kappa_heatmap(defined[["a", "b", "kappa", "n"]]),
             width="stretch",
             height=min(max(260, 32 * n_names + 160), 900),
         )
     with right:
-        st.altair_chart(charts.alpha_trend_chart(lead_report.alpha_trend_frame(data["trend"])), width="stretch")
+        st.altair_chart(lead_charts.alpha_trend_chart(lead_report.alpha_trend_frame(data["trend"])), width="stretch")
         st.caption("Band: bootstrap interval of the ordinal alpha. Weeks with few shared EBs are unstable.")
     st.subheader("Pairs of AoDs")
     st.dataframe(
-        pairs,
+        w.percent_frame(pairs, ["percent_agreement"]),
         hide_index=True,
         width="stretch",
         column_config={
-            "a": st.column_config.TextColumn("AoD"),
-            "b": st.column_config.TextColumn("and AoD"),
+            "a": st.column_config.TextColumn("AoD", width="medium"),
+            "b": st.column_config.TextColumn("and AoD", width="medium"),
             "n": st.column_config.NumberColumn("shared EBs", format="%d"),
             "kappa": st.column_config.NumberColumn("Cohen κ", format="%.3f"),
             "low": st.column_config.NumberColumn("κ low", format="%.3f"),
             "high": st.column_config.NumberColumn("κ high", format="%.3f"),
-            "percent_agreement": st.column_config.NumberColumn("agreement", format="percent"),
+            "percent_agreement": w.percent_column("agreement"),
         },
     )
     pair_section(data)
@@ -210,7 +210,7 @@ def pair_section(data: dict[str, Any]) -> None:
     if int(matrix.to_numpy().sum()) == 0:
         st.caption("These two AoDs have no EB in common.")
         return
-    st.altair_chart(charts.pair_confusion_chart(matrix, a_title=str(a), b_title=str(b)))
+    st.altair_chart(lead_charts.pair_confusion_chart(matrix, a_title=str(a), b_title=str(b)))
 
 
 # --- per AoD ----------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ def per_aod_section(url: str, state: dict[str, Any]) -> None:
         st.info("No labels yet: per-AoD figures appear with the first labels.")
         return
     st.altair_chart(
-        charts.per_labeler_chart(
+        lead_charts.per_labeler_chart(
             table[
                 [
                     "labeler",
@@ -240,23 +240,24 @@ def per_aod_section(url: str, state: dict[str, Any]) -> None:
         width="stretch",
         height=min(max(200, 30 * len(table) + 120), 900),  # see summary_section: discrete y needs a height
     )
+    shares = ["share_pass", "share_semipass", "share_fail", "agreement_with_consensus", "agreement_with_model"]
     st.dataframe(
-        table[PER_AOD_COLUMNS],
+        w.percent_frame(table[PER_AOD_COLUMNS], [*shares, "gold_accuracy"]),
         hide_index=True,
         width="stretch",
         column_config={
-            "labeler": st.column_config.TextColumn("AoD"),
+            "labeler": st.column_config.TextColumn("AoD", width="medium"),
             "n_labels": st.column_config.NumberColumn("labels", format="%d"),
-            "share_pass": st.column_config.NumberColumn("Pass", format="percent"),
-            "share_semipass": st.column_config.NumberColumn("SemiPass", format="percent"),
-            "share_fail": st.column_config.NumberColumn("Fail", format="percent"),
+            "share_pass": w.percent_column("Pass"),
+            "share_semipass": w.percent_column("SemiPass"),
+            "share_fail": w.percent_column("Fail"),
             "median_seconds": st.column_config.NumberColumn("median s / EB", format="%.0f"),
-            "agreement_with_consensus": st.column_config.NumberColumn("agrees with others", format="percent"),
+            "agreement_with_consensus": w.percent_column("agrees with others"),
             "kappa_with_consensus": st.column_config.NumberColumn("κ vs others", format="%.3f"),
             "n_vs_consensus": st.column_config.NumberColumn("EBs compared", format="%d"),
-            "agreement_with_model": st.column_config.NumberColumn("agrees with model", format="percent"),
+            "agreement_with_model": w.percent_column("agrees with model"),
             "n_vs_model": st.column_config.NumberColumn("EBs vs model", format="%d"),
-            "gold_accuracy": st.column_config.NumberColumn("gold accuracy", format="percent"),
+            "gold_accuracy": w.percent_column("gold accuracy"),
             "gold_n": st.column_config.NumberColumn("gold EBs", format="%d"),
         },
     )
@@ -298,7 +299,7 @@ def model_section(url: str, state: dict[str, Any]) -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "finished_at": st.column_config.DatetimeColumn("finished (UTC)", format="YYYY-MM-DD HH:mm"),
+            "finished_at": w.time_column("finished"),
             "n": st.column_config.NumberColumn("EBs in CV", format="%d"),
             **{
                 c: st.column_config.NumberColumn(format="%.3f")
@@ -362,13 +363,25 @@ def adjudication_section(ctx: w.PageContext, state: dict[str, Any]) -> None:
             f"{len(queue)} EB(s) whose current labels disagree and await a lead (an adjudicated EB returns "
             "only when a later label contradicts the ruling)."
         )
+        shown = queue.assign(review=[w.review_url(str(u), ctx.who) for u in queue["uid"]])
         st.dataframe(
-            queue[[c for c in QUEUE_COLUMNS if c in queue]],
+            w.blanks_empty(shown[[c for c in QUEUE_COLUMNS if c in shown]]),
             hide_index=True,
             width="stretch",
+            key="qa0-adj-queue",
             column_config={
-                "start_time": st.column_config.DatetimeColumn("observed (UTC)", format="YYYY-MM-DD HH:mm"),
-                "last_label_at": st.column_config.DatetimeColumn("last label (UTC)", format="YYYY-MM-DD HH:mm"),
+                # One click from the queue to the EB's plots and labels (a new tab; the queue stays here).
+                "review": st.column_config.LinkColumn(
+                    "open", display_text="review ↗", width="small", help="The EB's review view, in a new tab"
+                ),
+                "uid": st.column_config.TextColumn("uid", width="medium"),
+                "start_time": w.time_column("observed", width="medium"),
+                "n_labels": st.column_config.NumberColumn("labels", format="%d"),
+                "values": st.column_config.TextColumn("current labels", width="medium"),
+                "leaning": st.column_config.TextColumn(
+                    "leaning", width="medium", help="Majority value; a tie goes to the more cautious value"
+                ),
+                "last_label_at": w.time_column("last label", width="medium"),
                 "adjudicated_value": st.column_config.TextColumn("earlier ruling"),
             },
         )
@@ -415,20 +428,24 @@ def _eb_labels(ctx: w.PageContext, uid: str) -> None:
         st.warning("No EB with this uid:")
         st.text(uid)
         return
-    st.text(uid)
+    # One click to the EB's plots and labels (a new tab, like the queue's links: this panel keeps its state).
+    st.link_button(
+        "Open this EB's review view",
+        w.review_url(uid, ctx.who),
+        icon=":material/open_in_new:",
+        type="secondary",
+    )
     if labels.empty:
         st.caption("Nobody has labelled this EB yet.")
         return
     st.dataframe(
-        labels[["created_at", "labeler", "role", "kind", "value", "comment", "reason", "seconds_on_eb"]],
+        w.blanks_empty(
+            labels[["created_at", "labeler", "role", "kind", "value", "comment", "reason", "seconds_on_eb"]]
+        ),
         hide_index=True,
         width="stretch",
         key="qa0-adj-labels",
-        column_config={
-            "created_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "labeler": st.column_config.TextColumn("AoD"),
-            "seconds_on_eb": st.column_config.NumberColumn("seconds", format="%.0f"),
-        },
+        column_config=w.label_table_columns(),
     )
 
 
@@ -491,13 +508,17 @@ def gold_section(ctx: w.PageContext) -> None:
             st.caption("No gold EBs yet.")
         else:
             st.dataframe(
-                table[["uid", "source", "band", "start_time", "value", "set_by", "reason", "created_at"]],
+                w.blanks_empty(
+                    table[["uid", "source", "band", "start_time", "value", "set_by", "reason", "created_at"]]
+                ),
                 hide_index=True,
                 width="stretch",
                 key="qa0-gold-table",
                 column_config={
-                    "start_time": st.column_config.DatetimeColumn("observed (UTC)", format="YYYY-MM-DD HH:mm"),
-                    "created_at": st.column_config.DatetimeColumn("set (UTC)", format="YYYY-MM-DD HH:mm"),
+                    "uid": st.column_config.TextColumn("uid", width="medium"),
+                    "start_time": w.time_column("observed", width="medium"),
+                    "reason": st.column_config.TextColumn("reason", width="large"),
+                    "created_at": w.time_column("set", width="medium"),
                 },
             )
     with right:
@@ -506,11 +527,11 @@ def gold_section(ctx: w.PageContext) -> None:
             st.caption("Nobody has labelled a gold EB yet.")
         else:
             st.dataframe(
-                scores,
+                w.percent_frame(scores, ["accuracy"]),
                 hide_index=True,
                 width="stretch",
                 key="qa0-gold-scores",
-                column_config={"accuracy": st.column_config.NumberColumn(format="percent")},
+                column_config={"accuracy": w.percent_column("accuracy")},
             )
 
 

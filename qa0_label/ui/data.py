@@ -60,23 +60,38 @@ def import_section(ctx: w.PageContext) -> None:
             st.warning("Choose an EB table first.")
         else:
             _run_import(ctx, ebs_file, details_file)
+            if st.session_state.get(K_IMPORT_RESULT, ("",))[0] == "ok":
+                # The Browse section above was drawn before the import: draw the page again so its count and
+                # rows include the new EBs (the result waits in the session state).
+                st.rerun()
+
+
+def import_result_section() -> None:
+    """The last import's summary, or why nothing was imported: a full-width table of every problem."""
     result = st.session_state.get(K_IMPORT_RESULT)
-    if result:
-        kind, payload = result
-        if kind == "ok":
-            st.success("Import finished.")
-            st.dataframe(pd.DataFrame([payload]), hide_index=True)
-        else:
-            problems, omitted = payload
-            total = len(problems) + omitted
-            more = f" (the first {len(problems):,} are listed)" if omitted else ""
-            st.error(f"Nothing was imported: {total:,} problem{'s' if total != 1 else ''} found{more}.")
-            st.dataframe(
-                pd.DataFrame(problems, columns=["file", "row", "column", "reason"]),
-                hide_index=True,
-                width="stretch",
-                column_config={"row": st.column_config.NumberColumn("line / row", format="%d")},
-            )
+    if not result:
+        return
+    kind, payload = result
+    if kind == "ok":
+        st.success("Import finished.")
+        st.dataframe(w.blanks_empty(pd.DataFrame([payload])), hide_index=True, width="stretch")
+        return
+    problems, omitted = payload
+    total = len(problems) + omitted
+    more = f" (the first {len(problems):,} are listed)" if omitted else ""
+    st.error(f"Nothing was imported: {total:,} problem{'s' if total != 1 else ''} found{more}.")
+    st.dataframe(
+        w.blanks_empty(pd.DataFrame(problems, columns=["file", "row", "column", "reason"])),
+        hide_index=True,
+        width="stretch",
+        key="qa0-import-problems",
+        column_config={
+            "file": st.column_config.TextColumn("file", width="medium"),
+            "row": st.column_config.NumberColumn("line / row", format="%d", width="small"),
+            "column": st.column_config.TextColumn("column", width="medium"),
+            "reason": st.column_config.TextColumn("reason", width="large"),
+        },
+    )
 
 
 def upload_limit_mb() -> float:
@@ -225,7 +240,7 @@ def browse_section(ctx: w.PageContext) -> None:
         frame, total = browse_ebs(session=session, flt=flt, limit=BROWSE_LIMIT, scope=scope)
     st.caption(f"{total:,} EBs match" + (f"; showing the newest {BROWSE_LIMIT}" if total > BROWSE_LIMIT else ""))
     event = st.dataframe(
-        frame.drop(columns=["eb_id"]),
+        w.blanks_empty(frame.drop(columns=["eb_id"])),
         hide_index=True,
         width="stretch",
         height=420,
@@ -233,7 +248,8 @@ def browse_section(ctx: w.PageContext) -> None:
         on_select="rerun",
         selection_mode="single-row",
         column_config={
-            "start_time": st.column_config.DatetimeColumn("observed (UTC)", format="YYYY-MM-DD HH:mm"),
+            "uid": st.column_config.TextColumn("uid", width="medium"),
+            "start_time": w.time_column("observed", width="medium"),
             "pwv_mm": st.column_config.NumberColumn("PWV mm", format="%.2f"),
             "elevation_deg": st.column_config.NumberColumn("elev °", format="%.1f"),
             "exec_fraction": st.column_config.NumberColumn("exec frac", format="%.2f"),
@@ -265,6 +281,7 @@ def render() -> None:
         import_section(ctx)
     with right:
         export_section(ctx)
+    import_result_section()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from qa0_label.review.charts import review_panel
 from qa0_label.store.db import get_engine, session_scope
 from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last
 from qa0_label.ui import auto as auto_ui
+from qa0_label.ui import keys
 from qa0_label.ui import widgets as w
 
 K_ASSIGN = "qa0_assignment"  # plain dict from assign.next_for (+ "labeler"): ids and numbers only
@@ -35,6 +36,16 @@ K_HEAT = "qa0_heat_metric"
 
 HEAT_METRICS: dict[str, str] = {"Tsys": "tsys_k", "Amplitude": "amplitude", "Phase": "phase_deg"}
 VALUE_KEYS: dict[str, str] = {"Pass": "P", "SemiPass": "S", "Fail": "F"}
+KEY_BUTTONS: dict[str, str] = {
+    # key -> widget key of its button; ui/keys.py holds a key pressed while the page updates (one line per key)
+    "P": "qa0-btn-pass",
+    "S": "qa0-btn-semipass",
+    "F": "qa0-btn-fail",
+    "K": "qa0-btn-skip",
+    "U": "qa0-btn-undo",
+    "A": "qa0-btn-accept",  # shown only when the model may decide the EB (ui/auto.py)
+}
+COMMENT_PLACEHOLDER = "Comment · Enter saves it, back to keys · Esc leaves"
 MIN_DWELL_S = 0.4
 """A press within this time of an EB appearing is a double click or key repeat meant for the previous EB."""
 
@@ -389,12 +400,16 @@ def why_markdown(assignment: dict[str, Any]) -> str:
     """
     strategy = str(assignment.get("strategy") or "–")
     version = assignment.get("model_version")
-    lines = ["**Why this EB**", w.md_escape(strategy + (f"  ·  model v{version}" if version else ""))]
+    # Compact (the box sits beside the header and must not push the charts below the fold): the title and
+    # the pick type share a line, the uncertainty heads the bar column.
+    lines = ["**Why this EB**  ·  " + w.md_escape(strategy + (f"  ·  model v{version}" if version else ""))]
     if assignment.get("reason"):
         lines.append(f":gray[{w.md_escape(assignment['reason'])}]")
     proba = assignment.get("proba")
     if proba:
-        rows = ["| QA0 | p | |", "|---|--:|---|"]
+        unc = assignment.get("uncertainty")
+        head = f"uncertainty {float(unc):.3f}" if unc is not None else ""
+        rows = [f"| QA0 | p | {head} |", "|---|--:|---|"]
         for value in ("Pass", "SemiPass", "Fail"):
             p = min(max(float(proba.get(value, 0.0)), 0.0), 1.0)
             full = int(round(p * BAR_CELLS))
@@ -402,9 +417,6 @@ def why_markdown(assignment: dict[str, Any]) -> str:
             rest = f":gray[{'░' * (BAR_CELLS - full)}]" if full < BAR_CELLS else ""
             rows.append(f"| {value} | {p:.2f} | {bar}{rest} |")
         lines.append("\n".join(rows))
-        unc = assignment.get("uncertainty")
-        if unc is not None:
-            lines.append(f":gray[uncertainty {float(unc):.3f}]")
     elif strategy != "undo":
         lines.append(":gray[No model prediction for this EB yet.]")
     return "\n\n".join(lines)
@@ -418,13 +430,20 @@ _NO_DATA = {
 }
 
 
-def draw_plots(url: str, bundle: ReviewBundle) -> None:
-    """The four review charts as one view (charts.review_panel), the heatmap metric selector and the notes."""
+def heat_selector() -> str:
+    """The heatmap metric control (Tsys / Amplitude / Phase); returns the choice."""
     st.session_state.setdefault(K_HEAT, "Tsys")
+    return st.segmented_control("Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True) or "Tsys"
+
+
+def draw_plots(url: str, bundle: ReviewBundle, *, selector: bool = True) -> None:
+    """The four review charts as one view (charts.review_panel), the heatmap metric selector and the notes.
+
+    Without SELECTOR the page has drawn heat_selector() elsewhere (the label page: beside the header, so the
+    charts start higher on the screen).
+    """
     with st.container(key="qa0-plots"):
-        choice = (
-            st.segmented_control("Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True) or "Tsys"
-        )
+        choice = heat_selector() if selector else str(st.session_state.get(K_HEAT) or "Tsys")
         heat, _n = bundle_cache().heatmap(url, bundle.eb_id, HEAT_METRICS[choice])
         specs = {**bundle.specs, "heatmap": heat}
         panel = review_panel(specs)
@@ -455,9 +474,9 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             "Comment (optional)",
             key=K_COMMENT,
             max_chars=2000,
-            placeholder="Optional comment (click outside the box before P / S / F)",
+            placeholder=COMMENT_PLACEHOLDER,
             label_visibility="collapsed",
-            width=420,
+            width=310,
         )
         st.button(
             "Skip",
@@ -519,9 +538,12 @@ def readonly_view(ctx: w.PageContext, uid: str) -> None:
             )
         else:
             st.dataframe(
-                labels[["created_at", "labeler", "kind", "value", "comment", "reason", "seconds_on_eb"]],
+                w.blanks_empty(
+                    labels[["created_at", "labeler", "kind", "value", "comment", "reason", "seconds_on_eb"]]
+                ),
                 hide_index=True,
                 width="stretch",
+                column_config=w.label_table_columns(),
             )
             if withheld:
                 st.caption("Other labelers' labels are hidden until you give your own (blind review).")
@@ -549,6 +571,7 @@ def _render() -> None:
         w.show_flash()
         readonly_view(ctx, str(view_uid))
         return
+    keys.install(key_buttons=KEY_BUTTONS, comment_key=K_COMMENT)
     review_area(ctx.settings.database_url, ctx.who)
 
 
@@ -570,7 +593,7 @@ def review_area(url: str, who: str) -> None:
         eb_id = int(assignment["eb_id"])
         with w.timed(f"bundle {eb_id} ({'hit' if bundle_cache().peek(url, eb_id) else 'miss'})"):
             bundle = bundle_cache().get(url, eb_id)
-        head, why = st.columns([3, 1.1], gap="medium")
+        head, why = st.columns([3, 1.25], gap="medium")
         with head:
             draw_header(bundle.header, str(assignment.get("uid") or bundle.header.get("uid")))
             draw_actions(assignment, who, url)
@@ -578,7 +601,8 @@ def review_area(url: str, who: str) -> None:
             draw_why(assignment)
             auto_ui.draw_suggestion(url, assignment, who, on_label)  # auto-QA0: the model's call and why (key A)
             draw_session_counter()
-        draw_plots(url, bundle)
+            heat_selector()
+        draw_plots(url, bundle, selector=False)
         # While the AoD looks at this EB, reserve and build the one the queue hands out next.
         _prefetch_next(url, who, eb_id)
 

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from qa0_label.learning import charts
 from qa0_label.learning import report as mr
 from qa0_label.store.db import session_scope
 from qa0_label.ui import auto as auto_ui
@@ -22,20 +23,6 @@ def report_data(url: str) -> dict[str, Any]:
         balance = mr.class_balance(session=session)
         scores = mr.pool_scores(session=session, run_id=latest["id"]) if latest else pd.DataFrame()
     return {"history": history, "latest": latest, "balance": balance, "scores": scores}
-
-
-def _chart_or(builder_name: str, frame: pd.DataFrame, fallback: Any, **kwargs: Any) -> None:
-    # Prefer the shared Altair builder from charts.py; Streamlit's native chart is the fallback.
-    try:
-        from qa0_label.review import charts
-
-        builder = getattr(charts, builder_name, None)
-    except ImportError:
-        builder = None
-    if builder is not None:
-        st.altair_chart(builder(frame, **kwargs), width="stretch")
-    else:
-        fallback()
 
 
 def render() -> None:
@@ -70,21 +57,13 @@ def render() -> None:
         if long.empty:
             st.caption("Model quality vs number of labels: appears after the first finished retrain.")
         else:
-            _chart_or(
-                "metrics_history_chart",
-                long,
-                lambda: st.line_chart(long, x="n_labels", y="value", color="metric", height=280),
-            )
+            st.altair_chart(charts.metrics_history_chart(long), width="stretch")
     with right:
         cm = mr.confusion_frame(latest["metrics"]) if latest else None
         if cm is None:
             st.caption("Confusion matrix: the latest run stored none.")
         else:
-            _chart_or(
-                "confusion_chart",
-                cm,
-                lambda: st.dataframe(cm.pivot(index="actual", columns="predicted", values="count")),
-            )
+            st.altair_chart(charts.confusion_chart(cm), width="stretch")
 
     left, right = st.columns(2, gap="large")
     with left:
@@ -92,32 +71,34 @@ def render() -> None:
         if int(balance["count"].sum()) == 0:
             st.caption("Class balance: no labels yet.")
         else:
-            _chart_or(
-                "class_balance_chart",
-                balance,
-                lambda: st.bar_chart(balance, x="value", y="count", height=260),
-            )
+            st.altair_chart(charts.class_balance_chart(balance), width="stretch")
     with right:
         scores: pd.DataFrame = data["scores"]
         hist = mr.uncertainty_histogram(scores) if not scores.empty else pd.DataFrame()
         if hist.empty:
             st.caption("Uncertainty of the unlabelled pool: appears once a model has scored it.")
         else:
-            _chart_or(
-                "uncertainty_histogram",
-                hist,
-                lambda: st.bar_chart(hist, x="bin_start", y="count", color="predicted", height=260),
-            )
+            st.altair_chart(charts.uncertainty_histogram(hist), width="stretch")
             st.caption(f"{len(scores):,} unlabelled EBs scored by v{latest['version']}")
 
     importances = mr.feature_importance_frame(latest["metrics"], latest["features"]) if latest else None
     if importances is not None:
-        top = importances.head(20)
-        _chart_or(
-            "feature_importance_chart",
-            top,
-            lambda: st.bar_chart(top, x="feature", y="importance", horizontal=True, height=360),
-        )
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            st.altair_chart(charts.feature_importance_chart(importances.head(20)), width="stretch")
+        with right:
+            # Every feature with its full name (the chart shortens long ones).
+            st.dataframe(
+                importances,
+                hide_index=True,
+                width="stretch",
+                height=min(38 + 35 * len(importances), 460),
+                key="qa0-importances",
+                column_config={
+                    "feature": st.column_config.TextColumn("feature", width="medium"),
+                    "importance": st.column_config.NumberColumn("importance", format="%.4f"),
+                },
+            )
 
     auto_ui.render_automation(ctx)  # auto-QA0 (qa0_label/automation)
 
@@ -125,7 +106,22 @@ def render() -> None:
     if history.empty:
         st.caption("No runs yet.")
     else:
-        st.dataframe(history.sort_values("version", ascending=False), hide_index=True, width="stretch")
+        # Metrics first, the (long) estimator description last: it must not push the numbers off screen.
+        order = [c for c in history.columns if c != "estimator"] + ["estimator"]
+        st.dataframe(
+            history.sort_values("version", ascending=False)[order],
+            hide_index=True,
+            width="stretch",
+            key="qa0-runs",
+            column_config={
+                "version": st.column_config.NumberColumn("version", format="v%d", width="small"),
+                "started_at": w.time_column("started", width="medium"),
+                "finished_at": w.time_column("finished", width="medium"),
+                "n_labels": st.column_config.NumberColumn("labels", format="%d"),
+                **{m: st.column_config.NumberColumn(m.replace("_", " "), format="%.3f") for m in mr.HISTORY_METRICS},
+                "estimator": st.column_config.TextColumn("estimator", width="medium", help="Full text on hover"),
+            },
+        )
 
 
 def _fmt(value: Any) -> str:

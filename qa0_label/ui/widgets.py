@@ -95,18 +95,22 @@ STYLE = """
 .st-key-qa0-title { gap: 0.1rem; }
 .st-key-qa0-warnings div[data-testid="stText"] { color: #a35f00; font-size: 0.9rem; line-height: 1.35; }
 .st-key-qa0-no-warnings div[data-testid="stText"] { color: #1e7b3a; font-size: 0.9rem; }
-.st-key-qa0-tiles table { width: 100%; margin-bottom: 0.4rem; }
-.st-key-qa0-tiles th { font-size: 0.78rem; font-weight: 600; color: #4a5868; background: #f3f6fa; white-space: nowrap; }
-.st-key-qa0-tiles td { font-size: 1.0rem; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 7.5rem; }
-.st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 7.5rem; }
-.st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 7.5rem; }
+.st-key-qa0-tiles table { width: 100%; margin-bottom: 0.2rem; }
+.st-key-qa0-tiles th { font-size: 0.75rem; font-weight: 600; color: #4a5868; background: #f3f6fa; white-space: nowrap;
+  padding: 0.1rem 0.5rem; }
+.st-key-qa0-tiles td { font-size: 0.95rem; font-variant-numeric: tabular-nums; white-space: nowrap;
+  padding: 0.15rem 0.5rem; }
+.st-key-qa0-tiles [data-testid="stMarkdownContainer"] { margin-bottom: -0.6rem; }
+.st-key-qa0-btn-pass button { background: #1e7b3a; border-color: #1e7b3a; color: white; min-width: 5.8rem; }
+.st-key-qa0-btn-semipass button { background: #c98a00; border-color: #c98a00; color: white; min-width: 5.8rem; }
+.st-key-qa0-btn-fail button { background: #b3261e; border-color: #b3261e; color: white; min-width: 5.8rem; }
 .st-key-qa0-btn-pass button:hover, .st-key-qa0-btn-semipass button:hover, .st-key-qa0-btn-fail button:hover {
   filter: brightness(1.08); color: white; }
-.st-key-qa0-actions { padding: 0.5rem 0.6rem; background: #f3f6fa; border-radius: 8px; }
-.block-container { padding-top: 4.2rem; }
-.st-key-qa0-why table { width: 100%; font-size: 0.9rem; margin-bottom: 0.2rem; }
-.st-key-qa0-why td, .st-key-qa0-why th { padding: 0.1rem 0.4rem; white-space: nowrap; }
+.st-key-qa0-actions { padding: 0.4rem 0.6rem; background: #f3f6fa; border-radius: 8px; }
+.block-container { padding-top: 3.6rem; }
+.st-key-qa0-why table { width: 100%; font-size: 0.85rem; margin-bottom: 0; }
+.st-key-qa0-why td, .st-key-qa0-why th { padding: 0.05rem 0.4rem; white-space: nowrap; font-weight: normal; }
+.st-key-qa0-why p { font-size: 0.92rem; margin-bottom: 0.3rem; line-height: 1.35; }
 </style>
 """
 
@@ -136,6 +140,69 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 def md_escape(value: Any) -> str:
     """Make any string inert in st.markdown/st.caption: markdown, HTML, links and LaTeX are escaped."""
     return _MD_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+
+
+# --- tables: one look for times, percentages and blanks on every page ---------------------------------
+
+TIME_FORMAT = "YYYY-MM-DD HH:mm [UTC]"
+"""How every table shows a stored (UTC) time: 2026-12-06 16:40 UTC."""
+PERCENT_FORMAT = "%.1f%%"
+"""How every table shows a share: 76.7%, 17.5%, 50.0% (values in percent, see percent_frame)."""
+
+
+def time_column(label: str, **kwargs: Any) -> Any:
+    """A table column of stored UTC times, shown as TIME_FORMAT."""
+    return st.column_config.DatetimeColumn(label, format=TIME_FORMAT, **kwargs)
+
+
+def percent_column(label: str, **kwargs: Any) -> Any:
+    """A table column of shares already multiplied by 100 (percent_frame), shown with one decimal and %."""
+    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, **kwargs)
+
+
+def percent_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A copy with COLUMNS (fractions 0-1) in percent, for percent_column; the library frame is untouched."""
+    out = frame.copy()
+    for col in columns:
+        if col in out:
+            out[col] = pd.to_numeric(out[col], errors="coerce") * 100.0
+    return out
+
+
+def blanks_empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose missing text cells are empty strings (a table shows them blank, not "None")."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].where(out[col].notna(), "")
+    return out
+
+
+def label_table_columns() -> dict[str, Any]:
+    """Columns of an EB's label table (Agreement's adjudication panel and the read-only review view)."""
+    return {
+        "created_at": time_column("time", width="medium"),
+        "labeler": st.column_config.TextColumn("labeler", width="medium"),
+        "role": st.column_config.TextColumn("role", width="small"),
+        "kind": st.column_config.TextColumn("kind", width="medium"),
+        "value": st.column_config.TextColumn("QA0", width="small"),
+        "comment": st.column_config.TextColumn("comment", width="large"),
+        "reason": st.column_config.TextColumn("reason", width="large"),
+        "seconds_on_eb": st.column_config.NumberColumn("seconds", format="%.0f", width="small"),
+    }
+
+
+def review_url(uid: str, labeler: str | None) -> str:
+    """The address of an EB's read-only review view (the Label page with ?eb=), for link columns."""
+    from urllib.parse import urlencode, urljoin
+
+    try:
+        here = str(st.context.url or "")
+    except Exception:  # noqa: BLE001 - outside a browser session (tests): a relative address
+        here = ""
+    base = urljoin(here, "./") if here else "./"
+    params = {"eb": uid, **({"labeler": labeler} if labeler else {})}
+    return f"{base}?{urlencode(params)}"
 
 
 # --- engine and seeding ------------------------------------------------------------------------

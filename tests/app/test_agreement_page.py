@@ -257,6 +257,11 @@ def test_lead_adjudicates_an_eb_from_the_queue(seeded_db: str) -> None:
     assert sorted(detail["labeler"]) == sorted(expected["labeler"])
     assert EVIL in detail["comment"].tolist(), "user text is shown verbatim, as data"
     assert "<img" not in _shown_text(at) and "**bold**" not in _shown_text(at)
+    # One click from the panel to the EB's review view.
+    from urllib.parse import parse_qs, urlsplit
+
+    links = [b.proto.url for b in at.get("link_button")]
+    assert [parse_qs(urlsplit(u).query) for u in links] == [{"eb": [uid], "labeler": ["t_lead"]}]
 
     # No value chosen yet: refused, nothing stored (there is no silent default).
     at.text_input(key="qa0-adj-reason").input("antenna DV08 Tsys spike in scans 4-6")
@@ -282,7 +287,7 @@ def test_lead_adjudicates_an_eb_from_the_queue(seeded_db: str) -> None:
     assert [tuple(r) for r in rows] == [(eb_id, "Fail", "antenna DV08 Tsys spike in scans 4-6", "adjudication")]
     assert (cons.loc[eb_id, "value"], cons.loc[eb_id, "source"]) == ("Fail", "adjudication")
     assert eb_id not in _queue(seeded_db)["eb_id"].tolist()
-    queue_shown = _frame_with(at, "uid", "values", "majority")
+    queue_shown = _frame_with(at, "uid", "values", "leaning")
     assert queue_shown is None or uid not in queue_shown["uid"].tolist(), "the page's queue is refreshed"
     detail = _frame_with(at, "labeler", "comment", "kind")
     assert detail is not None and "adjudication" in detail["kind"].tolist()
@@ -307,7 +312,13 @@ def test_aod_sees_the_queue_read_only(seeded_db: str) -> None:
     shown = _frame_with(at, "uid", "source", "band", "start_time")
     assert shown is not None and shown["uid"].tolist() == _queue(seeded_db)["uid"].tolist()
     # Blind review: which EBs await a lead, never how they were labelled or how many labels they have.
-    assert not set(shown.columns) & {"values", "majority", "n_labels", "adjudicated_value"}
+    assert not set(shown.columns) & {"values", "majority", "leaning", "n_labels", "adjudicated_value"}
+    # One click from the queue to each EB's review view.
+    from urllib.parse import parse_qs, urlsplit
+
+    for link, uid in zip(shown["review"], shown["uid"]):
+        assert parse_qs(urlsplit(link).query) == {"eb": [uid], "labeler": ["t_aod"]}
+    assert "None" not in shown.astype(str).to_numpy().ravel().tolist(), "blank cells are empty, not 'None'"
     assert not _buttons(at) & {"qa0-adj-go", "qa0-gold-mark", "qa0-gold-unmark", "qa0-role-go"}
     assert not [s for s in at.selectbox if s.key == "qa0-adj-pick"]
     assert any("Only team leads can adjudicate" in m for m in _messages(at, "info"))

@@ -64,6 +64,8 @@ def test_upload_imports_and_lists_extra_and_ignored_columns(db_url: str) -> None
     assert summary["inserted"].tolist() == [2]
     assert summary["extra_columns"].tolist() == ["wind_ms"] and summary["ignored_columns"].tolist() == ["comment"]
     assert _count(db_url) == 2
+    # The Browse section, drawn above the form, already counts the new EBs (no stale "0 EBs match").
+    assert "2 EBs match" in [c.value for c in at.caption], [c.value for c in at.caption]
 
 
 def test_refused_upload_shows_every_problem_as_a_table(db_url: str) -> None:
@@ -73,6 +75,9 @@ def test_refused_upload_shows_every_problem_as_a_table(db_url: str) -> None:
     assert problems[["row", "column"]].values.tolist() == [[2, "band"], [3, "start_time"], [3, "pwv_mm"]]
     assert set(problems["file"]) == {"bad.csv"} and "unknown band 'B99'" in problems["reason"].iloc[0]
     assert _count(db_url) == 0
+    # Full width: the table sits in the page's main block, not in the upload form's column.
+    top_level = [n for n in at.main.children.values() if type(n).__name__ == "Dataframe"]
+    assert any("reason" in n.value.columns for n in top_level), "the problem table is a top-level element"
 
 
 def test_oversized_upload_is_refused_before_reading(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

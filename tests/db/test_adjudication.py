@@ -135,6 +135,7 @@ def test_queue_empties_after_adjudication_and_reopens_only_when_contradicted(tea
     assert row["uid"] == "uid://A002/Xadj/X0" and row["band"] == 3 and row["n_labels"] == 2
     assert (row["n_pass"], row["n_semipass"], row["n_fail"]) == (1, 0, 1)
     assert row["values"] == "Pass 1, Fail 1" and row["majority"] == "Fail"
+    assert row["leaning"] == "Fail (tie -> cautious)", "a 1:1 split is not called a majority"
     assert row["adjudicated_value"] is None
 
     with session_scope(engine, write=True) as s:
@@ -249,3 +250,12 @@ def test_per_labeler_stats_and_trend_from_database_rows(team) -> None:
     trend = agreement.weekly_trend(current, n_boot=20)  # created_at comes back from the database as stored
     assert trend["n_items"].sum() == 6
     assert str(trend["week"].dt.tz) == "UTC"
+
+
+def test_leaning_says_tie_not_majority_for_a_split() -> None:
+    from qa0_label.lead.adjudication import leaning
+
+    assert leaning(["Pass", "Fail"]) == "Fail (tie -> cautious)"
+    assert leaning(["Pass", "SemiPass"]) == "SemiPass (tie -> cautious)"
+    assert leaning(["Pass", "Pass", "Fail"]) == "Pass (majority)"
+    assert leaning([]) is None

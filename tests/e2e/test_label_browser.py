@@ -204,3 +204,78 @@ def test_double_click_stores_one_label(server: tuple[str, str], browser: object)
     page.wait_for_function(IDLE, timeout=30_000)  # type: ignore[attr-defined]
     assert _labels(db_url, "e2e_double") == [(uid, "Pass", None)]
     page.close()  # type: ignore[attr-defined]
+
+
+NOTICE = "#qa0-key-notice"
+
+
+def _focus_in_input(page: object) -> bool:
+    return bool(page.evaluate("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)"))  # type: ignore[attr-defined]
+
+
+def test_comment_enter_then_s_labels_semipass_with_that_comment(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_enter")
+    uid = _uid(page)
+    box = page.locator(".st-key-qa0_comment input")  # type: ignore[attr-defined]
+    assert "Enter" in (box.get_attribute("placeholder") or ""), "the placeholder says how to leave the box"
+    box.click()
+    page.keyboard.type("DV12 Tsys spike in scan 4")  # type: ignore[attr-defined]
+    time.sleep(DWELL_S)
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    page.keyboard.press("s")  # type: ignore[attr-defined]  # at once: the comment's rerun may still be running
+    new_uid = _wait_new_eb(page, uid)
+    assert new_uid != uid, "the next EB is shown"
+    assert _labels(db_url, "e2e_enter") == [(uid, "SemiPass", "DV12 Tsys spike in scan 4")]
+    assert not _focus_in_input(page), "after Enter the focus is back on the page"
+    assert page.locator(".st-key-qa0_comment input").input_value() == ""  # type: ignore[attr-defined]
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_escape_leaves_the_comment_box_and_the_next_key_labels(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_escape")
+    uid = _uid(page)
+    page.locator(".st-key-qa0_comment input").click()  # type: ignore[attr-defined]
+    page.keyboard.type("fine")  # type: ignore[attr-defined]
+    page.keyboard.press("Escape")  # type: ignore[attr-defined]
+    time.sleep(DWELL_S)
+    assert not _focus_in_input(page)
+    page.keyboard.press("p")  # type: ignore[attr-defined]
+    _wait_new_eb(page, uid)
+    assert _labels(db_url, "e2e_escape") == [(uid, "Pass", "fine")]
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_key_during_a_rerun_that_keeps_the_eb_lands_on_it(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_rerun_same")
+    uid = _uid(page)
+    time.sleep(DWELL_S)
+    # Switching the heatmap metric reruns the page; P pressed meanwhile belongs to the EB on screen.
+    page.locator(".st-key-qa0_heat_metric button", has_text="Phase").click()  # type: ignore[attr-defined]
+    page.keyboard.press("p")  # type: ignore[attr-defined]
+    _wait_new_eb(page, uid)
+    assert _labels(db_url, "e2e_rerun_same") == [(uid, "Pass", None)]
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_key_during_the_rerun_that_changes_the_eb_is_refused_visibly(server: tuple[str, str], browser: object) -> None:
+    base, db_url = server
+    page = _open(browser, base, "e2e_rerun_next")
+    uid = _uid(page)
+    time.sleep(DWELL_S)
+    page.keyboard.press("p")  # type: ignore[attr-defined]
+    page.keyboard.press("f")  # type: ignore[attr-defined]  # while the page moves on to the next EB
+    new_uid = _wait_new_eb(page, uid)
+    # The notice first says the key is held, then (once the page is idle on the new EB) that it was not taken.
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(sel) => (document.querySelector(sel)?.textContent || '').includes('not taken')", arg=NOTICE, timeout=15_000
+    )
+    assert page.is_visible(NOTICE)  # type: ignore[attr-defined]
+    notice = page.inner_text(NOTICE)  # type: ignore[attr-defined]
+    assert "F not taken" in notice and "EB changed" in notice
+    time.sleep(1.0)
+    assert _uid(page) == new_uid, "the refused key did not label the EB that replaced the one it was meant for"
+    assert _labels(db_url, "e2e_rerun_next") == [(uid, "Pass", None)]
+    page.close()  # type: ignore[attr-defined]

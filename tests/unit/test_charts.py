@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qa0_label.review import charts
+from qa0_label.lead import charts as lead_charts
+from qa0_label.learning import charts as model_charts
+from qa0_label.review import chart_style, charts
 from qa0_label.review.view import SpectrumData
 
 EVIL = '<img src=x onerror="alert(1)">{{datum.x}}'
@@ -81,7 +83,7 @@ def strings_outside_data(obj: Any, key: str = "") -> list[tuple[str, str]]:
 
 
 def is_no_data(spec: dict[str, Any]) -> bool:
-    return mark_types(spec) == ["text"] and rows(spec) == [{"message": charts.NO_DATA_TEXT}]
+    return mark_types(spec) == ["text"] and rows(spec) == [{"message": chart_style.NO_DATA_TEXT}]
 
 
 def qa0_ranges(spec: dict[str, Any]) -> list[dict[str, str]]:
@@ -182,25 +184,25 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
     "heatmap": (lambda df: charts.heatmap_chart(df, "tsys_k"), heatmap_df()),
     "context": (charts.context_chart, context_df()),
     "metrics_history": (
-        charts.metrics_history_chart,
+        model_charts.metrics_history_chart,
         pd.DataFrame({"version": [1, 2], "n_labels": [20, 45], "macro_f1": [0.5, 0.7], "fail_recall": [0.4, 0.8]}),
     ),
     "confusion": (
-        charts.confusion_chart,
+        model_charts.confusion_chart,
         pd.DataFrame({"true": ["Pass", "Fail"], "predicted": ["Pass", "Pass"], "count": [30, 2]}),
     ),
     "class_balance": (
-        charts.class_balance_chart,
+        model_charts.class_balance_chart,
         pd.DataFrame({"value": ["Pass", "SemiPass", "Fail"], "count": [80, 12, 8]}),
     ),
     "feature_importance": (
-        charts.feature_importance_chart,
+        model_charts.feature_importance_chart,
         pd.DataFrame({"feature": ["pwv_mm", "n_antennas"], "importance": [0.3, 0.1]}),
     ),
-    "uncertainty": (charts.uncertainty_histogram, pd.DataFrame({"uncertainty": np.linspace(0, 1, 50)})),
-    "kappa": (charts.kappa_heatmap, pd.DataFrame({"a": ["ana"], "b": ["ben"], "kappa": [0.7], "n": [40]})),
+    "uncertainty": (model_charts.uncertainty_histogram, pd.DataFrame({"uncertainty": np.linspace(0, 1, 50)})),
+    "kappa": (lead_charts.kappa_heatmap, pd.DataFrame({"a": ["ana"], "b": ["ben"], "kappa": [0.7], "n": [40]})),
     "alpha_trend": (
-        charts.alpha_trend_chart,
+        lead_charts.alpha_trend_chart,
         pd.DataFrame(
             {
                 "week": ["2024-01-01", "2024-01-08"],
@@ -212,7 +214,7 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
         ),
     ),
     "per_labeler": (
-        charts.per_labeler_chart,
+        lead_charts.per_labeler_chart,
         pd.DataFrame(
             {
                 "labeler": ["ana", "ben"],
@@ -224,7 +226,7 @@ BUILDERS: dict[str, tuple[Callable[[pd.DataFrame], alt.TopLevelMixin], pd.DataFr
         ),
     ),
     "pair_confusion": (
-        charts.pair_confusion_chart,
+        lead_charts.pair_confusion_chart,
         pd.DataFrame({"a_value": ["Pass"], "b_value": ["Fail"], "count": [3]}),
     ),
 }
@@ -288,13 +290,13 @@ def test_qa0_colours_are_the_same_everywhere() -> None:
     "build",
     [
         lambda: charts.light_curve_chart(light_curve_df(uid=EVIL)),
-        lambda: charts.kappa_heatmap(pd.DataFrame({"a": [EVIL], "b": ["ben"], "kappa": [0.5], "n": [9]})),
-        lambda: charts.per_labeler_chart(
+        lambda: lead_charts.kappa_heatmap(pd.DataFrame({"a": [EVIL], "b": ["ben"], "kappa": [0.5], "n": [9]})),
+        lambda: lead_charts.per_labeler_chart(
             pd.DataFrame({"labeler": [EVIL], "share_pass": [1.0], "share_semipass": [0.0], "share_fail": [0.0]})
         ),
-        lambda: charts.feature_importance_chart(pd.DataFrame({"feature": [EVIL], "importance": [0.2]})),
+        lambda: model_charts.feature_importance_chart(pd.DataFrame({"feature": [EVIL], "importance": [0.2]})),
         lambda: charts.heatmap_chart(heatmap_df(antennas=(EVIL, "DA41", "DA42")), "tsys_k"),
-        lambda: charts.class_balance_chart(pd.DataFrame({"value": [EVIL, "Pass"], "count": [1, 2]})),
+        lambda: model_charts.class_balance_chart(pd.DataFrame({"value": [EVIL, "Pass"], "count": [1, 2]})),
     ],
 )
 def test_user_text_travels_only_as_data(build: Callable[[], alt.TopLevelMixin]) -> None:
@@ -310,7 +312,7 @@ def test_user_text_travels_only_as_data(build: Callable[[], alt.TopLevelMixin]) 
 
 def test_pair_confusion_axis_titles_are_plain_titles() -> None:
     spec = spec_of(
-        charts.pair_confusion_chart(
+        lead_charts.pair_confusion_chart(
             pd.DataFrame({"a_value": ["Pass"], "b_value": ["Pass"], "count": [4]}), a_title=EVIL, b_title="ben"
         )
     )
@@ -457,19 +459,87 @@ def test_light_curve_without_expectation_has_no_band() -> None:
 
 
 def test_heatmap_is_antenna_by_scan_with_flag_marks() -> None:
-    spec = spec_of(charts.heatmap_chart(heatmap_df(), "tsys_k"))
-    assert sorted(mark_types(spec)) == ["rect", "text"]
-    rect = units_of(spec, "rect")[0]
+    df = heatmap_df()
+    df["outlier"] = df["antenna"] == "DA41"
+    spec = spec_of(charts.heatmap_chart(df, "tsys_k"))
+    assert sorted(mark_types(spec)) == ["point", "rect", "rect"]
+    rect = next(u for u in units_of(spec, "rect") if u["mark"].get("filled") is not False)
     enc = rect["encoding"]
     assert enc["x"]["field"] == "scan" and enc["x"]["type"] == "ordinal"
     assert enc["y"]["field"] == "antenna" and enc["y"]["sort"] == "ascending"
+    # Every antenna named: Vega must not drop labels that would overlap, nor cut long names.
+    assert enc["y"]["axis"]["labelOverlap"] is False and enc["y"]["axis"]["labelLimit"] == 0
     assert enc["color"]["field"] == "value" and enc["color"]["title"] == "Tsys (K)"
     assert {"antenna", "scan", "value", "vs_array", "flagged_fraction"} <= tooltip_fields(spec)
     assert any(t["field"] == "value" and t["format"] == ".0f" for t in tooltips(spec))
     assert len(visible_rows(spec, rect)) == 9
-    text = units_of(spec, "text")[0]
-    assert [(r["antenna"], r["scan"]) for r in visible_rows(spec, text)] == [("PM01", 2)], "a cross on the flagged cell"
-    assert spec["height"] == {"step": 14}, "rows of fixed height: the chart grows with the antennas"
+    cross = units_of(spec, "point")[0]
+    assert [(r["antenna"], r["scan"]) for r in visible_rows(spec, cross)] == [("PM01", 2)], (
+        "a cross on the flagged cell"
+    )
+    shape = cross["encoding"]["shape"]
+    assert shape["scale"]["domain"] == [charts.FLAGGED_LEGEND] and shape["scale"]["range"] == [charts.CROSS_PATH]
+    assert "legend" in shape and shape["legend"] is not None, "the cross has a legend entry"
+    outline = next(u for u in units_of(spec, "rect") if u["mark"].get("filled") is False)
+    assert {r["antenna"] for r in visible_rows(spec, outline)} == {"DA41"}, "the outlier antenna is outlined"
+    assert outline["encoding"]["stroke"]["scale"]["domain"] == ["Tsys > 1.5 x array median"]
+    assert spec["height"] == {"step": charts.HEATMAP_ROW_PX}, "rows of fixed height: the chart grows with the antennas"
+
+
+def test_heatmap_outliers_follow_the_aod_limits() -> None:
+    from qa0_label.review.view import heatmap_outliers
+
+    df = heatmap_df()
+    df["vs_array"] = 1.0
+    df.loc[df["antenna"] == "DA41", "vs_array"] = 2.0
+    df.loc[df["antenna"] == "PM01", "vs_array"] = 1.2  # hotter than the rest but within the limit
+    assert heatmap_outliers(df, "tsys_k") == ["DA41"]
+    df["vs_array"] = 1.0
+    df.loc[df["antenna"] == "DV02", "vs_array"] = 0.2
+    assert heatmap_outliers(df, "amplitude") == ["DV02"]
+    df["vs_array"] = 0.0
+    df.loc[(df["antenna"] == "PM01") & (df["scan"] >= 2), "vs_array"] = 90.0
+    assert heatmap_outliers(df, "phase_deg") == ["PM01"]
+    assert heatmap_outliers(df.iloc[0:0], "tsys_k") == []
+
+
+def _legend_entries(legend: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per domain value, the symbol Vega will draw (the legend's per-entry expressions evaluated in Python)."""
+    import json
+    import re
+
+    out: dict[str, dict[str, Any]] = {}
+    for prop in ("symbolType", "symbolStrokeColor", "symbolDash", "symbolFillColor"):
+        expr = legend[prop]["expr"]
+        table = json.loads(re.fullmatch(r"\((.*)\)\[datum\.value\]", expr).group(1))
+        for value, symbol in table.items():
+            out.setdefault(value, {})[prop] = symbol
+    return out
+
+
+def test_spectrum_legend_draws_each_series_as_its_mark() -> None:
+    spec = charts.template_spec("spectrum", ())
+    legend = next(u["encoding"]["color"]["legend"] for u in units(spec) if "color" in u.get("encoding", {}))
+    entries = _legend_entries(legend)
+    assert entries["measured"]["symbolType"] == "circle"
+    assert entries["fit"]["symbolType"] == "stroke" and entries["fit"]["symbolDash"] == []
+    assert entries["expected"]["symbolType"] == "stroke" and entries["expected"]["symbolDash"] == charts.LEGEND_DASH
+    assert entries["expected range"]["symbolType"] == "square", "the catalogue band has its own entry"
+    line_dash = [u["mark"].get("strokeDash") for u in units_of(spec, "line")]
+    assert [6, 4] in line_dash, "the expected curve is the dashed line the legend shows"
+
+
+def test_light_curve_legend_names_the_catalogue_curve_and_band() -> None:
+    spec = charts.template_spec("light_curve", (True, True, True))
+    color = next(u["encoding"]["color"] for u in units(spec) if "color" in u.get("encoding", {}))
+    entries = _legend_entries(color["legend"])
+    assert color["scale"]["domain"][:3] == ["Pass", "SemiPass", "Fail"]
+    assert entries["catalogue expectation"]["symbolDash"] == charts.LEGEND_DASH
+    assert entries["catalogue ± error"]["symbolType"] == "square"
+    assert entries["this EB"]["symbolType"] == "diamond"
+    bare = charts.template_spec("light_curve", (True, False, False))
+    color = next(u["encoding"]["color"] for u in units(bare) if "color" in u.get("encoding", {}))
+    assert "catalogue ± error" not in color["scale"]["domain"], "no band, no legend entry for it"
 
 
 def test_phase_heatmap_is_symmetric_about_zero() -> None:
@@ -533,7 +603,7 @@ def test_metrics_history_accepts_wide_and_long_frames() -> None:
     wide = BUILDERS["metrics_history"][1]
     long = wide.melt(id_vars=["version", "n_labels"], var_name="metric", value_name="value")
     for df in (wide, long):
-        spec = spec_of(charts.metrics_history_chart(df))
+        spec = spec_of(model_charts.metrics_history_chart(df))
         assert sorted(mark_types(spec)) == ["line", "point"]
         point = next(u for u in units(spec) if u["mark"]["type"] == "point")
         assert point["encoding"]["y"]["scale"]["domain"] == [0, 1]
@@ -542,7 +612,7 @@ def test_metrics_history_accepts_wide_and_long_frames() -> None:
 
 def test_metrics_history_labels_counts_as_whole_numbers() -> None:
     one_run = pd.DataFrame({"version": [1], "n_labels": [320], "macro_f1": [0.64], "fail_recall": [0.76]})
-    spec = spec_of(charts.metrics_history_chart(one_run))
+    spec = spec_of(model_charts.metrics_history_chart(one_run))
     for unit in units(spec):
         axis = unit["encoding"]["x"]["axis"]
         assert axis["format"] == ",d" and axis["tickMinStep"] == 1
@@ -550,7 +620,7 @@ def test_metrics_history_labels_counts_as_whole_numbers() -> None:
 
 def test_confusion_matrix_keeps_the_qa0_order_and_every_cell() -> None:
     df = pd.DataFrame({"actual": ["Pass", "Fail", "Fail"], "predicted": ["Pass", "Pass", "Fail"], "count": [30, 2, 5]})
-    spec = spec_of(charts.confusion_chart(df))
+    spec = spec_of(model_charts.confusion_chart(df))
     assert sorted(mark_types(spec)) == ["rect", "text"]
     rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
     assert rect["encoding"]["x"]["scale"]["domain"] == ["Pass", "SemiPass", "Fail"]
@@ -569,20 +639,35 @@ def test_class_balance_bars_use_qa0_colours() -> None:
 
 def test_feature_importance_shows_the_top_features_largest_first() -> None:
     df = pd.DataFrame({"feature": [f"f{i}" for i in range(30)], "importance": np.arange(30) / 100})
-    spec = spec_of(charts.feature_importance_chart(df, top=5))
+    spec = spec_of(model_charts.feature_importance_chart(df, top=5))
     assert spec["encoding"]["y"]["sort"] == ["f29", "f28", "f27", "f26", "f25"]
     assert len(rows(spec)) == 5
+
+
+def test_feature_importance_names_every_bar_and_keeps_full_names_on_hover() -> None:
+    long_names = ["abs_flux_vs_expected_sigma_over_history", "abs_flux_vs_expected_sigma_over_catalogue", "pwv_mm"]
+    df = pd.DataFrame({"feature": long_names, "importance": [0.5, 0.4, 0.1]})
+    spec = spec_of(model_charts.feature_importance_chart(df))
+    y = spec["encoding"]["y"]
+    assert y["axis"]["labelOverlap"] is False and y["axis"]["labelLimit"] == 0
+    labels = y["sort"]
+    assert all(len(label.rstrip("\u200b")) <= model_charts.FEATURE_LABEL_CHARS for label in labels)
+    assert len(set(labels)) == 3, "two long names never collapse to one label"
+    assert labels[0].startswith("abs_flux") and labels[0].rstrip("\u200b").endswith("history")
+    assert labels[2] == "pwv_mm", "short names stay whole"
+    assert [r["feature"] for r in rows(spec)] == long_names, "the tooltip field holds the full name"
+    assert "feature" in tooltip_fields(spec)
 
 
 def test_uncertainty_histogram_bins_raw_values_or_draws_given_bins() -> None:
     raw = pd.DataFrame(
         {"uncertainty": np.random.default_rng(1).random(300), "predicted": ["Pass"] * 200 + ["Fail"] * 100}
     )
-    spec = spec_of(charts.uncertainty_histogram(raw, bins=10))
+    spec = spec_of(model_charts.uncertainty_histogram(raw, bins=10))
     assert sum(r["count"] for r in rows(spec)) == 300 and len(rows(spec)) == 20
     assert spec["encoding"]["x"]["bin"] == "binned" and spec["encoding"]["color"]["field"] == "predicted"
     binned = pd.DataFrame({"bin_start": [0.0, 0.5], "bin_end": [0.5, 1.0], "count": [3, 4]})
-    spec = spec_of(charts.uncertainty_histogram(binned))
+    spec = spec_of(model_charts.uncertainty_histogram(binned))
     assert [r["count"] for r in rows(spec)] == [3, 4] and "color" not in spec["encoding"]
 
 
@@ -591,7 +676,7 @@ def test_uncertainty_histogram_bins_raw_values_or_draws_given_bins() -> None:
 
 def test_kappa_heatmap_fills_both_halves() -> None:
     df = pd.DataFrame({"a": ["ana", "ana"], "b": ["ben", "eva"], "kappa": [0.7, 0.4], "n": [40, 12]})
-    spec = spec_of(charts.kappa_heatmap(df))
+    spec = spec_of(lead_charts.kappa_heatmap(df))
     rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
     pairs = {(r["a"], r["b"]): r["kappa"] for r in unit_rows(spec, rect)}
     assert pairs[("ana", "ben")] == pairs[("ben", "ana")] == 0.7 and len(pairs) == 4
@@ -610,9 +695,30 @@ def test_alpha_trend_has_both_lines_band_and_reference_levels() -> None:
     assert [r["alpha"] for r in unit_rows(spec, rule)] == [0.667, 0.8]
 
 
+def test_alpha_trend_does_not_join_weeks_across_a_gap() -> None:
+    weeks = pd.to_datetime(["2024-01-01", "2024-01-08", "2024-03-04", "2024-06-03", "2024-06-10"])
+    df = pd.DataFrame({"week": weeks, "alpha_nominal": [0.5, 0.6, 0.7, 0.4, 0.5], "alpha_ordinal": 0.6})
+    spec = spec_of(lead_charts.alpha_trend_chart(df))
+    line = next(u for u in units(spec) if u["mark"]["type"] == "line")
+    assert line["encoding"]["detail"]["field"] == "segment", "one line per run of consecutive weeks"
+    nominal = sorted((r["week"], r["segment"]) for r in unit_rows(spec, line) if r["kind"] == "nominal")
+    assert [seg for _, seg in nominal] == [0, 0, 1, 2, 2], "the lone March week is its own segment: a point"
+    assert "point" in mark_types(spec)
+
+
+def test_kappa_heatmap_names_every_aod_in_full() -> None:
+    names = [f"Astronomer number {i:02d} with a long name" for i in range(12)]
+    df = pd.DataFrame([(a, b, 0.5, 10) for a in names for b in names if a < b], columns=["a", "b", "kappa", "n"])
+    spec = spec_of(lead_charts.kappa_heatmap(df))
+    rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
+    for channel in ("x", "y"):
+        axis = rect["encoding"][channel]["axis"]
+        assert axis["labelOverlap"] is False and axis["labelLimit"] == 0
+
+
 def test_alpha_trend_with_week_labels_uses_an_ordinal_axis() -> None:
     df = pd.DataFrame({"week": ["2024-W01", "2024-W02"], "alpha_nominal": [0.5, -0.2], "alpha_ordinal": [0.6, 0.1]})
-    spec = spec_of(charts.alpha_trend_chart(df))
+    spec = spec_of(lead_charts.alpha_trend_chart(df))
     line = next(u for u in units(spec) if u["mark"]["type"] == "line")
     assert line["encoding"]["x"]["type"] == "ordinal"
     assert line["encoding"]["y"]["scale"]["domain"][0] == pytest.approx(-0.2)
@@ -634,7 +740,7 @@ def test_pair_confusion_accepts_a_crosstab_or_long_frame() -> None:
     long = pd.DataFrame({"a_value": a, "b_value": b, "count": 1})
     cells = []
     for df in (wide, long):
-        spec = spec_of(charts.pair_confusion_chart(df))
+        spec = spec_of(lead_charts.pair_confusion_chart(df))
         rect = next(u for u in units(spec) if u["mark"]["type"] == "rect")
         cells.append({(r["r"], r["c"]): r["count"] for r in unit_rows(spec, rect)})
     assert cells[0] == cells[1] and cells[0][("Pass", "SemiPass")] == 1 and len(cells[0]) == 9
@@ -650,25 +756,36 @@ def _panel_specs() -> dict[str, Any]:
     return {kind: p.spec() for kind, p in parts.items() if p is not None}
 
 
+def _panel_layout(panel: dict[str, Any]) -> list[list[list[dict[str, Any]]]]:
+    """Rows of columns of stacked charts."""
+    return [[col["vconcat"] if "vconcat" in col else [col] for col in row["hconcat"]] for row in panel["vconcat"]]
+
+
 def test_review_panel_is_one_view_with_each_chart_on_its_own_data_and_scales() -> None:
     specs = _panel_specs()
     before = {k: {kk: vv for kk, vv in v.items() if kk != "datasets"} for k, v in specs.items()}
     panel = charts.review_panel(specs)
     assert panel is not None
-    rows = [[sub for sub in row["hconcat"]] for row in panel["vconcat"]]
-    assert [len(r) for r in rows] == [2, 2]
-    names = [sub["data"]["name"] for row in rows for sub in row]
-    assert names == [f"{charts.REVIEW_DATA}_{k}" for k in ("spectrum", "light_curve", "heatmap", "context")]
-    for kind, name in zip(("spectrum", "light_curve", "heatmap", "context"), names):
+    layout = _panel_layout(panel)
+    order = ("heatmap", "spectrum", "light_curve", "context")
+    # Heatmap beside spectrum-over-flux-history (above the fold), the context rows below.
+    assert [[[sub["data"]["name"] for sub in col] for col in row] for row in layout] == [
+        [[f"{charts.REVIEW_DATA}_heatmap"], [f"{charts.REVIEW_DATA}_spectrum", f"{charts.REVIEW_DATA}_light_curve"]],
+        [[f"{charts.REVIEW_DATA}_context"]],
+    ]
+    subs = [sub for row in layout for col in row for sub in col]
+    names = [sub["data"]["name"] for sub in subs]
+    for kind, name in zip(order, names):
         assert panel["datasets"][name] is specs[kind]["datasets"][charts.REVIEW_DATA]
-    titles = [sub["title"] for row in rows for sub in row]
-    assert titles == [specs[k]["title"] for k in ("spectrum", "light_curve", "heatmap", "context")]
+    assert [sub["title"] for sub in subs] == [specs[k]["title"] for k in order]
     # Each level resolves colour independently: a shared scale would paint the QA0 classes with spw colours.
-    for level in (panel, *panel["vconcat"]):
+    stacks = [c for row in panel["vconcat"] for c in row["hconcat"] if "vconcat" in c]
+    for level in (panel, *panel["vconcat"], *stacks):
         assert level["resolve"]["scale"]["color"] == "independent"
-    assert all(sub.get("width") == charts.PANEL_CHART_WIDTH for sub in rows[0])
-    assert "width" not in rows[1][1], "the faceted context chart keeps its cell width"
-    assert not any("$schema" in sub or "config" in sub for row in rows for sub in row)
+        assert level["resolve"]["scale"]["stroke"] == "independent"
+    assert all(sub.get("width") == charts.PANEL_CHART_WIDTH for sub in subs[:3])
+    assert "width" not in subs[3], "the faceted context chart keeps its cell width"
+    assert not any("$schema" in sub or "config" in sub for sub in subs)
     after = {k: {kk: vv for kk, vv in v.items() if kk != "datasets"} for k, v in specs.items()}
     assert after == before, "the cached templates are not modified"
     # A valid Vega-Lite document (the Arrow bytes stand in as empty JSON datasets for the schema check).
@@ -679,9 +796,9 @@ def test_review_panel_leaves_out_charts_without_data() -> None:
     specs = _panel_specs()
     panel = charts.review_panel({**specs, "spectrum": None, "heatmap": None})
     assert panel is not None
-    assert [[sub["data"]["name"] for sub in row["hconcat"]] for row in panel["vconcat"]] == [
-        [f"{charts.REVIEW_DATA}_light_curve"],
-        [f"{charts.REVIEW_DATA}_context"],
+    assert [[[sub["data"]["name"] for sub in col] for col in row] for row in _panel_layout(panel)] == [
+        [[f"{charts.REVIEW_DATA}_light_curve"]],
+        [[f"{charts.REVIEW_DATA}_context"]],
     ]
     assert set(panel["datasets"]) == {f"{charts.REVIEW_DATA}_light_curve", f"{charts.REVIEW_DATA}_context"}
     assert charts.review_panel({"spectrum": None, "light_curve": None}) is None

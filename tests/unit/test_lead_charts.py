@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from qa0_label.lead import charts as lead_charts
-from qa0_label.review import charts
+from qa0_label.review import chart_style, charts
 
 
 def _units(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,7 +60,7 @@ def test_subset_of_columns_and_empty_input() -> None:
     assert {r["series"] for r in _rows(spec)} == {"kappa vs consensus"}
     for empty in (pd.DataFrame(), None, _history(kappa=np.nan)[["version", "n_labels", "kappa"]]):
         spec = lead_charts.model_agreement_chart(empty).to_dict()  # type: ignore[arg-type]
-        assert [r.get("message") for r in _rows(spec)] == [charts.NO_DATA_TEXT]
+        assert [r.get("message") for r in _rows(spec)] == [chart_style.NO_DATA_TEXT]
 
 
 def test_missing_columns_are_named() -> None:
