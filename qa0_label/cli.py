@@ -197,7 +197,7 @@ def _export_auto(args: argparse.Namespace, out: Path) -> int:
         raise UserError("--current applies to label exports, not to --predictions or --catalogue")
     from qa0_label.automation import predict as ap
 
-    engine = _engine(args)
+    engine = _engine(args, must_exist=True)
     if args.catalogue:
         frame = ap.catalogue_frame(engine=engine)
         n = ap.write_table(frame, out)
@@ -218,7 +218,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     alpha = _alpha_arg(args.alpha)
     from qa0_label.automation import predict as ap
 
-    engine = _engine(args)
+    engine = _engine(args, must_exist=True)
     eb_ids = None
     if args.uids:
         path = Path(args.uids)
@@ -277,7 +277,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from qa0_label.store.labels import LabelError, eb_id_for_uid
 
     try:
-        with session_scope(_engine(args)) as session:
+        with session_scope(_engine(args, must_exist=True)) as session:
             eb_id = eb_id_for_uid(session=session, uid=args.uid)
             payload = checks.header_json(view.eb_header(session=session, eb_id=eb_id))
     except (LabelError, view.EBNotFound) as exc:

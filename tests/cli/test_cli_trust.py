@@ -89,6 +89,10 @@ def test_merge_and_rename_need_a_lead(db_url: str, capsys: pytest.CaptureFixture
         ["export", "--out", "OUT/x.csv"],
         ["agreement"],
         ["label", UID, "--labeler", "Ana", "--value", "Pass"],
+        ["predict", "--json"],
+        ["export", "--out", "OUT/p.csv", "--predictions"],
+        ["export", "--out", "OUT/c.csv", "--catalogue"],
+        ["show", UID],
     ],
     ids=lambda a: a[0],
 )
