@@ -30,6 +30,7 @@ def test_every_label_page_key_is_handled_by_the_script(monkeypatch: pytest.Monke
         "F": "qa0-btn-fail",
         "K": "qa0-btn-skip",
         "U": "qa0-btn-undo",
+        "A": "qa0-btn-accept",
     }
     assert cfg["comment"] == label.K_COMMENT and cfg["notice"] == keys.NOTICE_ID
     assert {v: k for k, v in label.VALUE_KEYS.items()}.keys() <= cfg["keys"].keys(), "P / S / F all held and applied"
