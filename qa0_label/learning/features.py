@@ -79,48 +79,6 @@ RAW_FEATURES: tuple[str, ...] = (
 )
 """EB columns used as features unchanged."""
 
-DERIVED_FEATURES: tuple[str, ...] = (
-    "array_12m",
-    "n_antennas_frac",
-    "pwv_over_limit",
-    "tau_over_limit",
-    "airmass",
-    "tsys_over_expected",
-    "flux_snr",
-    "flux_vs_expected_sigma",
-    "flux_vs_expected_log",
-    "abs_flux_vs_expected_log",
-    "flux_vs_history_log",
-    "abs_flux_vs_history_sigma",
-    "flux_vs_neighbours_log",
-    "abs_flux_vs_neighbours_log",
-    "alpha_vs_source",
-    "abs_alpha_vs_source",
-    "det_n_antennas",
-    "det_flag_frac",
-    "dead_antennas",
-    "dead_frac",
-    "tsys_outlier_antennas",
-    "tsys_outlier_frac",
-    "tsys_max_ratio",
-    "amp_ant_scatter",
-    "amp_min_ratio",
-    "phase_jump_score",
-    "phase_spread_median",
-    "tsys_spike_ratio",
-    "scan_amp_spike",
-    "scan_amp_min_ratio",
-    "bp_ripple_worst_db",
-    "bp_ripple_max_db",
-    "spw_alpha_fit",
-    "spw_powerlaw_scatter_pct",
-    "spw_amp_min_ratio",
-    "good_antennas_frac",
-    "worst_limit_ratio",
-    "n_limits_exceeded",
-)
-"""Computed columns, always present (NaN when their inputs are missing), in this order after RAW_FEATURES."""
-
 DETAIL_FEATURES: tuple[str, ...] = (
     "det_n_antennas",
     "det_flag_frac",
@@ -143,6 +101,31 @@ DETAIL_FEATURES: tuple[str, ...] = (
     "spw_amp_min_ratio",
 )
 """The DERIVED_FEATURES that come from an EB's own detail rows only (cached per EB in eb_detail_features)."""
+
+DERIVED_FEATURES: tuple[str, ...] = (
+    "array_12m",
+    "n_antennas_frac",
+    "pwv_over_limit",
+    "tau_over_limit",
+    "airmass",
+    "tsys_over_expected",
+    "flux_snr",
+    "flux_vs_expected_sigma",
+    "flux_vs_expected_log",
+    "abs_flux_vs_expected_log",
+    "flux_vs_history_log",
+    "abs_flux_vs_history_sigma",
+    "flux_vs_neighbours_log",
+    "abs_flux_vs_neighbours_log",
+    "alpha_vs_source",
+    "abs_alpha_vs_source",
+    *DETAIL_FEATURES,
+    "good_antennas_frac",
+    "worst_limit_ratio",
+    "n_limits_exceeded",
+)
+"""Computed columns, always present (NaN when their inputs are missing), in this order after RAW_FEATURES."""
+
 
 HISTORY_WINDOW = 5
 """How many earlier EBs of the same source and band make its 'recent history'."""
