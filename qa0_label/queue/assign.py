@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, text, true
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, literal, text, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -428,14 +428,9 @@ def _serving_run(conn: Any, run_id: int, version: int, finished: Any) -> Serving
 
 SECOND_OPINIONS = ("overlap", "gold")
 """Picks that hand out EBs other labelers already labelled, by design."""
-_Q_LABELLED = (
-    sa_select(col(Label.id))
-    .where(
-        col(Label.eb_id) == bindparam("eb", type_=Integer()),
-        Label.value.is_not(None),  # type: ignore[union-attr]
-    )
-    .limit(1)
-)
+# Labelled by anyone, by the one rule of _not_labelled (an undone label does not count: CI caught the PostgreSQL
+# re-check refusing an EB whose only label had been undone).
+_Q_LABELLED = sa_select(literal(1)).where(~_not_labelled(bindparam("eb", type_=Integer())))
 
 
 _PG_LOCK_AND_LEASE = text(
