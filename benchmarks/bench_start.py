@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_ui import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from benchmarks.bench_ui import CHROMIUM, CHROMIUM_ARGS, free_port, open_label_page  # noqa: E402
 
 DRAWN = (
     "() => { const c = document.querySelectorAll('[data-testid=\"stVegaLiteChart\"]');"
@@ -71,7 +71,7 @@ def one_run(browser: object, work: Path) -> dict[str, float]:
             time.sleep(0.05)
         t_listen = time.perf_counter() - t0
         page = browser.new_page(viewport={"width": 1600, "height": 1000})  # type: ignore[attr-defined]
-        page.goto(f"http://127.0.0.1:{port}/?labeler=first_visitor", wait_until="domcontentloaded")
+        open_label_page(page, f"http://127.0.0.1:{port}/?labeler=first_visitor", timeout_ms=300_000)
         page.wait_for_function(DRAWN, timeout=300_000, polling=50)
         t_eb = time.perf_counter() - t0
         page.close()

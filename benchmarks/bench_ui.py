@@ -86,6 +86,16 @@ INSTALL = """
 """
 
 
+def open_label_page(page: object, url: str, *, timeout_ms: int = 120_000) -> None:
+    """Go to URL (?labeler=NAME) and confirm a new name the way a first-time AoD does (one click)."""
+    page.goto(url, wait_until="domcontentloaded")  # type: ignore[attr-defined]
+    page.wait_for_selector(".st-key-qa0-uid, .st-key-qa0_confirm_new button", timeout=timeout_ms)  # type: ignore[attr-defined]
+    confirm = page.query_selector(".st-key-qa0_confirm_new button")  # type: ignore[attr-defined]
+    if confirm is not None:
+        confirm.click()
+    page.wait_for_selector(".st-key-qa0-uid", timeout=timeout_ms)  # type: ignore[attr-defined]
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -332,8 +342,7 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable")
-            page.goto(f"http://127.0.0.1:{port}/?labeler=bench_aod", wait_until="domcontentloaded")
-            page.wait_for_selector(".st-key-qa0-uid", timeout=120_000)
+            open_label_page(page, f"http://127.0.0.1:{port}/?labeler=bench_aod")
             page.evaluate(INSTALL)
             page.wait_for_function(
                 "() => document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state') === 'notRunning'",
