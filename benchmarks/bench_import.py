@@ -29,33 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa0_label.sim.simulate import generate  # noqa: E402
+from qa0_label.store.models import EB_FIELDS  # noqa: E402
 
 BASE = 2_000  # distinct simulated EBs the file repeats (with new uids)
 BLOCK = 100_000  # rows written per to_csv call, so generating the file needs little memory
-COLUMNS = [
-    "uid",
-    "sb_name",
-    "project",
-    "source",
-    "band",
-    "array",
-    "start_time",
-    "duration_s",
-    "n_antennas",
-    "pwv_mm",
-    "elevation_deg",
-    "tsys_median_k",
-    "phase_rms_deg",
-    "flagged_fraction",
-    "exec_fraction",
-    "freq_ghz",
-    "flux_jy",
-    "flux_err_jy",
-    "spectral_index",
-    "spectral_index_err",
-    "expected_flux_jy",
-    "expected_flux_err_jy",
-]
+COLUMNS = [f for f in EB_FIELDS if f != "extra"]  # every EB field an import file carries
 
 
 def write_csv(path: Path, rows: int, seed: int = 0) -> None:

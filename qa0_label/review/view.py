@@ -23,33 +23,9 @@ from qa0_label.review import checks, limits
 from qa0_label.review.rows import EBNotFound
 from qa0_label.review.rows import frame as frame_rows
 from qa0_label.store import labels
-from qa0_label.store.models import ExecutionBlock
+from qa0_label.store.models import EB_FIELDS, ExecutionBlock
 
-HEADER_FIELDS: tuple[str, ...] = (
-    "uid",
-    "sb_name",
-    "project",
-    "source",
-    "band",
-    "array",
-    "start_time",
-    "duration_s",
-    "n_antennas",
-    "pwv_mm",
-    "elevation_deg",
-    "tsys_median_k",
-    "phase_rms_deg",
-    "flagged_fraction",
-    "exec_fraction",
-    "freq_ghz",
-    "flux_jy",
-    "flux_err_jy",
-    "spectral_index",
-    "spectral_index_err",
-    "expected_flux_jy",
-    "expected_flux_err_jy",
-    "extra",
-)
+HEADER_FIELDS: tuple[str, ...] = EB_FIELDS
 
 HEATMAP_METRICS: tuple[str, ...] = ("tsys_k", "amplitude", "phase_deg", "bp_ripple_db")
 """EBDetail columns the antenna x scan heatmap can show."""

@@ -83,6 +83,12 @@ class ExecutionBlock(SQLModel, table=True):
     imported_at: datetime = Field(default_factory=utcnow)
 
 
+EB_FIELDS: tuple[str, ...] = tuple(
+    c.name for c in table_of(ExecutionBlock).columns if c.name not in ("id", "imported_at")
+)
+"""An EB's own fields in table order (no surrogate id, no import stamp): what the header and an EB table show."""
+
+
 class EBDetail(SQLModel, table=True):
     """One antenna x spectral window x scan measurement of an EB (drives the review plots)."""
 
