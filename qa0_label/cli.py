@@ -427,13 +427,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    """Agreement statistics over each labeler's current label."""
+    """Agreement statistics over each labeler's current label (accepted suggestions left out unless asked)."""
     from qa0_label.lead.agreement import agreement_report
+    from qa0_label.lead.report import accepted_left_out, agreement_labels
     from qa0_label.store.db import session_scope
-    from qa0_label.store.labels import current_labels
 
     with session_scope(_engine(args, must_exist=True)) as session:
-        report = agreement_report(current_labels(session, include_archive=False))
+        report = agreement_report(agreement_labels(session=session, include_accepted=args.include_accepted))
+        report["accepted_suggestions_left_out"] = 0 if args.include_accepted else accepted_left_out(session=session)
     if args.json:
         _print_json(report)
     else:
@@ -447,6 +448,11 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             print(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
         for note in report.get("notes", []):
             print(f"note: {note}")
+        if report["accepted_suggestions_left_out"]:
+            print(
+                f"left out: {report['accepted_suggestions_left_out']} accepted model suggestions "
+                "(--include-accepted counts them)"
+            )
     return EXIT_OK
 
 
@@ -645,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("agreement", help="agreement statistics")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--include-accepted", action="store_true", help="count labels that accepted the model's suggestion (key A)"
+    )
     p.set_defaults(func=cmd_agreement)
 
     p = sub.add_parser("backup", help="consistent copy of a live SQLite database")

@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from qa0_label.automation import accept
 from qa0_label.lead import agreement
 from qa0_label.store.labels import LabelError, consensus, current_labels, normalize_value
 from qa0_label.store.models import LABEL_VALUES, GoldEB, Label, ModelRun
@@ -74,20 +75,36 @@ def latest_done_version(*, session: Session) -> int:
 # --- inter-AoD agreement ------------------------------------------------------------------------------
 
 
-def agreement_labels(*, session: Session) -> pd.DataFrame:
-    """Each labeler's current label per EB, the 'archive' importer excluded (as the CLI's agreement does)."""
+def agreement_labels(*, session: Session, include_accepted: bool = False) -> pd.DataFrame:
+    """Each labeler's current label per EB, the 'archive' importer excluded; accepted suggestions too by default.
+
+    An AoD who pressed ``A`` agreed with the model, not made a call of their own: counting those labels
+    would raise inter-AoD agreement by the model's consistency, so the statistics leave them out unless
+    INCLUDE_ACCEPTED.
+    """
     frame = current_labels(session, include_archive=False)
+    if not include_accepted:
+        frame = accept.without_accepted(session=session, labels=frame, id_column="event_id")
     return frame[LABEL_COLUMNS].reset_index(drop=True)
 
 
-def agreement_overview(*, session: Session, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def accepted_left_out(*, session: Session) -> int:
+    """How many current labels the agreement statistics leave out as accepted model suggestions."""
+    frame = current_labels(session, include_archive=False)
+    return len(frame) - len(accept.without_accepted(session=session, labels=frame, id_column="event_id"))
+
+
+def agreement_overview(
+    *, session: Session, n_boot: int = 1000, seed: int = 0, level: float = 0.95, include_accepted: bool = False
+) -> dict[str, Any]:
     """The agreement report, its weekly alpha trend and the labels it was computed from.
 
     Keys: report (``agreement.agreement_report``), trend (``agreement.weekly_trend``), labels
-    (``agreement_labels``), labelers (sorted names), newest_label_id (the state it describes).
+    (``agreement_labels``), labelers (sorted names), newest_label_id (the state it describes),
+    accepted_left_out (accepted suggestions not counted; 0 when INCLUDE_ACCEPTED).
     """
     key = newest_label_id(session=session)
-    labels = agreement_labels(session=session)
+    labels = agreement_labels(session=session, include_accepted=include_accepted)
     report = agreement.agreement_report(labels, n_boot=n_boot, seed=seed, level=level)
     trend = (
         agreement.weekly_trend(labels, n_boot=n_boot, seed=seed, level=level)
@@ -100,6 +117,7 @@ def agreement_overview(*, session: Session, n_boot: int = 1000, seed: int = 0, l
         "labels": labels,
         "labelers": sorted(labels["labeler"].astype(str).unique()),
         "newest_label_id": key,
+        "accepted_left_out": 0 if include_accepted else accepted_left_out(session=session),
     }
 
 
@@ -323,14 +341,14 @@ def model_vs_aods(*, session: Session) -> dict[str, Any] | None:
 # --- per AoD ------------------------------------------------------------------------------------------
 
 
-def per_aod_table(*, session: Session) -> dict[str, Any]:
+def per_aod_table(*, session: Session, include_accepted: bool = False) -> dict[str, Any]:
     """``agreement.per_labeler_stats`` on the current labels, with gold EBs and the latest model.
 
     Returns {"table": DataFrame (columns of per_labeler_stats), "model_version": int | None (the run whose
     out-of-fold predictions fill agreement_with_model), "has_model_predictions": bool}. Without stored
     out-of-fold predictions agreement_with_model stays NaN: in-sample predictions are never used.
     """
-    labels = agreement_labels(session=session)
+    labels = agreement_labels(session=session, include_accepted=include_accepted)
     gold = session.exec(select(GoldEB.eb_id, GoldEB.value)).all()
     gold_frame = pd.DataFrame(gold, columns=["eb_id", "value"])
     runs = _done_runs(session)

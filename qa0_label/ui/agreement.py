@@ -87,16 +87,18 @@ def _state(url: str) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner="Computing agreement statistics…", max_entries=8)
-def _overview(url: str, label_id: int, roster_version: int = 0) -> dict[str, Any]:
+def _overview(url: str, label_id: int, roster_version: int = 0, include_accepted: bool = False) -> dict[str, Any]:
     # label_id is the cache key: a new label, undo or adjudication changes it, nothing else does.
     with session_scope(w.engine_for(url)) as session:
-        return lead_report.agreement_overview(session=session, n_boot=N_BOOT)
+        return lead_report.agreement_overview(session=session, n_boot=N_BOOT, include_accepted=include_accepted)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _per_aod(url: str, label_id: int, gold: tuple[int, str], model: int, roster_version: int = 0) -> dict[str, Any]:
+def _per_aod(
+    url: str, label_id: int, gold: tuple[int, str], model: int, roster_version: int = 0, include_accepted: bool = False
+) -> dict[str, Any]:
     with session_scope(w.engine_for(url)) as session:
-        return lead_report.per_aod_table(session=session)
+        return lead_report.per_aod_table(session=session, include_accepted=include_accepted)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -154,6 +156,11 @@ def summary_section(data: dict[str, Any]) -> None:
     for col, (key, name) in zip(cols[1:], lead_report.SUMMARY_STATISTICS):
         col.metric(name, _fmt(report.get(key)))
         col.caption(_interval(report.get(f"{key}_ci")).replace("95%", f"{level}%"))
+    if data.get("accepted_left_out"):
+        st.caption(
+            f"{data['accepted_left_out']} accepted model suggestions (key A) are left out: they agree with the "
+            "model, not an AoD's own call. Tick 'Count accepted suggestions' above to include them."
+        )
     if report.get("notes"):
         _plain_lines(list(report["notes"]), key="qa0-agreement-notes")
     if not report.get("n_items"):
@@ -218,7 +225,7 @@ def pair_section(data: dict[str, Any]) -> None:
 
 def per_aod_section(url: str, state: dict[str, Any]) -> None:
     """Per-AoD workload, label mix, speed and agreement with consensus, model and gold EBs."""
-    data = _per_aod(url, state["label_id"], state["gold"], state["model"], state["roster"])
+    data = _per_aod(url, state["label_id"], state["gold"], state["model"], state["roster"], state["accepted"])
     table: pd.DataFrame = data["table"]
     if table.empty:
         st.info("No labels yet: per-AoD figures appear with the first labels.")
@@ -617,10 +624,17 @@ def render() -> None:
     st.title("Agreement")
     url = ctx.settings.database_url
     state = _state(url)
+    state["accepted"] = st.checkbox(
+        "Count accepted suggestions",
+        value=False,
+        key="qa0-agreement-include-accepted",
+        help="Labels an AoD gave by accepting the model's auto-QA0 suggestion (key A). Left out by default: "
+        "agreement between AoDs should measure their own calls.",
+    )
     names = ["Summary", "AoDs", "Model vs AoDs", "Adjudication"] + (["Gold EBs", "Roster"] if ctx.lead else [])
     tabs = st.tabs(names)
     with tabs[0]:
-        summary_section(_overview(url, state["label_id"], state["roster"]))
+        summary_section(_overview(url, state["label_id"], state["roster"], state["accepted"]))
     with tabs[1]:
         per_aod_section(url, state)
     with tabs[2]:

@@ -389,3 +389,20 @@ def test_lead_marks_and_unmarks_a_gold_eb(seeded_db: str) -> None:
     with session_scope(engine) as session:
         assert adj.gold_table(session=session).empty
     assert any("No gold EBs yet" in c.value for c in at.caption)
+
+
+def test_accepted_suggestions_are_left_out_until_the_box_is_ticked(seeded_db: str) -> None:
+    from qa0_label.automation import accept
+
+    with session_scope(get_engine(seeded_db), write=True) as session:
+        frame = current_labels(session, include_archive=False)
+        multi = frame[frame.duplicated("eb_id", keep=False)]
+        accept.mark_accepted(session=session, label_id=int(multi["event_id"].iloc[0]), run_id=None, suggested="Pass")
+        n_all = agreement.agreement_report(frame, n_boot=10)["n_labels"]
+    at = _page("t_aod")
+    assert any("1 accepted model suggestions (key A) are left out" in c.value for c in at.caption)
+    assert f"{n_all - 1} labels" in " ".join(c.value for c in at.caption)
+    at.checkbox(key="qa0-agreement-include-accepted").check().run()
+    _ok(at)
+    assert f"{n_all} labels" in " ".join(c.value for c in at.caption)
+    assert not any("are left out" in c.value for c in at.caption)

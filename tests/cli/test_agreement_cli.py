@@ -64,3 +64,25 @@ def test_agreement_text_and_json_survive_undefined_statistics(
     assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["fleiss_kappa"] is None and report["notes"]
+
+
+def test_accepted_suggestions_are_left_out_unless_asked(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlmodel import select
+
+    from qa0_label.automation import accept
+    from qa0_label.store.models import Label, Labeler
+
+    _seed(db_url, [(0, "ana", "Pass"), (0, "bob", "Pass"), (1, "ana", "Fail"), (1, "bob", "Fail")])
+    with session_scope(get_engine(db_url), write=True) as s:
+        eb = s.exec(select(ExecutionBlock).where(ExecutionBlock.uid == "uid://A002/Xcli/X1")).one()
+        bob = s.exec(select(Labeler).where(Labeler.name == "bob")).one()
+        bobs = s.exec(select(Label).where(Label.eb_id == eb.id, Label.labeler_id == bob.id)).one()
+        accept.mark_accepted(session=s, label_id=int(bobs.id or 0), run_id=None, suggested="Fail")
+    assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert own["n_items"] == 1 and own["accepted_suggestions_left_out"] == 1
+    assert cli.main(["--db", db_url, "agreement", "--json", "--include-accepted"]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert every["n_items"] == 2 and every["accepted_suggestions_left_out"] == 0
+    assert cli.main(["--db", db_url, "agreement"]) == 0
+    assert "left out: 1 accepted model suggestions" in capsys.readouterr().out
