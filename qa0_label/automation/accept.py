@@ -1,13 +1,10 @@
 """An AoD accepting the model's auto-QA0 suggestion: an ordinary review label, marked so statistics can tell."""
 
-# mypy: disable-error-code="call-overload, arg-type, union-attr, attr-defined, unused-ignore, assignment, var-annotated, return-value"
-# (SQLModel columns used in Core statements without col(); to be tightened like the rest of the package.)
-
 from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from qa0_label.store.models import AcceptedSuggestion, Label
 
@@ -21,7 +18,7 @@ def mark_accepted(*, session: Session, label_id: int, run_id: int | None, sugges
 
 def accepted_label_ids(*, session: Session) -> set[int]:
     """Ids of review labels that are accepted suggestions (agreement statistics may leave them out)."""
-    return {int(r[0]) for r in session.connection().execute(select(AcceptedSuggestion.label_id))}
+    return {int(r[0]) for r in session.connection().execute(select(col(AcceptedSuggestion.label_id)))}
 
 
 def without_accepted(*, session: Session, labels: pd.DataFrame, id_column: str = "id") -> pd.DataFrame:
@@ -38,7 +35,7 @@ def accepted_share(*, session: Session) -> dict[str, int]:
 
     conn = session.connection()
     total = conn.execute(
-        select(func.count()).select_from(Label).where(Label.kind == "review", Label.value.is_not(None))
-    ).scalar()  # type: ignore[union-attr]
+        select(func.count()).select_from(Label).where(col(Label.kind) == "review", col(Label.value).is_not(None))
+    ).scalar()
     acc = conn.execute(select(func.count()).select_from(AcceptedSuggestion)).scalar()
     return {"reviews": int(total or 0), "accepted_suggestions": int(acc or 0)}

@@ -1,11 +1,8 @@
 """Altair builders for the Model page's Automation section (pure: frames in, charts out; tested via to_dict())."""
 
-# mypy: disable-error-code="call-overload, arg-type, union-attr, attr-defined, unused-ignore, assignment, var-annotated, return-value"
-# (SQLModel columns used in Core statements without col(); to be tightened like the rest of the package.)
-
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import altair as alt
 import pandas as pd
@@ -47,7 +44,8 @@ def coverage_curve_chart(frame: pd.DataFrame, alpha: float, *, height: int = 260
     rule = alt.Chart(pd.DataFrame({"alpha": [float(alpha)], "label": [f"alpha in force {alpha:g}"]}))
     marked = rule.mark_rule(color="black", strokeDash=[6, 3]).encode(x="alpha:Q", tooltip=["label:N"])
     text = rule.mark_text(align="left", dx=4, dy=-110, fontSize=11).encode(x="alpha:Q", text="label:N")
-    return alt.layer(lines, diag, marked, text).properties(height=height, title="Auto-QA0: coverage vs error")
+    chart = alt.layer(lines, diag, marked, text).properties(height=height, title="Auto-QA0: coverage vs error")
+    return cast(alt.LayerChart, chart)  # altair's stubs widen layer().properties() to LayerChart | FacetChart
 
 
 def relevance_chart(frame: pd.DataFrame, *, top: int = 15, height: int = 360) -> alt.Chart:

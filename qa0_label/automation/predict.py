@@ -1,8 +1,5 @@
 """The model's decision per EB at error rate alpha (CLI `predict`, `export --predictions`), and the catalogue hand-off."""
 
-# mypy: disable-error-code="call-overload, arg-type, union-attr, attr-defined, unused-ignore, assignment, var-annotated, return-value"
-# (SQLModel columns used in Core statements without col(); to be tightened like the rest of the package.)
-
 from __future__ import annotations
 
 import functools
@@ -15,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 from sqlmodel import select as sm_select
 
 from qa0_label.automation import calibrate as cal
@@ -57,9 +55,9 @@ def check_uids(engine: Engine, path: Path) -> list[int]:
         for start in range(0, len(uids), 900):
             part = uids[start : start + 900]
             for uid, eb in conn.execute(
-                select(ExecutionBlock.uid, ExecutionBlock.id).where(ExecutionBlock.uid.in_(part))
-            ):  # type: ignore[attr-defined]
-                id_of[str(uid)] = int(eb)
+                select(col(ExecutionBlock.uid), col(ExecutionBlock.id)).where(col(ExecutionBlock.uid).in_(part))
+            ):
+                id_of[str(uid)] = int(eb or 0)  # a stored EB's id: never NULL
     missing = [(n, u) for n, u in wanted if u not in id_of]
     if missing:
         n, u = missing[0]
@@ -77,9 +75,9 @@ def _serving(engine: Engine) -> tuple[ModelRun | None, AutoRun | None, float]:
     with session_scope(engine) as s:
         alpha = policy.current_alpha(session=s)
         run = s.exec(
-            sm_select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+            sm_select(ModelRun).where(col(ModelRun.status) == "done").order_by(col(ModelRun.version).desc()).limit(1)
         ).first()
-        auto = s.get(AutoRun, int(run.id)) if run is not None else None
+        auto = s.get(AutoRun, int(run.id or 0)) if run is not None else None
         if run is not None:
             s.expunge(run)
         if auto is not None:
@@ -102,10 +100,12 @@ def threshold_for(auto: AutoRun | None, alpha: float) -> tuple[float | None, str
 
 def _scores_stmt(run_id: int) -> Any:
     return (
-        select(ExecutionBlock.id, ExecutionBlock.uid, Score.p_pass, Score.p_semipass, Score.p_fail)
+        select(
+            col(ExecutionBlock.id), col(ExecutionBlock.uid), col(Score.p_pass), col(Score.p_semipass), col(Score.p_fail)
+        )
         .select_from(ExecutionBlock)
-        .outerjoin(Score, (Score.eb_id == ExecutionBlock.id) & (Score.run_id == int(run_id)))  # type: ignore[arg-type]
-        .order_by(ExecutionBlock.id)
+        .outerjoin(Score, (col(Score.eb_id) == col(ExecutionBlock.id)) & (col(Score.run_id) == int(run_id)))
+        .order_by(col(ExecutionBlock.id))
     )
 
 
@@ -121,7 +121,7 @@ def _scores(engine: Engine, run_id: int, eb_ids: Sequence[int] | None) -> pd.Dat
         else:
             ids = [int(e) for e in eb_ids]
             for start in range(0, len(ids), 900):
-                stmt = _scores_stmt(run_id).where(ExecutionBlock.id.in_(ids[start : start + 900]))  # type: ignore[union-attr]
+                stmt = _scores_stmt(run_id).where(col(ExecutionBlock.id).in_(ids[start : start + 900]))
                 # An IN list is expanded at execution (bulk_rows compiles without it); these lists are short.
                 rows += [tuple(r) for r in conn.execute(stmt)]
     frame = pd.DataFrame.from_records(rows, columns=cols)
@@ -166,11 +166,11 @@ def predictions(
     alpha = alpha_now if alpha is None else cal.check_alpha(alpha)
     if run is None:
         frame = _scores(engine, -1, eb_ids)
-        why = "no trained model yet: retrain first"
+        why: str | None = "no trained model yet: retrain first"
         t = None
     else:
         t, why = threshold_for(auto, alpha)
-        frame = _scores(engine, int(run.id), eb_ids)
+        frame = _scores(engine, int(run.id or 0), eb_ids)
     proba = frame[list(cal.CLASSES)].to_numpy(dtype=float)
     scored = np.isfinite(proba).all(axis=1)
     decisions = np.full(len(frame), NEEDS_AOD, dtype=object)
@@ -234,24 +234,32 @@ def _reasons(
 
 
 _Q_SERVING = (
-    select(ModelRun.id, ModelRun.version, ModelRun.artifact_path, ModelRun.artifact_sha256, AutoRun.alpha)
+    select(
+        col(ModelRun.id),
+        col(ModelRun.version),
+        col(ModelRun.artifact_path),
+        col(ModelRun.artifact_sha256),
+        col(AutoRun.alpha),
+    )
     .select_from(ModelRun)
-    .outerjoin(AutoRun, AutoRun.run_id == ModelRun.id)  # type: ignore[arg-type]
-    .where(ModelRun.status == "done")
-    .order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
+    .outerjoin(AutoRun, col(AutoRun.run_id) == col(ModelRun.id))
+    .where(col(ModelRun.status) == "done")
+    .order_by(col(ModelRun.version).desc())
     .limit(1)
 )
-_Q_ALPHA = select(AutoAlpha.alpha).order_by(AutoAlpha.id.desc()).limit(1)  # type: ignore[union-attr]
+_Q_ALPHA = select(col(AutoAlpha.alpha)).order_by(col(AutoAlpha.id).desc()).limit(1)
 _Q_ONE = (
-    select(Score.p_pass, Score.p_semipass, Score.p_fail, AutoDecision.value)
+    select(col(Score.p_pass), col(Score.p_semipass), col(Score.p_fail), col(AutoDecision.value))
     .select_from(Score)
     .outerjoin(
         AutoDecision,
-        (AutoDecision.run_id == Score.run_id) & (AutoDecision.eb_id == Score.eb_id),  # type: ignore[arg-type]
+        (col(AutoDecision.run_id) == col(Score.run_id)) & (col(AutoDecision.eb_id) == col(Score.eb_id)),
     )
-    .where(Score.run_id == bindparam("run"), Score.eb_id == bindparam("eb"))
+    .where(col(Score.run_id) == bindparam("run"), col(Score.eb_id) == bindparam("eb"))
 )
-_Q_AUTO = select(AutoRun.threshold, AutoRun.summary, AutoRun.updated_at).where(AutoRun.run_id == bindparam("run"))
+_Q_AUTO = select(col(AutoRun.threshold), col(AutoRun.summary), col(AutoRun.updated_at)).where(
+    col(AutoRun.run_id) == bindparam("run")
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -273,12 +281,12 @@ def explain_eb(*, engine: Engine, eb_id: int) -> dict[str, Any] | None:
     """
     with session_scope(engine) as s:
         conn = s.connection()
-        run = conn.execute(_Q_SERVING).first()
+        run: Any = conn.execute(_Q_SERVING).first()
         if run is None:
             return None
         alpha_now = conn.execute(_Q_ALPHA).scalar()
         one = conn.execute(_Q_ONE, {"run": int(run[0]), "eb": int(eb_id)}).first()
-        stamp = conn.execute(select(AutoRun.updated_at).where(AutoRun.run_id == int(run[0]))).scalar()
+        stamp = conn.execute(select(col(AutoRun.updated_at)).where(col(AutoRun.run_id) == int(run[0]))).scalar()
     alpha = float(alpha_now) if alpha_now is not None else cal.DEFAULT_ALPHA
     if one is None:
         return None
@@ -367,7 +375,9 @@ def catalogue_frame(*, engine: Engine) -> pd.DataFrame:
     res = predictions(engine=engine, reasons=False)
     if res["model_version"] is not None:
         with session_scope(engine) as s:
-            ids = dict(s.connection().execute(select(ExecutionBlock.uid, ExecutionBlock.id)).all())
+            ids: dict[str, Any] = dict(
+                s.connection().execute(select(col(ExecutionBlock.uid), col(ExecutionBlock.id))).all()
+            )
         for item in res["items"]:
             e = int(ids[item["uid"]])
             if item["decision"] == "Pass" and e not in human:
@@ -375,22 +385,22 @@ def catalogue_frame(*, engine: Engine) -> pd.DataFrame:
     if not basis:
         return pd.DataFrame(columns=CATALOGUE_COLUMNS)
     wanted = sorted(basis)
-    rows = []
+    rows: list[Any] = []
     with session_scope(engine) as s:
         conn = s.connection()
         cols = (
-            ExecutionBlock.id,
-            ExecutionBlock.uid,
-            ExecutionBlock.source,
-            ExecutionBlock.band,
-            ExecutionBlock.freq_ghz,
-            ExecutionBlock.flux_jy,
-            ExecutionBlock.flux_err_jy,
-            ExecutionBlock.spectral_index,
-            ExecutionBlock.start_time,
+            col(ExecutionBlock.id),
+            col(ExecutionBlock.uid),
+            col(ExecutionBlock.source),
+            col(ExecutionBlock.band),
+            col(ExecutionBlock.freq_ghz),
+            col(ExecutionBlock.flux_jy),
+            col(ExecutionBlock.flux_err_jy),
+            col(ExecutionBlock.spectral_index),
+            col(ExecutionBlock.start_time),
         )
         for start in range(0, len(wanted), 900):
-            rows += conn.execute(select(*cols).where(ExecutionBlock.id.in_(wanted[start : start + 900]))).all()  # type: ignore[union-attr]
+            rows += conn.execute(select(*cols).where(col(ExecutionBlock.id).in_(wanted[start : start + 900]))).all()
     frame = pd.DataFrame(
         rows,
         columns=[

@@ -6,9 +6,6 @@ decide alone at that alpha (the queue skips them with one indexed NOT EXISTS). T
 saved beside the model artifact so that an EB's explanation never rebuilds features.
 """
 
-# mypy: disable-error-code="call-overload, arg-type, union-attr, attr-defined, unused-ignore, assignment, var-annotated, return-value"
-# (SQLModel columns used in Core statements without col(); to be tightened like the rest of the package.)
-
 from __future__ import annotations
 
 import logging
@@ -18,7 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, exists, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from qa0_label.access.authz import Requester
 from qa0_label.automation import calibrate as cal
@@ -60,14 +57,14 @@ def _summary(c: cal.Calibration, *, oof_proba: np.ndarray, y: np.ndarray, seed: 
 def _write_decisions(engine: Engine, run_id: int, eb_ids: np.ndarray, decisions: np.ndarray) -> None:
     rows = [(run_id, int(e), str(d)) for e, d in zip(eb_ids, decisions) if d is not None]
     with session_scope(engine, write=True) as s:
-        s.exec(delete(AutoDecision).where(AutoDecision.run_id == run_id))  # type: ignore[call-overload]
+        s.exec(delete(AutoDecision).where(col(AutoDecision.run_id) == run_id))
         keep_ids = [
-            int(k)
+            int(k or 0)  # ids of stored runs: never NULL
             for k in s.connection()
-            .execute(select(ModelRun.id).order_by(ModelRun.version.desc()).limit(KEEP_RUNS))  # type: ignore[attr-defined]
+            .execute(select(col(ModelRun.id)).order_by(col(ModelRun.version).desc()).limit(KEEP_RUNS))
             .scalars()
         ]
-        s.exec(delete(AutoDecision).where(AutoDecision.run_id.notin_(keep_ids + [run_id])))  # type: ignore[call-overload, attr-defined]
+        s.exec(delete(AutoDecision).where(col(AutoDecision.run_id).notin_(keep_ids + [run_id])))
     for start in range(0, len(rows), 20_000):  # short write transactions: AoDs' labels slip in between
         with session_scope(engine, write=True) as s:
             bulk_insert(s.connection(), "auto_decision", ["run_id", "eb_id", "value"], rows[start : start + 20_000])
@@ -131,7 +128,11 @@ def after_finish(*, engine: Engine, run_id: int) -> None:
 def _scores(s: Session, run_id: int) -> tuple[np.ndarray, np.ndarray]:
     rows = (
         s.connection()
-        .execute(select(Score.eb_id, Score.p_pass, Score.p_semipass, Score.p_fail).where(Score.run_id == run_id))
+        .execute(
+            select(col(Score.eb_id), col(Score.p_pass), col(Score.p_semipass), col(Score.p_fail)).where(
+                col(Score.run_id) == run_id
+            )
+        )
         .all()
     )
     if not rows:
@@ -143,7 +144,10 @@ def _scores(s: Session, run_id: int) -> tuple[np.ndarray, np.ndarray]:
 def _labelled_ids(s: Session) -> set[int]:
     from qa0_label.store.models import Label
 
-    return {int(r[0]) for r in s.connection().execute(select(Label.eb_id).where(Label.value.is_not(None)).distinct())}  # type: ignore[union-attr]
+    return {
+        int(r[0])
+        for r in s.connection().execute(select(col(Label.eb_id)).where(col(Label.value).is_not(None)).distinct())
+    }
 
 
 def rederive(*, engine: Engine, run_id: int, alpha: float) -> None:
@@ -203,7 +207,10 @@ def serving_run_id(engine: Engine) -> int | None:
         rid = (
             s.connection()
             .execute(
-                select(ModelRun.id).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
+                select(col(ModelRun.id))
+                .where(col(ModelRun.status) == "done")
+                .order_by(col(ModelRun.version).desc())
+                .limit(1)
             )
             .scalar()
         )
@@ -214,13 +221,13 @@ def state(*, engine: Engine) -> dict[str, Any]:
     """What the Model page's Automation section and the CLI say: alpha, the serving run's figures, and why none."""
     with session_scope(engine) as s:
         alpha = policy.current_alpha(session=s)
-        run = (
+        run: Any = (
             s.connection()
             .execute(
-                select(ModelRun.id, ModelRun.version)
-                .where(ModelRun.status == "done")
-                .order_by(ModelRun.version.desc())
-                .limit(1)  # type: ignore[attr-defined]
+                select(col(ModelRun.id), col(ModelRun.version))
+                .where(col(ModelRun.status) == "done")
+                .order_by(col(ModelRun.version).desc())
+                .limit(1)
             )
             .first()
         )
@@ -243,14 +250,14 @@ def current_pool_counts(*, engine: Engine, run_id: int) -> dict[str, int]:
 
     from qa0_label.store.models import Label
 
-    unlabelled = ~exists().where(Label.eb_id == AutoDecision.eb_id, Label.value.is_not(None))  # type: ignore[union-attr]
+    unlabelled = ~exists().where(col(Label.eb_id) == col(AutoDecision.eb_id), col(Label.value).is_not(None))
     with session_scope(engine) as s:
         rows = (
             s.connection()
             .execute(
-                select(AutoDecision.value, func.count())
-                .where(AutoDecision.run_id == run_id, unlabelled)
-                .group_by(AutoDecision.value)
+                select(col(AutoDecision.value), func.count())
+                .where(col(AutoDecision.run_id) == run_id, unlabelled)
+                .group_by(col(AutoDecision.value))
             )
             .all()
         )
