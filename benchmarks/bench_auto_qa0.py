@@ -117,6 +117,27 @@ def guarantee(summary: dict, proba: np.ndarray, un: np.ndarray, ref: np.ndarray,
     return out
 
 
+def noise_floor(summary: dict, ref: np.ndarray, ids: np.ndarray, alphas) -> dict:
+    """What a model that knew the hidden reference would get: its error against the consensus labels, certified?
+
+    The consensus labels are what calibration must trust. If even the reference disagrees with them more often
+    than alpha, no honest method can auto-decide anything at that alpha, whatever the model.
+    """
+    y = np.asarray(summary["y"], dtype=object)
+    ref_of = dict(zip(ids.tolist(), ref.tolist()))
+    y_ref = np.asarray([ref_of.get(int(e)) for e in summary["oof_eb_id"]], dtype=object)
+    onehot = np.asarray([[float(v == c) for c in cal.CLASSES] for v in y_ref])
+    out: dict = {
+        "n": int(len(y)),
+        "reference_vs_consensus_error": float((y_ref != y).mean()),
+        "per_reference_value": {c: float((y[y_ref == c] != c).mean()) for c in cal.CLASSES if (y_ref == c).any()},
+    }
+    for a in alphas:
+        c = cal.calibrate(onehot, y, alpha=a, seed=1, alphas=())
+        out[f"oracle_certified_at_{a}"] = c.threshold is not None
+    return out
+
+
 def digits_check(seeds: int, n_labelled: int = 500, alphas=(0.02, 0.05)) -> dict:
     """Part 4: the guarantee and coverage on scikit-learn's digits with exact labels."""
     from sklearn.datasets import load_digits
@@ -203,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             ]
             alphas = [0.02] + [a for a in (0.05, 0.10) if a != 0.02]
             g = guarantee(summary, proba, un, ref, ids, alphas, args.splits)
+            floor = noise_floor(summary, ref, ids, alphas)
             report["budgets"][n_labels] = {
+                "noise_floor": floor,
                 "labelled_ebs": summary["n_labelled"],
                 "retrain_s": round(secs, 2),
                 "curve": curve,
@@ -217,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
             for r in curve:
                 ce = "-" if r["check_error"] is None else f"{r['check_error']:.3f}"
                 print(f"{r['alpha']:.3f}  {r['coverage']:.3f}     {ce} ({r['check_auto']})")
+            print(
+                f"noise floor: the hidden reference itself disagrees with the consensus on "
+                f"{floor['reference_vs_consensus_error']:.3f} of the {floor['n']} labelled EBs ("
+                + ", ".join(f"reference {c}: {e:.3f}" for c, e in floor["per_reference_value"].items())
+                + "); a model that knew it is certified at "
+                + ", ".join(f"alpha {a}: {'yes' if floor[f'oracle_certified_at_{a}'] else 'no'}" for a in alphas)
+            )
             for a in alphas:
                 gg = g[a]
                 print(
