@@ -106,3 +106,21 @@ def test_key_a_accepts_the_suggestion(url: str, monkeypatch: pytest.MonkeyPatch)
             .all()
         )
     assert len(rows) == 1 and rows[0][0] == rows[0][1]
+
+
+def test_too_few_labels_the_page_says_why_and_how_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = auto_pool.build(tmp_path / "few.sqlite", n=200, labelled=60, alpha=None)
+    monkeypatch.setenv("QA0_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("QA0_SEED_DEMO", "0")
+    monkeypatch.setenv("QA0_AUTO_RETRAIN", "0")
+    monkeypatch.setenv("QA0_MODEL_DIR", str(tmp_path / "models"))
+    from qa0_label.store.labels import get_or_create_labeler
+
+    with session_scope(get_engine(f"sqlite:///{path}"), write=True) as s:
+        get_or_create_labeler(session=s, name="t_aod")
+    try:
+        at = _model_page("t_aod")
+        (why,) = [m.value for m in at.warning if "No EB is auto-decided" in m.value]
+        assert "too few held-out labels" in why and "114" in why
+    finally:
+        dispose_engines()
