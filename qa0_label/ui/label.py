@@ -80,7 +80,14 @@ A thread measured as fast as a worker process per key press (the build runs whil
 and keeps the app ~240 MB smaller, which keeps a 100k-pool app under 1 GB during a retrain."""
 LOOKAHEAD_ENV = "QA0_LOOKAHEAD"
 """1 (default): reserve each AoD's next EB while they look at the current one (lookahead.py); 0: only guess."""
+AUTO_SUGGEST_ENV = "QA0_AUTO_SUGGEST"
+"""1 (default): the Label page shows the model's auto-QA0 call, its reasons and key A; 0: hidden (a site that
+wants every AoD call made without seeing the model's first)."""
 _OFF = ("0", "off", "no", "false")
+
+
+def _suggestions_on() -> bool:
+    return os.environ.get(AUTO_SUGGEST_ENV, "1").strip().lower() not in _OFF
 
 
 def _prefetch_mode() -> str:
@@ -599,7 +606,8 @@ def review_area(url: str, who: str) -> None:
             draw_actions(assignment, who, url)
         with why:
             draw_why(assignment)
-            auto_ui.draw_suggestion(url, assignment, who, on_label)  # auto-QA0: the model's call and why (key A)
+            if _suggestions_on():
+                auto_ui.draw_suggestion(url, assignment, who, on_label)  # auto-QA0: the model's call and why (key A)
             draw_session_counter()
             heat_selector()
         draw_plots(url, bundle, selector=False)

@@ -124,3 +124,18 @@ def test_too_few_labels_the_page_says_why_and_how_many(tmp_path: Path, monkeypat
         assert "too few held-out labels" in why and "114" in why
     finally:
         dispose_engines()
+
+
+def test_suggestions_can_be_switched_off(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA0_RANDOM_SHARE", "1")
+    monkeypatch.setenv("QA0_OVERLAP_SHARE", "0")
+    monkeypatch.setenv("QA0_GOLD_SHARE", "0")
+    monkeypatch.setenv("QA0_AUTO_SUGGEST", "0")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["labeler"] = "t_aod"
+    at.run()
+    for _ in range(8):  # with suggestions on, every EB of a trained pool shows the Auto-QA0 box
+        assert not at.exception, [e.value for e in at.exception]
+        assert "qa0-btn-accept" not in {b.key for b in at.button}
+        assert not any("Auto-QA0" in m.value for m in at.markdown)
+        [b for b in at.button if b.key == "qa0-btn-skip"][0].click().run()
