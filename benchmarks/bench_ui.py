@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_ui.py [--ebs 5000] [--presses 30] [--retrain] [--dwell 3]
     .venv/bin/python benchmarks/bench_ui.py --db /tmp/ui100k/qa0.sqlite --in-place --presses 30
+    QA0_AUTO_SUGGEST=0 .venv/bin/python benchmarks/bench_ui.py --baseline   # the label page without the auto-QA0 box
 
 Builds (once, cached under benchmarks/out/) a simulated database of N EBs, copies it, starts
 `streamlit run streamlit_app.py` on a free port, opens /?labeler=... in headless Chromium and presses P / S / F.
@@ -16,6 +17,8 @@ Besides the latency (median / p95 / max) it prints the median moments the new ui
 finished, and the CPU each press cost: browser_cpu (the page's renderer main thread, Chrome's TaskDuration)
 and server_cpu (the streamlit process and its children, so during a retrain it includes the retrain worker).
 CPU per press does not depend on how busy the machine is; the latency does (load_average is printed).
+With --baseline the same browser and probe then measure a one-button Streamlit app (a key press swaps one line
+of text): Streamlit's own round trip on this machine, the floor any Streamlit label page sits on.
 With --db the benchmark uses an existing database (e.g. a 100,000-EB pool; run `retrain` on it first).
 """
 
@@ -137,8 +140,59 @@ def count_ebs(db: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM execution_block").fetchone()[0] or 0)
 
 
+BASELINE_APP = """
+import streamlit as st
+
+st.session_state.setdefault("n", 0)
+
+
+def _next() -> None:
+    st.session_state.n += 1
+
+
+for label in ("Pass", "SemiPass", "Fail"):
+    st.button(label, key=f"b-{label}", shortcut=label[0], on_click=_next)
+with st.container(key="qa0-uid"):
+    st.text(f"uid://A002/Xbaseline/X{st.session_state.n:x}")
+"""
+"""The real alternative's floor: a Streamlit app whose key press only swaps one line of text (no database)."""
+
+
+def measure_baseline(work: Path, presses: int, warmup: int, dwell: float) -> dict[str, object]:
+    """BASELINE_APP in the same browser set-up and probe: Streamlit's own key -> rerun -> paint round trip."""
+    from playwright.sync_api import sync_playwright
+
+    script = work / "baseline_app.py"
+    script.write_text(BASELINE_APP)
+    port = free_port()
+    server = start_server(work / "unused.sqlite", port, work / "baseline.log", timing=False, script=script)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            page.wait_for_selector(".st-key-qa0-uid", timeout=120_000)
+            page.evaluate(INSTALL)
+            time.sleep(dwell)
+            measure(page, warmup, dwell)
+            samples = measure(page, presses, dwell, cdp=cdp, server_pid=server.pid)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return press_stats(samples)
+
+
 def start_server(
-    db: Path, port: int, log: Path, *, model_dir: Path | None = None, timing: bool = True
+    db: Path,
+    port: int,
+    log: Path,
+    *,
+    model_dir: Path | None = None,
+    timing: bool = True,
+    script: Path | str = "streamlit_app.py",
 ) -> subprocess.Popen[bytes]:
     """`streamlit run streamlit_app.py` on PORT against DB (demo seeding off); also used by bench_memory.py."""
     env = {
@@ -156,7 +210,7 @@ def start_server(
         "-m",
         "streamlit",
         "run",
-        "streamlit_app.py",
+        str(script),
         "--server.headless",
         "true",
         "--server.port",
@@ -322,6 +376,11 @@ def main() -> int:
         "e.g. a 100,000-EB pool from `python -m qa0_label simulate`",
     )
     ap.add_argument("--in-place", action="store_true", help="with --db: label in that file instead of a copy")
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure a one-button Streamlit app (key -> one line of text) the same way, in the same run",
+    )
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -376,6 +435,10 @@ def main() -> int:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+    try:
+        if args.baseline:
+            result["baseline_one_button_app"] = measure_baseline(work, args.presses, args.warmup, args.dwell)
+    finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
     return 0
