@@ -68,7 +68,8 @@ def _state(url: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarr
     proba = np.asarray([r[1:4] for r in rows], dtype=float)
     ref = np.asarray([r[4] for r in rows], dtype=object)
     labelled = np.asarray([bool(r[5]) for r in rows])
-    summary["oof_eb_id"] = metrics["oof_predictions"]["eb_id"]
+    # The rows calibration used (EBs with an accepted suggestion are left out; none in a simulated pool).
+    summary["oof_eb_id"] = summary.get("eb_id") or metrics["oof_predictions"]["eb_id"]
     return summary, proba, ~labelled, ref, ids
 
 

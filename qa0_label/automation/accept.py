@@ -21,6 +21,14 @@ def accepted_label_ids(*, session: Session) -> set[int]:
     return {int(r[0]) for r in session.connection().execute(select(col(AcceptedSuggestion.label_id)))}
 
 
+def ebs_with_accepted(*, session: Session) -> set[int]:
+    """EBs with any label that accepted a suggestion: their consensus echoes the model, so calibration skips them."""
+    stmt = (
+        select(col(Label.eb_id)).join(AcceptedSuggestion, col(AcceptedSuggestion.label_id) == col(Label.id)).distinct()
+    )
+    return {int(r[0]) for r in session.connection().execute(stmt)}
+
+
 def without_accepted(*, session: Session, labels: pd.DataFrame, id_column: str = "id") -> pd.DataFrame:
     """LABELS (a frame with label ids) without the accepted suggestions: each AoD's own calls only."""
     ids = accepted_label_ids(session=session)

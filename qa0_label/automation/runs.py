@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from qa0_label.access.authz import Requester
+from qa0_label.automation import accept, policy
 from qa0_label.automation import calibrate as cal
-from qa0_label.automation import policy
 from qa0_label.store.db import bulk_insert, session_scope
 from qa0_label.store.models import AutoDecision, AutoRun, ModelRun, Score, utcnow
 
@@ -83,14 +83,25 @@ def after_scoring(
     model_dir: Path,
     version: int,
 ) -> dict[str, Any]:
-    """Retrain hook: calibrate on the held-out labels, store the run's auto-QA0 state; returns the run's figures."""
+    """Retrain hook: calibrate on the held-out labels, store the run's auto-QA0 state; returns the run's figures.
+
+    OOF_PROBA and Y are the labelled EBs' rows in pool order (EB_IDS[LABELLED]). EBs whose labels include an
+    accepted suggestion are left out of calibration and of the held-out check: such a label is the model's own
+    call, and counting it would make the model look more often right than AoDs judging alone find it.
+    """
     with session_scope(engine) as s:
         alpha = policy.current_alpha(session=s)
+        echoed = accept.ebs_with_accepted(session=s)
     un = ~np.asarray(labelled, dtype=bool)
+    oof_ids = np.asarray(eb_ids, dtype=np.int64)[~un]
+    own = ~np.isin(oof_ids, np.fromiter(echoed, dtype=np.int64, count=len(echoed)))
+    oof_proba, y = np.asarray(oof_proba, dtype=float)[own], np.asarray(y, dtype=object)[own]
     c = cal.calibrate(oof_proba, y, alpha=alpha, seed=seed, pool_proba=proba[un])
     decisions = cal.decide(proba, c.threshold)
     pool = cal.pool_counts(decisions[un])
     summary = _summary(c, oof_proba=oof_proba, y=y, seed=seed, pool=pool)
+    summary["eb_id"] = [int(e) for e in oof_ids[own]]
+    summary["accepted_left_out"] = int((~own).sum())
     # Written by save_features once the model artifact is in place (a killed retrain leaves only .partial files).
     summary["features_path"] = str(features_path(model_dir, version))
     with session_scope(engine, write=True) as s:
@@ -234,8 +245,8 @@ def state(*, engine: Engine) -> dict[str, Any]:
         auto = s.get(AutoRun, int(run[0])) if run is not None else None
         summary = dict(auto.summary or {}) if auto is not None else None
     if summary is not None:
-        summary.pop("oof_proba", None)
-        summary.pop("y", None)
+        for bulky in ("oof_proba", "y", "eb_id"):
+            summary.pop(bulky, None)
     return {
         "alpha": alpha,
         "run_id": int(run[0]) if run is not None else None,

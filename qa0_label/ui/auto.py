@@ -146,7 +146,13 @@ def render_automation(ctx: w.PageContext) -> None:
     st.caption(
         f"Calibrated on {summary.get('n_calibration', 0)} held-out labels (out-of-fold scores), checked on "
         f"{summary.get('n_check', 0)}. Accepted suggestions so far: {data['accepted']['accepted_suggestions']:,} of "
-        f"{data['accepted']['reviews']:,} review labels."
+        f"{data['accepted']['reviews']:,} review labels"
+        + (
+            f"; {summary['accepted_left_out']:,} EBs with an accepted suggestion left out of calibration "
+            "(their label is the model's own call)."
+            if summary.get("accepted_left_out")
+            else "."
+        )
     )
     rel = relevance_data(url, state["version"])
     if not rel.empty:

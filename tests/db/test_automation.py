@@ -194,3 +194,29 @@ def test_too_few_labels_decide_nothing_and_say_why(tmp_path: Path) -> None:
     res = predict.predictions(engine=engine)
     assert {i["decision"] for i in res["items"]} == {"needs_aod"} and "114" in res["why_none"]
     assert not _auto_ids(f"sqlite:///{path}")
+
+
+def test_calibration_leaves_out_ebs_whose_label_accepted_a_suggestion(url: str, tmp_path: Path) -> None:
+    from qa0_label.learning.training import retrain
+
+    engine = get_engine(url)
+    before = runs.state(engine=engine)["summary"]
+    with session_scope(engine, write=True) as s:
+        labelled = [
+            int(r[0])
+            for r in s.connection().execute(text("SELECT id, eb_id FROM label WHERE value IS NOT NULL ORDER BY id"))
+        ][:25]
+        for label_id in labelled:
+            accept.mark_accepted(session=s, label_id=label_id, run_id=None, suggested="Pass")
+        echoed = accept.ebs_with_accepted(session=s)
+    assert len(echoed) == 25
+    retrain(engine=engine, settings=Settings(database_url=url, model_dir=tmp_path / "models"), trigger="test")
+    with session_scope(engine) as s:
+        run = runs.serving_run_id(engine)
+        stored = s.connection().execute(text("SELECT summary FROM auto_run WHERE run_id = :r"), {"r": run}).scalar()
+    import json
+
+    summary = json.loads(stored) if isinstance(stored, str) else stored
+    assert summary["accepted_left_out"] == 25 and not echoed & set(summary["eb_id"])
+    assert summary["n_labelled"] == before["n_labelled"] - 25 == len(summary["y"]) == len(summary["eb_id"])
+    assert runs.state(engine=engine)["summary"]["n_labelled"] == summary["n_labelled"]
