@@ -13,10 +13,10 @@ import pandas as pd
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
-from sqlmodel import select as sm_select
 
 from qa0_label.automation import calibrate as cal
 from qa0_label.automation import explain, policy
+from qa0_label.store import runs as store_runs
 from qa0_label.store.db import bulk_rows, get_engine, session_scope
 from qa0_label.store.models import AutoAlpha, AutoDecision, AutoRun, ExecutionBlock, ModelRun, Score
 
@@ -74,9 +74,7 @@ def check_uids(engine: Engine, path: Path) -> list[int]:
 def _serving(engine: Engine) -> tuple[ModelRun | None, AutoRun | None, float]:
     with session_scope(engine) as s:
         alpha = policy.current_alpha(session=s)
-        run = s.exec(
-            sm_select(ModelRun).where(col(ModelRun.status) == "done").order_by(col(ModelRun.version).desc()).limit(1)
-        ).first()
+        run = store_runs.serving_run(s)
         auto = s.get(AutoRun, int(run.id or 0)) if run is not None else None
         if run is not None:
             s.expunge(run)
@@ -234,7 +232,7 @@ def _reasons(
 
 
 _Q_SERVING = (
-    select(
+    store_runs.serving_select(
         col(ModelRun.id),
         col(ModelRun.version),
         col(ModelRun.artifact_path),
@@ -243,9 +241,6 @@ _Q_SERVING = (
     )
     .select_from(ModelRun)
     .outerjoin(AutoRun, col(AutoRun.run_id) == col(ModelRun.id))
-    .where(col(ModelRun.status) == "done")
-    .order_by(col(ModelRun.version).desc())
-    .limit(1)
 )
 _Q_ALPHA = select(col(AutoAlpha.alpha)).order_by(col(AutoAlpha.id).desc()).limit(1)
 _Q_ONE = (

@@ -20,6 +20,7 @@ from sqlmodel import Session, col
 from qa0_label.access.authz import Requester
 from qa0_label.automation import accept, policy
 from qa0_label.automation import calibrate as cal
+from qa0_label.store import runs as store_runs
 from qa0_label.store.db import bulk_insert, session_scope
 from qa0_label.store.models import AutoDecision, AutoRun, ModelRun, Score, utcnow
 
@@ -215,16 +216,7 @@ def change_alpha(*, engine: Engine, lead: str | Requester, alpha: float) -> dict
 def serving_run_id(engine: Engine) -> int | None:
     """The newest done model run's id (the one the queue and the pages serve), or None."""
     with session_scope(engine) as s:
-        rid = (
-            s.connection()
-            .execute(
-                select(col(ModelRun.id))
-                .where(col(ModelRun.status) == "done")
-                .order_by(col(ModelRun.version).desc())
-                .limit(1)
-            )
-            .scalar()
-        )
+        rid = s.connection().execute(store_runs.serving_select(col(ModelRun.id))).scalar()
     return None if rid is None else int(rid)
 
 
@@ -232,16 +224,7 @@ def state(*, engine: Engine) -> dict[str, Any]:
     """What the Model page's Automation section and the CLI say: alpha, the serving run's figures, and why none."""
     with session_scope(engine) as s:
         alpha = policy.current_alpha(session=s)
-        run: Any = (
-            s.connection()
-            .execute(
-                select(col(ModelRun.id), col(ModelRun.version))
-                .where(col(ModelRun.status) == "done")
-                .order_by(col(ModelRun.version).desc())
-                .limit(1)
-            )
-            .first()
-        )
+        run: Any = s.connection().execute(store_runs.serving_select(col(ModelRun.id), col(ModelRun.version))).first()
         auto = s.get(AutoRun, int(run[0])) if run is not None else None
         summary = dict(auto.summary or {}) if auto is not None else None
     if summary is not None:

@@ -23,8 +23,9 @@ from sqlmodel import Session, select
 
 from qa0_label.automation import accept
 from qa0_label.lead import agreement
+from qa0_label.store import runs as store_runs
 from qa0_label.store.labels import LabelError, consensus, current_labels, normalize_value
-from qa0_label.store.models import LABEL_VALUES, GoldEB, Label, ModelRun
+from qa0_label.store.models import LABEL_VALUES, GoldEB, Label, ModelRun, table_of
 
 LABEL_COLUMNS: list[str] = ["eb_id", "labeler", "value", "created_at", "seconds_on_eb", "event_id"]
 """Columns of ``agreement_labels``: what the agreement statistics need, nothing more (no comments)."""
@@ -68,7 +69,7 @@ def gold_state(*, session: Session) -> tuple[int, str]:
 
 def latest_done_version(*, session: Session) -> int:
     """Version of the newest finished model run; 0 when there is none."""
-    version = session.exec(select(func.max(ModelRun.version)).where(ModelRun.status == "done")).one()
+    version = session.connection().execute(store_runs.serving_select(table_of(ModelRun).c.version)).scalar()
     return int(version or 0)
 
 
@@ -282,7 +283,7 @@ def run_agreement(metrics: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _done_runs(session: Session) -> list[ModelRun]:
-    return list(session.exec(select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version)).all())  # type: ignore[arg-type]
+    return store_runs.done_runs(session)
 
 
 def model_history(*, session: Session) -> pd.DataFrame:

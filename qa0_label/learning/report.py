@@ -11,6 +11,7 @@ from sqlalchemy import exists
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from qa0_label.store import runs as store_runs
 from qa0_label.store.labels import consensus
 from qa0_label.store.models import LABEL_VALUES, Label, ModelRun, Score
 
@@ -58,9 +59,7 @@ def metric_history_long(history: pd.DataFrame) -> pd.DataFrame:
 
 def latest_done_run(*, session: Session) -> dict[str, Any] | None:
     """The newest finished run as a plain dict (id, version, finished_at, n_labels, metrics, features), or None."""
-    run = session.exec(
-        select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
-    ).first()
+    run = store_runs.serving_run(session)
     if run is None:
         return None
     return {

@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from qa0_label.automation import queue as automation  # auto-QA0: model picks skip EBs the model decides alone
 from qa0_label.config import Settings
 from qa0_label.learning import strategies as strat
+from qa0_label.store import runs as store_runs
 from qa0_label.store.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
 from qa0_label.store.labels import CURRENT_KINDS, get_or_create_labeler, normalize_name, release_lease
 from qa0_label.store.models import (
@@ -318,12 +319,7 @@ class ServingRun:
 
 
 _RUNS = table_of(ModelRun).c
-_Q_RUN = (
-    sa_select(_RUNS.id, _RUNS.version, _RUNS.finished_at)
-    .where(_RUNS.status == "done")
-    .order_by(_RUNS.version.desc())
-    .limit(1)
-)
+_Q_RUN = store_runs.serving_select(_RUNS.id, _RUNS.version, _RUNS.finished_at)
 _Q_RUN_METRICS = sa_select(col(ModelRun.metrics)).where(col(ModelRun.id) == _RUN)
 _Q_DONE_COUNT = sa_select(
     sa_select(func.count()).select_from(Label).where(col(Label.labeler_id) == _ME).scalar_subquery()
