@@ -12,18 +12,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import Integer, Select, String, bindparam, func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
 from qa0_label.review import checks, limits
 from qa0_label.review.rows import EBNotFound
 from qa0_label.review.rows import frame as frame_rows
 from qa0_label.store import labels
-from qa0_label.store.models import EB_FIELDS, ExecutionBlock
+from qa0_label.store.models import EB_FIELDS, EBDetail, ExecutionBlock, table_of
 
 HEADER_FIELDS: tuple[str, ...] = EB_FIELDS
 
@@ -61,7 +63,74 @@ MIN_HISTORY_FOR_ALPHA = 3
 """Other EBs of a source needed before their mean spectral index replaces the catalogue table."""
 FIT_SAMPLES = 60
 
-_TIME_TYPE = ExecutionBlock.__table__.c.start_time.type  # type: ignore[attr-defined]
+# --- prebuilt statements (the label page runs them for every EB it shows) ---------------------------------
+
+_EB = table_of(ExecutionBlock)
+_OTHER = _EB.alias("o")  # the source's other EBs, for its typical spectral index
+_DET = table_of(EBDetail)
+_TIME_TYPE = _EB.c.start_time.type
+_ID = bindparam("id", type_=Integer())
+
+_Q_EB = sa_select(_EB.c.id.label("eb_id"), *(_EB.c[c] for c in HEADER_FIELDS)).where(_EB.c.id == _ID)
+
+
+def _history(expr: Any) -> Any:
+    """EXPR over the EB's source's other EBs with a plausible spectral index (correlated to the outer EB)."""
+    lo, hi = limits.SPECTRAL_INDEX_RANGE
+    return (
+        sa_select(expr)
+        .where(
+            _OTHER.c.source == _EB.c.source,
+            _OTHER.c.id != _EB.c.id,
+            _OTHER.c.spectral_index.between(float(lo), float(hi)),
+        )
+        .scalar_subquery()
+    )
+
+
+_Q_EB_WITH_HISTORY = _Q_EB.add_columns(
+    _history(func.avg(_OTHER.c.spectral_index)).label("hist_alpha"),
+    _history(func.avg(_OTHER.c.spectral_index * _OTHER.c.spectral_index)).label("hist_alpha2"),
+    _history(func.count(_OTHER.c.spectral_index)).label("hist_n"),
+)
+_Q_SPW_FLUX = (
+    sa_select(
+        _DET.c.spw,
+        func.avg(_DET.c.freq_ghz),
+        func.avg(_DET.c.amplitude),
+        func.avg(_DET.c.amplitude * _DET.c.amplitude),
+        func.count(_DET.c.amplitude),
+    )
+    .where(_DET.c.eb_id == _ID, ~_DET.c.flagged, _DET.c.amplitude.is_not(None))
+    .group_by(_DET.c.spw)
+    .order_by(_DET.c.spw)
+)
+_Q_LIGHT_CURVE = (
+    sa_select(
+        _EB.c.id,
+        _EB.c.uid,
+        _EB.c.start_time,
+        _EB.c.freq_ghz,
+        _EB.c.flux_jy,
+        _EB.c.flux_err_jy,
+        _EB.c.expected_flux_jy,
+        _EB.c.expected_flux_err_jy,
+    )
+    .where(
+        _EB.c.source == bindparam("source", type_=String()),
+        _EB.c.band == bindparam("band", type_=Integer()),
+        _EB.c.start_time >= bindparam("t0", type_=_TIME_TYPE),
+        _EB.c.start_time <= bindparam("t1", type_=_TIME_TYPE),
+    )
+    .order_by(_EB.c.start_time, _EB.c.id)
+)
+
+
+@cache
+def _details_stmt(columns: tuple[str, ...]) -> Select[Any]:
+    """SELECT COLUMNS of one EB's detail rows, built once per column set (the header's and each heatmap's)."""
+    return sa_select(*(_DET.c[c] for c in columns)).where(_DET.c.eb_id == _ID)
+
 
 
 # --- small helpers ---------------------------------------------------------------------------------
@@ -89,7 +158,7 @@ def _float(value: Any) -> float | None:
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
-    # A raw SELECT returns SQLite's JSON column as text and PostgreSQL's as a parsed object.
+    # The JSON column comes back parsed; text (a hand-written row) is parsed here, anything else is no extras.
     if isinstance(value, (str, bytes)):
         try:
             value = json.loads(value)
@@ -98,28 +167,15 @@ def _json_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def _eb_row(session: Session, eb_id: int, extra_sql: str = "") -> dict[str, Any]:
-    cols = ", ".join(f"e.{c}" for c in HEADER_FIELDS)
-    row = (
-        session.connection()
-        .execute(
-            text(f"SELECT e.id AS eb_id, {cols}{extra_sql} FROM execution_block e WHERE e.id = :id"), {"id": int(eb_id)}
-        )
-        .mappings()
-        .first()
-    )
+def _eb_row(session: Session, eb_id: int, stmt: Select[Any] = _Q_EB) -> dict[str, Any]:
+    row = session.connection().execute(stmt, {"id": int(eb_id)}).mappings().first()
     if row is None:
         raise EBNotFound(f"no EB with id {eb_id}")
     return dict(row)
 
 
 def _details(session: Session, eb_id: int, columns: Sequence[str]) -> pd.DataFrame:
-    cols = ", ".join(columns)
-    rows = (
-        session.connection()
-        .execute(text(f"SELECT {cols} FROM eb_detail WHERE eb_id = :id"), {"id": int(eb_id)})
-        .fetchall()
-    )
+    rows = session.connection().execute(_details_stmt(tuple(columns)), {"id": int(eb_id)}).fetchall()
     frame = frame_rows(rows, columns)
     for col in ("spw", "scan"):
         if col in frame:
@@ -265,26 +321,8 @@ def spectrum(*, session: Session, eb_id: int) -> SpectrumData:
     MIN_HISTORY_FOR_ALPHA, else GRID_SOURCE_ALPHA, else DEFAULT_ALPHA. The band widens away from freq_ghz by
     the index's scatter. Raises EBNotFound for an unknown id.
     """
-    lo_a, hi_a = limits.SPECTRAL_INDEX_RANGE
-    hist = f"""
-        FROM execution_block o WHERE o.source = e.source AND o.id <> e.id
-        AND o.spectral_index BETWEEN {lo_a} AND {hi_a}"""
-    head = _eb_row(
-        session,
-        eb_id,
-        f""", (SELECT AVG(o.spectral_index) {hist}) AS hist_alpha,
-              (SELECT AVG(o.spectral_index * o.spectral_index) {hist}) AS hist_alpha2,
-              (SELECT COUNT(o.spectral_index) {hist}) AS hist_n""",
-    )
-    conn = session.connection()
-    rows = conn.execute(
-        text(
-            """SELECT spw, AVG(freq_ghz), AVG(amplitude), AVG(amplitude * amplitude), COUNT(amplitude)
-               FROM eb_detail WHERE eb_id = :id AND NOT flagged AND amplitude IS NOT NULL
-               GROUP BY spw ORDER BY spw"""
-        ),
-        {"id": int(eb_id)},
-    ).fetchall()
+    head = _eb_row(session, eb_id, _Q_EB_WITH_HISTORY)
+    rows = session.connection().execute(_Q_SPW_FLUX, {"id": int(eb_id)}).fetchall()
     spw = pd.DataFrame(rows, columns=["spw", "freq_ghz", "flux_jy", "mean_sq", "n"])
     spw = spw.astype({"freq_ghz": float, "flux_jy": float, "mean_sq": float, "n": int})
     n = spw["n"].to_numpy(dtype=float)
@@ -391,17 +429,7 @@ def light_curve(
     assert start is not None
     window = timedelta(days=max(int(days), 0))
     params = {"source": head["source"], "band": int(head["band"]), "t0": start - window, "t1": start + window}
-    where = "e.source = :source AND e.band = :band AND e.start_time >= :t0 AND e.start_time <= :t1"
-    binds = [bindparam("t0", type_=_TIME_TYPE), bindparam("t1", type_=_TIME_TYPE)]
-    conn = session.connection()
-    rows = conn.execute(
-        text(
-            f"""SELECT e.id, e.uid, e.start_time, e.freq_ghz, e.flux_jy, e.flux_err_jy, e.expected_flux_jy,
-                       e.expected_flux_err_jy
-                FROM execution_block e WHERE {where} ORDER BY e.start_time, e.id"""
-        ).bindparams(*binds),
-        params,
-    ).fetchall()
+    rows = session.connection().execute(_Q_LIGHT_CURVE, params).fetchall()
     frame = frame_rows(
         rows,
         ["eb_id", "uid", "start_time", "freq_ghz", "flux_jy", "flux_err_jy", "expected_flux_jy", "exp_err"],
