@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Select, cast, func, literal, literal_column, text
+from sqlalchemy import BigInteger, Integer, Select, bindparam, cast, func, literal
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
@@ -17,23 +17,24 @@ from qa0_label.review import limits
 from qa0_label.review.rows import EBNotFound
 from qa0_label.review.rows import frame as _frame
 from qa0_label.store import labels
-from qa0_label.store.models import CAUTION_ORDER, ExecutionBlock
+from qa0_label.store.models import CAUTION_ORDER, ExecutionBlock, Label, table_of
 
-CONTEXT_METRICS: dict[str, str] = {
-    "pwv_mm": "e.pwv_mm",
-    "pwv_over_limit": "e.pwv_mm",  # divided by the band's limit in Python
-    "elevation_deg": "e.elevation_deg",
-    "n_antennas": "e.n_antennas",
-    "exec_fraction": "e.exec_fraction",
-    "tsys_median_k": "e.tsys_median_k",
-    "phase_rms_deg": "e.phase_rms_deg",
-    "flagged_fraction": "e.flagged_fraction",
-    "spectral_index": "e.spectral_index",
-    "duration_s": "e.duration_s",
-    "flux_deviation_sigma": "NULL",  # from the four flux columns in Python
-    "flux_ratio": "NULL",  # measured / expected flux
+CONTEXT_METRICS: dict[str, str | None] = {
+    "pwv_mm": "pwv_mm",
+    "pwv_over_limit": "pwv_mm",  # divided by the band's limit in Python
+    "elevation_deg": "elevation_deg",
+    "n_antennas": "n_antennas",
+    "exec_fraction": "exec_fraction",
+    "tsys_median_k": "tsys_median_k",
+    "phase_rms_deg": "phase_rms_deg",
+    "flagged_fraction": "flagged_fraction",
+    "spectral_index": "spectral_index",
+    "duration_s": "duration_s",
+    "flux_deviation_sigma": None,  # from the four flux columns in Python
+    "flux_ratio": None,  # measured / expected flux
 }
-"""Metrics context() can place among labelled EBs (name -> SQL expression over execution_block e)."""
+"""Metrics context() can place among labelled EBs (name -> the execution_block column it is read from; None:
+derived in Python from the base columns)."""
 
 DEFAULT_CONTEXT_METRICS: tuple[str, ...] = (
     "pwv_over_limit",
@@ -55,7 +56,7 @@ _HASH_MOD = literal(4294967296, BigInteger)
 
 
 def _sampled_consensus(band: int | None, cap: int) -> Select[Any]:
-    """(grp, EB columns of _CONTEXT_SELECT) of up to CAP consensus-labelled EBs per class, optionally of one band.
+    """(grp, EB columns of _context_columns) of up to CAP consensus-labelled EBs per class, optionally of one band.
 
     The consensus comes from labels.consensus_select (SQL, so the page never pulls every label into Python).
     The sample order is a fixed multiplicative hash of the id: representative, and stable as labels accumulate.
@@ -65,9 +66,9 @@ def _sampled_consensus(band: int | None, cap: int) -> Select[Any]:
         partition_by=cons.c.value, order_by=((cast(cons.c.eb_id, BigInteger) * _HASH_MUL) % _HASH_MOD, cons.c.eb_id)
     )
     sampled = sa_select(cons.c.eb_id, cons.c.value, k.label("k")).subquery("s")
-    e = ExecutionBlock.__table__.alias("e")  # type: ignore[attr-defined]
+    e = _EB.alias("e")
     return (
-        sa_select(sampled.c.value.label("grp"), literal_column(_CONTEXT_SELECT))
+        sa_select(sampled.c.value.label("grp"), *_context_columns(e))
         .select_from(sampled.join(e, e.c.id == sampled.c.eb_id))
         .where(sampled.c.k <= cap)
     )
@@ -95,9 +96,7 @@ def context(
             f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}"
         )
     conn = session.connection()
-    this_rows = conn.execute(
-        text(f"SELECT {_CONTEXT_SELECT} FROM execution_block e WHERE e.id = :eb"), {"eb": int(eb_id)}
-    ).fetchall()
+    this_rows = conn.execute(_Q_THIS_EB, {"eb": int(eb_id)}).fetchall()
     if not this_rows:
         raise EBNotFound(f"no EB with id {eb_id}")
     this = _context_frame(this_rows)
@@ -117,9 +116,27 @@ def context(
 
 
 _CONTEXT_BASE = ("band", "freq_ghz", "pwv_mm", "flux_jy", "flux_err_jy", "expected_flux_jy", "expected_flux_err_jy")
-_CONTEXT_SQL_METRICS = tuple(m for m, sql in CONTEXT_METRICS.items() if sql != "NULL" and m not in _CONTEXT_BASE)
-_CONTEXT_SELECT = ", ".join(
-    ["e.id"] + [f"e.{c}" for c in _CONTEXT_BASE] + [f"{CONTEXT_METRICS[m]} AS {m}" for m in _CONTEXT_SQL_METRICS]
+_CONTEXT_SQL_METRICS = tuple(m for m, column in CONTEXT_METRICS.items() if column and m not in _CONTEXT_BASE)
+_EB = table_of(ExecutionBlock)
+
+
+def _context_columns(e: Any) -> list[Any]:
+    """The columns context() reads of EB table (or alias) E: id, _CONTEXT_BASE, then _CONTEXT_SQL_METRICS."""
+    return [
+        e.c.id,
+        *(e.c[c] for c in _CONTEXT_BASE),
+        *(e.c[str(CONTEXT_METRICS[m])].label(m) for m in _CONTEXT_SQL_METRICS),
+    ]
+
+
+_Q_THIS_EB = sa_select(*_context_columns(_EB)).where(_EB.c.id == bindparam("eb", type_=Integer()))
+# The state the cached labelled sample belongs to: any label or EB added, removed or re-imported changes it.
+_Q_STATE = sa_select(
+    sa_select(func.max(table_of(Label).c.id)).scalar_subquery(),
+    sa_select(func.count()).select_from(table_of(Label)).scalar_subquery(),
+    sa_select(func.max(_EB.c.id)).scalar_subquery(),
+    sa_select(func.count()).select_from(_EB).scalar_subquery(),
+    sa_select(func.max(_EB.c.imported_at)).scalar_subquery(),
 )
 _CONTEXT_CACHE: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
 _CONTEXT_LOCK = threading.Lock()
@@ -127,7 +144,7 @@ CONTEXT_CACHE_SIZE = 8
 
 
 def _context_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-    """EB rows of _CONTEXT_SELECT as floats, with every derived metric of CONTEXT_METRICS added."""
+    """EB rows of _context_columns as floats, with every derived metric of CONTEXT_METRICS added."""
     data = _frame(rows, ["eb_id", *_CONTEXT_BASE, *_CONTEXT_SQL_METRICS], text_columns=())
     for col in data.columns:
         data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
@@ -151,15 +168,7 @@ def _labelled_sample(session: Session, *, cap: int, band: int | None) -> pd.Data
 def _labelled_sample_keyed(session: Session, *, cap: int, band: int | None) -> tuple[tuple[Any, ...], pd.DataFrame]:
     """(cache key, sample) of _labelled_sample: the key names the database state the sample belongs to."""
     conn = session.connection()
-    version = tuple(
-        conn.execute(
-            text(
-                """SELECT (SELECT MAX(id) FROM label), (SELECT COUNT(*) FROM label),
-                          (SELECT MAX(id) FROM execution_block), (SELECT COUNT(*) FROM execution_block),
-                          (SELECT MAX(imported_at) FROM execution_block)"""
-            )
-        ).one()
-    )
+    version = tuple(conn.execute(_Q_STATE).one())
     key = (conn.engine.url.render_as_string(hide_password=True), cap, band, version)
     with _CONTEXT_LOCK:
         cached = _CONTEXT_CACHE.get(key)
@@ -279,9 +288,7 @@ def context_summary(
             f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}"
         )
     conn = session.connection()
-    this_rows = conn.execute(
-        text(f"SELECT {_CONTEXT_SELECT} FROM execution_block e WHERE e.id = :eb"), {"eb": int(eb_id)}
-    ).fetchall()
+    this_rows = conn.execute(_Q_THIS_EB, {"eb": int(eb_id)}).fetchall()
     if not this_rows:
         raise EBNotFound(f"no EB with id {eb_id}")
     this = _context_frame(this_rows)
