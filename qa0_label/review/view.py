@@ -132,7 +132,6 @@ def _details_stmt(columns: tuple[str, ...]) -> Select[Any]:
     return sa_select(*(_DET.c[c] for c in columns)).where(_DET.c.eb_id == _ID)
 
 
-
 # --- small helpers ---------------------------------------------------------------------------------
 
 

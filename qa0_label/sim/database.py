@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, text
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from qa0_label.learning import features
@@ -25,7 +25,7 @@ from qa0_label.sim.atmosphere import EPOCH
 from qa0_label.sim.catalogue import ANT_OBJ as _ANT_OBJ
 from qa0_label.sim.generate import EB_COLUMNS, SimulatedBatch, generate, make_uids
 from qa0_label.store import db
-from qa0_label.store.models import LABEL_VALUES
+from qa0_label.store.models import LABEL_VALUES, ExecutionBlock, table_of
 
 ProgressFn = Callable[[float, str], None]
 
@@ -130,14 +130,20 @@ def _insert_part(conn: Connection, part: _Part, ids: np.ndarray) -> None:
         cursor.close()
 
 
+_EB = table_of(ExecutionBlock)
+_UIDS = bindparam("uids", type_=String(), expanding=True)
+_Q_TAKEN_UIDS = select(_EB.c.uid).where(_EB.c.uid.in_(_UIDS))
+_Q_IDS_OF_UIDS = select(_EB.c.id, _EB.c.uid).where(_EB.c.uid.in_(_UIDS))
+_Q_EB_COUNT = select(func.count()).select_from(_EB)
+
+
 def _unique_uids(conn: Connection, ebs: pd.DataFrame, seed: int) -> list[str]:
     """The batch's uids, re-derived deterministically where one is already taken (or repeats in the batch)."""
     uids = ebs["uid"].tolist()
     day = ((ebs["start_time"] - pd.Timestamp(EPOCH)).dt.days).to_numpy()
     index = ebs.index.to_numpy()
-    stmt = text("SELECT uid FROM execution_block WHERE uid IN :uids").bindparams(bindparam("uids", expanding=True))
     for attempt in range(1, 50):
-        taken = {r[0] for r in conn.execute(stmt, {"uids": uids})}
+        taken = {r[0] for r in conn.execute(_Q_TAKEN_UIDS, {"uids": uids})}
         seen: set[str] = set()
         bad = []
         for i, u in enumerate(uids):
@@ -167,8 +173,7 @@ def _insert_ebs(conn: Connection, ebs: pd.DataFrame, seed: int) -> np.ndarray:
             arrays.append(ebs[c].tolist())
     # Quoted: "array" is a reserved word in PostgreSQL.
     db.bulk_insert(conn, "execution_block", list(cols), list(zip(*arrays)))
-    stmt = text("SELECT id, uid FROM execution_block WHERE uid IN :uids").bindparams(bindparam("uids", expanding=True))
-    id_of = {u: i for i, u in conn.execute(stmt, {"uids": ebs["uid"].tolist()})}
+    id_of = {u: i for i, u in conn.execute(_Q_IDS_OF_UIDS, {"uids": ebs["uid"].tolist()})}
     return np.array([id_of[u] for u in ebs["uid"]], dtype=np.int64)
 
 
@@ -211,7 +216,7 @@ def write_batch(*, conn: Connection, batch: SimulatedBatch, seed: int = 0) -> np
 
 def _count_ebs(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT COUNT(*) FROM execution_block")).scalar_one())
+        return int(conn.execute(_Q_EB_COUNT).scalar_one())
 
 
 def _write_labels(engine: Engine, frame: pd.DataFrame, id_of_eb: dict[int, int], aods: int) -> int:
