@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, exists, func, text
+from sqlalchemy import Integer, Select, bindparam, case, delete, exists, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
@@ -142,27 +142,27 @@ ANT_COLUMNS = ["eb_id", "antenna", "n_rows", "n_flagged", "tsys_mean", "amp_mean
 SPW_COLUMNS = ["eb_id", "spw", "freq_mean", "amp_mean", "ripple_mean", "ripple_max"]
 SCAN_COLUMNS = ["eb_id", "scan", "tsys_mean", "amp_mean"]
 
-_GOOD = "CASE WHEN flagged THEN NULL ELSE {x} END"
 
-_ANT_SQL = f"""
-SELECT eb_id, antenna, COUNT(*), SUM(CASE WHEN flagged THEN 1 ELSE 0 END),
-       AVG({_GOOD.format(x="tsys_k")}), AVG({_GOOD.format(x="amplitude")}),
-       AVG({_GOOD.format(x="cos(radians(phase_deg))")}), AVG({_GOOD.format(x="sin(radians(phase_deg))")})
-FROM eb_detail {{where}}
-GROUP BY eb_id, antenna
-"""
+def _avg_good(x: Any) -> Any:
+    """AVG of X over unflagged rows (flagged ones become NULL, which AVG skips)."""
+    return func.avg(case((_DETAIL.flagged, None), else_=x))
 
-_SPW_SQL = f"""
-SELECT eb_id, spw, AVG(freq_ghz), AVG({_GOOD.format(x="amplitude")}), AVG(bp_ripple_db), MAX(bp_ripple_db)
-FROM eb_detail {{where}}
-GROUP BY eb_id, spw
-"""
 
-_SCAN_SQL = f"""
-SELECT eb_id, scan, AVG({_GOOD.format(x="tsys_k")}), AVG({_GOOD.format(x="amplitude")})
-FROM eb_detail {{where}}
-GROUP BY eb_id, scan
-"""
+def _aggregates(key: Any, *values: Any) -> Select[Any]:
+    """Per (EB, KEY) aggregates of the detail rows; run whole or with .where(eb_id IN ...)."""
+    return sa_select(_DETAIL.eb_id, key, *values).group_by(_DETAIL.eb_id, key)
+
+
+_PHASE, _AMP = func.radians(_DETAIL.phase_deg), _avg_good(_DETAIL.amplitude)
+_N_FLAGGED = func.sum(case((_DETAIL.flagged, 1), else_=0))
+_Q_ANT = _aggregates(_DETAIL.antenna, func.count(), _N_FLAGGED, _avg_good(_DETAIL.tsys_k), _AMP)
+_Q_ANT = _Q_ANT.add_columns(_avg_good(func.cos(_PHASE)), _avg_good(func.sin(_PHASE)))
+_RIPPLE = _DETAIL.bp_ripple_db
+_Q_SPW = _aggregates(_DETAIL.spw, func.avg(_DETAIL.freq_ghz), _AMP, func.avg(_RIPPLE), func.max(_RIPPLE))
+_Q_SCAN = _aggregates(_DETAIL.scan, _avg_good(_DETAIL.tsys_k), _AMP)
+_EB_IDS = bindparam("eb_ids", type_=Integer(), expanding=True)
+_Q_AGGREGATES = (_Q_ANT, _Q_SPW, _Q_SCAN)
+_Q_AGGREGATES_OF = tuple(q.where(_DETAIL.eb_id.in_(_EB_IDS)) for q in _Q_AGGREGATES)
 
 
 def _antenna_keys(antenna: pd.Series) -> np.ndarray:
@@ -250,20 +250,17 @@ def _detail_aggregates_sql(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     _ensure_math(session)
     conn = session.connection()
-    sqls = (_ANT_SQL, _SPW_SQL, _SCAN_SQL)
     rows: list[list[tuple[object, ...]]] = [[], [], []]
     if eb_ids is None:
-        for i, sql in enumerate(sqls):
-            rows[i] = list(conn.execute(text(sql.format(where=""))).fetchall())
+        for i, stmt in enumerate(_Q_AGGREGATES):
+            rows[i] = list(conn.execute(stmt).fetchall())
     else:
         ids = sorted({int(i) for i in eb_ids})
         # Chunks keep the IN list under every backend's bound-parameter limit.
         for start in range(0, len(ids), 2000):
             chunk = ids[start : start + 2000]
-            marks = ", ".join(f":e{i}" for i in range(len(chunk)))
-            params = {f"e{i}": v for i, v in enumerate(chunk)}
-            for i, sql in enumerate(sqls):
-                rows[i] += conn.execute(text(sql.format(where=f"WHERE eb_id IN ({marks})")), params).fetchall()
+            for i, stmt in enumerate(_Q_AGGREGATES_OF):
+                rows[i] += conn.execute(stmt, {"eb_ids": chunk}).fetchall()
     frames = []
     for data, cols in zip(rows, (ANT_COLUMNS, SPW_COLUMNS, SCAN_COLUMNS)):
         frame = pd.DataFrame(data, columns=cols)
@@ -654,14 +651,16 @@ def build_features(*, session: Session, eb_ids: Sequence[int] | None = None, use
 CACHE_CHUNK_EBS = 500
 """EBs aggregated per cache-filling step (~700k detail rows): bounded memory, short write transactions."""
 
-_DISTINCT_EB_SQL = """
-WITH RECURSIVE walk(e) AS (
-    SELECT MIN(eb_id) FROM eb_detail
-    UNION ALL
-    SELECT (SELECT MIN(eb_id) FROM eb_detail WHERE eb_id > walk.e) FROM walk WHERE walk.e IS NOT NULL
-)
-SELECT e FROM walk WHERE e IS NOT NULL
-"""
+
+def _distinct_eb_stmt() -> Select[Any]:
+    """The EB ids of eb_detail as a loose index scan: a recursive walk from one id to the next, one seek each."""
+    walk = sa_select(func.min(_DETAIL.eb_id).label("e")).cte("walk", recursive=True)
+    step = sa_select(func.min(_DETAIL.eb_id)).where(_DETAIL.eb_id > walk.c.e).scalar_subquery()
+    walk = walk.union_all(sa_select(step).where(walk.c.e.is_not(None)))
+    return sa_select(walk.c.e).where(walk.c.e.is_not(None))
+
+
+_Q_DISTINCT_EBS = _distinct_eb_stmt()
 
 
 def detail_eb_ids(*, session: Session, eb_ids: Sequence[int] | None = None) -> list[int]:
@@ -669,7 +668,7 @@ def detail_eb_ids(*, session: Session, eb_ids: Sequence[int] | None = None) -> l
     conn = session.connection()
     if eb_ids is None:
         # A loose index scan: one seek per EB instead of reading ten million index entries.
-        return [int(r[0]) for r in conn.execute(text(_DISTINCT_EB_SQL))]
+        return [int(r[0]) for r in conn.execute(_Q_DISTINCT_EBS)]
     out: list[int] = []
     ids = sorted({int(i) for i in eb_ids})
     for start in range(0, len(ids), 2000):
