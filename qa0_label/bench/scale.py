@@ -28,18 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, text
+from sqlalchemy import Integer, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 from qa0_label.store.models import EBDetail, ExecutionBlock, Label, Labeler, table_of
 
-DETAIL_SQL = (
-    "SELECT antenna, spw, scan, freq_ghz, time_s, tsys_k, amplitude, phase_deg, bp_ripple_db, flagged "
-    "FROM eb_detail WHERE eb_id = :id"
+_DET = table_of(EBDetail).c
+_DETAIL_READ = ("antenna", "spw", "scan", "freq_ghz", "time_s", "tsys_k", "amplitude", "phase_deg", "bp_ripple_db")
+DETAIL_STMT = sa_select(*(_DET[c] for c in _DETAIL_READ), _DET.flagged).where(
+    _DET.eb_id == bindparam("id", type_=Integer())
 )
-"""One EB's detail rows, as review.py reads them for the plots."""
+"""One EB's detail rows, as the review view reads them for the plots."""
 
 Progress = Callable[[float, str], None]
 
@@ -69,16 +70,19 @@ def _db_mb(engine: Engine) -> float | None:
         size = sum(Path(path + suffix).stat().st_size for suffix in ("", "-wal") if Path(path + suffix).exists())
         return round(size / 1e6, 1)
     with engine.connect() as conn:
-        return round(int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()) / 1e6, 1)
+        size = conn.execute(sa_select(func.pg_database_size(func.current_database()))).scalar_one()
+        return round(int(size) / 1e6, 1)
 
 
 def _detail_plan(engine: Engine, eb_id: int) -> str:
-    """The query plan of DETAIL_SQL (shows whether the eb_id index is used)."""
+    """The query plan of DETAIL_STMT (shows whether the eb_id index is used)."""
+    stmt = DETAIL_STMT.params(id=int(eb_id)).compile(engine, compile_kwargs={"literal_binds": True})
     with engine.connect() as conn:
+        # Raw SQL: Core has no EXPLAIN construct (the id is an int rendered by the compiler).
         if engine.dialect.name == "sqlite":
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + DETAIL_SQL.replace(":id", str(int(eb_id)))).fetchall()
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}").fetchall()
             return "; ".join(str(r[-1]) for r in rows)
-        rows = conn.execute(text("EXPLAIN " + DETAIL_SQL), {"id": int(eb_id)}).fetchall()
+        rows = conn.exec_driver_sql(f"EXPLAIN {stmt}").fetchall()
         return "; ".join(str(r[0]).strip() for r in rows)
 
 
@@ -186,7 +190,7 @@ def sequential_phase(*, engine: Engine, settings: Any, calls: int, aods: int, se
 
 
 def detail_phase(*, engine: Engine, samples: int, seed: int) -> dict[str, Any]:
-    """Time DETAIL_SQL for random EBs that have details; report the plan and the table size."""
+    """Time DETAIL_STMT for random EBs that have details; report the plan and the table size."""
     from qa0_label.learning.features import detail_eb_ids
     from qa0_label.store.db import session_scope
 
@@ -200,7 +204,7 @@ def detail_phase(*, engine: Engine, samples: int, seed: int) -> dict[str, Any]:
     cpu: list[float] = []
     rows: list[int] = []
     with engine.connect() as conn:
-        stmt = text(DETAIL_SQL)
+        stmt = DETAIL_STMT
         for eb in picks:
             t, c = time.perf_counter(), time.thread_time()
             got = conn.execute(stmt, {"id": eb}).fetchall()
