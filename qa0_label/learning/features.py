@@ -234,7 +234,7 @@ def _ensure_math(session: Session) -> None:
     if conn.dialect.name != "sqlite":
         return
     try:
-        conn.exec_driver_sql("SELECT cos(radians(0.0)), sin(0.0)").fetchall()
+        conn.execute(sa_select(func.cos(func.radians(0.0)), func.sin(0.0))).fetchall()
     except Exception:  # noqa: BLE001 - any failure means "not built in"
         import math
 
