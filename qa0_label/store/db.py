@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import ClauseElement, event, inspect, text
+from sqlalchemy import ClauseElement, event, insert, inspect, update
+from sqlalchemy import column as sa_column
+from sqlalchemy import select as sa_select
+from sqlalchemy import table as sa_table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
@@ -255,11 +258,17 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 5, delay_s: float = 0.0
 # --- schema versioning -------------------------------------------------------------------------
 
 
+# The bookkeeping of migrations names meta's two columns itself instead of using models.Meta: it runs on an
+# older schema before any migration, so it must not depend on today's models.
+_META = sa_table("meta", sa_column("key"), sa_column("value"))
+_VERSION_KEY = "schema_version"
+
+
 def schema_version(conn: Connection) -> int | None:
     """The schema version recorded in the database, or None for an empty database."""
     if not inspect(conn).has_table("meta"):
         return None
-    row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).fetchone()
+    row = conn.execute(sa_select(_META.c.value).where(_META.c.key == _VERSION_KEY)).fetchone()
     return int(row[0]) if row else None
 
 
@@ -307,11 +316,9 @@ def _init_db_once(engine: Engine) -> int:
 
 
 def _set_version(conn: Connection, version: int) -> None:
-    updated = conn.execute(
-        text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(version)}
-    ).rowcount
+    updated = conn.execute(update(_META).where(_META.c.key == _VERSION_KEY).values(value=str(version))).rowcount
     if not updated:
-        conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"), {"v": str(version)})
+        conn.execute(insert(_META).values(key=_VERSION_KEY, value=str(version)))
 
 
 # --- bulk reads and writes ----------------------------------------------------------------------
