@@ -101,17 +101,16 @@ def _digest(engine: Engine, table: str, columns: str) -> tuple[int, str]:
 RETRAIN_DRIVER = """
 import sys, time
 from qa0_label import cli
-from qa0_label.learning import learner
-from qa0_label.learning import training
+from qa0_label.learning import fitting, learner
 
 pause = sys.argv[2]
 if pause == "fit":
-    real = training.cv_metrics
+    real = fitting.cv_metrics
     def slow_cv(*a, **k):
         out = real(*a, **k)
         time.sleep(600)  # the kill lands here, while the run is cross-validating
         return out
-    training.cv_metrics = slow_cv
+    fitting.cv_metrics = slow_cv
 else:
     def slow_dump(obj, f, **k):
         f.write(b"half a model")  # a slow disk: the temp file holds part of the artifact

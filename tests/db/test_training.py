@@ -15,8 +15,8 @@ from sqlalchemy import func, update
 from sqlmodel import select
 
 from qa0_label.config import Settings
+from qa0_label.learning import model_runs, training
 from qa0_label.learning import strategies as S
-from qa0_label.learning import training
 from qa0_label.learning.learner import load_artifact
 from qa0_label.learning.retrain_process import should_auto_retrain
 from qa0_label.queue import assign
@@ -193,7 +193,7 @@ def test_failure_mid_run_marks_failed_and_keeps_previous(engine, settings, monke
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(training, "_write_ranks", boom)
+    monkeypatch.setattr(model_runs, "_write_ranks", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         training.retrain(engine=engine, settings=settings)
     with session_scope(engine) as s:

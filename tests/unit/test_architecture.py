@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "qa0_label"
 MAX_LINES = 850  # "modules small enough to read (< ~800 lines)"
 # Modules allowed over the limit while their own issues rework them; remove a name when its split lands.
-OVER_LIMIT = {"review/charts.py", "learning/training.py"}
+OVER_LIMIT: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
