@@ -74,6 +74,20 @@ def _sampled_consensus(band: int | None, cap: int) -> Select[Any]:
     )
 
 
+def _this_eb(session: Session, eb_id: int, metrics: Sequence[str], same_band: bool) -> tuple[pd.DataFrame, int | None]:
+    """(the EB's row as _context_frame, its band when SAME_BAND); ValueError for unknown METRICS, EBNotFound."""
+    unknown = [m for m in metrics if m not in CONTEXT_METRICS]
+    if unknown:
+        raise ValueError(
+            f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}"
+        )
+    rows = session.connection().execute(_Q_THIS_EB, {"eb": int(eb_id)}).fetchall()
+    if not rows:
+        raise EBNotFound(f"no EB with id {eb_id}")
+    this = _context_frame(rows)
+    return this, int(this["band"].iloc[0]) if same_band and this["band"].notna().all() else None
+
+
 def context(
     *,
     session: Session,
@@ -90,18 +104,8 @@ def context(
     DataFrame[eb_id, metric, value, group] with group in CONTEXT_GROUPS ("this EB" first); rows with a
     missing value are dropped.
     """
-    unknown = [m for m in metrics if m not in CONTEXT_METRICS]
-    if unknown:
-        raise ValueError(
-            f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}"
-        )
-    conn = session.connection()
-    this_rows = conn.execute(_Q_THIS_EB, {"eb": int(eb_id)}).fetchall()
-    if not this_rows:
-        raise EBNotFound(f"no EB with id {eb_id}")
-    this = _context_frame(this_rows)
+    this, band = _this_eb(session, eb_id, metrics, same_band)
     this["group"] = "this EB"
-    band = int(this["band"].iloc[0]) if same_band and this["band"].notna().all() else None
     labelled = _labelled_sample(session, cap=int(cap_per_class), band=band)
     # The EB under review is never its own context, whatever label it has.
     data = pd.concat([this, labelled[labelled["eb_id"] != int(eb_id)]], ignore_index=True)
@@ -282,17 +286,7 @@ def context_summary(
     Same rules as context(): the EB under review never counts in a labelled group (when it is in the sample,
     its groups are summarised without it) and its own label is never shown.
     """
-    unknown = [m for m in metrics if m not in CONTEXT_METRICS]
-    if unknown:
-        raise ValueError(
-            f"unknown context metric(s) {', '.join(map(repr, unknown))}; expected {', '.join(CONTEXT_METRICS)}"
-        )
-    conn = session.connection()
-    this_rows = conn.execute(_Q_THIS_EB, {"eb": int(eb_id)}).fetchall()
-    if not this_rows:
-        raise EBNotFound(f"no EB with id {eb_id}")
-    this = _context_frame(this_rows)
-    band = int(this["band"].iloc[0]) if same_band and this["band"].notna().all() else None
+    this, band = _this_eb(session, eb_id, metrics, same_band)
     key, labelled = _labelled_sample_keyed(session, cap=int(cap_per_class), band=band)
     skey = (key, tuple(metrics))
     with _CONTEXT_LOCK:
