@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from qa0_label.liveness import pid_alive
+
 log = logging.getLogger(__name__)
 
 PREFIX = "qa0-import-"
@@ -40,18 +42,6 @@ def spool_directory(base: str | Path | None = None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def _owner_alive(path: Path) -> bool | None:
     """True / False when the owner file names a process on this host; None when it cannot tell."""
     try:
@@ -61,7 +51,7 @@ def _owner_alive(path: Path) -> bool | None:
         return None
     if host != HOST:
         return None
-    return pid == os.getpid() or _pid_alive(pid)
+    return pid == os.getpid() or pid_alive(pid)
 
 
 def sweep_stale_spools(base: str | Path | None = None, *, now: float | None = None) -> list[Path]:

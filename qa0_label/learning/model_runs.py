@@ -35,6 +35,7 @@ from qa0_label.learning import features as feats
 from qa0_label.learning import fitting
 from qa0_label.learning import learner as lrn
 from qa0_label.learning import strategies as strat
+from qa0_label.liveness import pid_alive
 from qa0_label.store.db import bulk_insert, bulk_rows, session_scope
 from qa0_label.store.labels import adjudications_select, consensus_from_frames, current_labels_select
 from qa0_label.store.models import (
@@ -88,18 +89,6 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def is_stale(run: ModelRun, *, now: datetime | None = None) -> bool:
     """True when a `running` run cannot still be making progress (its process is gone or silent)."""
     now = now or utcnow()
@@ -108,7 +97,7 @@ def is_stale(run: ModelRun, *, now: datetime | None = None) -> bool:
             # Our own process: alive exactly when one of our threads is working on it.
             with _active_lock:
                 return run.id not in _active_runs
-        if not _pid_alive(run.pid):
+        if not pid_alive(run.pid):
             return True
     beat = _aware(run.heartbeat_at) or _aware(run.started_at) or now
     return (now - beat).total_seconds() > STALE_AFTER_S
