@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Integer, Select, String, bindparam, func
+from sqlalchemy import Integer, Select, String, bindparam, func, type_coerce
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
@@ -129,7 +129,11 @@ _Q_LIGHT_CURVE = (
 @cache
 def _details_stmt(columns: tuple[str, ...]) -> Select[Any]:
     """SELECT COLUMNS of one EB's detail rows, built once per column set (the header's and each heatmap's)."""
-    return sa_select(*(_DET.c[c] for c in columns)).where(_DET.c.eb_id == _ID)
+    # flagged as the driver returns it (0/1 on SQLite): _details converts the column once, where SQLAlchemy's
+    # per-row bool conversion cost ~0.3 ms of a ~2.3 ms read of 1,500 rows.
+    return sa_select(*(type_coerce(_DET.c[c], Integer) if c == "flagged" else _DET.c[c] for c in columns)).where(
+        _DET.c.eb_id == _ID
+    )
 
 
 # --- small helpers ---------------------------------------------------------------------------------
