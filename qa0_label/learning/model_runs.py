@@ -49,6 +49,7 @@ from qa0_label.store.models import (
     row_id,
     utcnow,
 )
+from qa0_label.store.runs import is_done, serving_run
 
 log = logging.getLogger(__name__)
 
@@ -310,15 +311,10 @@ def _finish(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
         if not done:
             raise RuntimeError("the run was marked failed while it was finishing (stale heartbeat?)")
         keep = s.exec(
-            select(ModelRun.id)
-            .where(ModelRun.status == "done")
-            .order_by(col(ModelRun.version).desc())
-            .limit(KEEP_DONE_RUNS)
+            select(ModelRun.id).where(is_done()).order_by(col(ModelRun.version).desc()).limit(KEEP_DONE_RUNS)
         ).all()
         old = s.exec(
-            select(ModelRun).where(
-                ModelRun.status == "done", col(ModelRun.id).notin_(keep), col(ModelRun.artifact_path).is_not(None)
-            )
+            select(ModelRun).where(is_done(), col(ModelRun.id).notin_(keep), col(ModelRun.artifact_path).is_not(None))
         ).all()
         pruned = []
         for run in old:
@@ -519,15 +515,9 @@ def retrain(
     return _run(engine=engine, settings=settings, run_id=run_id, version=version, progress=progress)
 
 
-def _latest_done(session: Session) -> ModelRun | None:
-    return session.exec(
-        select(ModelRun).where(ModelRun.status == "done").order_by(ModelRun.version.desc()).limit(1)  # type: ignore[attr-defined]
-    ).first()
-
-
 def labels_since_last_run(*, session: Session) -> int:
     """Label events (reviews and adjudications) recorded after the newest done run read its labels."""
-    done = _latest_done(session)
+    done = serving_run(session)
     since = int((done.metrics or {}).get("max_label_id", 0)) if done is not None else 0
     n = session.exec(
         select(func.count())
@@ -544,7 +534,7 @@ def status(*, engine: Engine) -> dict[str, Any]:
             select(ModelRun).where(ModelRun.status == "running").order_by(ModelRun.version.desc())  # type: ignore[attr-defined]
         ).first()
         alive = running is not None and not is_stale(running)
-        done = _latest_done(s)
+        done = serving_run(s)
         newest = s.exec(select(ModelRun).order_by(ModelRun.version.desc()).limit(1)).first()  # type: ignore[attr-defined]
         last_error = None
         if newest is not None and newest.status == "failed":
