@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from qa0_label.review import limits
+from qa0_label.store import db
 from qa0_label.store.db import bulk_rows
 from qa0_label.store.models import EBDetail, EBDetailFeatures, ExecutionBlock, table_of
 
@@ -238,11 +239,14 @@ def _ensure_math(session: Session) -> None:
     except Exception:  # noqa: BLE001 - any failure means "not built in"
         import math
 
-        raw = conn.connection.dbapi_connection
-        assert raw is not None  # a checked-out connection
-        raw.create_function("cos", 1, lambda x: None if x is None else math.cos(x), deterministic=True)
-        raw.create_function("sin", 1, lambda x: None if x is None else math.sin(x), deterministic=True)
-        raw.create_function("radians", 1, lambda x: None if x is None else math.radians(x), deterministic=True)
+        db.sqlite_functions(
+            conn,
+            {
+                "cos": lambda x: None if x is None else math.cos(x),
+                "sin": lambda x: None if x is None else math.sin(x),
+                "radians": lambda x: None if x is None else math.radians(x),
+            },
+        )
 
 
 def _detail_aggregates_sql(

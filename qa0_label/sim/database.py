@@ -112,22 +112,19 @@ def _insert_part(conn: Connection, part: _Part, ids: np.ndarray) -> None:
     ncol = len(DETAIL_DB_COLUMNS)
     base = int(ids[0]) if ids.size else 0
     consecutive = bool(ids.size) and bool(np.all(ids == base + np.arange(ids.size)))
-    first = f"(? + {base}" if consecutive else "(?"
-    one = first + ", ?" * (ncol - 1) + ")"
-    head = f"INSERT INTO eb_detail ({', '.join(DETAIL_DB_COLUMNS)}) VALUES "
     if not consecutive:
         id_list = ids.tolist()
         for group in part.full:
             group[0::ncol] = [id_list[p] for p in group[0::ncol]]
         part.rest[0::ncol] = [id_list[p] for p in part.rest[0::ncol]]
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if part.full:
-            cursor.executemany(head + ", ".join([one] * _ROWS_PER_STATEMENT), part.full)
-        if part.rest:
-            cursor.execute(head + ", ".join([one] * (len(part.rest) // ncol)), part.rest)
-    finally:
-        cursor.close()
+    plus = base if consecutive else None
+    db.bulk_insert_packed(
+        conn, "eb_detail", DETAIL_DB_COLUMNS, part.full, rows_each=_ROWS_PER_STATEMENT, first_plus=plus
+    )
+    if part.rest:
+        db.bulk_insert_packed(
+            conn, "eb_detail", DETAIL_DB_COLUMNS, [part.rest], rows_each=len(part.rest) // ncol, first_plus=plus
+        )
 
 
 _EB = table_of(ExecutionBlock)
@@ -198,18 +195,7 @@ def write_batch(*, conn: Connection, batch: SimulatedBatch, seed: int = 0) -> np
         cols = [ids[pos], _ANT_OBJ[d["antenna"].cat.codes.to_numpy()]] + [
             d[c].to_numpy() for c in DETAIL_DB_COLUMNS[2:]
         ]
-        rows = list(zip(*[c.tolist() for c in cols]))
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if hasattr(cursor, "copy"):
-                # psycopg 3: COPY is ~50x faster than executemany for a million rows.
-                with cursor.copy(f"COPY eb_detail ({', '.join(DETAIL_DB_COLUMNS)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                db.bulk_insert(conn, "eb_detail", DETAIL_DB_COLUMNS, rows)
-        finally:
-            cursor.close()
+        db.bulk_insert(conn, "eb_detail", DETAIL_DB_COLUMNS, list(zip(*[c.tolist() for c in cols])))
     _insert_outcomes(conn, batch.outcomes, ids)
     return ids
 
@@ -272,12 +258,9 @@ def _write_sqlite_batch(
     conn: Connection, batch: SimulatedBatch, q: queue.Queue[Any], seed: int, det: pd.DataFrame | None = None
 ) -> np.ndarray:
     """One SQLite transaction: the batch's EBs, then its detail parts as the producer hands them over."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
     # The parents are inserted a moment earlier in the same transaction; checking the foreign key of each
-    # of ~1.5 million detail rows against them costs ~8 % of the write. PRAGMA only works outside BEGIN.
-    raw.execute("PRAGMA foreign_keys=OFF")
-    try:
+    # of ~1.5 million detail rows against them costs ~8 % of the write.
+    with db.sqlite_foreign_keys_off(conn):
         with conn.begin():
             ids = _insert_ebs(conn, batch.ebs, seed)
             while True:
@@ -290,8 +273,6 @@ def _write_sqlite_batch(
                 break  # "end"
             _insert_outcomes(conn, batch.outcomes, ids)
             _store_cache(conn, batch, ids, det)
-    finally:
-        raw.execute("PRAGMA foreign_keys=ON")
     return ids
 
 

@@ -328,25 +328,87 @@ def _set_version(conn: Connection, version: int) -> None:
 # touches the DB-API cursor, written once for both backends.
 
 
+def _column_list(conn: Connection, columns: Sequence[str]) -> str:
+    # Quote identifiers: "array" is a reserved word in PostgreSQL. Already-quoted names pass through.
+    quote = conn.dialect.identifier_preparer.quote
+    return ", ".join(c if c.startswith('"') else quote(c) for c in columns)
+
+
 def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
     """Insert many rows through the DB-API cursor (an order of magnitude faster than ORM objects).
 
-    Values go to the driver as they are: datetimes and JSON must already be in the column's stored form on
-    SQLite (see the column type's bind processor).
+    PostgreSQL with psycopg 3 gets COPY (~50x faster than executemany for a million rows); SQLite and other
+    drivers an executemany. Values go to the driver as they are: datetimes and JSON must already be in the
+    column's stored form on SQLite (see the column type's bind processor).
     """
     if not rows:
         return 0
-    # Quote identifiers: "array" is a reserved word in PostgreSQL. Already-quoted names pass through.
-    quote = conn.dialect.identifier_preparer.quote
-    cols = ", ".join(c if c.startswith('"') else quote(c) for c in columns)
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(mark for _ in columns)})"
+    cols = _column_list(conn, columns)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, rows)
+        if conn.dialect.name == "postgresql" and hasattr(cursor, "copy"):
+            with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(mark for _ in columns)})", rows)
     finally:
         cursor.close()
     return len(rows)
+
+
+def bulk_insert_packed(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    packed: Sequence[Sequence[Any]],
+    *,
+    rows_each: int,
+    first_plus: int | None = None,
+) -> int:
+    """Insert rows packed ROWS_EACH to a parameter list (len(columns) * ROWS_EACH flat values per list).
+
+    One multi-row INSERT per list, all lists in one executemany: on SQLite about half the time of one row per
+    statement. FIRST_PLUS: the first column is stored as its parameter plus this constant, computed by the
+    database (positions in a batch become ids without a Python pass over a million values).
+    """
+    if not packed or rows_each < 1:
+        return 0
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    first = f"({mark} + {int(first_plus)}" if first_plus is not None else f"({mark}"
+    one = first + f", {mark}" * (len(columns) - 1) + ")"
+    sql = f"INSERT INTO {table} ({_column_list(conn, columns)}) VALUES " + ", ".join([one] * rows_each)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, packed)
+    finally:
+        cursor.close()
+    return len(packed) * rows_each
+
+
+def sqlite_functions(conn: Connection, functions: dict[str, Callable[[Any], Any]]) -> None:
+    """SQLite: register one-argument deterministic SQL functions on this connection (a fallback for builds
+    without them)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # a checked-out connection
+    for name, fn in functions.items():
+        raw.create_function(name, 1, fn, deterministic=True)
+
+
+@contextmanager
+def sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite: skip foreign-key checks for a bulk load whose parents were just written (PRAGMA works outside
+    BEGIN only, so enter this before the transaction); other backends: nothing."""
+    raw = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
+    if raw is None:
+        yield
+        return
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 def bulk_rows(conn: Connection, stmt: ClauseElement, *, batch: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:

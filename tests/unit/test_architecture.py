@@ -125,3 +125,13 @@ def test_the_raw_sql_check_sees_each_spelling(tmp_path: Path) -> None:
         "sa.literal_column('x')\nconn.exec_driver_sql('BEGIN')\nsa.select(1)\nmy.text('not sql')\n"
     )
     assert _raw_sql_uses(sample) == ["2: text", "3: literal_column", "4: exec_driver_sql"]
+
+
+def test_only_store_db_touches_the_dbapi_connection() -> None:
+    # One bulk-write path for both backends (issue 17): the driver's own connection and cursor stay in store.db.
+    users = sorted(
+        _module_name(p)
+        for p in PACKAGE.rglob("*.py")
+        if "dbapi_connection" in p.read_text() or ".cursor()" in p.read_text()
+    )
+    assert users == ["qa0_label.store.db"], users
