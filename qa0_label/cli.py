@@ -499,11 +499,11 @@ def _benchmark_al(args: argparse.Namespace) -> int:
         _print_json(result)
         return EXIT_OK
     print(f"{result['dataset']}: {result['seeds']} seeds, budget {result['budget']} labels, pool {result['pool']}")
-    print(f"{'arm':8s} {'AUC':>7s} {'F1@budget':>10s} {'labels to 98%':>14s} {'Fail recall @10%':>17s}  (medians)")
+    print(f"{'arm':20s} {'AUC':>7s} {'F1@budget':>10s} {'labels to 98%':>14s} {'Fail recall @10%':>17s}  (medians)")
     for arm, med in result["medians"].items():
         cells = [med["auc"], med["f1_at_budget"], med["labels_to_98"], med["fail_recall_at_10pct"]]
         shown = ["-" if v is None else f"{v:.3f}" if isinstance(v, float) and v < 2 else f"{v:.0f}" for v in cells]
-        print(f"{arm:8s} {shown[0]:>7s} {shown[1]:>10s} {shown[2]:>14s} {shown[3]:>17s}")
+        print(f"{arm:20s} {shown[0]:>7s} {shown[1]:>10s} {shown[2]:>14s} {shown[3]:>17s}")
     for key, value in result["ratios"].items():
         print(f"{key}: {'-' if value is None else value}")
     return EXIT_OK
@@ -550,6 +550,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
+    from qa0_label import bench  # the dataset names only (no pandas)
+
     parser = argparse.ArgumentParser(prog="python -m qa0_label", description="QA0 labelling with active learning")
     parser.add_argument("--db", help="database URL (default: $QA0_DATABASE_URL or sqlite:///db/qa0.sqlite)")
     # --db is accepted before or after the command name; after it, it overrides.
@@ -665,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser(
         "al", parents=[common], help="the app's active-learning loop against random order and plain modAL"
     )
-    b.add_argument("--dataset", default="qa0-sim", choices=["qa0-sim", "breast_cancer", "wine", "digits"])
+    b.add_argument("--dataset", default="qa0-sim", choices=list(bench.AL_DATASETS))
     b.add_argument("--csv", metavar="PATH", help="your own labelled table instead of --dataset (numeric columns)")
     b.add_argument("--label-column", metavar="COL", help="the --csv column holding Pass/SemiPass/Fail")
     b.add_argument("--map", metavar="V=QA0,...", help="translate --csv label values, e.g. good=Pass,bad=Fail")

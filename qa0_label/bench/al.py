@@ -1,6 +1,6 @@
-"""Active-learning benchmark: an oracle replays the app's own loop beside random order and plain modAL.
+"""Active-learning benchmark: an oracle replays the app's own loop beside random order and plain modAL (two ways).
 
-For every seed the labelled table is split (stratified) into a pool and a held-out test set, and three arms
+For every seed the labelled table is split (stratified) into a pool and a held-out test set, and four arms
 label the pool 20 at a time (the shipped ``Settings.auto_retrain_every``):
 
 - ``app``: the code users run. A temporary SQLite database holds every EB; an oracle AoD asks
@@ -14,8 +14,15 @@ label the pool 20 at a time (the shipped ``Settings.auto_retrain_every``):
   shipped.
 - ``random``: the pool in a seeded random order, the same retrain model (``training.fit_served_model``) fitted
   on the first n labels at every batch.
-- ``modal``: plain modAL: RandomForestClassifier(200 trees) + ``modAL.uncertainty.margin_sampling``, 20 per
-  query, rebuilt each round from the same first 20 random labels as ``random``.
+- ``modal``: plain modAL as a site would run it without the app: RandomForestClassifier(200 trees) +
+  ``modAL.uncertainty.margin_sampling``, 20 per query, rebuilt each round from the same first 20 random labels
+  as ``random``, learning from the table's own numeric columns only (``datasets.own_columns``: for the
+  simulated EBs the EB row's numeric fields as an export of the EB table gives them, no detail aggregates, no
+  derived features; for the scikit-learn tables and a CSV its numeric columns, i.e. its ``extra_x_`` columns).
+- ``modal_same_features``: the same plain modAL on the app's own feature matrix (``features.build_features``,
+  what ``app`` and ``random`` learn from). Reported beside ``modal`` so the baseline is never weakened
+  silently: ``modal`` answers "is the app better than what a site has without it", ``modal_same_features``
+  "is the app's loop better than plain modAL given the same features".
 
 Every arm is evaluated on the same test set at every 20 labels with the same rules: macro-F1 (over the
 table's classes) and Fail recall. Before a model exists (fewer than the shipped minimum of labels, or one
@@ -42,7 +49,16 @@ import numpy as np
 from sklearn.metrics import f1_score, recall_score
 from sklearn.model_selection import train_test_split
 
-from qa0_label.bench.datasets import DATASETS, BenchInputError, Table, import_table, simulate_table, sklearn_table
+from qa0_label.bench.datasets import (
+    DATASETS,
+    SIMULATED,
+    BenchInputError,
+    Table,
+    import_table,
+    own_columns,
+    simulate_table,
+    sklearn_table,
+)
 from qa0_label.config import Settings
 from qa0_label.store.models import LABEL_VALUES
 
@@ -51,13 +67,13 @@ Point = tuple[int, float, "float | None"]
 
 __all__ = ["DATASETS", "BUDGETS", "BenchInputError", "run_benchmark"]
 
-BUDGETS: dict[str, int] = {"qa0-sim": 200, "breast_cancer": 100, "wine": 60, "digits": 200}
+BUDGETS: dict[str, int] = {"qa0-sim": 200, "qa0-sim-rule": 200, "breast_cancer": 100, "wine": 60, "digits": 200}
 """Labels each arm may spend for the AUC and F1-at-budget figures (the issue's budgets; digits and CSV: 200)."""
 DEFAULT_BUDGET = 200
 TARGET_SHARE = 0.98
 TEST_SHARE = 0.25
 MODAL_TREES = 200
-ARMS = ("app", "random", "modal")
+ARMS = ("app", "random", "modal", "modal_same_features")
 
 
 # --- evaluation ----------------------------------------------------------------------------------------
@@ -108,14 +124,17 @@ def figures(curve: list[Point], *, budget: int, batch: int, target: float, ten_p
     }
 
 
-# --- the three arms ------------------------------------------------------------------------------------
+# --- the arms ------------------------------------------------------------------------------------------
 
 
 class _Replay:
-    """One seed's data: the matrix every arm learns from, the split and the rules they share."""
+    """One seed's data: the app's feature matrix, the table's own columns, the split and the rules the arms share."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, columns: list[str], pool: np.ndarray, test: np.ndarray) -> None:
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray, columns: list[str], pool: np.ndarray, test: np.ndarray, X_own: np.ndarray
+    ) -> None:
         self.X, self.y, self.columns, self.pool, self.test = X, y, columns, pool, test
+        self.X_own = X_own
         self.classes = [c for c in LABEL_VALUES if c in set(y.tolist())]
         self.y_test = y[test].astype(str)
 
@@ -140,8 +159,8 @@ def _random_arm(r: _Replay, seed: int, horizon: int, batch: int, settings: Setti
     return curve
 
 
-def _modal_arm(r: _Replay, seed: int, horizon: int, batch: int) -> list[Point]:
-    """Plain modAL as its documentation shows it: a random forest, margin sampling, rebuilt every round."""
+def _modal_arm(r: _Replay, X: np.ndarray, seed: int, horizon: int, batch: int) -> list[Point]:
+    """Plain modAL as its documentation shows it on matrix X: a random forest, margin sampling, rebuilt every round."""
     from modAL.models import ActiveLearner
     from modAL.uncertainty import margin_sampling
     from sklearn.ensemble import RandomForestClassifier
@@ -153,14 +172,14 @@ def _modal_arm(r: _Replay, seed: int, horizon: int, batch: int) -> list[Point]:
         learner = ActiveLearner(
             estimator=RandomForestClassifier(n_estimators=MODAL_TREES, random_state=seed, n_jobs=1),
             query_strategy=margin_sampling,
-            X_training=r.X[idx],
+            X_training=X[idx],
             y_training=r.y[idx].astype(str),
         )
-        curve.append((len(idx), *_score(learner.predict(r.X[r.test]), r.y_test, r.classes)))
+        curve.append((len(idx), *_score(learner.predict(X[r.test]), r.y_test, r.classes)))
         if len(idx) + batch > horizon:
             return curve
         unl = np.setdiff1d(r.pool, idx)
-        q, _ = learner.query(r.X[unl], n_instances=min(batch, len(unl)))
+        q, _ = learner.query(X[unl], n_instances=min(batch, len(unl)))
         labelled.extend(int(i) for i in unl[np.asarray(q, dtype=int)])
 
 
@@ -270,6 +289,7 @@ def _summary(arms: dict[str, dict[str, list[Any]]]) -> dict[str, Any]:
         "ratios": {
             "auc_app_over_random": _ratio(medians["app"]["auc"], medians["random"]["auc"]),
             "auc_app_over_modal": _ratio(medians["app"]["auc"], medians["modal"]["auc"]),
+            "auc_app_over_modal_same_features": _ratio(medians["app"]["auc"], medians["modal_same_features"]["auc"]),
             "labels_to_98_random_over_app": _ratio(medians["random"]["labels_to_98"], medians["app"]["labels_to_98"]),
         },
         "medians": medians,
@@ -316,9 +336,9 @@ def run_benchmark(
     if table is None:
         if dataset not in DATASETS:
             raise BenchInputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} or --csv PATH")
-        if dataset != "qa0-sim":
+        if dataset not in SIMULATED:
             table = sklearn_table(dataset)
-    name = table.name if table is not None else "qa0-sim"
+    name = table.name if table is not None else str(dataset)
     budget = int(budget or BUDGETS.get(name, DEFAULT_BUDGET))
     if budget < 1:
         raise BenchInputError("--budget must be positive")
@@ -333,7 +353,7 @@ def run_benchmark(
         try:
             say(0.0, f"{name}: loading the table into a temporary database")
             if table is None:
-                eb_ids, y = simulate_table(template)
+                eb_ids, y = simulate_table(template, rule=name == "qa0-sim-rule")
             else:
                 eb_ids, y = import_table(template, table), table.y
             feats.ensure_detail_cache(engine=template)
@@ -342,6 +362,9 @@ def run_benchmark(
             # The retrain's own column rule: columns empty over the whole table carry nothing.
             columns = [c for c in frame.columns if frame[c].notna().any()]
             X = frame.reindex(eb_ids)[columns].to_numpy(dtype=float)
+            X_own, own = own_columns(template, eb_ids)
+            if not own:
+                raise BenchInputError(f"{name}: the table has no numeric column that varies; nothing to learn from")
             y = np.asarray(y, dtype=object).astype(str)
             n = len(y)
             pool_n = n - int(math.ceil(TEST_SHARE * n))
@@ -362,7 +385,7 @@ def run_benchmark(
                     say(_b + f / seeds, f"{name} seed {_s} ({_k + 1}/{seeds}): {msg}")
 
                 pool, test = train_test_split(np.arange(n), test_size=TEST_SHARE, stratify=y, random_state=seed)
-                r = _Replay(X, y, columns, np.sort(pool), np.sort(test))
+                r = _Replay(X, y, columns, np.sort(pool), np.sort(test), X_own)
                 step(0.0, "full-pool model")
                 f_full = _score(r.model_prediction(r.pool, 0, settings), r.y_test, r.classes)[0]
                 full_f1.append(round(f_full, 4))
@@ -382,8 +405,10 @@ def run_benchmark(
                 routes.append(used)
                 step(0.6, "random order")
                 curves["random"] = _random_arm(r, seed, horizon, batch, settings)
-                step(0.8, "plain modAL")
-                curves["modal"] = _modal_arm(r, seed, horizon, batch)
+                step(0.75, "plain modAL on the table's own columns")
+                curves["modal"] = _modal_arm(r, r.X_own, seed, horizon, batch)
+                step(0.85, "plain modAL on the app's features")
+                curves["modal_same_features"] = _modal_arm(r, r.X, seed, horizon, batch)
                 for arm in ARMS:
                     row = figures(curves[arm], budget=budget, batch=batch, target=target, ten_pct=ten_pct)
                     row["curve"] = [
@@ -411,6 +436,7 @@ def run_benchmark(
         "full_pool_f1": full_f1,
         "app_picks": routes,
         "strategy": strategy or strat.DEFAULT_STRATEGY,
+        "modal_columns": own,
         "seconds": round(time.perf_counter() - t0, 1),
         "load": round(os.getloadavg()[0], 2),
     }

@@ -92,11 +92,16 @@ def test_benchmark_al_replays_the_app_beside_both_baselines(
     assert "[100.0%]" in captured.err  # progress on stderr, the JSON alone on stdout
     assert {"dataset", "seeds", "budget", "arms", "ratios"} <= set(out)
     assert out["dataset"] == "wine" and out["seeds"] == 1 and out["budget"] == 20
-    assert set(out["arms"]) == {"app", "random", "modal"}
+    assert set(out["arms"]) == {"app", "random", "modal", "modal_same_features"}
     for arm in out["arms"].values():
         assert len(arm["auc"]) == len(arm["f1_at_budget"]) == len(arm["labels_to_98"]) == 1
         assert 0.0 <= arm["auc"][0] <= 1.0
-    assert set(out["ratios"]) == {"auc_app_over_random", "auc_app_over_modal", "labels_to_98_random_over_app"}
+    assert set(out["ratios"]) == {
+        "auc_app_over_random",
+        "auc_app_over_modal",
+        "auc_app_over_modal_same_features",
+        "labels_to_98_random_over_app",
+    }
     med = out["medians"]
     assert out["ratios"]["auc_app_over_modal"] == pytest.approx(med["app"]["auc"] / med["modal"]["auc"], abs=1e-3)
     # The app arm went through next_for: cold-start picks first, then the model's queue and random picks.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from qa0_label.bench import al as B
@@ -114,3 +115,83 @@ def test_runs_on_disjoint_seeds_merge_into_one_result() -> None:
     assert merged["ratios"]["labels_to_98_random_over_app"] == 5.0
     with pytest.raises(ValueError, match="share seeds"):
         B.merge_results([_part([1, 2], [0.6, 0.7]), _part([2, 3], [0.8, 0.9])])
+
+
+# --- which columns each arm learns from ---------------------------------------------------------------------
+
+
+def test_checklist_rule_follows_its_documented_thresholds() -> None:
+    from qa0_label.bench.datasets import checklist_rule
+
+    good = {
+        "array": "12m",
+        "n_antennas": 43,
+        "exec_fraction": 1.0,
+        "flagged_fraction": 0.01,
+        "flux_jy": 1.0,
+        "expected_flux_jy": 1.0,
+        "phase_rms_deg": 5.0,
+        "elevation_deg": 60.0,
+    }
+    rows = [
+        good,
+        {**good, "elevation_deg": 20.0},  # one warning
+        {**good, "elevation_deg": 20.0, "flagged_fraction": 0.1},  # two warnings: two strikes
+        {**good, "exec_fraction": 0.4},  # one failure
+        {**good, "array": "7m", "n_antennas": 8},  # 8 of 7 m's nominal 10 is fine ...
+        {**good, "n_antennas": 30},  # ... 30 of 12 m's 43 is below 75 %
+        {**good, "flux_jy": 1.35},  # |ln 1.35| = 0.30 > 0.25
+        {**good, "phase_rms_deg": 70.0, "expected_flux_jy": None},  # a missing value passes its check
+    ]
+    values = checklist_rule(pd.DataFrame(rows)).tolist()
+    assert values == ["Pass", "SemiPass", "Fail", "Fail", "Pass", "SemiPass", "SemiPass", "Fail"]
+
+
+def test_qa0_sim_rule_labels_the_simulated_ebs_by_the_checklist_not_the_reference(tmp_path: Path) -> None:
+    from qa0_label.bench.datasets import checklist_rule, own_columns, simulate_table
+    from qa0_label.store import db
+    from qa0_label.store.models import ExecutionBlock
+
+    engine = db.get_engine(f"sqlite:///{tmp_path / 'sim.sqlite'}")
+    ids, reference = simulate_table(engine, n=300, seed=7)
+    ids_rule, rule = simulate_table(db.get_engine(f"sqlite:///{tmp_path / 'rule.sqlite'}"), n=300, seed=7, rule=True)
+    assert ids.tolist() == ids_rule.tolist() and (rule != reference).any()
+    ebs = pd.read_sql_table(ExecutionBlock.__tablename__, engine).set_index("id").reindex(ids)
+    assert rule.tolist() == checklist_rule(ebs).tolist()
+    # Plain modAL on the simulated EBs: the EB row's numeric fields only (no detail aggregates, derived or text).
+    X, columns = own_columns(engine, ids)
+    assert {"n_antennas", "pwv_mm", "tsys_median_k", "flux_jy", "exec_fraction"} <= set(columns)
+    assert not {"dead_antennas", "tsys_over_expected", "source", "array", "uid"} & set(columns)
+    assert X.shape == (300, len(columns))
+    assert X[:, columns.index("n_antennas")].tolist() == ebs["n_antennas"].astype(float).tolist()
+
+
+def test_modal_learns_from_the_tables_own_columns_and_modal_same_features_from_the_apps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(0)
+    n = 100
+    feats = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.normal(size=n)})
+    y = np.where(feats["a"] > 0.5, "Fail", np.where(feats["b"] > 0, "SemiPass", "Pass")).astype(object)
+    table = B.Table("csv:small.csv", feats, y)
+    seen: dict[str, np.ndarray] = {}
+    real = B._modal_arm
+
+    def spy(r: object, X: np.ndarray, seed: int, horizon: int, batch: int) -> list:
+        seen["modal" if "modal" not in seen else "modal_same_features"] = X
+        seen.setdefault("app", getattr(r, "X"))
+        return real(r, X, seed, horizon, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(B, "_modal_arm", spy)
+    out = B.run_benchmark(table=table, seeds=1, budget=20, horizon=40)
+    assert set(out["arms"]) == {"app", "random", "modal", "modal_same_features"}
+    # modal: exactly the table's numeric columns (imported as extra_x_ columns), values unchanged.
+    assert out["modal_columns"] == ["extra_x_a", "extra_x_b", "extra_x_c"]
+    assert np.allclose(seen["modal"], feats.to_numpy())
+    # modal_same_features: the app's matrix (build_features: the fixed domain columns plus the extra ones).
+    assert seen["modal_same_features"] is seen["app"] and seen["app"].shape[1] > 3
+    ratios = out["ratios"]
+    med = out["medians"]
+    assert ratios["auc_app_over_modal_same_features"] == pytest.approx(
+        med["app"]["auc"] / med["modal_same_features"]["auc"], abs=1e-3
+    )
