@@ -198,12 +198,14 @@ def _app_arm(
     """The oracle through next_for / record_label / retrain on a copy of the template database."""
     from datetime import timedelta
 
-    from sqlalchemy import text
+    from sqlalchemy import select
 
     from qa0_label.learning import training
     from qa0_label.queue import assign
-    from qa0_label.store import db, labels
-    from qa0_label.store.models import Lease, utcnow
+    from qa0_label.store import db, labels, runs
+    from qa0_label.store.models import Lease, ModelRun, Score, table_of, utcnow
+
+    score = table_of(Score).c
 
     path = workdir / f"seed{seed}.sqlite"
     db.backup_sqlite(template, path)
@@ -242,17 +244,14 @@ def _app_arm(
             except training.RetrainRefused:
                 pass  # one class (or too few labels): the app stays in cold start, and so does the replay
             with engine.connect() as conn:
-                run = conn.execute(
-                    text("SELECT id FROM model_run WHERE status = 'done' ORDER BY version DESC LIMIT 1")
-                ).scalar()
+                # The served model: the app's one rule for which run serves (store.runs).
+                run = conn.execute(runs.serving_select(table_of(ModelRun).c.id)).scalar()
                 pred = None
                 if run is not None:
-                    rows = dict(
-                        (int(e), np.argmax(p))
-                        for e, *p in conn.execute(
-                            text("SELECT eb_id, p_pass, p_semipass, p_fail FROM score WHERE run_id = :r"), {"r": run}
-                        )
+                    stored = select(score.eb_id, score.p_pass, score.p_semipass, score.p_fail).where(
+                        score.run_id == run
                     )
+                    rows = dict((int(e), np.argmax(p)) for e, *p in conn.execute(stored))
                     pred = np.asarray([LABEL_VALUES[rows[e]] for e in test_ids], dtype=object)
                 elif given:
                     pred = np.full(len(test_ids), _constant(given), dtype=object)
