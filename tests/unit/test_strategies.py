@@ -180,3 +180,21 @@ def test_registry_and_sidebar_names() -> None:
     assert any(s.kind == "batch" and n != "random" for n, s in S.STRATEGIES.items())
     for s in S.STRATEGIES.values():
         assert s.reason.strip()
+
+
+def test_margin_diverse_spreads_only_over_the_most_uncertain_ebs() -> None:
+    from modAL.uncertainty import classifier_margin
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 2))
+    y = np.where(X[:40, 0] > 0, "Pass", "Fail")
+    learner = L.build_learner(X[:40], y, estimator=LogisticRegression())
+    unc = 1.0 - classifier_margin(learner, X)
+    # 20 diverse places: candidates are the max(2 x 20, 100) = 100 most uncertain EBs, not the whole pool.
+    top = set(np.argsort(-unc)[: max(S.CANDIDATE_FACTOR * 20, S.CANDIDATE_FLOOR)].tolist())
+    picks = S.rank("margin-diverse", learner, X, 20, random_state=0, diverse_head=20)
+    assert set(picks.tolist()) <= top and len(set(picks.tolist())) == 20
+    # Ties at the cut (a young forest gives many) are kept at random: 50 clear doubts, then 2,950 tied EBs.
+    scores = np.r_[np.ones(50), np.full(2950, 0.5)]
+    slices = [set(S._candidates(scores, 20, rng=np.random.default_rng(seed)).tolist()) for seed in (1, 2)]
+    assert all(len(c) == 100 and set(range(50)) <= c for c in slices) and slices[0] != slices[1]
