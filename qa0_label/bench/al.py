@@ -12,7 +12,7 @@ label the pool 20 at a time (the shipped ``Settings.auto_retrain_every``):
   can hand one out. With one oracle there is no second AoD: an overlap or gold pick finds nothing and falls
   through to the strategy queue, exactly as it does in the app for a lone AoD; random picks are spent as
   shipped.
-- ``random``: the pool in a seeded random order, the same retrain model (``training.fit_served_model``) fitted
+- ``random``: the pool in a seeded random order, the same retrain model (``fitting.fit_served_model``) fitted
   on the first n labels at every batch.
 - ``modal``: plain modAL as a site would run it without the app: RandomForestClassifier(200 trees) +
   ``modAL.uncertainty.margin_sampling``, 20 per query, rebuilt each round from the same first 20 random labels
@@ -140,7 +140,7 @@ class _Replay:
 
     def model_prediction(self, idx: np.ndarray, version: int, settings: Settings) -> np.ndarray | None:
         """The retrain's model on these labels, predicting the test set (the constant rule when it would refuse)."""
-        from qa0_label.learning.training import fit_served_model
+        from qa0_label.learning.fitting import fit_served_model
 
         yl = self.y[idx]
         if len(idx) < settings.min_labels_to_train or len(set(yl.tolist())) < 2:
