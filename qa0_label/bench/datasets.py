@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from qa0_label.bench import AL_DATASETS
-from qa0_label.store.models import EB_FIELDS, LABEL_VALUES, ExecutionBlock, table_of
+from qa0_label.store.models import EB_FIELDS, LABEL_VALUES, ExecutionBlock, ReferenceOutcome, table_of
 
 DATASETS: tuple[str, ...] = AL_DATASETS
 SIMULATED: tuple[str, ...] = ("qa0-sim", "qa0-sim-rule")
@@ -147,7 +147,8 @@ def import_table(engine: Engine, table: Table) -> np.ndarray:
     )
     import_frames(engine=engine, ebs=pd.concat([ebs, feats.reset_index(drop=True)], axis=1), ebs_name=table.name)
     with engine.connect() as conn:
-        ids: dict[str, int] = {str(u): int(i) for u, i in conn.execute(text("SELECT uid, id FROM execution_block"))}
+        eb = table_of(ExecutionBlock).c
+        ids: dict[str, int] = {str(u): int(i) for u, i in conn.execute(select(eb.uid, eb.id))}
     return np.asarray([ids[u] for u in ebs["uid"]], dtype=np.int64)
 
 
@@ -162,9 +163,8 @@ def simulate_table(
 
     simulate(engine=engine, n=n, seed=seed)
     with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT e.id, r.value FROM execution_block e JOIN reference_outcome r ON r.eb_id = e.id ORDER BY e.id")
-        ).all()
+        ref = table_of(ReferenceOutcome).c
+        rows = conn.execute(select(ref.eb_id, ref.value).order_by(ref.eb_id)).all()
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
     if not rule:
         return ids, np.asarray([r[1] for r in rows], dtype=object)

@@ -78,11 +78,9 @@ RAW_SQL_ALLOWED = {
     "qa0_label.store.db": "SQLite's BEGIN / BEGIN IMMEDIATE, which the driver must see verbatim",
     "qa0_label.store.models": "CREATE TRIGGER for the detail-feature cache (Core has no trigger construct)",
     "qa0_label.bench.scale": "EXPLAIN of the timed statement (Core has no EXPLAIN construct)",
-    "qa0_label.bench.al": "not yet moved to Core (issue 13's module)",
-    "qa0_label.bench.datasets": "not yet moved to Core (issue 13's module)",
 }
 """Modules allowed raw SQL, with why; docs/architecture.md's data-access section lists the same."""
-PENDING = {"qa0_label.bench.al", "qa0_label.bench.datasets"}  # to move to Core; then delete them above
+PENDING: set[str] = set()  # modules listed above while they are being moved to Core
 
 
 def _raw_sql_uses(path: Path) -> list[str]:
