@@ -32,55 +32,58 @@ def mark_accepted(session: Any, event: Any, run_version: int, value: str) -> Non
 
 
 def suggestion_markdown(item: dict[str, Any]) -> str:
-    """The box: auto-decided or not, the suggestion, the set, and the reasons (numbers and fixed words only)."""
-    lines = ["**Auto-QA0**"]
+    """Auto-QA0 in the "Why this EB" box: the call or the set, and the reasons (numbers and fixed words only).
+
+    Two short paragraphs, no list: it is drawn on every key press, and the long why-nothing-is-decided text
+    lives on the Model page.
+    """
     decision = item.get("decision")
     alpha = float(item.get("alpha") or 0.0)
     if decision and decision != predict.NEEDS_AOD:
-        lines.append(
-            f"The model would decide this EB alone: **{decision}** (error rate of its auto-decisions "
-            f"<= {alpha:.1%}). Press **A** to accept it as your label."
+        head = (
+            f"**Auto-QA0**: the model would decide this EB alone: **{decision}** (error rate of its "
+            f"auto-decisions <= {alpha:.1%}). Press **A** to accept it as your label."
         )
     else:
-        lines.append(
-            f"Needs an AoD at alpha {alpha:.1%}: the model's set is {', '.join(item.get('set') or []) or '–'}."
-        )
+        shown = ", ".join(item.get("set") or []) or "–"
+        head = f"**Auto-QA0**: needs an AoD (the model's set at alpha {alpha:.1%}: {shown})"
         if item.get("why_none"):
-            lines.append(f":gray[{w.md_escape(item['why_none'])}]")
+            head += " · :gray[nothing is auto-decided yet: see the Model page]"
     reasons = item.get("top_reasons") or []
     if reasons:
-        lines.append("Why the model thinks so:")
-        lines.append("\n".join(f"- {w.md_escape(r['text'])} → {w.md_escape(r['towards'])}" for r in reasons))
+        why = "Why: " + " · ".join(f"{w.md_escape(r['text'])} → {w.md_escape(r['towards'])}" for r in reasons)
     else:
-        lines.append(":gray[Nothing pushes this EB towards SemiPass or Fail.]")
-    return "\n\n".join(lines)
+        why = ":gray[Nothing pushes this EB towards SemiPass or Fail.]"
+    return f"{head}\n\n{why}"
 
 
-def draw_suggestion(url: str, assignment: dict[str, Any], who: str, on_label: Callable[..., None]) -> None:
-    """Label page: the suggestion box under "Why this EB", with an Accept button (key A) when auto-decided."""
+def suggestion_for(url: str, assignment: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Label page: (the model's call on the shown EB, or None; markdown for the "Why this EB" box, or None)."""
     version = assignment.get("model_version")
     if not version:
-        return
+        return None, None
     try:
         item = suggestion(url, int(assignment["eb_id"]), int(version))
     except Exception as exc:  # noqa: BLE001 - the label page must keep working without the suggestion
-        st.caption(f"Auto-QA0 unavailable: {w.md_escape(exc)}")
-        return
-    if not item:
-        return
-    with st.container(border=True, key="qa0-auto"):
-        st.markdown(suggestion_markdown(item))
-        decision = item.get("decision")
-        if decision and decision != predict.NEEDS_AOD:
-            st.button(
-                f"Accept {decision}",
-                key="qa0-btn-accept",
-                shortcut="A",
-                on_click=on_label,
-                args=(decision, int(assignment["eb_id"]), str(st.session_state.get("qa0_event_id")), who, url),
-                kwargs={"accepted_from": int(version)},
-                help="Record the model's suggestion as your label (marked as an accepted suggestion)",
-            )
+        return None, f":gray[Auto-QA0 unavailable: {w.md_escape(exc)}]"
+    return (item, suggestion_markdown(item)) if item else (None, None)
+
+
+def draw_accept(
+    item: dict[str, Any], url: str, assignment: dict[str, Any], who: str, on_label: Callable[..., None]
+) -> None:
+    """Label page: the Accept button (key A) under "Why this EB" when the model would decide the EB alone."""
+    decision = item.get("decision")
+    if decision and decision != predict.NEEDS_AOD:
+        st.button(
+            f"Accept {decision}",
+            key="qa0-btn-accept",
+            shortcut="A",
+            on_click=on_label,
+            args=(decision, int(assignment["eb_id"]), str(st.session_state.get("qa0_event_id")), who, url),
+            kwargs={"accepted_from": int(assignment["model_version"])},
+            help="Record the model's suggestion as your label (marked as an accepted suggestion)",
+        )
 
 
 # --- Model page ----------------------------------------------------------------------------------

@@ -389,10 +389,10 @@ def _tile_note(header: dict[str, Any], field: str) -> str | None:
     return None
 
 
-def draw_why(assignment: dict[str, Any]) -> None:
-    """Why the queue chose this EB: strategy, reason, the model's class probabilities and uncertainty."""
+def draw_why(assignment: dict[str, Any], extra: str | None = None) -> None:
+    """Why the queue chose this EB: strategy, reason, the model's class probabilities and uncertainty (+ EXTRA)."""
     with st.container(border=True, key="qa0-why"):
-        st.markdown(why_markdown(assignment))
+        st.markdown(why_markdown(assignment) + (f"\n\n{extra}" if extra else ""))
 
 
 _BAR_COLOR = {"Pass": "green", "SemiPass": "orange", "Fail": "red"}
@@ -605,9 +605,11 @@ def review_area(url: str, who: str) -> None:
             draw_header(bundle.header, str(assignment.get("uid") or bundle.header.get("uid")))
             draw_actions(assignment, who, url)
         with why:
-            draw_why(assignment)
-            if _suggestions_on():
-                auto_ui.draw_suggestion(url, assignment, who, on_label)  # auto-QA0: the model's call and why (key A)
+            # Auto-QA0's call and reasons share the "Why this EB" box: one element less per key press.
+            item, suggested = auto_ui.suggestion_for(url, assignment) if _suggestions_on() else (None, None)
+            draw_why(assignment, suggested)
+            if item:
+                auto_ui.draw_accept(item, url, assignment, who, on_label)  # key A
             draw_session_counter()
             heat_selector()
         draw_plots(url, bundle, selector=False)
