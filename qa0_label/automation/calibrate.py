@@ -194,6 +194,22 @@ def ltt_threshold(
     return float(best[0] if isinstance(best, tuple) else best)
 
 
+def error_interval(n_wrong: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Exact (Clopper-Pearson) interval of an error rate seen as N_WRONG of N; None when N is 0.
+
+    The held-out check is a sample of a few hundred EBs: a lead reading "8 % at alpha 5 %" needs to see how
+    far a sample that size can wander from the true rate.
+    """
+    from scipy.stats import beta
+
+    if n <= 0:
+        return None
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if n_wrong == 0 else float(beta.ppf(tail, n_wrong, n - n_wrong + 1))
+    high = 1.0 if n_wrong == n else float(beta.ppf(1.0 - tail, n_wrong + 1, n - n_wrong))
+    return low, high
+
+
 def _error_stats(decisions: NDArray[np.object_], y: NDArray[Any]) -> dict[str, Any]:
     auto = decisions != None  # noqa: E711
     n_auto = int(auto.sum())
@@ -207,6 +223,7 @@ def _error_stats(decisions: NDArray[np.object_], y: NDArray[Any]) -> dict[str, A
         "n_auto": n_auto,
         "n_wrong": int(wrong.sum()),
         "error": (float(wrong.sum()) / n_auto) if n_auto else None,
+        "error_interval": error_interval(int(wrong.sum()), n_auto),
         "coverage": (n_auto / len(y)) if len(y) else 0.0,
         "per_class": per_class,
     }

@@ -128,11 +128,17 @@ def render_automation(ctx: w.PageContext) -> None:
         st.warning(f"No EB is auto-decided: {summary.get('why_none')}")
     check = summary.get("check") or {}
     if check.get("n_auto"):
+        interval = check.get("error_interval")
+        spread = f", 95% interval {interval[0]:.1%}-{interval[1]:.1%}" if interval else ""
         st.markdown(
             f"Held-out check (model v{state['version']}): **{check['n_wrong']} wrong of {check['n_auto']}** "
             f"auto-decisions on {check['n']} consensus labels calibration did not use "
-            f"(**{check['error']:.1%}**, alpha {alpha:.1%}; certified with probability "
+            f"(**{check['error']:.1%}**{spread}; alpha {alpha:.1%}, certified with probability "
             f">= {1 - float(summary.get('delta', 0.1)):.0%})."
+        )
+        st.caption(
+            "The check is a sample: the guarantee bounds the true error rate, and a check set of this size "
+            "reads above alpha now and then (about one run in ten) even when the true rate is below it."
         )
         per = pd.DataFrame(
             [

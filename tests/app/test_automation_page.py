@@ -54,7 +54,9 @@ def test_aod_sees_alpha_read_only_and_the_counts(url: str) -> None:
     assert any("set by team leads" in m.value for m in at.markdown)
     labels = {m.label for m in at.metric}
     assert {"Auto-Pass", "Auto-SemiPass", "Auto-Fail", "Needs an AoD"} <= labels
-    assert any("Held-out check" in m.value for m in at.markdown)
+    (check,) = [m.value for m in at.markdown if "Held-out check" in m.value]
+    assert "95% interval" in check  # the check is a sample: its spread is shown beside the rate
+    assert any("The check is a sample" in c.value for c in at.caption)
 
 
 def test_lead_sets_alpha_and_it_is_audited(url: str) -> None:

@@ -92,3 +92,15 @@ def test_in_order_fixed_sequence_stops_at_the_first_failure() -> None:
 
     p = np.array([0.01, 0.02, 0.5, 0.01])
     assert control_fwer(p, 0.1, fwer_method=cal.InOrder()).tolist() == [0, 1]
+
+
+def test_error_interval_matches_statsmodels_clopper_pearson() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    from qa0_label.automation.calibrate import error_interval
+
+    for k, n in ((0, 40), (3, 138), (11, 138), (50, 50), (1, 1)):
+        low, high = error_interval(k, n)
+        ref_low, ref_high = proportion_confint(k, n, alpha=0.05, method="beta")
+        assert low == pytest.approx(ref_low, abs=1e-9) and high == pytest.approx(ref_high, abs=1e-9), (k, n)
+    assert error_interval(0, 0) is None
