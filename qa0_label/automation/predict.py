@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -396,20 +395,7 @@ def catalogue_frame(*, engine: Engine) -> pd.DataFrame:
         )
         for start in range(0, len(wanted), 900):
             rows += conn.execute(select(*cols).where(col(ExecutionBlock.id).in_(wanted[start : start + 900]))).all()
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "eb_id",
-            "uid",
-            "source",
-            "band",
-            "freq_ghz",
-            "flux_jy",
-            "flux_err_jy",
-            "spectral_index",
-            "observed_at",
-        ],
-    )
+    frame = pd.DataFrame(rows, columns=["eb_id", *CATALOGUE_COLUMNS[:-2]])  # the EB's own columns, in order
     frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     frame["qa0"] = "Pass"
     frame["qa0_basis"] = [basis[int(e)] for e in frame["eb_id"]]
@@ -418,20 +404,6 @@ def catalogue_frame(*, engine: Engine) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, out: Path) -> int:
     """Write CSV (spreadsheet-safe cells) or Parquet by extension, atomically; returns the row count."""
-    from qa0_label.ingest import spreadsheet_safe
+    from qa0_label.ingest.export import write_frame
 
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{out}: the output must end in .csv or .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        if suffix == ".csv":
-            spreadsheet_safe(frame).to_csv(tmp, index=False, encoding="utf-8")
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return len(frame)
+    return write_frame(frame, out)

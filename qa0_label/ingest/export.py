@@ -79,11 +79,21 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def export_labels(*, engine: Engine, out: Path, current: bool = False) -> int:
     """Write label events (or current labels) to CSV or Parquet (by extension); returns the row count."""
-    out = Path(out)
+    _check_suffix(Path(out))
+    return write_frame(export_labels_frame(engine=engine, current=current), out)
+
+
+def _check_suffix(out: Path) -> str:
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ValueError(f"{out}: the output must end in .csv or .parquet")
-    frame = export_labels_frame(engine=engine, current=current)
+    return suffix
+
+
+def write_frame(frame: pd.DataFrame, out: Path) -> int:
+    """Write FRAME to CSV (spreadsheet-safe cells) or Parquet by extension, atomically; returns the row count."""
+    out = Path(out)
+    suffix = _check_suffix(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # A reader never sees a half-written file: write beside the target, then rename over it.
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
