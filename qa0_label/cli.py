@@ -429,12 +429,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_agreement(args: argparse.Namespace) -> int:
     """Agreement statistics over each labeler's current label (accepted suggestions left out unless asked)."""
     from qa0_label.lead.agreement import agreement_report
-    from qa0_label.lead.report import accepted_left_out, agreement_labels
+    from qa0_label.lead.report import own_calls
     from qa0_label.store.db import session_scope
 
     with session_scope(_engine(args, must_exist=True)) as session:
-        report = agreement_report(agreement_labels(session=session, include_accepted=args.include_accepted))
-        report["accepted_suggestions_left_out"] = 0 if args.include_accepted else accepted_left_out(session=session)
+        labels, left_out = own_calls(session=session, include_accepted=args.include_accepted)
+    report = agreement_report(labels)
+    report["accepted_suggestions_left_out"] = left_out
     if args.json:
         _print_json(report)
     else:

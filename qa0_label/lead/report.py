@@ -76,23 +76,21 @@ def latest_done_version(*, session: Session) -> int:
 # --- inter-AoD agreement ------------------------------------------------------------------------------
 
 
-def agreement_labels(*, session: Session, include_accepted: bool = False) -> pd.DataFrame:
-    """Each labeler's current label per EB, the 'archive' importer excluded; accepted suggestions too by default.
+def own_calls(*, session: Session, include_accepted: bool = False) -> tuple[pd.DataFrame, int]:
+    """(each labeler's current label per EB, how many accepted suggestions were left out of it).
 
-    An AoD who pressed ``A`` agreed with the model, not made a call of their own: counting those labels
-    would raise inter-AoD agreement by the model's consistency, so the statistics leave them out unless
-    INCLUDE_ACCEPTED.
+    The 'archive' importer is excluded. An AoD who pressed ``A`` agreed with the model rather than made a call
+    of their own: counting those labels would raise inter-AoD agreement by the model's consistency, so the
+    statistics leave them out unless INCLUDE_ACCEPTED. One read of the current labels serves both figures.
     """
     frame = current_labels(session, include_archive=False)
-    if not include_accepted:
-        frame = accept.without_accepted(session=session, labels=frame, id_column="event_id")
-    return frame[LABEL_COLUMNS].reset_index(drop=True)
+    kept = frame if include_accepted else accept.without_accepted(session=session, labels=frame, id_column="event_id")
+    return kept[LABEL_COLUMNS].reset_index(drop=True), len(frame) - len(kept)
 
 
-def accepted_left_out(*, session: Session) -> int:
-    """How many current labels the agreement statistics leave out as accepted model suggestions."""
-    frame = current_labels(session, include_archive=False)
-    return len(frame) - len(accept.without_accepted(session=session, labels=frame, id_column="event_id"))
+def agreement_labels(*, session: Session, include_accepted: bool = False) -> pd.DataFrame:
+    """The labels agreement statistics use (``own_calls`` without the count)."""
+    return own_calls(session=session, include_accepted=include_accepted)[0]
 
 
 def agreement_overview(
@@ -105,7 +103,7 @@ def agreement_overview(
     accepted_left_out (accepted suggestions not counted; 0 when INCLUDE_ACCEPTED).
     """
     key = newest_label_id(session=session)
-    labels = agreement_labels(session=session, include_accepted=include_accepted)
+    labels, left_out = own_calls(session=session, include_accepted=include_accepted)
     report = agreement.agreement_report(labels, n_boot=n_boot, seed=seed, level=level)
     trend = (
         agreement.weekly_trend(labels, n_boot=n_boot, seed=seed, level=level)
@@ -118,7 +116,7 @@ def agreement_overview(
         "labels": labels,
         "labelers": sorted(labels["labeler"].astype(str).unique()),
         "newest_label_id": key,
-        "accepted_left_out": 0 if include_accepted else accepted_left_out(session=session),
+        "accepted_left_out": left_out,
     }
 
 
