@@ -18,6 +18,7 @@ queue order for a fitted learner.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,9 +78,17 @@ def standardize(X: np.ndarray) -> np.ndarray:
 
 
 def weighted_kmeanspp(
-    Z: np.ndarray, k: int, rng: np.random.Generator, weights: np.ndarray | None = None, first: int | None = None
+    Z: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+    first: int | None = None,
+    start: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """k-means++ seeding order: each next pick is drawn with probability ~ weight * squared distance to the picks."""
+    """k-means++ seeding order: each next pick is drawn with probability ~ weight * squared distance to the picks.
+
+    ``start`` (distinct rows) are taken as the first picks, in their order, and the seeding continues from them.
+    """
     n = Z.shape[0]
     k = int(min(max(k, 0), n))
     if k == 0:
@@ -87,13 +96,16 @@ def weighted_kmeanspp(
     w = np.ones(n) if weights is None else np.clip(np.asarray(weights, dtype=float), 0.0, None)
     if not np.isfinite(w).all() or w.sum() <= 0:
         w = np.ones(n)
-    if first is None:
-        first = int(rng.choice(n, p=w / w.sum()))
-    picks = [first]
-    d2 = ((Z - Z[first]) ** 2).sum(axis=1)
+    if start is not None and len(start):
+        picks = [int(i) for i in start][:k]
+    else:
+        picks = [int(rng.choice(n, p=w / w.sum())) if first is None else int(first)]
+    d2 = np.full(n, np.inf)
+    for i in picks:
+        d2 = np.minimum(d2, ((Z - Z[i]) ** 2).sum(axis=1))
     taken = np.zeros(n, dtype=bool)
-    taken[first] = True
-    for _ in range(1, k):
+    taken[picks] = True
+    for _ in range(len(picks), k):
         p = w * d2
         p[taken] = 0.0
         total = p.sum()
@@ -409,11 +421,44 @@ def strategy_names() -> list[str]:
     return [DEFAULT_STRATEGY] + [n for n in STRATEGIES if n != DEFAULT_STRATEGY]
 
 
+COLD_START_TYPICAL = 20
+"""With fewer strata than this, cold start opens each stratum with typical EBs (members nearest k-means centres)."""
+# With a handful of labels a model learns most from typical examples (Hacohen et al. 2022, "Active learning on
+# a budget"); k-means++ alone draws by squared distance and so favours outliers. First model's macro-F1 on 20
+# cold-start labels, fit_served_model on seeds 1-8 (median), k-means++ alone -> typical first: digits 0.53 ->
+# 0.78, breast_cancer 0.94 -> 0.94, wine 0.97 -> 0.96 (worst seed 0.74 -> 0.89); random 20: 0.68 / 0.91 / 0.95.
+
+
+def typical_order(Z: np.ndarray, k: int, rng: np.random.Generator, *, sample: int = 5_000) -> np.ndarray:
+    """The rows nearest the centres of k k-means clusters of Z, the biggest cluster first (distinct rows)."""
+    from sklearn.cluster import KMeans
+
+    n = Z.shape[0]
+    k = int(min(max(k, 0), n))
+    if k == 0:
+        return np.zeros(0, dtype=int)
+    if k == 1:
+        return np.asarray([int(np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1)))])
+    fit_on = Z if n <= sample else Z[rng.choice(n, sample, replace=False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct rows than clusters: some centres coincide, fine here
+        km = KMeans(n_clusters=k, n_init=1, max_iter=100, random_state=int(rng.integers(2**31 - 1))).fit(fit_on)
+    cluster = km.predict(Z)
+    d2 = ((Z - km.cluster_centers_[cluster]) ** 2).sum(axis=1)
+    picks: list[int] = []
+    for c in np.argsort(-np.bincount(cluster, minlength=k), kind="stable"):
+        members = np.flatnonzero(cluster == c)
+        if members.size:
+            picks.append(int(members[np.argmin(d2[members])]))
+    return np.asarray(list(dict.fromkeys(picks)), dtype=int)
+
+
 def stratified_diverse_order(X: np.ndarray, groups: Sequence[object], k: int, rng: np.random.Generator) -> np.ndarray:
     """Cold-start order: k-means++ within each group (band x source), groups taken in turn.
 
     The first picks therefore cover every group once before any group gets a second pick, and inside a group
-    successive picks are far apart in standardised feature space.
+    successive picks are far apart in standardised feature space. With fewer groups than COLD_START_TYPICAL,
+    each group opens with its typical EBs (nearest k-means centres: COLD_START_TYPICAL // groups of them).
     """
     Z = standardize(X)
     n = Z.shape[0]
@@ -424,10 +469,17 @@ def stratified_diverse_order(X: np.ndarray, groups: Sequence[object], k: int, rn
     uniq = np.unique(keys)
     rng.shuffle(uniq)
     per_group = int(np.ceil(k / max(len(uniq), 1))) + 1
+    # Typical picks subdivide a stratum by k-means only where band x source gives fewer strata than the first
+    # picks: with many strata (the usual archive) each stratum's first pick stays a random member, because its
+    # most typical member is nearly always a Pass and the first model then never sees a Fail (qa0-sim: AUC
+    # 0.75 -> 0.68 when every stratum opened with its typical EB).
+    typical = COLD_START_TYPICAL // max(len(uniq), 1)
     queues: list[np.ndarray] = []
     for g in uniq:
         members = np.flatnonzero(keys == g)
-        order = weighted_kmeanspp(Z[members], min(per_group, members.size), rng)
+        quota = min(per_group, members.size)
+        start = typical_order(Z[members], min(typical, quota), rng)
+        order = weighted_kmeanspp(Z[members], quota, rng, start=start)
         queues.append(members[order])
     out: list[int] = []
     depth = 0

@@ -198,3 +198,50 @@ def test_margin_diverse_spreads_only_over_the_most_uncertain_ebs() -> None:
     scores = np.r_[np.ones(50), np.full(2950, 0.5)]
     slices = [set(S._candidates(scores, 20, rng=np.random.default_rng(seed)).tolist()) for seed in (1, 2)]
     assert all(len(c) == 100 and set(range(50)) <= c for c in slices) and slices[0] != slices[1]
+
+
+def test_typical_order_picks_the_member_nearest_each_cluster_centre_biggest_cluster_first() -> None:
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    sizes = [10, 60, 30]
+    Z = np.vstack([c + rng.normal(scale=0.5, size=(n, 2)) for c, n in zip(centres, sizes)])
+    blob = np.repeat([0, 1, 2], sizes)
+    picks = S.typical_order(Z, 3, np.random.default_rng(0))
+    assert blob[picks].tolist() == [1, 2, 0]  # biggest cluster first
+    for p in picks:
+        members = np.flatnonzero(blob == blob[p])
+        mean = Z[members].mean(axis=0)
+        assert p == members[np.argmin(((Z[members] - mean) ** 2).sum(axis=1))]
+    assert S.typical_order(Z, 0, np.random.default_rng(0)).size == 0
+
+
+def _blobs_and_outliers(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    centres = np.array([(0.0, 0.0), (3.0, 0.0), (0.0, 3.0), (3.0, 3.0), (1.5, 1.5)])
+    blobs = np.vstack([c + rng.normal(scale=0.3, size=(40, 2)) for c in centres])
+    angle = rng.uniform(0, 2 * np.pi, 30)
+    outliers = 1.5 + 40.0 * np.c_[np.cos(angle), np.sin(angle)]
+    X = np.vstack([blobs, outliers])
+    return X, np.r_[np.repeat(np.arange(5), 40), np.full(30, -1)]
+
+
+def test_cold_start_opens_a_lone_stratum_with_typical_ebs_not_outliers(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, blob = _blobs_and_outliers(np.random.default_rng(5))
+    order = S.stratified_diverse_order(X, ["B3|J0000"] * len(X), 40, np.random.default_rng(1))
+    # The biggest clusters first: the dense blobs, nearly one EB each (k-means gives the spread-out outliers
+    # clusters of their own too, smaller ones, which come later).
+    first = blob[order[:5]].tolist()
+    assert -1 not in first and len(set(first)) >= 4
+    assert len(set(order.tolist())) == 40 and -1 in blob[order[5:]].tolist()
+    # k-means++ alone (the order before typical picks) spends early picks on the outliers.
+    monkeypatch.setattr(S, "COLD_START_TYPICAL", 0)
+    plain = S.stratified_diverse_order(X, ["B3|J0000"] * len(X), 40, np.random.default_rng(1))
+    assert (blob[plain[:5]] == -1).sum() >= 2
+
+
+def test_cold_start_with_many_strata_keeps_random_first_members(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    groups = [f"B{b}|S{s}" for b in range(3, 8) for s in range(5) for _ in range(6)]  # 25 strata
+    X = rng.normal(size=(len(groups), 4))
+    order = S.stratified_diverse_order(X, groups, 60, np.random.default_rng(4))
+    monkeypatch.setattr(S, "COLD_START_TYPICAL", 0)
+    assert order.tolist() == S.stratified_diverse_order(X, groups, 60, np.random.default_rng(4)).tolist()
