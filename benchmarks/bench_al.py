@@ -40,8 +40,9 @@ HEADER = (
     "| dataset (budget) | AUC app | AUC plain modAL | AUC plain modAL, app's features | AUC random "
     "| F1 at budget app / modAL / random | labels to 98 % app / modAL / random "
     "| Fail recall, 10 % labelled, app / modAL / random "
-    "| AUC app / modAL | AUC app / modAL, app's features | AUC app / random | labels to 98 %, random / app |"
-    "\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| AUC app / modAL | AUC app / modAL, app's features | AUC app / random "
+    "| AUC ceiling / random, full-pool model / perfect | labels to 98 %, random / app |"
+    "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -64,16 +65,25 @@ def row(result: dict) -> str:
     cells.append(" / ".join(_med(arms[a]["f1_at_budget"], "{:.3f}") for a in order))
     cells.append(" / ".join(_med(arms[a]["labels_to_98"], "{:.0f}") for a in order))
     fail = [arms[a]["fail_recall_at_10pct"] for a in order]
-    cells.append("–" if all(v is None for f in fail for v in f) else " / ".join(_med(f, "{:.3f}") for f in fail))
+    full_fail = result.get("full_pool_fail_recall") or []
+    if all(v is None for f in fail for v in f):
+        cells.append("–")
+    else:
+        # The full-pool model's own Fail recall: what a model trained on every label reaches on this test set.
+        tail = f" (full pool {_med(full_fail, '{:.3f}')})" if any(v is not None for v in full_fail) else ""
+        cells.append(" / ".join(_med(f, "{:.3f}") for f in fail) + tail)
     ratios = result["ratios"]
-    for key in (
-        "auc_app_over_modal",
-        "auc_app_over_modal_same_features",
-        "auc_app_over_random",
-        "labels_to_98_random_over_app",
-    ):
+    for key in ("auc_app_over_modal", "auc_app_over_modal_same_features", "auc_app_over_random"):
         cells.append("–" if ratios[key] is None else f"{ratios[key]:.2f}")
+    ceil = result.get("ceilings") or {}
+    cells.append(" / ".join("–" if ceil.get(k) is None else f"{ceil[k]:.3f}" for k in _CEILINGS))
+    exact, at_least = ratios["labels_to_98_random_over_app"], ratios.get("labels_to_98_random_over_app_at_least")
+    # Random order beyond the horizon in most seeds: the ratio is at least the horizon over the app's figure.
+    cells.append(f"{exact:.2f}" if exact is not None else f"≥ {at_least:.2f}" if at_least is not None else "–")
     return "| " + " | ".join(cells) + " |"
+
+
+_CEILINGS = ("auc_full_pool_over_random", "auc_perfect_over_random")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -676,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", default=None, help="the app arm's strategy (default: the app's default)")
     b.add_argument("--seeds", type=int, default=8)
     b.add_argument(
-        "--horizon", type=int, default=None, help="labels scanned for labels-to-98%% (default: twice the budget)"
+        "--horizon", type=int, default=None, help="labels scanned for labels-to-98%% (default: five times the budget)"
     )
     b.add_argument("--first-seed", type=int, default=1, help="seeds FIRST..FIRST+SEEDS-1 (split a long run)")
     b.add_argument("--json", action="store_true")

@@ -101,12 +101,16 @@ def test_benchmark_al_replays_the_app_beside_both_baselines(
         "auc_app_over_modal",
         "auc_app_over_modal_same_features",
         "labels_to_98_random_over_app",
+        "labels_to_98_random_over_app_at_least",
     }
+    assert len(out["full_pool_f1"]) == len(out["full_pool_fail_recall"]) == 1
+    assert set(out["ceilings"]) == {"auc_full_pool_over_random", "auc_perfect_over_random"}
     med = out["medians"]
     assert out["ratios"]["auc_app_over_modal"] == pytest.approx(med["app"]["auc"] / med["modal"]["auc"], abs=1e-3)
     # The app arm went through next_for: cold-start picks first, then the model's queue and random picks.
     picks = out["app_picks"][0]
-    assert sum(picks.values()) == out["horizon"] and picks.get("cold-start", 0) >= 1
+    given = out["arms"]["app"]["curves"][0][-1][0]  # the arm stops once settled, at most at the horizon
+    assert sum(picks.values()) == given and 20 <= given <= out["horizon"] and picks.get("cold-start", 0) >= 1
     assert picks.get("margin-diverse", 0) >= 1
     assert list(tmp_path.iterdir()) == []  # nothing written outside the temporary database
 

@@ -25,6 +25,40 @@ def test_figures_follow_one_rule_for_every_arm() -> None:
     assert never["labels_to_98"] is None and never["fail_recall_at_10pct"] is None
 
 
+def test_an_arm_stops_only_once_every_figure_is_settled() -> None:
+    rising = [(20, 0.5, None), (40, 0.9, None), (60, 0.95, None)]
+    assert not B.settled(rising[:2], past=40, target=0.9)  # at the target once: not confirmed yet
+    assert B.settled(rising, past=40, target=0.9)
+    assert not B.settled(rising, past=80, target=0.9)  # the budget (or 10 % of the pool) is still ahead
+    dip = [(20, 0.95, None), (40, 0.5, None), (60, 0.95, None)]
+    assert not B.settled(dip, past=20, target=0.9)  # one lucky batch is not enough
+    # Stopping early changes no figure: the same figures as the whole curve.
+    whole = rising + [(80, 0.97, 0.5), (100, 0.99, 0.6)]
+    cut = next(whole[: i + 1] for i in range(len(whole)) if B.settled(whole[: i + 1], past=40, target=0.9))
+    a = B.figures(cut, budget=40, batch=20, target=0.9, ten_pct=40)
+    assert a == B.figures(whole, budget=40, batch=20, target=0.9, ten_pct=40)
+
+
+def test_unreached_random_order_gives_a_lower_bound_and_ceilings_bound_the_auc_ratio() -> None:
+    def arm(auc: list[float], l98: list[int | None], horizon: int) -> dict:
+        return {
+            "auc": auc,
+            "f1_at_budget": auc,
+            "labels_to_98": l98,
+            "fail_recall_at_10pct": [None] * len(auc),
+            "curves": [[[horizon, 0.5, None]] for _ in auc],
+        }
+
+    arms = {a: arm([0.8, 0.8, 0.8], [200, 200, 200], 200) for a in B.ARMS}
+    arms["app"] = arm([0.9, 0.9, 0.9], [100, 120, None], 400)
+    arms["random"] = arm([0.8, 0.8, 0.8], [None, 300, None], 1000)
+    out = B._summary(arms, [0.96, 0.92, 0.94])
+    assert out["ratios"]["labels_to_98_random_over_app"] is None  # random's median is beyond the horizon
+    # Per seed at least [1000, 300, 1000] labels for random order, median 1000, over the app's 120.
+    assert out["ratios"]["labels_to_98_random_over_app_at_least"] == pytest.approx(1000 / 120, abs=1e-3)
+    assert out["ceilings"] == {"auc_full_pool_over_random": 1.175, "auc_perfect_over_random": 1.25}
+
+
 def test_medians_count_an_unreached_target_as_beyond_the_horizon() -> None:
     assert B._median([100, None, 60]) == 100
     assert B._median([None, None, 60]) is None
@@ -177,10 +211,10 @@ def test_modal_learns_from_the_tables_own_columns_and_modal_same_features_from_t
     seen: dict[str, np.ndarray] = {}
     real = B._modal_arm
 
-    def spy(r: object, X: np.ndarray, seed: int, horizon: int, batch: int) -> list:
+    def spy(r: object, X: np.ndarray, seed: int, horizon: int, batch: int, stop: B.Stop) -> list:
         seen["modal" if "modal" not in seen else "modal_same_features"] = X
         seen.setdefault("app", getattr(r, "X"))
-        return real(r, X, seed, horizon, batch)  # type: ignore[arg-type]
+        return real(r, X, seed, horizon, batch, stop)  # type: ignore[arg-type]
 
     monkeypatch.setattr(B, "_modal_arm", spy)
     out = B.run_benchmark(table=table, seeds=1, budget=20, horizon=40)
