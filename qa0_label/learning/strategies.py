@@ -83,7 +83,7 @@ def weighted_kmeanspp(
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
     first: int | None = None,
-    start: Sequence[int] | None = None,
+    start: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """k-means++ seeding order: each next pick is drawn with probability ~ weight * squared distance to the picks.
 
