@@ -169,9 +169,23 @@ def feature_importances(learner: Any, columns: list[str], top: int = 20) -> dict
 
 
 def build_queues(
-    learner: Any, X: np.ndarray, eb_ids: np.ndarray, *, seed: int, length: int = QUEUE_LENGTH
+    learner: Any,
+    X: np.ndarray,
+    eb_ids: np.ndarray,
+    *,
+    seed: int,
+    length: int = QUEUE_LENGTH,
+    proba: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Each strategy's queue (EB ids, review-first first) over the unlabelled pool X, asked through modAL's query."""
+    """Each strategy's queue (EB ids, review-first first) over the unlabelled pool X, asked through modAL's query.
+
+    proba: the learner's predict_proba of X when the caller has it (the retrain scored the pool already);
+    every strategy then reuses it instead of predicting the pool again.
+    """
+    if proba is not None:
+        # Here, on the very array the strategies get: the learner's cache is keyed on the array object, and a
+        # second X[mask] at the call site is a new array (the retrain once predicted 100k EBs again that way).
+        learner.remember_proba(X, proba)
     scale = strat.standardizer(X) if len(X) else None
     Z = scale(X) if scale is not None else None
     queues = {}

@@ -198,3 +198,18 @@ def test_margin_diverse_spreads_only_over_the_most_uncertain_ebs() -> None:
     scores = np.r_[np.ones(50), np.full(2950, 0.5)]
     slices = [set(S._candidates(scores, 20, rng=np.random.default_rng(seed)).tolist()) for seed in (1, 2)]
     assert all(len(c) == 100 and set(range(50)) <= c for c in slices) and slices[0] != slices[1]
+
+
+def test_build_queues_ranks_on_the_probabilities_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa0_label.learning import fitting
+
+    learner, pool = _fitted(n_pool=300)
+    ids = np.arange(1000, 1300)
+    expected = fitting.build_queues(learner, pool.copy(), ids, seed=3, length=50)
+    proba = learner.estimator.predict_proba(pool)
+    calls: list[int] = []
+    real = learner.estimator.predict_proba
+    monkeypatch.setattr(learner.estimator, "predict_proba", lambda X: calls.append(len(X)) or real(X))
+    got = fitting.build_queues(learner, pool[np.arange(300)], ids, seed=3, length=50, proba=proba)
+    assert calls == []  # the given probabilities serve every strategy
+    assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in expected.items()}
