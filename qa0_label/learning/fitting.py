@@ -187,7 +187,7 @@ def build_queues(
         # second X[mask] at the call site is a new array (the retrain once predicted 100k EBs again that way).
         learner.remember_proba(X, proba)
     scale = strat.standardizer(X) if len(X) else None
-    Z = scale(X) if scale is not None else None
+    Z = strat.ScaledRows(X, scale) if scale is not None else None  # the strategies read a few thousand rows of it
     queues = {}
     for name in strat.STRATEGIES:
         order = strat.rank(name, learner, X, length, random_state=seed, Z=Z, scale=scale, diverse_head=DIVERSE_HEAD)
