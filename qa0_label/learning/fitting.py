@@ -182,12 +182,12 @@ def build_queues(
     proba: the learner's predict_proba of X when the caller has it (the retrain scored the pool already);
     every strategy then reuses it instead of predicting the pool again.
     """
+    from threadpoolctl import threadpool_limits
+
     if proba is not None:
         # Here, on the very array the strategies get: the learner's cache is keyed on the array object, and a
         # second X[mask] at the call site is a new array (the retrain once predicted 100k EBs again that way).
         learner.remember_proba(X, proba)
-    from threadpoolctl import threadpool_limits
-
     scale = strat.standardizer(X) if len(X) else None
     Z = strat.ScaledRows(X, scale) if scale is not None else None  # the strategies read a few thousand rows of it
     queues = {}
