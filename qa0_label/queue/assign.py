@@ -24,21 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import (
-    DateTime,
-    Integer,
-    String,
-    and_,
-    bindparam,
-    case,
-    delete,
-    exists,
-    func,
-    literal,
-    or_,
-    text,
-    true,
-)
+from sqlalchemy import DateTime, Integer, String, and_, bindparam, delete, exists, func, literal, text, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +33,7 @@ from sqlmodel import Session, col, select
 from qa0_label.automation import queue as automation  # auto-QA0: model picks skip EBs the model decides alone
 from qa0_label.config import Settings
 from qa0_label.learning import strategies as strat
+from qa0_label.queue import overlap
 from qa0_label.store import runs as store_runs
 from qa0_label.store.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
 from qa0_label.store.labels import CURRENT_KINDS, get_or_create_labeler, normalize_name, release_lease
@@ -214,28 +201,10 @@ _Q_RANDOM = (_random_stmt(after=True), _random_stmt(after=False))
 
 OVERLAP_WINDOW = 20_000
 """Overlap candidates come from the newest this-many label events (bounded work however old the table)."""
-_AOD = sa_select(col(Labeler.id)).where(col(Labeler.role) == "aod", col(Labeler.name) != "archive")
-
-
-def _overlap_stmt() -> Any:
-    newest = sa_select(func.max(Label.id)).scalar_subquery()
-    reviews = (
-        sa_select(col(Label.eb_id))
-        .where(
-            Label.id > newest - OVERLAP_WINDOW,
-            col(Label.kind) == "review",
-            Label.value.is_not(None),  # type: ignore[union-attr]
-            Label.labeler_id.in_(_AOD),  # type: ignore[attr-defined]
-        )
-        .group_by(col(Label.eb_id))
-        # One labeler only (min = max), and not me.
-        .having(func.min(Label.labeler_id) == func.max(Label.labeler_id), func.min(Label.labeler_id) != _ME)
-        # A random sample first, so the per-EB checks below run on a few rows, not on every candidate.
-        .order_by(func.random())
-        .limit(OVERLAP_SAMPLE)
-        .subquery()
-    )
-    return sa_select(reviews.c.eb_id).where(_overlap_free(reviews.c.eb_id)).limit(CANDIDATES)
+OVERLAP_SAMPLE = 8 * CANDIDATES
+"""An overlap pick checks the first this-many eligible EBs of a random order (queue.overlap)."""
+OVERLAP_DRAWS = (32, 128, 512)
+"""Label ids drawn per round before an overlap pick falls back on grouping the whole window."""
 
 
 def _overlap_free(eb_col: Any) -> Any:
@@ -244,86 +213,29 @@ def _overlap_free(eb_col: Any) -> Any:
     return and_(settled, _not_leased(eb_col), _not_skipped(eb_col), _not_mine(eb_col))
 
 
-OVERLAP_SAMPLE = 8 * CANDIDATES
-"""The overlap pick checks the first this-many EBs of a random order of the eligible ones."""
+def _overlap_stmt() -> Any:
+    return overlap.grouping_select(
+        free=_overlap_free, me=_ME, window=OVERLAP_WINDOW, sample=OVERLAP_SAMPLE, limit=CANDIDATES
+    )
+
+
 _Q_OVERLAP = _overlap_stmt()
-"""EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated: the exact rule,
-grouping every review of the window (what _overlap_candidates falls back on)."""
-
-_OTHER = Label.__table__.alias("other")  # type: ignore[attr-defined]
-_LO = bindparam("lo", type_=Integer())
-
-
-def _aod_review(t: Any) -> Any:
-    return and_(t.c.id > _LO, t.c.kind == "review", t.c.value.is_not(None), t.c.labeler_id.in_(_AOD))
-
-
-# An alias: the per-EB checks (FROM label) must not be correlated with the drawn row by mistake.
-_LABELS = Label.__table__.alias("drawn")  # type: ignore[attr-defined]
-_Q_LABEL_RANGE = sa_select(
-    sa_select(func.min(Label.id)).scalar_subquery(), sa_select(func.max(Label.id)).scalar_subquery()
-)
-_Q_OVERLAP_DRAWS = (
-    # Of the drawn label ids, those that are an eligible EB's newest review in the window (one per EB: an EB
-    # is then as likely as any other, however often its AoD relabelled it), and whether the EB is free for me.
-    sa_select(_LABELS.c.id, _LABELS.c.eb_id, case((_overlap_free(_LABELS.c.eb_id), 1), else_=0))
-    .where(
-        _LABELS.c.id.in_(bindparam("ids", expanding=True)),  # all drawn inside the window
-        _LABELS.c.kind == "review",
-        _LABELS.c.value.is_not(None),
-        _LABELS.c.labeler_id != _ME,
-        # The same AoD test as _aod_review's, as a per-row probe: with an IN list over the labeler index SQLite
-        # scanned every AoD's labels of the window once 64 ids were drawn (1.1 ms instead of 0.2 ms).
-        exists().where(
-            col(Labeler.id) == _LABELS.c.labeler_id, col(Labeler.role) == "aod", col(Labeler.name) != "archive"
-        ),
-    )
-    .where(
-        ~exists().where(
-            _OTHER.c.eb_id == _LABELS.c.eb_id,
-            _aod_review(_OTHER),
-            or_(_OTHER.c.labeler_id != _LABELS.c.labeler_id, _OTHER.c.id > _LABELS.c.id),
-        )
-    )
-)
-OVERLAP_DRAWS = (32, 128, 512)
-"""Label ids drawn per round before the overlap pick falls back on grouping the whole window."""
+"""EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated, grouping the
+window's reviews: what an overlap pick falls back on when its random draws do not settle it."""
+_Q_OVERLAP_DRAWS = overlap.draws_select(free=_overlap_free, me=_ME)
 
 
 def _overlap_draws(s: Session, me: int, now: datetime) -> list[int] | None:
-    """_Q_OVERLAP's answer from label ids drawn at random: None when the draws did not settle it.
-
-    Ids in a uniformly random order put the eligible EBs (by their newest review) in a uniformly random order,
-    which is what _Q_OVERLAP's ORDER BY random() does; the first OVERLAP_SAMPLE of them are checked and the
-    first CANDIDATES free ones returned, as there. A few dozen index probes instead of grouping up to 20,000
-    label events (7 ms at 7,700 labels, one pick in ten).
-    """
-    conn = s.connection()
-    low, high = conn.execute(_Q_LABEL_RANGE).one()
-    if high is None:
-        return []
-    lo = int(high) - OVERLAP_WINDOW
-    ids = range(max(lo + 1, int(low)), int(high) + 1)
-    seen: set[int] = set()
-    eligible, out = 0, []
-    for size in OVERLAP_DRAWS:
-        # A fresh sample, minus the ids seen: the unseen ones in it follow in a uniformly random order too.
-        draws = [i for i in random.sample(ids, min(size, len(ids))) if i not in seen]
-        seen.update(draws)
-        found = {
-            int(r[0]): (int(r[1]), bool(r[2]))
-            for r in conn.execute(_Q_OVERLAP_DRAWS, {"ids": draws, "lo": lo, "me": me, "now": now})
-        }
-        for i in draws:
-            if i in found:
-                eligible += 1
-                if found[i][1]:
-                    out.append(found[i][0])
-                if len(out) == CANDIDATES or eligible == OVERLAP_SAMPLE:
-                    return out
-        if len(seen) == len(ids):
-            return out  # every id of the window was drawn: nothing else is eligible
-    return None
+    """_Q_OVERLAP's answer from label ids drawn at random (queue.overlap.draw); None when they did not settle it."""
+    return overlap.draw(
+        s.connection(),
+        _Q_OVERLAP_DRAWS,
+        {"me": me, "now": now},
+        window=OVERLAP_WINDOW,
+        sample=OVERLAP_SAMPLE,
+        limit=CANDIDATES,
+        rounds=OVERLAP_DRAWS,
+    )
 
 
 _Q_GOLD = (
@@ -760,8 +672,7 @@ def warm_up(engine: Engine) -> None:
         conn.execute(_Q_RANDOM[0], {"start": _PAST_END, **nobody}).all()
         conn.execute(_Q_RANDOM[1], {"start": -1, **nobody}).all()
         conn.execute(_Q_GOLD, nobody).all()
-        conn.execute(_Q_LABEL_RANGE).all()
-        conn.execute(_Q_OVERLAP_DRAWS, {"ids": [-1], "lo": 0, **nobody}).all()
+        overlap.warm_up(conn, _Q_OVERLAP_DRAWS, nobody)
         conn.execute(_Q_RESULT, {"eb": -1, "run": -1}).all()
         conn.execute(_Q_LABELLED, {"eb": -1}).all()
         conn.execute(_Q_RUN_METRICS, {"run": -1}).all()
