@@ -447,8 +447,8 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             )
             report(0.7, "ranking the review queues")
             un = ~labelled
-            learner.remember_proba(X[un], scores.raw[un])  # the pool is scored already: the strategies reuse it
-            queues = fitting.build_queues(learner, X[un], pool_ids[un], seed=version)
+            # The pool is scored already: the strategies reuse its probabilities.
+            queues = fitting.build_queues(learner, X[un], pool_ids[un], seed=version, proba=scores.raw[un])
 
             report(0.75, "saving the model")
             path, digest = _save_model(settings, learner, data, version)

@@ -69,6 +69,28 @@ def standardizer(X: np.ndarray, *, sample: int = 5_000) -> Callable[[np.ndarray]
     return transform
 
 
+class ScaledRows:
+    """scale(X), row by row when indexed: ScaledRows(X, scale)[idx] equals scale(X)[idx] exactly.
+
+    The scaling works value by value, so scaling the rows a strategy reads (its candidates, a tie) gives the
+    same numbers as scaling the whole pool first, without the cost of the whole pool (0.2-0.3 s at 100k EBs,
+    when the retrain's queues read a few thousand rows of it).
+    """
+
+    def __init__(self, X: np.ndarray, scale: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.X = np.asarray(X)
+        self.scale = scale
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if np.ndim(idx) == 0:
+            return self.scale(self.X[[idx]])[0]
+        return self.scale(self.X[idx])
+
+
+Rows = np.ndarray | ScaledRows
+"""Standardised pool rows: an array, or computed when read."""
+
+
 def standardize(X: np.ndarray) -> np.ndarray:
     """Robust z-scores per column (median / scaled IQR), missing values at the centre (0), empty columns dropped."""
     A = np.asarray(X, dtype=float)
@@ -163,7 +185,7 @@ TIE_DIVERSE = 200
 
 
 def order_by_utility(
-    idx: np.ndarray, utility: np.ndarray, X: np.ndarray, rng: np.random.Generator, Z: np.ndarray | None = None
+    idx: np.ndarray, utility: np.ndarray, X: np.ndarray, rng: np.random.Generator, Z: Rows | None = None
 ) -> np.ndarray:
     """idx sorted by utility (higher first); EBs of equal utility in k-means++ order, so a tie yields variety."""
     idx = np.asarray(idx, dtype=int)
@@ -223,7 +245,7 @@ def margin_diverse_query(
     n_instances: int = 1,
     *,
     random_state: Any = None,
-    Z: np.ndarray | None = None,
+    Z: Rows | None = None,
     diverse_head: int | None = None,
     **_: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +363,7 @@ def rank(
     k: int,
     *,
     random_state: Any = None,
-    Z: np.ndarray | None = None,
+    Z: Rows | None = None,
     diverse_head: int | None = None,
     scale: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:

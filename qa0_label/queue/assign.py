@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from qa0_label.automation import queue as automation  # auto-QA0: model picks skip EBs the model decides alone
 from qa0_label.config import Settings
 from qa0_label.learning import strategies as strat
+from qa0_label.queue import overlap
 from qa0_label.store import runs as store_runs
 from qa0_label.store.db import bulk_insert, insert_unless_taken, inserted_key, retry_locked, session_scope
 from qa0_label.store.labels import CURRENT_KINDS, get_or_create_labeler, normalize_name, release_lease
@@ -200,38 +201,42 @@ _Q_RANDOM = (_random_stmt(after=True), _random_stmt(after=False))
 
 OVERLAP_WINDOW = 20_000
 """Overlap candidates come from the newest this-many label events (bounded work however old the table)."""
+OVERLAP_SAMPLE = 8 * CANDIDATES
+"""An overlap pick checks the first this-many eligible EBs of a random order (queue.overlap)."""
+OVERLAP_DRAWS = (32, 128, 512)
+"""Label ids drawn per round before an overlap pick falls back on grouping the whole window."""
+
+
+def _overlap_free(eb_col: Any) -> Any:
+    # An adjudicated EB is settled: a second opinion adds nothing there.
+    settled = ~exists().where(col(Label.eb_id) == eb_col, col(Label.kind) == "adjudication")
+    return and_(settled, _not_leased(eb_col), _not_skipped(eb_col), _not_mine(eb_col))
 
 
 def _overlap_stmt() -> Any:
-    aod = sa_select(col(Labeler.id)).where(col(Labeler.role) == "aod", col(Labeler.name) != "archive")
-    newest = sa_select(func.max(Label.id)).scalar_subquery()
-    reviews = (
-        sa_select(col(Label.eb_id))
-        .where(
-            Label.id > newest - OVERLAP_WINDOW,
-            col(Label.kind) == "review",
-            Label.value.is_not(None),  # type: ignore[union-attr]
-            Label.labeler_id.in_(aod),  # type: ignore[attr-defined]
-        )
-        .group_by(col(Label.eb_id))
-        # One labeler only (min = max), and not me.
-        .having(func.min(Label.labeler_id) == func.max(Label.labeler_id), func.min(Label.labeler_id) != _ME)
-        # A random sample first, so the per-EB checks below run on a few rows, not on every candidate.
-        .order_by(func.random())
-        .limit(8 * CANDIDATES)
-        .subquery()
-    )
-    # An adjudicated EB is settled: a second opinion adds nothing there.
-    settled = ~exists().where(col(Label.eb_id) == reviews.c.eb_id, col(Label.kind) == "adjudication")
-    return (
-        sa_select(reviews.c.eb_id)
-        .where(settled, _not_leased(reviews.c.eb_id), _not_skipped(reviews.c.eb_id), _not_mine(reviews.c.eb_id))
-        .limit(CANDIDATES)
+    return overlap.grouping_select(
+        free=_overlap_free, me=_ME, window=OVERLAP_WINDOW, sample=OVERLAP_SAMPLE, limit=CANDIDATES
     )
 
 
 _Q_OVERLAP = _overlap_stmt()
-"""EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
+"""EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated, grouping the
+window's reviews: what an overlap pick falls back on when its random draws do not settle it."""
+_Q_OVERLAP_DRAWS = overlap.draws_select(free=_overlap_free, me=_ME)
+
+
+def _overlap_draws(s: Session, me: int, now: datetime) -> list[int] | None:
+    """_Q_OVERLAP's answer from label ids drawn at random (queue.overlap.draw); None when they did not settle it."""
+    return overlap.draw(
+        s.connection(),
+        _Q_OVERLAP_DRAWS,
+        {"me": me, "now": now},
+        window=OVERLAP_WINDOW,
+        sample=OVERLAP_SAMPLE,
+        limit=CANDIDATES,
+        rounds=OVERLAP_DRAWS,
+    )
+
 
 _Q_GOLD = (
     sa_select(col(GoldEB.eb_id))
@@ -300,7 +305,8 @@ def _random_candidates(s: Session, me: int, now: datetime) -> list[int]:
 
 def _overlap_candidates(s: Session, me: int, now: datetime) -> list[int]:
     """EBs reviewed by exactly one other AoD (the archive and leads do not count), not adjudicated."""
-    return _ids(s, _Q_OVERLAP, me=me, now=now)
+    drawn = _overlap_draws(s, me, now)
+    return drawn if drawn is not None else _ids(s, _Q_OVERLAP, me=me, now=now)
 
 
 def _gold_candidates(s: Session, me: int, now: datetime) -> list[int]:
@@ -648,8 +654,8 @@ def warm_up(engine: Engine) -> None:
     # SQLAlchemy compiles a statement the first time a process runs it (~20 ms of CPU for a pick, with the mapper
     # set-up), and a pick runs inside the write transaction: on SQLite every other AoD's pick and label queued
     # behind that compile, in every new process (each CLI command, each app server). The parameters match no row,
-    # so the reads are index lookups. Not the overlap query (it scans the newest labels whatever the parameters),
-    # the inserts and deletes (compiled on first use: ~1 ms), nor the ORM path that creates a new labeler.
+    # so the reads are index lookups. Not the overlap pick's fallback (it groups the newest labels whatever the
+    # parameters), the inserts and deletes (compiled on first use: ~1 ms), nor the ORM path that creates a labeler.
     from sqlalchemy.orm import configure_mappers
 
     from qa0_label.store import labels
@@ -666,6 +672,7 @@ def warm_up(engine: Engine) -> None:
         conn.execute(_Q_RANDOM[0], {"start": _PAST_END, **nobody}).all()
         conn.execute(_Q_RANDOM[1], {"start": -1, **nobody}).all()
         conn.execute(_Q_GOLD, nobody).all()
+        overlap.warm_up(conn, _Q_OVERLAP_DRAWS, nobody)
         conn.execute(_Q_RESULT, {"eb": -1, "run": -1}).all()
         conn.execute(_Q_LABELLED, {"eb": -1}).all()
         conn.execute(_Q_RUN_METRICS, {"run": -1}).all()

@@ -382,3 +382,93 @@ def test_picks_and_labels_work_on_a_sqlite_without_returning(db_url: str) -> Non
     third = _take(engine, "bo")
     assert third is not None and third["eb_id"] in set(truth) - {first["eb_id"]}
     engine.dispose()
+
+
+def _overlap_scene(engine) -> tuple[int, set[int], int]:
+    """A label table with every case the overlap rule tells apart; returns (bo's id, EBs eligible for bo)."""
+    from qa0_label.store.models import Label, Skip
+
+    truth = make_pool(engine, 60)
+    e = sorted(truth)
+    with session_scope(engine, write=True) as s:
+        ids = {}
+        for name, role in (("ana", "aod"), ("bo", "aod"), ("cy", "aod"), ("lea", "lead"), ("archive", "aod")):
+            who = labels.get_or_create_labeler(session=s, name=name, role=role, system=name == "archive")
+            ids[name] = int(who.id)  # type: ignore[arg-type]
+
+        def add(eb: int, who: str, value: str | None = "Pass", kind: str = "review") -> None:
+            s.add(Label(eb_id=eb, labeler_id=ids[who], value=value, kind=kind))
+            s.flush()
+
+        add(e[0], "ana")  # outside the window (OVERLAP_WINDOW patched to the events after it)
+        add(e[1], "cy")  # outside the window; cy's later review of e[1] alone counts
+        for eb in e[2:8]:
+            add(eb, "ana")  # eligible
+        for _ in range(5):
+            add(e[8], "cy")  # eligible: one AoD, relabelled
+        add(e[9], "ana")
+        add(e[9], "cy")  # two AoDs: not eligible
+        add(e[10], "bo")  # bo's own: not eligible
+        add(e[11], "ana")
+        add(e[11], "bo")  # bo labelled it too
+        add(e[12], "ana")
+        add(e[12], "lea", kind="adjudication")  # settled
+        add(e[13], "lea")  # a lead's review does not count
+        add(e[14], "archive")  # nor the archive's
+        add(e[15], "ana", value=None, kind="undo")  # no value
+        add(e[16], "ana")
+        s.add(Skip(eb_id=e[16], labeler_id=ids["bo"]))  # bo skipped it
+        add(e[17], "ana")
+        s.add(Lease(eb_id=e[17], labeler_id=ids["cy"], expires_at=utcnow() + timedelta(minutes=5)))  # leased
+        add(e[18], "ana")
+        s.add(Lease(eb_id=e[18], labeler_id=ids["cy"], expires_at=utcnow() - timedelta(minutes=5)))  # expired
+        add(e[1], "cy")
+        n_events = int(s.exec(select(Label.id).order_by(Label.id.desc())).first()) - 2  # type: ignore[arg-type]
+    return ids["bo"], set(e[2:9]) | {e[1], e[18]}, n_events
+
+
+def test_overlap_draws_find_exactly_the_eligible_ebs(engine, monkeypatch) -> None:
+    bo, eligible, window = _overlap_scene(engine)
+    monkeypatch.setattr(assign, "OVERLAP_WINDOW", window)
+    monkeypatch.setattr(assign, "_Q_OVERLAP", assign._overlap_stmt())  # built with the window
+    now = utcnow()
+    with session_scope(engine) as s:
+        # The grouping statement (the rule as it was written first) agrees on this table...
+        assert set(assign._ids(s, assign._Q_OVERLAP, me=bo, now=now)) == eligible
+        # ...and so do the draws: every id of this short window is drawn, so each answer is the whole set.
+        for _ in range(5):
+            got = assign._overlap_draws(s, bo, now)
+            assert got is not None and len(got) == len(set(got)) and set(got) == eligible
+
+
+def test_overlap_draws_give_every_eligible_eb_the_same_chance(engine) -> None:
+    import random
+    from collections import Counter
+
+    truth = make_pool(engine, 200)
+    e = sorted(truth)
+    label(engine, e[:30], "ana", truth)
+    for _ in range(6):  # relabelled six times: still one EB, as likely as any other
+        label(engine, e[:3], "ana", truth)
+    with session_scope(engine) as s:
+        bo = int(labels.get_or_create_labeler(session=s, name="bo").id)
+    random.seed(7)
+    firsts: Counter[int] = Counter()
+    with session_scope(engine) as s:
+        for _ in range(900):
+            got = assign._overlap_draws(s, bo, utcnow())
+            assert got is not None and set(got) <= set(e[:30]) and len(got) == assign.CANDIDATES
+            firsts[got[0]] += 1
+    assert set(firsts) == set(e[:30])
+    assert all(12 <= firsts[eb] <= 52 for eb in e[:30])  # 30 each on average
+    assert sum(firsts[eb] for eb in e[:3]) < 3 * 52
+
+
+def test_overlap_falls_back_on_the_grouping_rule_when_draws_do_not_settle(engine, monkeypatch) -> None:
+    bo, eligible, window = _overlap_scene(engine)
+    monkeypatch.setattr(assign, "OVERLAP_WINDOW", window)
+    monkeypatch.setattr(assign, "_Q_OVERLAP", assign._overlap_stmt())  # built with the window
+    monkeypatch.setattr(assign, "OVERLAP_DRAWS", (1,))  # one id drawn: never the whole window
+    with session_scope(engine) as s:
+        assert assign._overlap_draws(s, bo, utcnow()) is None
+        assert set(assign._overlap_candidates(s, bo, utcnow())) == eligible

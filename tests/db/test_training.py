@@ -355,3 +355,21 @@ def test_the_retrain_gives_the_ordinal_model_the_domain_constraints(engine, sett
     ordinal = [names for kind, names in seen if kind == "ordinal"]
     assert ordinal and all(list(names) == run.features for names in ordinal)  # CV folds and final fit alike
     assert lrn.monotonic_constraints(run.features).count(0) < len(run.features)  # some columns are constrained
+
+
+def test_the_retrain_predicts_the_pool_once_and_ranks_on_those_probabilities(engine, settings, monkeypatch) -> None:
+    # The ranking step reuses the pool's scores: at 100k EBs one more forest prediction costs the retrain ~1 s.
+    from modAL.models.base import BaseLearner
+
+    truth = _labelled_pool(engine)
+    rows: list[int] = []
+    real = BaseLearner.predict_proba
+
+    def spy(self: BaseLearner, X, **kwargs):
+        rows.append(len(X))
+        return real(self, X, **kwargs)
+
+    monkeypatch.setattr(BaseLearner, "predict_proba", spy)
+    training.retrain(engine=engine, settings=settings)
+    assert rows.count(len(truth)) == 1  # scoring the whole pool
+    assert len(truth) - 60 not in rows  # the unlabelled part is never predicted again for the queues

@@ -245,3 +245,45 @@ def test_cold_start_with_many_strata_keeps_random_first_members(monkeypatch: pyt
     order = S.stratified_diverse_order(X, groups, 60, np.random.default_rng(4))
     monkeypatch.setattr(S, "COLD_START_TYPICAL", 0)
     assert order.tolist() == S.stratified_diverse_order(X, groups, 60, np.random.default_rng(4)).tolist()
+
+
+def test_build_queues_ranks_on_the_probabilities_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa0_label.learning import fitting
+
+    learner, pool = _fitted(n_pool=300)
+    ids = np.arange(1000, 1300)
+    expected = fitting.build_queues(learner, pool.copy(), ids, seed=3, length=50)
+    proba = learner.estimator.predict_proba(pool)
+    calls: list[int] = []
+    real = learner.estimator.predict_proba
+    monkeypatch.setattr(learner.estimator, "predict_proba", lambda X: calls.append(len(X)) or real(X))
+    got = fitting.build_queues(learner, pool[np.arange(300)], ids, seed=3, length=50, proba=proba)
+    assert calls == []  # the given probabilities serve every strategy
+    assert {k: v.tolist() for k, v in got.items()} == {k: v.tolist() for k, v in expected.items()}
+
+
+def test_scaled_rows_are_the_rows_of_the_scaled_pool_and_rank_alike() -> None:
+    _, X = _fitted(n_pool=460)
+    X = X.copy()
+    X[::7, 1] = np.nan
+    X[::11, 2] = np.inf
+    X[5, 3] = 1e9  # clipped
+    # A forest (it takes NaN, and its vote shares tie: the tie-break reads the scaled rows too).
+    y = np.where(np.nan_to_num(X[:60, 0]) > 0.5, "Fail", np.where(np.nan_to_num(X[:60, 1]) > 0, "SemiPass", "Pass"))
+    learner = L.build_learner(np.where(np.isinf(X[:60]), np.nan, X[:60]), y, kind="extra-trees")
+    pool = X[60:]  # with inf: the scaling treats it as missing
+    scale = S.standardizer(pool, sample=100)
+    full = scale(pool)
+    rows = S.ScaledRows(pool, scale)
+    idx = np.random.default_rng(0).permutation(400)[:150]
+    assert np.array_equal(rows[idx], full[idx]) and np.array_equal(rows[5], full[5])
+    assert np.array_equal(rows[np.arange(400) % 3 == 0], full[np.arange(400) % 3 == 0])
+    pool = np.where(np.isinf(pool), np.nan, pool)  # the trees refuse inf
+    full, rows = scale(pool), S.ScaledRows(pool, scale)
+    for name in S.STRATEGIES:
+        for seed in (0, 1):
+            kw = {"random_state": seed, "scale": scale, "diverse_head": 40}
+            assert (
+                S.rank(name, learner, pool, 120, Z=rows, **kw).tolist()
+                == S.rank(name, learner, pool, 120, Z=full, **kw).tolist()
+            )
