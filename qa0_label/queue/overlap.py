@@ -39,6 +39,10 @@ _Q_LABEL_RANGE = sa_select(
     sa_select(func.min(Label.id)).scalar_subquery(), sa_select(func.max(Label.id)).scalar_subquery()
 )
 
+RNG = random.Random()
+"""The draws' own generator: they must not move the module-level one, which seeds the random route's
+start (and so a seeded replay such as benchmark al)."""
+
 
 def grouping_select(*, free: Condition, me: Any, window: int, sample: int, limit: int) -> Any:
     """The rule as one statement (grouping the whole window): the fallback, and the reference in the tests."""
@@ -105,7 +109,7 @@ def draw(
     eligible, out = 0, []
     for size in rounds:
         # A fresh sample, minus the ids seen: the unseen ones in it follow in a uniformly random order too.
-        drawn = [i for i in random.sample(ids, min(size, len(ids))) if i not in seen]
+        drawn = [i for i in RNG.sample(ids, min(size, len(ids))) if i not in seen]
         seen.update(drawn)
         found = {int(r[0]): (int(r[1]), bool(r[2])) for r in conn.execute(stmt, {**params, "ids": drawn, "lo": lo})}
         for i in drawn:
