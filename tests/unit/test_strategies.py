@@ -287,3 +287,18 @@ def test_scaled_rows_are_the_rows_of_the_scaled_pool_and_rank_alike() -> None:
                 S.rank(name, learner, pool, 120, Z=rows, **kw).tolist()
                 == S.rank(name, learner, pool, 120, Z=full, **kw).tolist()
             )
+
+
+def test_cold_start_in_a_huge_stratum_draws_from_a_sample_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(500, 3))
+    groups = ["B3|J0000"] * 400 + ["B6|J1924"] * 100
+    monkeypatch.setattr(S, "COLD_START_SAMPLE", 150)
+    order = S.stratified_diverse_order(X, groups, 60, np.random.default_rng(2))
+    assert len(set(order.tolist())) == 60 and order.max() < 500
+    # Both strata still take turns, and the small one is unaffected by the cap.
+    first = [groups[i] for i in order[:10]]
+    assert set(first) == {"B3|J0000", "B6|J1924"}
+    monkeypatch.setattr(S, "COLD_START_SAMPLE", 1000)
+    uncapped = S.stratified_diverse_order(X, groups, 60, np.random.default_rng(2))
+    assert uncapped.tolist() != order.tolist()  # the cap changed what the big stratum offers
