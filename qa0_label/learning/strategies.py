@@ -104,12 +104,12 @@ def weighted_kmeanspp(
     k: int,
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
-    first: int | None = None,
     start: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """k-means++ seeding order: each next pick is drawn with probability ~ weight * squared distance to the picks.
 
-    ``start`` (distinct rows) are taken as the first picks, in their order, and the seeding continues from them.
+    ``start`` (distinct rows) are taken as the first picks, in their order, and the seeding continues from them;
+    without it the first pick is drawn by weight.
     """
     n = Z.shape[0]
     k = int(min(max(k, 0), n))
@@ -121,7 +121,7 @@ def weighted_kmeanspp(
     if start is not None and len(start):
         picks = [int(i) for i in start][:k]
     else:
-        picks = [int(rng.choice(n, p=w / w.sum())) if first is None else int(first)]
+        picks = [int(rng.choice(n, p=w / w.sum()))]
     d2 = np.full(n, np.inf)
     for i in picks:
         d2 = np.minimum(d2, ((Z - Z[i]) ** 2).sum(axis=1))
@@ -265,7 +265,7 @@ def margin_diverse_query(
     w = unc[cand] ** 2 + 1e-9
     # Start from the most uncertain EB (ties at random) so the first pick is modAL's margin_sampling pick.
     top = np.flatnonzero(w == w.max())
-    picks = cand[weighted_kmeanspp(Zc, head, rng, weights=w, first=int(rng.choice(top)))]
+    picks = cand[weighted_kmeanspp(Zc, head, rng, weights=w, start=[int(rng.choice(top))])]
     if k > head:
         rest = margin_query(classifier, X, k, random_state=rng, Z=Z)[0]
         picks = np.concatenate([picks, rest[~np.isin(rest, picks)][: k - head]])
