@@ -112,12 +112,7 @@ def figures(curve: list[Point], *, budget: int, batch: int, target: float, ten_p
         auc = float(np.trapezoid(f1, ns) / (ns[-1] - ns[0]))
     else:
         auc = float(f1[0]) if len(upto) else 0.0
-    needed = None
-    for i, p in enumerate(curve):
-        # Reached = at the target here and still at it one batch later (one lucky batch is not enough).
-        if p[1] >= target and (i + 1 == len(curve) or curve[i + 1][1] >= target):
-            needed = int(p[0])
-            break
+    needed = reached_at(curve, target)
     at_ten = [p for p in curve if p[0] <= ten_pct]
     return {
         "auc": round(auc, 4),
@@ -127,15 +122,25 @@ def figures(curve: list[Point], *, budget: int, batch: int, target: float, ten_p
     }
 
 
+def reached_at(curve: list[Point], target: float, *, confirmed: bool = False) -> int | None:
+    """Labels at the first point at the target and still at it one batch later (one lucky batch is not enough).
+
+    The curve's last point has no batch after it: it counts unless ``confirmed`` asks for the batch after.
+    """
+    for i, p in enumerate(curve):
+        last = i + 1 == len(curve)
+        if p[1] >= target and ((last and not confirmed) or (not last and curve[i + 1][1] >= target)):
+            return int(p[0])
+    return None
+
+
 def settled(curve: list[Point], *, past: int, target: float) -> bool:
     """Whether an arm can stop: past the budget and 10 % of the pool, and its labels-to-98 % confirmed.
 
     The same rule for every arm. Scanning on would change none of its figures: the AUC and F1 at budget stop at
     the budget, Fail recall at 10 % of the pool, and labels-to-98 % is the first point that stays at the target.
     """
-    if len(curve) < 2 or curve[-1][0] < past:
-        return False
-    return any(a[1] >= target and b[1] >= target for a, b in zip(curve, curve[1:]))
+    return bool(curve) and curve[-1][0] >= past and reached_at(curve, target, confirmed=True) is not None
 
 
 # --- the arms ------------------------------------------------------------------------------------------
