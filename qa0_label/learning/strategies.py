@@ -464,8 +464,8 @@ def typical_order(Z: np.ndarray, k: int, rng: np.random.Generator, *, sample: in
 
     n = Z.shape[0]
     k = int(min(max(k, 0), n))
-    if k == 0:
-        return np.zeros(0, dtype=int)
+    if k == 0 or Z.ndim != 2 or Z.shape[1] == 0:
+        return np.zeros(0, dtype=int)  # no feature carries anything: no EB is more typical than another
     if k == 1:
         return np.asarray([int(np.argmin(((Z - Z.mean(axis=0)) ** 2).sum(axis=1)))])
     fit_on = Z if n <= sample else Z[rng.choice(n, sample, replace=False)]

@@ -302,3 +302,10 @@ def test_cold_start_in_a_huge_stratum_draws_from_a_sample_of_it(monkeypatch: pyt
     monkeypatch.setattr(S, "COLD_START_SAMPLE", 1000)
     uncapped = S.stratified_diverse_order(X, groups, 60, np.random.default_rng(2))
     assert uncapped.tolist() != order.tolist()  # the cap changed what the big stratum offers
+
+
+def test_cold_start_copes_with_tables_whose_features_carry_nothing() -> None:
+    # All missing (every column dropped by the scaling), all equal, and fewer rows than the typical picks.
+    for X in (np.full((30, 4), np.nan), np.ones((50, 3)), np.ones((3, 2))):
+        order = S.stratified_diverse_order(X, ["B3|J0000"] * len(X), 20, np.random.default_rng(0))
+        assert len(order) == min(20, len(X)) and len(set(order.tolist())) == len(order)
