@@ -111,12 +111,14 @@ _UNDO = Label.__table__.alias("undo")  # type: ignore[attr-defined]
 _LATER = Label.__table__.alias("later")  # type: ignore[attr-defined]
 
 
-def _not_labelled(eb_col: Any) -> Any:
+def _not_labelled(eb_col: Any, *, within: Callable[[Any], Any] | None = None) -> Any:
+    """No label with a value on the EB. within: the id range the caller scans, repeated on the label side."""
     # A label someone undid no longer counts (ix_label_reverts makes the inner lookup one index probe).
     return ~exists().where(
         Label.eb_id == eb_col,
         Label.value.is_not(None),  # type: ignore[union-attr]
         ~exists().where(_UNDO.c.reverts_id == Label.id),
+        true() if within is None else within(Label.eb_id),
     )
 
 
@@ -187,11 +189,20 @@ _Q_ID_RANGE = sa_select(
 
 
 def _random_stmt(after: bool) -> Any:
-    cond = ExecutionBlock.id >= _START if after else ExecutionBlock.id < _START
+    def within(ids: Any) -> Any:
+        return ids >= _START if after else ids < _START
+
     return (
         sa_select(col(ExecutionBlock.id))
-        .where(cond)
-        .where(_not_labelled(ExecutionBlock.id), _not_leased(ExecutionBlock.id), _not_skipped(ExecutionBlock.id))
+        .where(within(ExecutionBlock.id))
+        # The range again on the label side: PostgreSQL merges the ids with the labels along eb_id, and without
+        # it the labels were read from the lowest labelled EB up to the seek point (7.5 ms at 14,500 labels,
+        # growing with every label; 0.07 ms with it). SQLite probes per EB either way.
+        .where(
+            _not_labelled(ExecutionBlock.id, within=within),
+            _not_leased(ExecutionBlock.id),
+            _not_skipped(ExecutionBlock.id),
+        )
         .order_by(col(ExecutionBlock.id))
         .limit(CANDIDATES)
     )

@@ -473,3 +473,33 @@ def test_overlap_falls_back_on_the_grouping_rule_when_draws_do_not_settle(engine
     with session_scope(engine) as s:
         assert assign._overlap_draws(s, bo, utcnow()) is None
         assert set(assign._overlap_candidates(s, bo, utcnow())) == eligible
+
+
+def test_random_candidates_skip_what_is_taken_on_both_sides_of_the_seek_point(engine, monkeypatch) -> None:
+    """Every seek point: the first free EBs from it on (else before it); labelled, leased and skipped ones never,
+    an undone label no longer counts. The id range is repeated on the label side of the query (for PostgreSQL's
+    plan), so a wrong bound there would hand out labelled EBs or hide free ones."""
+    truth = make_pool(engine, 40)
+    ids = sorted(truth)
+    labelled = ids[3:30:2] + [ids[-1]]
+    label(engine, labelled, "bo", truth)
+    with session_scope(engine, write=True) as s:
+        labels.undo_last(session=s, labeler="bo")  # bo's newest label (the last EB) no longer counts
+        # The undo leases the EB back to bo: let that lease run out, so only the label rule decides.
+        s.exec(update(Lease).where(Lease.eb_id == ids[-1]).values(expires_at=utcnow() - timedelta(seconds=1)))
+        labels.record_skip(session=s, eb_id=ids[31], labeler="ana")
+        labels.record_skip(session=s, eb_id=ids[32], labeler="cy")  # someone else's skip does not hide it
+        cy = labels.get_or_create_labeler(session=s, name="cy")
+        now = utcnow()
+        s.add(
+            Lease(eb_id=ids[0], labeler_id=cy.id, reason="queue", created_at=now, expires_at=now + timedelta(hours=1))
+        )
+    taken = set(ids[3:30:2]) | {ids[0], ids[31]}
+    with session_scope(engine) as s:
+        me = s.exec(select(Labeler.id).where(Labeler.name == "ana")).one()
+    for start in range(ids[0], ids[-1] + 2):
+        monkeypatch.setattr(assign.random, "randint", lambda _lo, _hi, _s=start: _s)
+        free_after = [e for e in ids if e >= start and e not in taken]
+        want = free_after[: assign.CANDIDATES] or [e for e in ids if e < start and e not in taken][: assign.CANDIDATES]
+        with session_scope(engine) as s:
+            assert assign._random_candidates(s, me, utcnow()) == want, start
