@@ -36,7 +36,7 @@ from qa0_label.learning import fitting
 from qa0_label.learning import learner as lrn
 from qa0_label.learning import strategies as strat
 from qa0_label.liveness import pid_alive
-from qa0_label.store.db import bulk_insert, bulk_rows, session_scope
+from qa0_label.store.db import bulk_insert, bulk_rows, refresh_statistics, session_scope
 from qa0_label.store.labels import adjudications_select, consensus_from_frames, current_labels_select
 from qa0_label.store.models import (
     LABEL_VALUES,
@@ -456,6 +456,8 @@ def _run(*, engine: Engine, settings: Settings, run_id: int, version: int, progr
             report(0.8, "storing scores")
             _write_scores(engine, run_id, pool_ids, scores.proba, scores.uncertainty)
             _write_ranks(engine, run_id, queues)
+            # Before the run serves: next's lookups of its scores and queues must be planned on its rows.
+            refresh_statistics(engine, ["score", "score_rank", "auto_decision"])
             metrics["seconds"] = round(time.perf_counter() - t0, 3)
             _finish(
                 engine,
