@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,40 @@ def _modal_arm(r: _Replay, X: np.ndarray, seed: int, horizon: int, batch: int, s
         labelled.extend(int(i) for i in unl[np.asarray(q, dtype=int)])
 
 
+def _hold_out(engine: Any, test_ids: list[int]) -> None:
+    """Lease the test EBs to a held-out labeller for a century: no pick can hand one out."""
+    from datetime import timedelta
+
+    from qa0_label.store import db, labels
+    from qa0_label.store.models import Lease, utcnow
+
+    with db.session_scope(engine, write=True) as s:
+        holder = labels.get_or_create_labeler(session=s, name="held-out test set")
+        now = utcnow()
+        far = now + timedelta(days=365 * 100)
+        s.add_all(
+            Lease(eb_id=e, labeler_id=int(holder.id or 0), reason="held-out", created_at=now, expires_at=far)
+            for e in test_ids
+        )
+
+
+def _served_prediction(conn: Any, test_ids: list[int], given: list[str]) -> np.ndarray | None:
+    """What the app predicts for the test EBs now: the serving run's stored scores, else the constant rule."""
+    from sqlalchemy import select
+
+    from qa0_label.store import runs
+    from qa0_label.store.models import ModelRun, Score, table_of
+
+    score = table_of(Score).c
+    # The served model: the app's one rule for which run serves (store.runs).
+    run = conn.execute(runs.serving_select(table_of(ModelRun).c.id)).scalar()
+    if run is None:
+        return np.full(len(test_ids), _constant(given), dtype=object) if given else None
+    stored = select(score.eb_id, score.p_pass, score.p_semipass, score.p_fail).where(score.run_id == run)
+    rows = dict((int(e), np.argmax(p)) for e, *p in conn.execute(stored))
+    return np.asarray([LABEL_VALUES[rows[e]] for e in test_ids], dtype=object)
+
+
 def _app_arm(
     r: _Replay,
     *,
@@ -222,16 +256,9 @@ def _app_arm(
     stop: Stop = _never,
 ) -> tuple[list[Point], dict[str, int]]:
     """The oracle through next_for / record_label / retrain on a copy of the template database."""
-    from datetime import timedelta
-
-    from sqlalchemy import select
-
     from qa0_label.learning import training
     from qa0_label.queue import assign
-    from qa0_label.store import db, labels, runs
-    from qa0_label.store.models import Lease, ModelRun, Score, table_of, utcnow
-
-    score = table_of(Score).c
+    from qa0_label.store import db, labels
 
     path = workdir / f"seed{seed}.sqlite"
     db.backup_sqlite(template, path)
@@ -241,14 +268,7 @@ def _app_arm(
     truth = {int(e): str(v) for e, v in zip(eb_ids, r.y)}
     test_ids = [int(e) for e in eb_ids[r.test]]
     try:
-        with db.session_scope(engine, write=True) as s:
-            holder = labels.get_or_create_labeler(session=s, name="held-out test set")
-            now = utcnow()
-            far = now + timedelta(days=365 * 100)
-            s.add_all(
-                Lease(eb_id=e, labeler_id=int(holder.id or 0), reason="held-out", created_at=now, expires_at=far)
-                for e in test_ids
-            )
+        _hold_out(engine, test_ids)
         random.seed(seed)  # the random route's seek point
         name = f"oracle-{seed}"
         curve: list[Point] = []
@@ -270,17 +290,7 @@ def _app_arm(
             except training.RetrainRefused:
                 pass  # one class (or too few labels): the app stays in cold start, and so does the replay
             with engine.connect() as conn:
-                # The served model: the app's one rule for which run serves (store.runs).
-                run = conn.execute(runs.serving_select(table_of(ModelRun).c.id)).scalar()
-                pred = None
-                if run is not None:
-                    stored = select(score.eb_id, score.p_pass, score.p_semipass, score.p_fail).where(
-                        score.run_id == run
-                    )
-                    rows = dict((int(e), np.argmax(p)) for e, *p in conn.execute(stored))
-                    pred = np.asarray([LABEL_VALUES[rows[e]] for e in test_ids], dtype=object)
-                elif given:
-                    pred = np.full(len(test_ids), _constant(given), dtype=object)
+                pred = _served_prediction(conn, test_ids, given)
             curve.append((len(given), *_score(pred, r.y_test, r.classes)))
             say(len(given) / horizon, f"app {len(given)}/{horizon} labels")
             if stop(curve):
@@ -359,6 +369,123 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """A dataset in the template database: EB ids, values, the app's features and the table's own columns."""
+
+    name: str
+    eb_ids: np.ndarray
+    y: np.ndarray
+    X: np.ndarray
+    columns: list[str]
+    X_own: np.ndarray
+    own: list[str]
+
+
+def _resolve(dataset: str | None, table: Table | None, seeds: int, strategy: str | None) -> Table | None:
+    """The table to import (None for a simulated dataset); BenchInputError for anything the run cannot use."""
+    from qa0_label.learning import strategies as strat
+
+    if seeds < 1:
+        raise BenchInputError("--seeds must be at least 1")
+    if strategy is not None and strategy not in strat.STRATEGIES:
+        raise BenchInputError(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
+    if table is not None:
+        return table
+    if dataset not in DATASETS:
+        raise BenchInputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} or --csv PATH")
+    return None if dataset in SIMULATED else sklearn_table(dataset)
+
+
+def _load(template: Any, name: str, table: Table | None) -> _Loaded:
+    """Simulate or import the dataset into the template database and build the matrices every seed shares."""
+    from qa0_label.learning import features as feats
+    from qa0_label.store import db
+
+    if table is None:
+        eb_ids, y = simulate_table(template, rule=name == "qa0-sim-rule")
+    else:
+        eb_ids, y = import_table(template, table), table.y
+    feats.ensure_detail_cache(engine=template)
+    with db.session_scope(template) as s:
+        frame = feats.build_features(session=s)
+    # The retrain's own column rule: columns empty over the whole table carry nothing.
+    columns = [c for c in frame.columns if frame[c].notna().any()]
+    X = frame.reindex(eb_ids)[columns].to_numpy(dtype=float)
+    X_own, own = own_columns(template, eb_ids)
+    if not own:
+        raise BenchInputError(f"{name}: the table has no numeric column that varies; nothing to learn from")
+    y = np.asarray(y, dtype=object).astype(str)
+    return _Loaded(name, eb_ids, y, X, columns, X_own, own)
+
+
+def _horizon(horizon: int | None, *, budget: int, pool_n: int, ten_pct: int, batch: int) -> int:
+    """Labels each arm may scan: five times the budget by default, past 10 % of the pool, at most the pool."""
+    if horizon is None:
+        # Labels-to-98 % is scanned up to five times the budget (random order needs that on QA0-like data;
+        # twice the budget left it unmeasured) and past 10 % of the pool for Fail recall.
+        horizon = HORIZON_FACTOR * budget
+    horizon = min(max(horizon, budget, ten_pct + batch), pool_n) // batch * batch
+    if budget > horizon:
+        raise BenchInputError(f"--budget {budget} is more than the pool of {pool_n} rows allows")
+    return horizon
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every seed of one run shares: the budget, the batch, the horizon, 10 % of the pool, the settings."""
+
+    budget: int
+    batch: int
+    horizon: int
+    ten_pct: int
+    settings: Settings
+    strategy: str | None
+
+
+def _run_seed(
+    data: _Loaded, plan: _Plan, seed: int, *, template: Any, workdir: Path, step: Progress
+) -> tuple[dict[str, dict[str, Any]], float, float | None, dict[str, int]]:
+    """One seed: the split, the full-pool model, the four arms. (per-arm figures, full-pool F1, its Fail recall,
+    the app's picks per route)."""
+    n = len(data.y)
+    pool, test = train_test_split(np.arange(n), test_size=TEST_SHARE, stratify=data.y, random_state=seed)
+    r = _Replay(data.X, data.y, data.columns, np.sort(pool), np.sort(test), data.X_own)
+    step(0.0, "full-pool model")
+    f_full, fail_full = _score(r.model_prediction(r.pool, 0, plan.settings), r.y_test, r.classes)
+    target = TARGET_SHARE * f_full
+
+    def stop(curve: list[Point]) -> bool:
+        return settled(curve, past=max(plan.budget, plan.ten_pct), target=target)
+
+    curves: dict[str, list[Point]] = {}
+    curves["app"], used = _app_arm(
+        r,
+        template=template,
+        workdir=workdir,
+        seed=seed,
+        eb_ids=data.eb_ids,
+        horizon=plan.horizon,
+        settings=plan.settings,
+        strategy=plan.strategy,
+        say=lambda f, m: step(0.6 * f, m),
+        stop=stop,
+    )
+    step(0.6, "random order")
+    curves["random"] = _random_arm(r, seed, plan.horizon, plan.batch, plan.settings, stop)
+    step(0.75, "plain modAL on the table's own columns")
+    curves["modal"] = _modal_arm(r, r.X_own, seed, plan.horizon, plan.batch, stop)
+    step(0.85, "plain modAL on the app's features")
+    curves["modal_same_features"] = _modal_arm(r, r.X, seed, plan.horizon, plan.batch, stop)
+    rows = {}
+    for arm in ARMS:
+        row = figures(curves[arm], budget=plan.budget, batch=plan.batch, target=target, ten_pct=plan.ten_pct)
+        row["curve"] = [[p[0], round(p[1], 4), None if p[2] is None else round(p[2], 4)] for p in curves[arm]]
+        rows[arm] = row
+    step(1.0, "done")
+    return rows, f_full, fail_full, used
+
+
 def run_benchmark(
     *,
     dataset: str | None = None,
@@ -371,19 +498,10 @@ def run_benchmark(
     horizon: int | None = None,
 ) -> dict[str, Any]:
     """Replay the app's loop, random order and plain modAL on a dataset (or a user's Table); figures and ratios."""
-    from qa0_label.learning import features as feats
     from qa0_label.learning import strategies as strat
     from qa0_label.store import db
 
-    if seeds < 1:
-        raise BenchInputError("--seeds must be at least 1")
-    if strategy is not None and strategy not in strat.STRATEGIES:
-        raise BenchInputError(f"unknown strategy {strategy!r}; expected one of {', '.join(strat.strategy_names())}")
-    if table is None:
-        if dataset not in DATASETS:
-            raise BenchInputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} or --csv PATH")
-        if dataset not in SIMULATED:
-            table = sklearn_table(dataset)
+    table = _resolve(dataset, table, seeds, strategy)
     name = table.name if table is not None else str(dataset)
     budget = int(budget or BUDGETS.get(name, DEFAULT_BUDGET))
     if budget < 1:
@@ -391,6 +509,7 @@ def run_benchmark(
     settings = Settings()
     batch = int(settings.auto_retrain_every)
     say = progress or (lambda _f, _m: None)
+    seed_values = list(range(first_seed, first_seed + seeds))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qa0-bench-al-") as tmp:
         workdir = Path(tmp)
@@ -398,78 +517,29 @@ def run_benchmark(
         template = db.get_engine(url)
         try:
             say(0.0, f"{name}: loading the table into a temporary database")
-            if table is None:
-                eb_ids, y = simulate_table(template, rule=name == "qa0-sim-rule")
-            else:
-                eb_ids, y = import_table(template, table), table.y
-            feats.ensure_detail_cache(engine=template)
-            with db.session_scope(template) as s:
-                frame = feats.build_features(session=s)
-            # The retrain's own column rule: columns empty over the whole table carry nothing.
-            columns = [c for c in frame.columns if frame[c].notna().any()]
-            X = frame.reindex(eb_ids)[columns].to_numpy(dtype=float)
-            X_own, own = own_columns(template, eb_ids)
-            if not own:
-                raise BenchInputError(f"{name}: the table has no numeric column that varies; nothing to learn from")
-            y = np.asarray(y, dtype=object).astype(str)
-            n = len(y)
+            data = _load(template, name, table)
+            n = len(data.y)
             pool_n = n - int(math.ceil(TEST_SHARE * n))
             ten_pct = int(math.ceil(0.10 * pool_n))
-            if horizon is None:
-                # Labels-to-98 % is scanned up to five times the budget (random order needs that on QA0-like
-                # data; twice the budget left it unmeasured) and past 10 % of the pool for Fail recall.
-                horizon = HORIZON_FACTOR * budget
-            horizon = min(max(horizon, budget, ten_pct + batch), pool_n) // batch * batch
-            if budget > horizon:
-                raise BenchInputError(f"--budget {budget} is more than the pool of {pool_n} rows allows")
+            horizon = _horizon(horizon, budget=budget, pool_n=pool_n, ten_pct=ten_pct, batch=batch)
+            plan = _Plan(budget, batch, horizon, ten_pct, settings, strategy)
             per_seed: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
             full_f1: list[float] = []
             full_fail: list[float | None] = []
             routes: list[dict[str, int]] = []
-            for k, seed in enumerate(range(first_seed, first_seed + seeds)):
-                base = k / seeds
+            for k, seed in enumerate(seed_values):
 
-                def step(f: float, msg: str, _b: float = base, _s: int = seed, _k: int = k) -> None:
-                    say(_b + f / seeds, f"{name} seed {_s} ({_k + 1}/{seeds}): {msg}")
+                def step(f: float, msg: str, _k: int = k, _s: int = seed) -> None:
+                    say((_k + f) / seeds, f"{name} seed {_s} ({_k + 1}/{seeds}): {msg}")
 
-                pool, test = train_test_split(np.arange(n), test_size=TEST_SHARE, stratify=y, random_state=seed)
-                r = _Replay(X, y, columns, np.sort(pool), np.sort(test), X_own)
-                step(0.0, "full-pool model")
-                f_full, fail_full = _score(r.model_prediction(r.pool, 0, settings), r.y_test, r.classes)
+                rows, f_full, fail_full, used = _run_seed(
+                    data, plan, seed, template=template, workdir=workdir, step=step
+                )
+                for arm in ARMS:
+                    per_seed[arm].append(rows[arm])
                 full_f1.append(round(f_full, 4))
                 full_fail.append(None if fail_full is None else round(fail_full, 4))
-                target = TARGET_SHARE * f_full
-
-                def stop(curve: list[Point], _t: float = target) -> bool:
-                    return settled(curve, past=max(budget, ten_pct), target=_t)
-
-                curves: dict[str, list[Point]] = {}
-                curves["app"], used = _app_arm(
-                    r,
-                    template=template,
-                    workdir=workdir,
-                    seed=seed,
-                    eb_ids=eb_ids,
-                    horizon=horizon,
-                    settings=settings,
-                    strategy=strategy,
-                    say=lambda f, m: step(0.6 * f, m),
-                    stop=stop,
-                )
                 routes.append(used)
-                step(0.6, "random order")
-                curves["random"] = _random_arm(r, seed, horizon, batch, settings, stop)
-                step(0.75, "plain modAL on the table's own columns")
-                curves["modal"] = _modal_arm(r, r.X_own, seed, horizon, batch, stop)
-                step(0.85, "plain modAL on the app's features")
-                curves["modal_same_features"] = _modal_arm(r, r.X, seed, horizon, batch, stop)
-                for arm in ARMS:
-                    row = figures(curves[arm], budget=budget, batch=batch, target=target, ten_pct=ten_pct)
-                    row["curve"] = [
-                        [p[0], round(p[1], 4), None if p[2] is None else round(p[2], 4)] for p in curves[arm]
-                    ]
-                    per_seed[arm].append(row)
-                step(1.0, "done")
         finally:
             template.dispose()
             db._engines.pop(url, None)
@@ -482,7 +552,7 @@ def run_benchmark(
         "budget": budget,
         "arms": arms,
         **_summary(arms, full_f1),
-        "seed_values": list(range(first_seed, first_seed + seeds)),
+        "seed_values": seed_values,
         "pool": pool_n,
         "test": n - pool_n,
         "batch": batch,
@@ -491,7 +561,7 @@ def run_benchmark(
         "full_pool_fail_recall": full_fail,
         "app_picks": routes,
         "strategy": strategy or strat.DEFAULT_STRATEGY,
-        "modal_columns": own,
+        "modal_columns": data.own,
         "seconds": round(time.perf_counter() - t0, 1),
         "load": round(os.getloadavg()[0], 2),
     }
