@@ -592,7 +592,7 @@ def build_cold_start_queue(*, engine: Engine, length: int = COLD_START_LENGTH, s
         bulk_insert(conn, "score_rank", ["run_id", "strategy", "rank", "eb_id"], rows)
         conn.execute(Meta.__table__.update().where(Meta.key == COLD_START_META), {"value": str(max_id or 0)})  # type: ignore[attr-defined]
     # The picks that follow read this queue at once: PostgreSQL planned them on the table before it (cold-start
-    # next p50 5.2 -> 3.1 ms at 100k EBs with fresh statistics).
+    # next p95 5.3 -> 3.6 ms at 100k EBs, benchmarks/bench_next.py --cold-start).
     refresh_statistics(engine, ["score_rank"])
     return len(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -97,3 +98,10 @@ def label(engine: Engine, eb_ids: list[int], labeler: str, truth: dict[int, str]
     with session_scope(engine, write=True) as s:
         for eb in eb_ids:
             labels.record_label(session=s, eb_id=eb, labeler=labeler, value=truth[eb], **kw)  # type: ignore[arg-type]
+
+
+def planned_rows(engine: Engine, sql: str) -> float:
+    """PostgreSQL's row estimate for a query (what its plan is built on)."""
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}").scalar()
+    return float((plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]["Plan Rows"])

@@ -17,7 +17,7 @@ from qa0_label.queue import assign
 from qa0_label.store import labels
 from qa0_label.store.db import make_engine, session_scope
 from qa0_label.store.models import ExecutionBlock, GoldEB, Labeler, Lease, ModelRun, Score, ScoreRank, utcnow
-from tests.db.al_pool import label, make_pool
+from tests.db.al_pool import label, make_pool, planned_rows
 
 # Routing off unless a test turns it on: plain queue behaviour first.
 PLAIN = Settings(overlap_share=0.0, random_share=0.0, gold_share=0.0, lease_minutes=15)
@@ -516,9 +516,5 @@ def test_a_new_cold_start_queue_is_planned_on_its_own_rows(engine, backend) -> N
         # Statistics of the empty table: what a new site's database holds before its first pick.
         conn.exec_driver_sql("ANALYZE score_rank")
     n = assign.build_cold_start_queue(engine=engine)
-    with engine.connect() as conn:
-        plan = conn.exec_driver_sql(
-            "EXPLAIN (FORMAT JSON) SELECT * FROM score_rank WHERE run_id IS NULL AND strategy = 'cold-start'"
-        ).scalar()
-    estimate = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]["Plan Rows"]
+    estimate = planned_rows(engine, "SELECT * FROM score_rank WHERE run_id IS NULL AND strategy = 'cold-start'")
     assert n >= 200 and estimate >= n / 2

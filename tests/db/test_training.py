@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from qa0_label.learning.retrain_process import should_auto_retrain
 from qa0_label.queue import assign
 from qa0_label.store.db import session_scope
 from qa0_label.store.models import ModelRun, ReferenceOutcome, Score, ScoreRank, utcnow
-from tests.db.al_pool import label, make_pool
+from tests.db.al_pool import label, make_pool, planned_rows
 
 
 @pytest.fixture
@@ -390,7 +389,5 @@ def test_a_new_run_is_planned_on_its_own_rows(engine, settings, backend) -> None
     label(engine, sorted(truth)[60:80], "ana", truth)
     run = training.retrain(engine=engine, settings=settings)["run_id"]
     n = _count(engine, Score, run_id=run)
-    with engine.connect() as conn:
-        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) SELECT * FROM score WHERE run_id = {int(run)}").scalar()
-    estimate = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]["Plan Rows"]
+    estimate = planned_rows(engine, f"SELECT * FROM score WHERE run_id = {int(run)}")
     assert n >= 300 and estimate >= n / 2
