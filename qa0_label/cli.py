@@ -429,13 +429,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_agreement(args: argparse.Namespace) -> int:
     """Agreement statistics over each labeler's current label (accepted suggestions left out unless asked)."""
     from qa0_label.lead.agreement import agreement_report
-    from qa0_label.lead.report import own_calls
+    from qa0_label.lead.report import own_calls, per_aod_table
     from qa0_label.store.db import session_scope
 
     with session_scope(_engine(args, must_exist=True)) as session:
         labels, left_out = own_calls(session=session, include_accepted=args.include_accepted)
+        per_aod = per_aod_table(session=session, include_accepted=args.include_accepted)
     report = agreement_report(labels)
     report["accepted_suggestions_left_out"] = left_out
+    # The lead page's per-AoD table; NaN (nothing to compare) becomes null so the output stays valid JSON.
+    table = per_aod["table"].astype(object)
+    report["per_aod"] = table.where(table.notna(), None).to_dict(orient="records")
+    report["per_aod_model_version"] = per_aod["model_version"]
     if args.json:
         _print_json(report)
     else:
@@ -449,12 +454,24 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             print(f"{key}: {'n/a' if value is None else f'{value:.3f}'}")
         for note in report.get("notes", []):
             print(f"note: {note}")
+        if report["per_aod"]:
+            print("per AoD (the lead page's table):")
+        for row in report["per_aod"]:
+            print(
+                f"  {row['labeler']}: {row['n_labels']} labels, {_share(row['agreement_with_consensus'])} "
+                f"agree with the others' majority over {row['n_vs_consensus']} EBs, "
+                f"with the model {_share(row['agreement_with_model'])}, gold {_share(row['gold_accuracy'])}"
+            )
         if report["accepted_suggestions_left_out"]:
             print(
                 f"left out: {report['accepted_suggestions_left_out']} accepted model suggestions "
                 "(--include-accepted counts them)"
             )
     return EXIT_OK
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

@@ -86,3 +86,39 @@ def test_accepted_suggestions_are_left_out_unless_asked(db_url: str, capsys: pyt
     assert every["n_items"] == 2 and every["accepted_suggestions_left_out"] == 0
     assert cli.main(["--db", db_url, "agreement"]) == 0
     assert "left out: 1 accepted model suggestions" in capsys.readouterr().out
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_agreement_gives_the_lead_pages_per_aod_figures(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _seed(
+        db_url,
+        [
+            (0, "ana", "Pass"),
+            (0, "bob", "Pass"),
+            (1, "ana", "Fail"),
+            (1, "bob", "SemiPass"),
+            (2, "ana", "Pass"),
+            (2, "bob", "Pass"),
+            (2, "archive", "Fail"),
+            (3, "ana", "Fail"),
+            (3, "ana", "Pass"),
+        ],
+    )
+    assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
+    report = _strict_json(capsys.readouterr().out)  # no NaN: nothing to compare is null
+    rows = {r["labeler"]: r for r in report["per_aod"]}
+    assert set(rows) == {"ana", "bob"}  # the archive's system labels are not an AoD
+    ana = rows["ana"]
+    assert (ana["n_labels"], ana["n_vs_consensus"]) == (4, 3)
+    assert ana["agreement_with_consensus"] == pytest.approx(2 / 3)
+    assert ana["share_pass"] == pytest.approx(3 / 4)
+    assert ana["gold_n"] == 0 and ana["gold_accuracy"] is None and ana["agreement_with_model"] is None
+    assert report["per_aod_model_version"] is None
+    assert cli.main(["--db", db_url, "agreement"]) == 0
+    assert "ana: 4 labels, 67% agree with the others' majority over 3 EBs" in capsys.readouterr().out
