@@ -6,7 +6,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from qa0_label.store.models import AcceptedSuggestion, Label
+from qa0_label.store.models import AcceptedSuggestion, Label, ModelRun
 
 
 def mark_accepted(*, session: Session, label_id: int, run_id: int | None, suggested: str) -> None:
@@ -14,6 +14,15 @@ def mark_accepted(*, session: Session, label_id: int, run_id: int | None, sugges
     if session.get(AcceptedSuggestion, int(label_id)) is None:
         session.add(AcceptedSuggestion(label_id=int(label_id), run_id=run_id, suggested=str(suggested)))
         session.flush()
+
+
+def mark_accepted_from_version(*, session: Session, label_id: int, run_version: int, suggested: str) -> None:
+    """mark_accepted for the suggestion the page showed, named by its model version (the page knows no run ids)."""
+    stmt = select(col(ModelRun.id)).where(col(ModelRun.version) == int(run_version))
+    run_id = session.connection().execute(stmt).scalar()
+    mark_accepted(
+        session=session, label_id=label_id, run_id=None if run_id is None else int(run_id), suggested=suggested
+    )
 
 
 def accepted_label_ids(*, session: Session) -> set[int]:

@@ -23,12 +23,7 @@ def suggestion(url: str, eb_id: int, model_version: int | None) -> dict[str, Any
 
 def mark_accepted(session: Any, event: Any, run_version: int, value: str) -> None:
     """Label-page hook: the label just stored accepted the suggestion of model version RUN_VERSION."""
-    from sqlmodel import select
-
-    from qa0_label.store.models import ModelRun
-
-    run_id = session.exec(select(ModelRun.id).where(ModelRun.version == int(run_version))).first()
-    accept.mark_accepted(session=session, label_id=int(event.id), run_id=run_id, suggested=value)
+    accept.mark_accepted_from_version(session=session, label_id=int(event.id), run_version=run_version, suggested=value)
 
 
 def suggestion_markdown(item: dict[str, Any]) -> str:

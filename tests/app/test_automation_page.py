@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
+from qa0_label.automation import runs
 from qa0_label.store.db import dispose_engines, get_engine, session_scope
 from tests.app import auth
 from tests.db import auto_pool
@@ -101,13 +102,14 @@ def test_key_a_accepts_the_suggestion(url: str, monkeypatch: pytest.MonkeyPatch)
             s.connection()
             .execute(
                 text(
-                    "SELECT l.value, a.suggested FROM accepted_suggestion a JOIN label l ON l.id = a.label_id "
+                    "SELECT l.value, a.suggested, a.run_id FROM accepted_suggestion a JOIN label l ON l.id = a.label_id "
                     "JOIN labeler b ON b.id = l.labeler_id WHERE b.name = 't_aod'"
                 )
             )
             .all()
         )
     assert len(rows) == 1 and rows[0][0] == rows[0][1]
+    assert rows[0][2] == runs.serving_run_id(get_engine(url))  # the run whose suggestion was on screen
 
 
 def test_too_few_labels_the_page_says_why_and_how_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
