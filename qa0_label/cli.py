@@ -1,6 +1,6 @@
 """`python -m qa0_label`: a thin command-line layer over the library.
 
-Exit codes (DESIGN.md contract): 0 success, 2 bad input (message names file, row, column), 1 other failure.
+Exit codes (docs/cli.md): 0 success, 2 bad input (message names file, row, column), 1 other failure.
 Heavy libraries (scikit-learn, modAL) are imported only inside the commands that need them, so that
 `label` starts fast.
 """

@@ -21,7 +21,7 @@ def _env_float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    """Tunable behaviour of the labelling workflow; defaults follow DESIGN.md."""
+    """Tunable behaviour of the labelling workflow; defaults are README's settings table."""
 
     database_url: str = DEFAULT_DATABASE_URL
     model_dir: Path = Path("db/models")

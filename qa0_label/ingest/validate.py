@@ -305,7 +305,7 @@ EARLIEST_START = pd.Timestamp("2010-01-01", tz="UTC")
 
 
 def _parse_times(checker: _Checker, text: pd.Series) -> pd.Series:
-    # Naive times are UTC; offsets are converted to UTC (DESIGN.md import format).
+    # Naive times are UTC; offsets are converted to UTC (docs/import-format.md).
     times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
     bad = _present(text) & times.isna().to_numpy()
     for i in np.flatnonzero(bad):

@@ -1,4 +1,4 @@
-"""`agreement [--json]`: the DESIGN.md contract, over each labeler's current label, archive excluded."""
+"""`agreement [--json]`: the docs/cli.md contract, over each labeler's current label, archive excluded."""
 
 from __future__ import annotations
 
