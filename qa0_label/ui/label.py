@@ -103,7 +103,7 @@ def bundle_cache() -> BundleCache:
 def _prefetch_next(url: str, who: str, eb_id: int) -> None:
     if _prefetch_mode() in _OFF:
         return
-    strategy = st.session_state.get(w.K_STRATEGY)
+    strategy = w.kept(w.K_STRATEGY, None)
     engine = w.engine_for(url)
     settings = w.settings()
     reserve = os.environ.get(LOOKAHEAD_ENV, "1").strip().lower() not in _OFF
@@ -141,7 +141,7 @@ def fetch_next(url: str, who: str) -> dict[str, Any] | None:
     """Ask assign.next_for for this AoD's EB (the same leased EB until it is labelled or skipped)."""
     from qa0_label.queue.assign import next_for
 
-    strategy = st.session_state.get(w.K_STRATEGY)
+    strategy = w.kept(w.K_STRATEGY, None)
     assignment = next_for(engine=w.engine_for(url), labeler=who, strategy=strategy, settings=w.settings())
     _set_assignment(assignment, who)
     return st.session_state.get(K_ASSIGN)
@@ -439,8 +439,9 @@ _NO_DATA = {
 
 def heat_selector() -> str:
     """The heatmap metric control (Tsys / Amplitude / Phase); returns the choice."""
-    st.session_state.setdefault(K_HEAT, "Tsys")
-    return st.segmented_control("Antenna × scan heatmap of", list(HEAT_METRICS), key=K_HEAT, required=True) or "Tsys"
+    metrics = list(HEAT_METRICS)
+    keep = w.keep_across_pages(K_HEAT, "Tsys", allowed=metrics)
+    return st.segmented_control("Antenna × scan heatmap of", metrics, required=True, **keep) or "Tsys"
 
 
 def draw_plots(url: str, bundle: ReviewBundle, *, selector: bool = True) -> None:
@@ -450,7 +451,7 @@ def draw_plots(url: str, bundle: ReviewBundle, *, selector: bool = True) -> None
     charts start higher on the screen).
     """
     with st.container(key="qa0-plots"):
-        choice = heat_selector() if selector else str(st.session_state.get(K_HEAT) or "Tsys")
+        choice = heat_selector() if selector else str(w.kept(K_HEAT, "Tsys"))
         heat, _n = bundle_cache().heatmap(url, bundle.eb_id, HEAT_METRICS[choice])
         specs = {**bundle.specs, "heatmap": heat}
         panel = review_panel(specs)
@@ -511,10 +512,8 @@ def sidebar(ctx: w.PageContext) -> None:
 
     names = list(strategy_names())
     if names:
-        st.session_state.setdefault(w.K_STRATEGY, names[0])  # the first is the queue's default
-        if st.session_state[w.K_STRATEGY] not in names:
-            st.session_state[w.K_STRATEGY] = names[0]
-        st.selectbox("Query strategy", names, key=w.K_STRATEGY, help="Used for your next EB")
+        keep = w.keep_across_pages(w.K_STRATEGY, names[0], allowed=names)  # the first is the queue's default
+        st.selectbox("Query strategy", names, help="Used for your next EB", **keep)
     st.divider()
     w.model_status_panel(ctx)
 

@@ -15,7 +15,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -45,6 +45,33 @@ K_FLASH = "qa0_flash"
 K_UNLOCK = "qa0_unlocked"  # {"name": lead name, "at": unlock time}: server-side only, never from the browser
 K_PASSPHRASE = "qa0_passphrase"
 K_CONFIRMED = "qa0_confirmed_new_name"
+
+_KEPT = "qa0_kept__"
+
+
+def kept(key: str, default: Any) -> Any:
+    """The value the user chose for widget KEY this session, on any page (see keep_across_pages)."""
+    return st.session_state.get(_KEPT + key, st.session_state.get(key, default))
+
+
+def _store_kept(key: str) -> None:
+    st.session_state[_KEPT + key] = st.session_state[key]
+
+
+def keep_across_pages(key: str, default: Any, allowed: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Widget kwargs that keep KEY's value across pages: seed it from the kept copy before it is drawn.
+
+    Streamlit drops a widget's state on a page that does not draw it (and the same widget on two pages is two
+    widgets), so a setting made on the Label page came back at its default after a look at another page.
+    The docs' remedy: a copy in session state of our own, written by the widget's on_change.
+    """
+    value = kept(key, default)
+    if allowed is not None and value not in allowed:
+        value = default
+    st.session_state[_KEPT + key] = value
+    st.session_state[key] = value
+    return {"key": key, "on_change": _store_kept, "args": (key,)}
+
 
 SEED_ENV = "QA0_SEED_DEMO"
 STATUS_POLL_S = 2.0
@@ -635,8 +662,10 @@ def model_status_panel(ctx: PageContext) -> None:
         icon=":material/model_training:",
         width="stretch",
     )
-    st.session_state.setdefault(K_AUTO, auto_retrain_default())
-    st.toggle(f"Auto-retrain every {ctx.settings.auto_retrain_every} labels", key=K_AUTO)
+    st.toggle(
+        f"Auto-retrain every {ctx.settings.auto_retrain_every} labels",
+        **keep_across_pages(K_AUTO, auto_retrain_default()),
+    )
 
 
 def auto_retrain_default() -> bool:
@@ -653,7 +682,7 @@ def maybe_auto_retrain(url: str) -> None:
     The check runs off the page thread: the next EB must not wait for it. The retrain runs in the retrain
     worker process; training's database claim keeps one retrain at a time.
     """
-    if not st.session_state.get(K_AUTO, auto_retrain_default()):
+    if not kept(K_AUTO, auto_retrain_default()):
         return
     cfg = settings()
     session = _session_id()

@@ -336,3 +336,18 @@ def test_first_start_seeds_the_demo_once_per_process(tmp_path: Path, monkeypatch
     _open(_app(labeler=None), "label")  # a second browser session of the same server process
     assert calls == [f"sqlite:///{tmp_path / 'fresh.sqlite'}"]
     dispose_engines()
+
+
+def test_sidebar_choices_survive_a_trip_to_other_pages(seeded_db: str) -> None:
+    # Streamlit forgets a widget's state on a page that does not draw it; an AoD who turned auto-retrain off
+    # (or chose a strategy, or the Phase heatmap) must find it so after looking at another page.
+    at = _open(_app(), "label")
+    at.toggle(key="qa0_auto_retrain").set_value(False).run()
+    at.selectbox(key="qa0_strategy").set_value("entropy").run()
+    at.segmented_control(key="qa0_heat_metric").set_value("Phase").run()
+    for page in ("qa0_label/ui/agreement.py", "qa0_label/ui/model.py", "qa0_label/ui/data.py", "qa0_label/ui/label.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.toggle(key="qa0_auto_retrain").value is False, page
+    assert at.selectbox(key="qa0_strategy").value == "entropy"
+    assert at.segmented_control(key="qa0_heat_metric").value == "Phase"
