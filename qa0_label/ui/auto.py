@@ -52,11 +52,20 @@ def suggestion_markdown(item: dict[str, Any]) -> str:
     return f"{head}\n\n{why}"
 
 
+INDEPENDENT_PICKS = ("overlap",)
+"""Picks on which the model's call is not shown (gold checks look like random picks and keep it, or they would
+stand out)."""
+
+
 def suggestion_for(url: str, assignment: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """Label page: (the model's call on the shown EB, or None; markdown for the "Why this EB" box, or None)."""
     version = assignment.get("model_version")
     if not version:
         return None, None
+    if assignment.get("strategy") in INDEPENDENT_PICKS:
+        # The second opinion feeds the agreement statistics: an AoD who read the model's call first is not an
+        # independent second rater, whichever key they then press.
+        return None, ":gray[Auto-QA0 hidden: this is an independent second opinion.]"
     try:
         item = suggestion(url, int(assignment["eb_id"]), int(version))
     except Exception as exc:  # noqa: BLE001 - the label page must keep working without the suggestion

@@ -143,3 +143,26 @@ def test_suggestions_can_be_switched_off(url: str, monkeypatch: pytest.MonkeyPat
         assert "qa0-btn-accept" not in {b.key for b in at.button}
         assert not any("Auto-QA0" in m.value for m in at.markdown)
         [b for b in at.button if b.key == "qa0-btn-skip"][0].click().run()
+
+
+def test_a_second_opinion_is_not_shown_the_models_call(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa0_label.automation import predict
+
+    monkeypatch.setenv("QA0_OVERLAP_SHARE", "1")  # every pick a second opinion on t_truth's labels
+    monkeypatch.setenv("QA0_RANDOM_SHARE", "0")
+    monkeypatch.setenv("QA0_GOLD_SHARE", "0")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["labeler"] = "t_aod"
+    at.run()
+    decidable = 0
+    for _ in range(6):
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("second, independent opinion" in m.value for m in at.markdown)  # an overlap pick
+        assert "qa0-btn-accept" not in {b.key for b in at.button}
+        assert not any("would decide this EB alone" in m.value for m in at.markdown)
+        assert any("Auto-QA0 hidden" in m.value for m in at.markdown)
+        eb_id = int(at.session_state["qa0_assignment"]["eb_id"])
+        item = predict.explain_eb(engine=get_engine(url), eb_id=eb_id)
+        decidable += bool(item and item.get("decision") not in (None, predict.NEEDS_AOD))
+        [b for b in at.button if b.key == "qa0-btn-skip"][0].click().run()
+    assert decidable, "no overlap pick the model would have decided: the test shows nothing"
