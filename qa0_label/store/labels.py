@@ -212,14 +212,7 @@ def undo_last(
         existing = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
         if existing is not None:
             return existing
-    # Undo walks back through this labeler's review events that are still in force.
-    events = session.exec(
-        select(Label)
-        .where(Label.labeler_id == who.id, col(Label.kind).in_(("review", "undo")))
-        .order_by(col(Label.id).desc())
-    ).all()
-    reverted = {e.reverts_id for e in events if e.kind == "undo"}
-    target = next((e for e in events if e.kind == "review" and e.id not in reverted), None)
+    target, events, reverted = _newest_in_force(session, row_id(who))
     if target is None:
         return None
     previous = next(
@@ -242,6 +235,45 @@ def undo_last(
     session.flush()
     _lease_back(session, int(target.eb_id), int(who.id), lease_minutes)  # type: ignore[arg-type]
     return event
+
+
+def _newest_in_force(session: Session, labeler_id: int) -> tuple[Label | None, list[Label], set[int | None]]:
+    # Undo walks back through this labeler's review events that are still in force.
+    events = list(
+        session.exec(
+            select(Label)
+            .where(Label.labeler_id == labeler_id, col(Label.kind).in_(("review", "undo")))
+            .order_by(col(Label.id).desc())
+        ).all()
+    )
+    reverted = {e.reverts_id for e in events if e.kind == "undo"}
+    target = next((e for e in events if e.kind == "review" and e.id not in reverted), None)
+    return target, events, reverted
+
+
+def undo_last_action(
+    *, session: Session, labeler: str, client_event_id: str | None = None, lease_minutes: float = 15.0
+) -> tuple[str, int] | None:
+    """Undo the labeler's newest action, a label or a skip: ("label" | "skip", eb_id), or None if there is none.
+
+    A skip is taken back (the EB is offered to them again, leased to them now); a label is undone by undo_last.
+    """
+    who = find_labeler(session=session, name=labeler)
+    if who is None:
+        return None
+    if client_event_id is not None:  # a repeated press of the same undo: report it, do not undo one more
+        done = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
+        if done is not None:
+            return "label", int(done.eb_id)
+    skip = session.exec(select(Skip).where(Skip.labeler_id == who.id).order_by(col(Skip.id).desc())).first()
+    target, _, _ = _newest_in_force(session, row_id(who))
+    if skip is not None and (target is None or _aware(skip.created_at) >= _aware(target.created_at)):
+        session.delete(skip)
+        session.flush()
+        _lease_back(session, int(skip.eb_id), row_id(who), lease_minutes)
+        return "skip", int(skip.eb_id)
+    event = undo_last(session=session, labeler=labeler, client_event_id=client_event_id, lease_minutes=lease_minutes)
+    return None if event is None else ("label", int(event.eb_id))
 
 
 def _lease_back(session: Session, eb_id: int, labeler_id: int, minutes: float) -> None:

@@ -29,6 +29,13 @@ _SCRIPT = """
 (() => {
   const cfg = __CFG__;
   window.__qa0KeyCfg = cfg;
+  if (cfg.release) {
+    // A name was just chosen in the sidebar: the cursor is still in that box and the first P would type a
+    // "p" there. Give the keys back to the page (only from the sidebar: never out of the comment box).
+    const d = (window.parent && window.parent.document) ? window.parent.document : document;
+    const a = d.activeElement;
+    if (a && a.closest && a.closest('[data-testid="stSidebar"]')) a.blur();
+  }
   if (window.__qa0KeysInstalled) return;
   window.__qa0KeysInstalled = true;
   const root = window.parent && window.parent.document ? window.parent : window;
@@ -143,9 +150,18 @@ _SCRIPT = """
 """
 
 
-def install(*, key_buttons: dict[str, str], comment_key: str) -> None:
-    """Put the key script on the page (one invisible element; the script runs once per browser tab)."""
-    cfg = {"keys": {k.upper(): v for k, v in key_buttons.items()}, "comment": comment_key, "notice": NOTICE_ID}
+def install(*, key_buttons: dict[str, str], comment_key: str, release_focus: str | None = None) -> None:
+    """Put the key script on the page (one invisible element; the script runs once per browser tab).
+
+    release_focus: a fresh token after the AoD chose a name in the sidebar; the script then takes the focus out
+    of the sidebar (a new token makes the element new, so its script runs again).
+    """
+    cfg = {
+        "keys": {k.upper(): v for k, v in key_buttons.items()},
+        "comment": comment_key,
+        "notice": NOTICE_ID,
+        "release": release_focus,
+    }
     # Only fixed widget keys and key letters go into the script (json-encoded); no user data.
     body = _SCRIPT.replace("__CFG__", json.dumps(cfg))
     st.html(body, unsafe_allow_javascript=True)

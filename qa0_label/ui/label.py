@@ -23,7 +23,7 @@ from qa0_label.review.browse import eb_id_for_uid, eb_labels, uid_of
 from qa0_label.review.bundle import BundleCache, ReviewBundle, likely_next
 from qa0_label.review.charts import review_panel
 from qa0_label.store.db import get_engine, session_scope
-from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last
+from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last_action
 from qa0_label.ui import auto as auto_ui
 from qa0_label.ui import keys
 from qa0_label.ui import widgets as w
@@ -230,37 +230,48 @@ def on_skip(eb_id: int, event_id: str, who: str, url: str) -> None:
 
 
 def on_undo(eb_id: int, event_id: str, who: str, url: str) -> None:
-    """Button callback: revert the AoD's last label (a new event) and show that EB again."""
-    if not _is_current(eb_id, event_id, who):
-        return
+    """Button callback: take back the AoD's last action (a label: a new event; a skip) and show that EB again."""
+    if _is_current(eb_id, event_id, who):
+        _undo(who, url, f"undo-{event_id}")
+
+
+def on_undo_at_end(event_id: str, who: str, url: str) -> None:
+    """Undo from the "nothing left" screen: only while that screen is still what the AoD sees."""
+    if st.session_state.get(K_ASSIGN) is None and st.session_state.get(K_EVENT) == event_id:
+        _undo(who, url, f"undo-{event_id}")
+
+
+def _undo(who: str, url: str, client_event_id: str) -> None:
     try:
         with session_scope(w.engine_for(url), write=True) as session:
-            event = undo_last(
+            done = undo_last_action(
                 session=session,
                 labeler=who,
-                client_event_id=f"undo-{event_id}",
+                client_event_id=client_event_id,
                 lease_minutes=w.settings().lease_minutes,
             )
-            target = None if event is None else (event.eb_id, uid_of(session=session, eb_id=event.eb_id))
+            target = None if done is None else (done[0], done[1], uid_of(session=session, eb_id=done[1]))
     except Exception as exc:  # noqa: BLE001
         w.flash("error", f"Undo failed: {exc}")
         return
     if target is None:
         w.flash("info", "Nothing to undo")
         return
-    w.forget_last_seconds()
+    what, eb_id, uid = target
+    if what == "label":
+        w.forget_last_seconds()
     _set_assignment(
         {
-            "eb_id": target[0],
-            "uid": target[1],
+            "eb_id": eb_id,
+            "uid": uid,
             "strategy": "undo",
-            "reason": "You undid your label on this EB: label it again.",
+            "reason": f"You undid your {what} of this EB: label it now" + ("." if what == "skip" else " again."),
             "uncertainty": None,
             "proba": None,
         },
         who,
     )
-    w.flash("info", f"Label on {target[1]} undone")
+    w.flash("info", f"{'Label on' if what == 'label' else 'Skip of'} {uid} undone")
 
 
 def _advance(url: str, who: str) -> None:
@@ -502,7 +513,7 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
             on_click=on_undo,
             args=args_common,
             type="tertiary",
-            help="Revert your last label and show that EB again",
+            help="Take back your last label or skip and show that EB again",
         )
 
 
@@ -577,7 +588,9 @@ def _render() -> None:
         w.show_flash()
         readonly_view(ctx, str(view_uid))
         return
-    keys.install(key_buttons=KEY_BUTTONS, comment_key=K_COMMENT)
+    keys.install(
+        key_buttons=KEY_BUTTONS, comment_key=K_COMMENT, release_focus=st.session_state.pop(w.K_RELEASE_FOCUS, None)
+    )
     review_area(ctx.settings.database_url, ctx.who)
 
 
@@ -592,9 +605,7 @@ def review_area(url: str, who: str) -> None:
         if not assignment or assignment.get("labeler") != who:
             assignment = fetch_next(url, who)
         if assignment is None:
-            st.title("QA0 labelling")
-            st.success("Nothing left for you to review right now. Thank you!")
-            st.caption("New EBs appear here as they are imported or simulated (Data page).")
+            draw_queue_end(who, url)
             return
         eb_id = int(assignment["eb_id"])
         with w.timed(f"bundle {eb_id} ({'hit' if bundle_cache().peek(url, eb_id) else 'miss'})"):
@@ -614,6 +625,25 @@ def review_area(url: str, who: str) -> None:
         draw_plots(url, bundle, selector=False)
         # While the AoD looks at this EB, reserve and build the one the queue hands out next.
         _prefetch_next(url, who, eb_id)
+
+
+def draw_queue_end(who: str, url: str) -> None:
+    """Nothing left for this AoD: say so, and keep Undo (U) for the last label or skip."""
+    st.session_state.setdefault(K_EVENT, w.new_event_id())  # what a stale press of this screen's Undo is checked by
+    st.title("QA0 labelling")
+    st.success("Nothing left for you to review right now. Thank you!")
+    st.caption(
+        "New EBs appear here as they are imported or simulated (Data page). EBs you skipped are not offered to "
+        "you again; Undo (U) takes back your last label or skip."
+    )
+    st.button(
+        "Undo",
+        key="qa0-btn-undo",
+        shortcut="U",
+        on_click=on_undo_at_end,
+        args=(str(st.session_state[K_EVENT]), who, url),
+        help="Take back your last label or skip and show that EB again",
+    )
 
 
 def draw_session_counter() -> None:

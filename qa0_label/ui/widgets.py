@@ -45,6 +45,7 @@ K_FLASH = "qa0_flash"
 K_UNLOCK = "qa0_unlocked"  # {"name": lead name, "at": unlock time}: server-side only, never from the browser
 K_PASSPHRASE = "qa0_passphrase"
 K_CONFIRMED = "qa0_confirmed_new_name"
+K_RELEASE_FOCUS = "qa0_release_focus"  # set when a name was just chosen: the Label page's keys take the focus back
 
 _KEPT = "qa0_kept__"
 
@@ -458,6 +459,7 @@ def _switch_labeler() -> None:
     if choice and choice != NEW_NAME_OPTION:
         st.session_state[K_CHOSEN] = choice
         st.query_params["labeler"] = choice
+        st.session_state[K_RELEASE_FOCUS] = new_event_id()
 
 
 def _use_new_name() -> None:
@@ -467,6 +469,7 @@ def _use_new_name() -> None:
         st.session_state[K_CHOSEN] = name
         st.query_params["labeler"] = name
         st.session_state[K_NEW_NAME] = ""
+        st.session_state[K_RELEASE_FOCUS] = new_event_id()
 
 
 NEW_NAME_OPTION = "➕ new name…"

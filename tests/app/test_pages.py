@@ -351,3 +351,41 @@ def test_sidebar_choices_survive_a_trip_to_other_pages(seeded_db: str) -> None:
         assert at.toggle(key="qa0_auto_retrain").value is False, page
     assert at.selectbox(key="qa0_strategy").value == "entropy"
     assert at.segmented_control(key="qa0_heat_metric").value == "Phase"
+
+
+def test_undo_takes_back_a_skip_and_works_at_the_end_of_the_queue(empty_db: str) -> None:
+    from datetime import datetime, timezone
+
+    from qa0_label.store.models import ExecutionBlock
+
+    with session_scope(get_engine(empty_db), write=True) as s:
+        for i in range(2):
+            s.add(
+                ExecutionBlock(
+                    uid=f"uid://A002/Xend/X{i}",
+                    source="J1256-0547",
+                    band=3,
+                    start_time=datetime(2024, 1, 1, i, tzinfo=timezone.utc),
+                )
+            )
+    at = _open(_app("t_end"), "label")
+    first = _shown_uid(at)
+    _let_time_pass(at)
+    at.button(key="qa0-btn-pass").click().run()
+    skipped = _shown_uid(at)
+    _let_time_pass(at)
+    at.button(key="qa0-btn-skip").click().run()
+    assert any("Nothing left" in s.value for s in at.success)
+    at.button(key="qa0-btn-undo").click().run()  # U on the end screen: the skip, the newest action, comes back
+    assert not at.exception, [e.value for e in at.exception]
+    assert _shown_uid(at) == skipped
+    assert len(_current(empty_db, "t_end")) == 1  # the Pass stands
+    _let_time_pass(at)
+    at.button(key="qa0-btn-fail").click().run()
+    assert any("Nothing left" in s.value for s in at.success)
+    at.button(key="qa0-btn-undo").click().run()  # then the label on it
+    assert _shown_uid(at) == skipped
+    _let_time_pass(at)
+    at.button(key="qa0-btn-undo").click().run()  # then the Pass before it
+    assert _shown_uid(at) == first
+    assert _current(empty_db, "t_end") == {}

@@ -258,3 +258,24 @@ def test_sql_consensus_agrees_with_the_python_rule(engine) -> None:
         some = labels.consensus_of(s, subset)
     assert sql == python and len(python) > 20
     assert some == {e: v for e, v in python.items() if e in set(subset)}
+
+
+def test_undo_takes_back_the_newest_action_skip_or_label(engine) -> None:
+    a, b, c = _add_ebs(engine, 3)
+    with session_scope(engine) as s:
+        labels.record_label(session=s, eb_id=a, labeler="ana", value="Pass")
+        labels.record_skip(session=s, eb_id=b, labeler="ana")
+    with session_scope(engine) as s:
+        assert labels.undo_last_action(session=s, labeler="ana") == ("skip", b)  # not the Pass before it
+    with session_scope(engine) as s:
+        assert s.exec(select(Skip)).all() == []  # offered to ana again ...
+        lease = s.get(Lease, b)
+        assert lease is not None and lease.labeler_id == labels.find_labeler(session=s, name="ana").id  # ... now
+        assert labels.current_labels(s)["value"].tolist() == ["Pass"]
+        assert labels.undo_last_action(session=s, labeler="ana", client_event_id="u1") == ("label", a)
+        assert labels.undo_last_action(session=s, labeler="ana", client_event_id="u1") == ("label", a)  # repeat
+        assert labels.current_labels(s).empty
+        labels.record_skip(session=s, eb_id=c, labeler="bob")  # someone else's skip is not ana's to undo
+        assert labels.undo_last_action(session=s, labeler="ana") is None
+        assert labels.undo_last_action(session=s, labeler="nobody") is None
+        assert len(s.exec(select(Skip)).all()) == 1

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from qa0_label.store.db import dispose_engines, get_engine, session_scope
+from qa0_label.store.labels import get_or_create_labeler
 
 pytestmark = pytest.mark.e2e
 
@@ -279,3 +280,38 @@ def test_key_during_the_rerun_that_changes_the_eb_is_refused_visibly(server: tup
     assert _uid(page) == new_uid, "the refused key did not label the EB that replaced the one it was meant for"
     assert _labels(db_url, "e2e_rerun_next") == [(uid, "Pass", None)]
     page.close()  # type: ignore[attr-defined]
+
+
+def test_the_first_key_after_choosing_a_name_labels(server: tuple[str, str], browser: object) -> None:
+    # After a name is picked in the sidebar the cursor stays in that box: P typed "p" there, not a Pass.
+    base, db_url = server
+    with session_scope(get_engine(db_url), write=True) as session:
+        get_or_create_labeler(session=session, name="e2e_picker")
+    page = browser.new_page(viewport={"width": 1500, "height": 950})  # type: ignore[attr-defined]
+    page.goto(base, wait_until="domcontentloaded")
+    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    picker.click()
+    page.get_by_role("option", name="e2e_picker").click()
+    page.wait_for_selector(UID, timeout=60_000)
+    page.wait_for_function(IDLE, timeout=60_000)
+    uid = _uid(page)
+    time.sleep(DWELL_S)
+    page.keyboard.press("p")
+    _wait_new_eb(page, uid)
+    assert [(u, v) for u, v, _ in _labels(db_url, "e2e_picker")] == [(uid, "Pass")]
+    page.close()
+
+
+def test_auto_retrain_switch_stays_as_set_across_pages(server: tuple[str, str], browser: object) -> None:
+    base, _ = server
+    page = _open(browser, base, "e2e_switch")
+    switch = page.locator(".st-key-qa0_auto_retrain input")
+    assert switch.is_checked()
+    page.locator(".st-key-qa0_auto_retrain label").click()
+    page.wait_for_function(IDLE, timeout=30_000)
+    for name in ("Agreement", "Label", "Model", "Label"):
+        page.get_by_role("link", name=name).first.click()
+        page.wait_for_selector(".st-key-qa0_auto_retrain input", timeout=30_000)
+        page.wait_for_function(IDLE, timeout=30_000)
+        assert not switch.is_checked(), f"the switch came back on after a visit to {name}"
+    page.close()
