@@ -346,7 +346,10 @@ def warning_lines(warnings: dict[str, str]) -> str:
     lines = []
     for field, message in warnings.items():
         name = limits.CHECK_TITLES.get(field) or field.replace("_", " ").capitalize()
-        lines.append(f"⚠ {name}: {message}" if message else f"⚠ {name}")
+        if message and message.casefold().startswith(name.casefold()):
+            lines.append(f"⚠ {message[0].upper()}{message[1:]}")  # the sentence names its check: no title twice
+        else:
+            lines.append(f"⚠ {name}: {message}" if message else f"⚠ {name}")
     return "\n".join(lines)
 
 

@@ -161,3 +161,20 @@ def test_warnings_are_one_plain_text_line_each() -> None:
     lines = text.split("\n")
     assert len(lines) == 2 and lines[0].startswith("⚠ ") and lines[0].endswith("PWV 1.90 mm is above the limit")
     assert lines[1] == "⚠ Odd field"
+
+
+def test_a_warning_that_names_its_check_does_not_repeat_the_title() -> None:
+    from qa0_label.ui.label import warning_lines
+
+    text = warning_lines(
+        {
+            "pwv_mm": "PWV 4.02 mm is above the Band 7 limit",
+            "amplitude_outliers": "low-amplitude antennas (dead or mispointed?): DA41 (12% of the array)",
+            "n_antennas": "5 antennas after flagging",
+        }
+    )
+    assert text.split("\n") == [
+        "⚠ PWV 4.02 mm is above the Band 7 limit",
+        "⚠ Low-amplitude antennas (dead or mispointed?): DA41 (12% of the array)",
+        "⚠ Antennas: 5 antennas after flagging",
+    ]
