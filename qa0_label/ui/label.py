@@ -45,7 +45,7 @@ KEY_BUTTONS: dict[str, str] = {
     "U": "qa0-btn-undo",
     "A": "qa0-btn-accept",  # shown only when the model may decide the EB (ui/auto.py)
 }
-COMMENT_PLACEHOLDER = "Comment · Enter saves it, back to keys · Esc leaves"
+COMMENT_PLACEHOLDER = "Comment · Enter saves · Esc leaves"  # fits the 310 px box
 MIN_DWELL_S = 0.4
 """A press within this time of an EB appearing is a double click or key repeat meant for the previous EB."""
 

@@ -472,7 +472,7 @@ def _use_new_name() -> None:
         st.session_state[K_RELEASE_FOCUS] = new_event_id()
 
 
-NEW_NAME_OPTION = "➕ new name…"
+NEW_NAME_OPTION = "+ new name…"
 
 
 def identity_panel(ctx: PageContext) -> None:
@@ -545,7 +545,11 @@ def show_flash() -> None:
     item = st.session_state.pop(K_FLASH, None)
     if item:
         kind, message = item
-        icon = {"error": "⛔", "warning": "⚠️", "success": "✅"}.get(kind, "ℹ️")
+        # Material icons come with Streamlit's own font; emoji need an emoji font that observatory machines
+        # often lack (they showed as empty boxes in Debian's chromium).
+        icon = {"error": ":material/error:", "warning": ":material/warning:", "success": ":material/check_circle:"}.get(
+            kind, ":material/info:"
+        )
         st.toast(md_escape(message), icon=icon)  # messages may quote uids or names: never markdown
 
 
