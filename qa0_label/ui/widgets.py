@@ -442,10 +442,11 @@ def unlock_panel(ctx: PageContext) -> None:
         st.caption("Lead actions unlocked")
         st.button("Lock lead actions", key="qa0_lock", on_click=_lock, icon=":material/lock:")
         return
-    with st.container(border=True, key="qa0-unlock"):
+    # A form, so that Enter in the passphrase box unlocks as the button does.
+    with st.form("qa0-unlock", border=True, enter_to_submit=True):
         st.caption("Lead actions (adjudicate, gold EBs, roles, merges) need your lead passphrase.")
         st.text_input("Lead passphrase", type="password", key=K_PASSPHRASE, max_chars=200)
-        st.button(
+        st.form_submit_button(
             "Unlock lead actions",
             key="qa0_unlock",
             on_click=_unlock,

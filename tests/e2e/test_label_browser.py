@@ -315,3 +315,21 @@ def test_auto_retrain_switch_stays_as_set_across_pages(server: tuple[str, str], 
         page.wait_for_function(IDLE, timeout=30_000)
         assert not switch.is_checked(), f"the switch came back on after a visit to {name}"
     page.close()
+
+
+def test_enter_in_the_passphrase_box_unlocks_lead_actions(server: tuple[str, str], browser: object) -> None:
+    from qa0_label.access.authz import set_passphrase
+    from qa0_label.store.labels import set_role
+
+    base, db_url = server
+    with session_scope(get_engine(db_url), write=True) as session:
+        set_role(session=session, name="e2e_lead", role="lead")
+        set_passphrase(session=session, name="e2e_lead", passphrase="correct horse battery")
+    page = browser.new_page(viewport={"width": 1500, "height": 950})  # type: ignore[attr-defined]
+    page.goto(f"{base}/agreement?labeler=e2e_lead", wait_until="domcontentloaded")
+    box = page.locator(".st-key-qa0_passphrase input")
+    box.fill("correct horse battery")
+    box.press("Enter")
+    page.get_by_text("Lock lead actions", exact=True).wait_for(timeout=30_000)
+    assert page.get_by_text("Unlock lead actions", exact=True).count() == 0
+    page.close()
