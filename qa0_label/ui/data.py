@@ -66,6 +66,17 @@ def import_section(ctx: w.PageContext) -> None:
                 st.rerun()
 
 
+IMPORT_SUMMARY_TITLES = {
+    "inserted": "new EBs",
+    "updated": "EBs updated",
+    "labels_added": "labels added",
+    "detail_rows": "detail rows",
+    "extra_columns": "extra columns kept",
+    "ignored_columns": "columns ignored",
+}
+"""Headings of the import summary (the importer's keys are for the CLI's JSON)."""
+
+
 def import_result_section() -> None:
     """The last import's summary, or why nothing was imported: a full-width table of every problem."""
     result = st.session_state.get(K_IMPORT_RESULT)
@@ -74,7 +85,12 @@ def import_result_section() -> None:
     kind, payload = result
     if kind == "ok":
         st.success("Import finished.")
-        st.dataframe(w.blanks_empty(pd.DataFrame([payload])), hide_index=True, width="stretch")
+        st.dataframe(
+            w.blanks_empty(pd.DataFrame([payload])),
+            hide_index=True,
+            width="stretch",
+            column_config={key: title for key, title in IMPORT_SUMMARY_TITLES.items()},
+        )
         return
     problems, omitted = payload
     total = len(problems) + omitted
@@ -250,6 +266,8 @@ def browse_section(ctx: w.PageContext) -> None:
         column_config={
             "uid": st.column_config.TextColumn("uid", width="medium"),
             "start_time": w.time_column("observed", width="medium"),
+            "n_antennas": st.column_config.NumberColumn("antennas", format="%d"),
+            "n_labels": st.column_config.NumberColumn("labels", format="%d"),
             "pwv_mm": st.column_config.NumberColumn("PWV mm", format="%.2f"),
             "elevation_deg": st.column_config.NumberColumn("elev °", format="%.1f"),
             "exec_fraction": st.column_config.NumberColumn("exec frac", format="%.2f"),
