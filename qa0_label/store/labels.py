@@ -74,9 +74,21 @@ def get_or_create_labeler(*, session: Session, name: str, role: str = "aod", sys
     return labeler
 
 
-def set_role(*, session: Session, name: str, role: str) -> Labeler:
-    """Give an existing (or new) labeler a role."""
-    labeler = get_or_create_labeler(session=session, name=name, role=role)
+def set_role(*, session: Session, name: str, role: str, create: bool = False) -> Labeler:
+    """Give the labeler NAME a role; LabelError for an unknown name (unless create).
+
+    create=True is for the database owner's CLI making the first lead of a new database; a lead in the app
+    picks from the roster, so a misspelt name there must not become a new person.
+    """
+    if role not in ROLES:
+        raise LabelError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if create:
+        labeler = get_or_create_labeler(session=session, name=name, role=role)
+    else:
+        found = find_labeler(session=session, name=name)
+        if found is None or found.name.casefold() in SYSTEM_LABELERS:
+            raise LabelError(f"no labeler named {normalize_name(name, system_ok=True)!r}")
+        labeler = found
     labeler.role = role
     session.add(labeler)
     session.flush()

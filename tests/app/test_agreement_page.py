@@ -406,3 +406,28 @@ def test_accepted_suggestions_are_left_out_until_the_box_is_ticked(seeded_db: st
     _ok(at)
     assert f"{n_all} labels" in " ".join(c.value for c in at.caption)
     assert not any("are left out" in c.value for c in at.caption)
+
+
+# --- roster -----------------------------------------------------------------------------------------------
+
+
+def _roles(url: str) -> dict[str, str]:
+    with session_scope(get_engine(url)) as session:
+        rows = session.connection().execute(text("SELECT name, role FROM labeler")).all()
+    return {str(n): str(r) for n, r in rows}
+
+
+def test_set_role_picks_from_the_roster(seeded_db: str) -> None:
+    _make_lead(seeded_db)
+    before = _roles(seeded_db)
+    at = _page("t_lead")
+    pick = at.selectbox(key="qa0-role-name")
+    # Only people already in the roster (no free text a typo could turn into a new labeler), no system names.
+    assert sorted(pick.options) == sorted(n for n in before if n.casefold() not in ("archive", "model"))
+    aod = next(n for n, r in before.items() if r == "aod" and n.casefold() not in ("archive", "model"))
+    at.selectbox(key="qa0-role-name").set_value(aod)
+    at.selectbox(key="qa0-role-role").set_value("lead")
+    at.button(key="qa0-role-go").click().run()
+    _ok(at)
+    assert any(f"{aod} is now a team lead" in m.replace("\\", "") for m in _messages(at, "success"))
+    assert _roles(seeded_db) == {**before, aod: "lead"}
