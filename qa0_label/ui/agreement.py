@@ -557,7 +557,7 @@ def _set_role(url: str, lead: Requester) -> None:
             person = set_role_as_lead(session=session, lead=lead, name=name, role=role)
             shown = person.name
     except (LabelError, NotAllowed) as exc:
-        # Beside the button, not a toast: the reason (e.g. an unknown name) must be read before trying again.
+        # Beside the button, not a toast: e.g. "... is the last lead" must be read before trying again.
         st.session_state[K_ROLE_RESULT] = ("error", f"Role not changed: {exc}")
         return
     w.refresh_roster()

@@ -185,6 +185,36 @@ def test_a_lead_sets_roles_only_of_labelers_in_the_roster(engine) -> None:
     assert _roster(engine) == {**before, "Kenji Tanaka": "lead"}
 
 
+def test_the_last_lead_cannot_be_demoted(engine) -> None:
+    _lead(engine)
+    with session_scope(engine, write=True) as s:
+        labels.get_or_create_labeler(session=s, name="Ana")
+    with session_scope(engine, write=True) as s, pytest.raises(labels.LabelError, match="Lena is the last lead"):
+        set_role_as_lead(session=s, lead="lena", name="LENA", role="aod")
+    assert _roster(engine) == {"Lena": "lead", "Ana": "aod"}
+    with session_scope(engine, write=True) as s:  # with a second lead, either may step down
+        set_role_as_lead(session=s, lead="Lena", name="Ana", role="lead")
+        set_role_as_lead(session=s, lead="Lena", name="Lena", role="aod")
+    with session_scope(engine, write=True) as s, pytest.raises(labels.LabelError, match="Ana is the last lead"):
+        labels.set_role(session=s, name="Ana", role="aod")  # the database owner's path (CLI) too
+    with session_scope(engine, write=True) as s:
+        labels.set_role(session=s, name="Ana", role="lead")  # a lead staying a lead is no demotion
+    assert _roster(engine) == {"Lena": "aod", "Ana": "lead"}
+
+
+def test_merging_the_last_lead_into_an_aod_is_refused(engine) -> None:
+    _lead(engine)
+    with session_scope(engine, write=True) as s:
+        labels.get_or_create_labeler(session=s, name="lena m")
+    with session_scope(engine, write=True) as s, pytest.raises(labels.LabelError, match="last lead"):
+        merge_labelers(session=s, requester="Lena", source="Lena", into="lena m")
+    assert _roster(engine) == {"Lena": "lead", "lena m": "aod"}
+    with session_scope(engine, write=True) as s:  # into a lead, the team keeps one
+        labels.set_role(session=s, name="lena m", role="lead")
+        merge_labelers(session=s, requester="Lena", source="Lena", into="lena m")
+    assert _roster(engine) == {"lena m": "lead"}
+
+
 def test_undo_leases_the_eb_back_and_next_returns_it(engine) -> None:
     truth = make_pool(engine, 20)
     first = assign.next_for(engine=engine, labeler="ana", settings=PLAIN)
