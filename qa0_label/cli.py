@@ -296,7 +296,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_role(args: argparse.Namespace) -> int:
-    """Show a labeler's role, or set it (aod or lead; an unknown name is created); set a lead's passphrase."""
+    """Show a labeler's role, or set it (an unknown name only becomes a lead); set a lead's passphrase."""
     from qa0_label.access.authz import set_passphrase
     from qa0_label.store.db import session_scope
     from qa0_label.store.labels import LabelError, find_labeler, set_role
@@ -313,7 +313,9 @@ def cmd_role(args: argparse.Namespace) -> int:
                 if person is None:
                     raise UserError(f"no labeler named {name!r}")
             else:
-                person = set_role(session=session, name=name, role=args.role)
+                # The database owner makes the first lead of a new database this way, so a new name may
+                # become a lead; an AoD joins from the app, so `aod` with an unknown name is a typo.
+                person = set_role(session=session, name=name, role=args.role, create=args.role == "lead")
                 if passphrase is not None:
                     set_passphrase(session=session, name=person.name, passphrase=passphrase)
             shown, role = person.name, person.role

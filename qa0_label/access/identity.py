@@ -101,7 +101,11 @@ def roster(*, session: Session, include_system: bool = False) -> list[tuple[str,
 
 
 def set_role_as_lead(*, session: Session, lead: str | Requester, name: str, role: str) -> Labeler:
-    """A team lead gives NAME a role (aod or lead); refused (NotAllowed) unless authz.authorize allows it."""
+    """A team lead gives the existing labeler NAME a role (aod or lead); NotAllowed unless authz.authorize allows it.
+
+    LabelError for a name not in the roster (never created here: a typo must not become a person) and for
+    demoting the last lead (store.labels.set_role).
+    """
     from qa0_label.store.labels import set_role
 
     authorize(session=session, requester=lead, action="set_role")

@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from qa0_label.access.authz import Requester, authorize
-from qa0_label.store.labels import SYSTEM_LABELERS, LabelError, find_labeler, normalize_name
+from qa0_label.store.labels import SYSTEM_LABELERS, LabelError, find_labeler, normalize_name, refuse_last_lead
 from qa0_label.store.models import GoldEB, Label, Labeler, LabelerChange, LeadSecret, Lease, Skip, row_id
 
 
@@ -53,6 +53,8 @@ def merge_labelers(*, session: Session, requester: Requester | str, source: str,
     src, dst = _person(session, source), _person(session, into)
     if src.id == dst.id:
         raise LabelError(f"{source!r} and {into!r} are the same labeler")
+    if src.role == "lead" and dst.role != "lead":
+        refuse_last_lead(session=session, labeler=src)  # SOURCE's role goes with it: the team keeps a lead
     n = int(session.exec(select(func.count()).select_from(Label).where(Label.labeler_id == src.id)).one() or 0)
     session.exec(update(Label).where(col(Label.labeler_id) == src.id).values(labeler_id=dst.id))
     both = select(Skip.eb_id).where(Skip.labeler_id == dst.id)

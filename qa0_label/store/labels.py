@@ -74,13 +74,36 @@ def get_or_create_labeler(*, session: Session, name: str, role: str = "aod", sys
     return labeler
 
 
-def set_role(*, session: Session, name: str, role: str) -> Labeler:
-    """Give an existing (or new) labeler a role."""
-    labeler = get_or_create_labeler(session=session, name=name, role=role)
+def set_role(*, session: Session, name: str, role: str, create: bool = False) -> Labeler:
+    """Give the labeler NAME a role; LabelError for an unknown name (unless create) or for the last lead.
+
+    create=True is for the database owner's CLI making the first lead of a new database; a lead in the app
+    picks from the roster, so a misspelt name there must not become a new person.
+    """
+    if role not in ROLES:
+        raise LabelError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if create:
+        labeler = get_or_create_labeler(session=session, name=name, role=role)
+    else:
+        found = find_labeler(session=session, name=name)
+        if found is None or found.name.casefold() in SYSTEM_LABELERS:
+            raise LabelError(f"no labeler named {normalize_name(name, system_ok=True)!r}")
+        labeler = found
+    if labeler.role == "lead" and role != "lead":
+        refuse_last_lead(session=session, labeler=labeler)
     labeler.role = role
     session.add(labeler)
     session.flush()
     return labeler
+
+
+def refuse_last_lead(*, session: Session, labeler: Labeler) -> None:
+    """LabelError when LABELER is the only team lead: without a lead only the command line can appoint one."""
+    # FOR UPDATE (PostgreSQL; SQLite's write transactions are serialised anyway): two leads demoting each
+    # other at the same moment must not both see the other still a lead.
+    leads = session.exec(select(Labeler.id).where(Labeler.role == "lead").with_for_update()).all()
+    if not set(leads) - {labeler.id}:
+        raise LabelError(f"{labeler.name} is the last lead: make someone else a lead first")
 
 
 _Q_EB_BY_UID = sa_select(col(ExecutionBlock.id)).where(col(ExecutionBlock.uid) == bindparam("uid", type_=String()))

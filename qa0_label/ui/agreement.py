@@ -42,6 +42,7 @@ K_GOLD_UID = "qa0-gold-uid"
 K_GOLD_VALUE = "qa0-gold-value"
 K_GOLD_REASON = "qa0-gold-reason"
 K_GOLD_RESULT = "qa0-gold-result"
+K_ROLE_RESULT = "qa0-role-result"
 
 QUEUE_COLUMNS = [
     "review",
@@ -548,14 +549,19 @@ def gold_section(ctx: w.PageContext) -> None:
 def _set_role(url: str, lead: Requester) -> None:
     name = str(st.session_state.get("qa0-role-name") or "").strip()
     role = str(st.session_state.get("qa0-role-role") or "aod")
+    if not name:
+        st.session_state[K_ROLE_RESULT] = ("error", "Pick a labeler first.")
+        return
     try:
         with session_scope(w.engine_for(url), write=True) as session:
-            set_role_as_lead(session=session, lead=lead, name=name, role=role)
+            person = set_role_as_lead(session=session, lead=lead, name=name, role=role)
+            shown = person.name
     except (LabelError, NotAllowed) as exc:
-        w.flash("error", f"Role not changed: {exc}")
+        # Beside the button, not a toast: e.g. "... is the last lead" must be read before trying again.
+        st.session_state[K_ROLE_RESULT] = ("error", f"Role not changed: {exc}")
         return
     w.refresh_roster()
-    w.flash("success", f"{name} is now {'a team lead' if role == 'lead' else 'an AoD'}")
+    st.session_state[K_ROLE_RESULT] = ("success", f"{shown} is now {'a team lead' if role == 'lead' else 'an AoD'}")
 
 
 def _rename_or_merge(url: str, lead: Requester, merge: bool) -> None:
@@ -587,9 +593,12 @@ def roster_section(ctx: w.PageContext) -> None:
         history = roster_ops.change_history(session=session)
     st.dataframe(people, hide_index=True, width="stretch", height=240)
     c1, c2 = st.columns([2, 1])
-    c1.text_input("Name", key="qa0-role-name", max_chars=80)
+    # Roles go to people already in the roster (the library refuses other names): a pick, not free text, so a
+    # typo cannot become a new labeler.
+    c1.selectbox("Name", people["name"].tolist(), index=None, key="qa0-role-name", placeholder="Pick a labeler")
     c2.selectbox("Role", list(ROLES), key="qa0-role-role")
     st.button("Set role", key="qa0-role-go", on_click=_set_role, args=(ctx.settings.database_url, ctx.requester))
+    _show_result(K_ROLE_RESULT)
     st.markdown("**Rename or merge labelers**")
     st.caption(
         "Rename fixes a misspelt name. Merge moves every label of the first labeler to the second (one person "

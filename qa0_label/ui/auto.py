@@ -116,9 +116,11 @@ def render_automation(ctx: w.PageContext) -> None:
     url = ctx.settings.database_url
     st.subheader("Automation")
     data = automation_data(url)
+    if _alpha_control(ctx, float(data["state"]["alpha"])):
+        # Read again: the figures below must be those of the alpha just set, not of the one the control showed.
+        data = automation_data(url)
     state, summary = data["state"], data["state"]["summary"]
     alpha = float(state["alpha"])
-    _alpha_control(ctx, alpha)
     if summary is None:
         st.info("Auto-QA0 appears after the next retrain: it calibrates on labels the model did not train on.")
         return
@@ -175,11 +177,12 @@ def render_automation(ctx: w.PageContext) -> None:
             st.dataframe(pd.DataFrame(data["history"]), hide_index=True)
 
 
-def _alpha_control(ctx: w.PageContext, alpha: float) -> None:
+def _alpha_control(ctx: w.PageContext, alpha: float) -> bool:
+    """Alpha for everyone, its control for an unlocked lead; True when the lead just changed it."""
     if not ctx.lead:
         hint = "unlock lead actions in the sidebar to change it" if ctx.lead_locked else "set by team leads"
         st.markdown(f"Maximum error rate of auto-decisions (alpha): **{alpha:.1%}** :gray[({hint})]")
-        return
+        return False
     with st.form("qa0-alpha", border=False):
         cols = st.columns([2, 1])
         new = cols[0].number_input(
@@ -196,6 +199,8 @@ def _alpha_control(ctx: w.PageContext, alpha: float) -> None:
                 out = runs.change_alpha(engine=ctx.engine, lead=ctx.requester, alpha=float(new))
             except (NotAllowed, AlphaError) as exc:
                 st.error(str(exc))
-                return
+                return False
             automation_data.clear()
             st.success(f"alpha {out['old_alpha']:g} -> {out['alpha']:g}")
+            return True
+    return False

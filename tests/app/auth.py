@@ -14,7 +14,7 @@ PASSPHRASE = "correct horse battery"
 def make_lead(url: str, name: str, passphrase: str = PASSPHRASE) -> None:
     """NAME becomes a team lead with PASSPHRASE (as `role NAME lead --set-passphrase` does)."""
     with session_scope(get_engine(url), write=True) as session:
-        set_role(session=session, name=name, role="lead")
+        set_role(session=session, name=name, role="lead", create=True)
         set_passphrase(session=session, name=name, passphrase=passphrase)
 
 

@@ -327,6 +327,7 @@ def test_aod_sees_the_queue_read_only(seeded_db: str) -> None:
 
 def test_lead_who_lost_the_role_gets_the_library_refusal(seeded_db: str) -> None:
     _make_lead(seeded_db, "t_was_lead")
+    _make_lead(seeded_db, "t_other_lead")  # the lead who demotes them (the last lead cannot be demoted)
     uid = str(_queue(seeded_db).loc[0, "uid"])
     at = _page("t_was_lead")
     at.text_input(key="qa0-adj-uid").input(uid)
@@ -406,3 +407,36 @@ def test_accepted_suggestions_are_left_out_until_the_box_is_ticked(seeded_db: st
     _ok(at)
     assert f"{n_all} labels" in " ".join(c.value for c in at.caption)
     assert not any("are left out" in c.value for c in at.caption)
+
+
+# --- roster -----------------------------------------------------------------------------------------------
+
+
+def _roles(url: str) -> dict[str, str]:
+    with session_scope(get_engine(url)) as session:
+        rows = session.connection().execute(text("SELECT name, role FROM labeler")).all()
+    return {str(n): str(r) for n, r in rows}
+
+
+def test_set_role_picks_from_the_roster_and_keeps_a_lead(seeded_db: str) -> None:
+    _make_lead(seeded_db)
+    before = _roles(seeded_db)
+    at = _page("t_lead")
+    pick = at.selectbox(key="qa0-role-name")
+    # Only people already in the roster (no free text a typo could turn into a new labeler), no system names.
+    assert sorted(pick.options) == sorted(n for n in before if n.casefold() not in ("archive", "model"))
+    # The only lead steps down: refused with the library's reason, shown as an error, nothing changes.
+    pick.set_value("t_lead")
+    at.selectbox(key="qa0-role-role").set_value("aod")
+    at.button(key="qa0-role-go").click().run()
+    _ok(at)
+    errors = [m.replace("\\", "") for m in _messages(at, "error")]  # messages are markdown-escaped
+    assert any("t_lead is the last lead: make someone else a lead first" in m for m in errors)
+    assert _roles(seeded_db) == before
+    aod = next(n for n, r in before.items() if r == "aod" and n.casefold() not in ("archive", "model"))
+    at.selectbox(key="qa0-role-name").set_value(aod)
+    at.selectbox(key="qa0-role-role").set_value("lead")
+    at.button(key="qa0-role-go").click().run()
+    _ok(at)
+    assert any(f"{aod} is now a team lead" in m.replace("\\", "") for m in _messages(at, "success"))
+    assert _roles(seeded_db) == {**before, aod: "lead"}

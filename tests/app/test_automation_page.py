@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,33 @@ def test_a_second_opinion_is_not_shown_the_models_call(url: str, monkeypatch: py
         decidable += bool(item and item.get("decision") not in (None, predict.NEEDS_AOD))
         [b for b in at.button if b.key == "qa0-btn-skip"][0].click().run()
     assert decidable, "no overlap pick the model would have decided: the test shows nothing"
+
+
+def _shown_counts(at: AppTest) -> dict[str, int]:
+    return {
+        m.label.removeprefix("Auto-"): int(m.value.replace(",", "")) for m in at.metric if m.label.startswith("Auto-")
+    }
+
+
+def _marked_alpha(at: AppTest) -> list[str]:
+    """The coverage chart's 'alpha in force' mark, as sent to the browser."""
+    return [a for chart in at.get("vega_lite_chart") for a in re.findall(r"alpha in force ([0-9.]+)", str(chart.proto))]
+
+
+def test_the_figures_after_set_alpha_are_those_of_the_new_alpha(url: str) -> None:
+    auth.make_lead(url, auto_pool.LEAD)
+    at = _model_page(auto_pool.LEAD)
+    auth.unlock(at)
+    before = _shown_counts(at)
+    assert _marked_alpha(at) == ["0.1"]
+    [n for n in at.number_input if "alpha" in n.label][0].set_value(0.05)
+    [b for b in at.button if "Set alpha" in str(b.label)][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("0.1 -> 0.05" in s.value for s in at.success)
+    # In the same run as the change (no reload): counts, held-out check and chart are the new alpha's.
+    engine = get_engine(url)
+    now = runs.current_pool_counts(engine=engine, run_id=runs.serving_run_id(engine))  # type: ignore[arg-type]
+    assert _shown_counts(at) == {v: now.get(v, 0) for v in ("Pass", "SemiPass", "Fail")} != before
+    (check,) = [m.value for m in at.markdown if "Held-out check" in m.value]
+    assert "alpha 5.0%" in check
+    assert _marked_alpha(at) == ["0.05"]

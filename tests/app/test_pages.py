@@ -262,7 +262,7 @@ def test_aod_sees_no_adjudication_and_library_refuses(seeded_db: str) -> None:
 def test_lead_can_adjudicate_from_the_page(seeded_db: str) -> None:
     engine = get_engine(seeded_db)
     with session_scope(engine, write=True) as session:
-        set_role(session=session, name="t_lead", role="lead")
+        set_role(session=session, name="t_lead", role="lead", create=True)
         set_passphrase(session=session, name="t_lead", passphrase=PASSPHRASE)
         uid = session.connection().execute(text("SELECT uid FROM execution_block ORDER BY id LIMIT 1")).scalar_one()
     at = _open(_app("t_lead"), "agreement")
@@ -314,7 +314,7 @@ def test_read_only_view_keeps_overlap_blind(seeded_db: str) -> None:
     assert not [b for b in at.button if b.key == "qa0-btn-pass"], "read-only: no label buttons"
     assert not at.dataframe, "an AoD who has not labelled this EB sees nobody's label"
     with session_scope(engine, write=True) as session:
-        set_role(session=session, name="t_lead2", role="lead")
+        set_role(session=session, name="t_lead2", role="lead", create=True)
         set_passphrase(session=session, name="t_lead2", passphrase=PASSPHRASE)
     at = _open(_app("t_lead2", eb=uid), "label")
     assert at.dataframe and len(at.dataframe[0].value) >= 1

@@ -132,8 +132,11 @@ def test_role_sets_and_shows_and_refuses_unknown(db_url: str, capsys: pytest.Cap
     assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
     assert cli.main(["--db", db_url, "role", "Carolina Méndez"]) == 0
     assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
+    assert cli.main(["--db", db_url, "role", "Carolina Méndez", "aod"]) == 2  # the only lead stays one
+    assert "Carolina Méndez is the last lead" in capsys.readouterr().err
+    assert cli.main(["--db", db_url, "role", "Ana Rojas", "lead"]) == 0
     assert cli.main(["--db", db_url, "role", "Carolina Méndez", "aod"]) == 0
     with session_scope(get_engine(db_url)) as s:
-        roles = s.connection().execute(text("SELECT name, role FROM labeler")).fetchall()
-    assert [tuple(r) for r in roles] == [("Carolina Méndez", "aod")]
+        roles = s.connection().execute(text("SELECT name, role FROM labeler ORDER BY id")).fetchall()
+    assert [tuple(r) for r in roles] == [("Carolina Méndez", "aod"), ("Ana Rojas", "lead")]
     assert cli.main(["--db", db_url, "role", "x", "admin"]) == 2  # argparse refuses an unknown role

@@ -62,6 +62,20 @@ def test_names_differing_in_case_are_one_person(db_url: str, capsys: pytest.Capt
         assert s.connection().execute(text("SELECT name FROM labeler")).scalars().all() == ["NewAoD"]
 
 
+def test_role_creates_only_a_lead_and_keeps_the_last_one(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _seed(db_url)
+    assert cli.main(["--db", db_url, "label", UID, "--labeler", "Kenji Tanaka", "--value", "Pass"]) == 0
+    # A typo of an AoD is refused, not created; a new lead is how the owner starts a database (docs/security.md).
+    assert cli.main(["--db", db_url, "role", "Kenji Tanka", "aod"]) == 2
+    assert "no labeler named 'Kenji Tanka'" in capsys.readouterr().err
+    assert cli.main(["--db", db_url, "role", "Lena", "lead"]) == 0
+    assert cli.main(["--db", db_url, "role", "lena", "aod"]) == 2
+    assert "Lena is the last lead: make someone else a lead first" in capsys.readouterr().err
+    with session_scope(get_engine(db_url)) as s:
+        roles = s.connection().execute(text("SELECT name, role FROM labeler ORDER BY id")).fetchall()
+    assert [tuple(r) for r in roles] == [("Kenji Tanaka", "aod"), ("Lena", "lead")]
+
+
 def test_merge_and_rename_need_a_lead(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     _seed(db_url)
     for who in ("Ana", "ana r"):

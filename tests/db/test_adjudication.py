@@ -42,8 +42,8 @@ def team(engine):
     """An engine with two leads (lena, leo) and 6 EBs; returns (engine, eb ids)."""
     ebs = _add_ebs(engine, 6)
     with session_scope(engine) as s:
-        labels.set_role(session=s, name="lena", role="lead")
-        labels.set_role(session=s, name="leo", role="lead")
+        labels.set_role(session=s, name="lena", role="lead", create=True)
+        labels.set_role(session=s, name="leo", role="lead", create=True)
     return engine, ebs
 
 

@@ -87,7 +87,7 @@ def test_undo_with_nothing_to_undo_returns_none(engine) -> None:
 def test_consensus_majority_tie_and_adjudication(engine) -> None:
     a, b, c = _add_ebs(engine, 3)
     with session_scope(engine) as s:
-        labels.set_role(session=s, name="lead", role="lead")
+        labels.set_role(session=s, name="lead", role="lead", create=True)
         for who, val in [("x", "Pass"), ("y", "Pass"), ("z", "Fail")]:
             labels.record_label(session=s, eb_id=a, labeler=who, value=val)
         for who, val in [("x", "Pass"), ("y", "SemiPass")]:
@@ -111,7 +111,7 @@ def test_aod_cannot_adjudicate(engine) -> None:
 def test_adjudication_needs_reason(engine) -> None:
     (eb,) = _add_ebs(engine, 1)
     with session_scope(engine) as s:
-        labels.set_role(session=s, name="lead", role="lead")
+        labels.set_role(session=s, name="lead", role="lead", create=True)
         with pytest.raises(labels.LabelError):
             labels.record_label(session=s, eb_id=eb, labeler="lead", value="Fail", kind="adjudication", reason=" ")
 

@@ -56,7 +56,7 @@ def team(engine):
     """Six EBs and a lead 'lena'; returns (engine, eb ids)."""
     ebs = _add_ebs(engine, 6)
     with session_scope(engine) as s:
-        labels.set_role(session=s, name="lena", role="lead")
+        labels.set_role(session=s, name="lena", role="lead", create=True)
     return engine, ebs
 
 

@@ -268,7 +268,7 @@ def test_light_curve_window_labels_and_blindness(engine) -> None:
     label(engine, ids["undone"], ("ana", "Fail"))
     label(engine, cur, ("ana", "Fail"))
     with session_scope(engine, write=True) as s:
-        labels.set_role(session=s, name="lead", role="lead")
+        labels.set_role(session=s, name="lead", role="lead", create=True)
         labels.record_label(session=s, eb_id=ids["adj"], labeler="lead", value="Fail", kind="adjudication", reason="x")
         labels.undo_last(session=s, labeler="ana")  # withdraws ana's newest label: the one on `cur`
         labels.undo_last(session=s, labeler="ana")  # then the one on `undone`
@@ -406,7 +406,7 @@ def test_context_groups_follow_labels_consensus_on_random_labels(engine) -> None
     rng = np.random.default_rng(5)
     ebs = [add_eb(engine, f"uid://A002/X6/X{i}", details=False, pwv_mm=1.0 + i / 10) for i in range(25)]
     with session_scope(engine, write=True) as s:
-        labels.set_role(session=s, name="lead", role="lead")
+        labels.set_role(session=s, name="lead", role="lead", create=True)
         for eb in ebs:
             for who in rng.choice(["ana", "ben", "eva", "li"], size=int(rng.integers(0, 4)), replace=False):
                 labels.record_label(
@@ -465,7 +465,7 @@ def test_context_sees_new_labels_undo_and_adjudication_at_once(engine) -> None:
     label(engine, other, ("ana", "Pass"))
     assert groups() == {other: "Pass"}
     with session_scope(engine, write=True) as s:
-        labels.set_role(session=s, name="lead", role="lead")
+        labels.set_role(session=s, name="lead", role="lead", create=True)
         labels.record_label(session=s, eb_id=other, labeler="lead", value="Fail", kind="adjudication", reason="x")
     assert groups() == {other: "Fail"}
     with session_scope(engine, write=True) as s:

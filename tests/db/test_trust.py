@@ -9,6 +9,7 @@ from sqlalchemy import text, update
 from sqlmodel import select
 
 from qa0_label.access import authz
+from qa0_label.access.identity import set_role_as_lead
 from qa0_label.access.names import change_history, merge_labelers, rename_labeler
 from qa0_label.config import Settings
 from qa0_label.lead import adjudication as adj
@@ -25,7 +26,7 @@ SECRET = "a long lead passphrase"
 
 def _lead(engine, name: str = "Lena") -> None:
     with session_scope(engine, write=True) as s:
-        labels.set_role(session=s, name=name, role="lead")
+        labels.set_role(session=s, name=name, role="lead", create=True)
         authz.set_passphrase(session=s, name=name, passphrase=SECRET)
 
 
@@ -42,7 +43,7 @@ def test_passphrase_is_stored_as_a_salted_scrypt_hash(engine) -> None:
 
 def test_short_passphrase_and_non_lead_are_refused(engine) -> None:
     with session_scope(engine, write=True) as s:
-        labels.set_role(session=s, name="Lena", role="lead")
+        labels.set_role(session=s, name="Lena", role="lead", create=True)
         with pytest.raises(labels.LabelError, match="at least"):
             authz.set_passphrase(session=s, name="Lena", passphrase="short")
         labels.get_or_create_labeler(session=s, name="Ana")
@@ -158,6 +159,60 @@ def test_rename_keeps_labels_and_refuses_collisions(engine) -> None:
     with session_scope(engine) as s:
         current = labels.current_labels(s)
     assert sorted(set(current["labeler"])) == ["Ana Rojas", "Bob"]
+
+
+def _roster(engine) -> dict[str, str]:
+    with session_scope(engine) as s:
+        return {str(n): str(r) for n, r in s.exec(select(Labeler.name, Labeler.role)).all()}
+
+
+def test_a_lead_sets_roles_only_of_labelers_in_the_roster(engine) -> None:
+    _lead(engine)
+    with session_scope(engine, write=True) as s:
+        labels.get_or_create_labeler(session=s, name="Kenji Tanaka")
+        labels.get_or_create_labeler(session=s, name="archive", system=True)
+    before = _roster(engine)
+    lead = authz.try_unlock(engine=engine, name="Lena", passphrase=SECRET)
+    for typo in ("Kenji Tanka", "archive"):  # a misspelt AoD; the importer's own labeler is no person
+        with (
+            session_scope(engine, write=True) as s,
+            pytest.raises(labels.LabelError, match=f"no labeler named '{typo}'"),
+        ):
+            set_role_as_lead(session=s, lead=lead, name=typo, role="aod")
+    assert _roster(engine) == before
+    with session_scope(engine, write=True) as s:  # the same person in another case is found, not created
+        assert set_role_as_lead(session=s, lead=lead, name="kenji tanaka", role="lead").name == "Kenji Tanaka"
+    assert _roster(engine) == {**before, "Kenji Tanaka": "lead"}
+
+
+def test_the_last_lead_cannot_be_demoted(engine) -> None:
+    _lead(engine)
+    with session_scope(engine, write=True) as s:
+        labels.get_or_create_labeler(session=s, name="Ana")
+    with session_scope(engine, write=True) as s, pytest.raises(labels.LabelError, match="Lena is the last lead"):
+        set_role_as_lead(session=s, lead="lena", name="LENA", role="aod")
+    assert _roster(engine) == {"Lena": "lead", "Ana": "aod"}
+    with session_scope(engine, write=True) as s:  # with a second lead, either may step down
+        set_role_as_lead(session=s, lead="Lena", name="Ana", role="lead")
+        set_role_as_lead(session=s, lead="Lena", name="Lena", role="aod")
+    with session_scope(engine, write=True) as s, pytest.raises(labels.LabelError, match="Ana is the last lead"):
+        labels.set_role(session=s, name="Ana", role="aod")  # the database owner's path (CLI) too
+    with session_scope(engine, write=True) as s:
+        labels.set_role(session=s, name="Ana", role="lead")  # a lead staying a lead is no demotion
+    assert _roster(engine) == {"Lena": "aod", "Ana": "lead"}
+
+
+def test_merging_the_last_lead_into_an_aod_is_refused(engine) -> None:
+    _lead(engine)
+    with session_scope(engine, write=True) as s:
+        labels.get_or_create_labeler(session=s, name="lena m")
+    with session_scope(engine, write=True) as s, pytest.raises(labels.LabelError, match="last lead"):
+        merge_labelers(session=s, requester="Lena", source="Lena", into="lena m")
+    assert _roster(engine) == {"Lena": "lead", "lena m": "aod"}
+    with session_scope(engine, write=True) as s:  # into a lead, the team keeps one
+        labels.set_role(session=s, name="lena m", role="lead")
+        merge_labelers(session=s, requester="Lena", source="Lena", into="lena m")
+    assert _roster(engine) == {"lena m": "lead"}
 
 
 def test_undo_leases_the_eb_back_and_next_returns_it(engine) -> None:

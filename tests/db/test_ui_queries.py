@@ -14,7 +14,7 @@ from qa0_label.access.visibility import label_scope
 from qa0_label.learning import report as mr
 from qa0_label.review.browse import BrowseFilter, browse_ebs, eb_id_for_uid, eb_labels, filter_options
 from qa0_label.store.db import session_scope
-from qa0_label.store.labels import NotAllowed, record_label, set_role, undo_last
+from qa0_label.store.labels import NotAllowed, get_or_create_labeler, record_label, set_role, undo_last
 from qa0_label.store.models import ExecutionBlock, ModelRun, Score, ScoreRank
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -68,7 +68,7 @@ def test_browse_filters_by_label_state(engine: Engine) -> None:
         record_label(session=s, eb_id=ids["uid://A002/X1/X2"], labeler="b", value="Fail")
         record_label(session=s, eb_id=ids["uid://A002/X1/X3"], labeler="a", value="Fail")
         undo_last(session=s, labeler="a")  # X3 back to unlabelled
-        set_role(session=s, name="lead", role="lead")
+        set_role(session=s, name="lead", role="lead", create=True)
         record_label(
             session=s, eb_id=ids["uid://A002/X1/X2"], labeler="lead", value="Fail", kind="adjudication", reason="DV08"
         )
@@ -92,7 +92,7 @@ def test_read_only_labels_stay_blind_until_the_viewer_labelled(engine: Engine) -
     eb = ids["uid://A002/X1/X1"]
     with session_scope(engine, write=True) as s:
         record_label(session=s, eb_id=eb, labeler="first", value="Fail", comment="phase jump")
-        set_role(session=s, name="boss", role="lead")
+        set_role(session=s, name="boss", role="lead", create=True)
     with session_scope(engine) as s:
         seen, withheld = eb_labels(session=s, eb_id=eb, scope=_scope(s, "second"))
         assert seen.empty and withheld
@@ -111,11 +111,12 @@ def test_read_only_labels_stay_blind_until_the_viewer_labelled(engine: Engine) -
 
 def test_lead_only_actions_refuse_aods(engine: Engine) -> None:
     with session_scope(engine, write=True) as s:
-        set_role(session=s, name="lead", role="lead")
+        set_role(session=s, name="lead", role="lead", create=True)
         with pytest.raises(NotAllowed):
             require_lead(session=s, name="someone")
         with pytest.raises(NotAllowed):
             set_role_as_lead(session=s, lead="someone", name="someone", role="lead")
+        get_or_create_labeler(session=s, name="newbie")  # roles go to people in the roster
         set_role_as_lead(session=s, lead="lead", name="newbie", role="lead")
         assert ("newbie", "lead") in roster(session=s)
 
