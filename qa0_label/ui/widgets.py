@@ -139,6 +139,16 @@ STYLE = """
 .st-key-qa0-why table { width: 100%; font-size: 0.85rem; margin-bottom: 0; }
 .st-key-qa0-why td, .st-key-qa0-why th { padding: 0.05rem 0.4rem; white-space: nowrap; font-weight: normal; }
 .st-key-qa0-why p { font-size: 0.92rem; margin-bottom: 0.3rem; line-height: 1.35; }
+/* A narrow window (a laptop with the sidebar open): "Why this EB" goes under the EB instead of being squeezed
+   beside it, and a metrics table wider than its column scrolls instead of running under its neighbour. */
+.st-key-qa0-review { container-type: inline-size; }
+@container (max-width: 860px) {
+  .st-key-qa0-review [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-qa0-why) {
+    flex-wrap: wrap; }
+  .st-key-qa0-review [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-qa0-why)
+    > [data-testid="stColumn"] { flex: 1 1 100% !important; width: 100% !important; min-width: 100%; }
+}
+.st-key-qa0-tiles [data-testid="stMarkdownContainer"] { overflow-x: auto; }
 </style>
 """
 
