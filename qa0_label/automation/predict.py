@@ -18,6 +18,7 @@ from qa0_label.automation import explain, policy
 from qa0_label.store import runs as store_runs
 from qa0_label.store.db import bulk_rows, get_engine, session_scope
 from qa0_label.store.models import AutoAlpha, AutoDecision, AutoRun, ExecutionBlock, ModelRun, Score
+from qa0_label.store.uids import canonical_uid
 
 NEEDS_AOD = "needs_aod"
 
@@ -46,7 +47,7 @@ def check_uids(engine: Engine, path: Path) -> list[int]:
         for lineno, line in enumerate(fh, start=1):
             uid = line.split("#", 1)[0].strip()
             if uid:
-                wanted.append((lineno, uid))
+                wanted.append((lineno, canonical_uid(uid)))  # uid___A002_X1_X2 names the same EB, as in label/show
     id_of: dict[str, int] = {}
     uids = sorted({u for _, u in wanted})
     with session_scope(engine) as s:

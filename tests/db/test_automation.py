@@ -220,3 +220,13 @@ def test_calibration_leaves_out_ebs_whose_label_accepted_a_suggestion(url: str, 
     assert summary["accepted_left_out"] == 25 and not echoed & set(summary["eb_id"])
     assert summary["n_labelled"] == before["n_labelled"] - 25 == len(summary["y"]) == len(summary["eb_id"])
     assert runs.state(engine=engine)["summary"]["n_labelled"] == summary["n_labelled"]
+
+
+def test_a_uids_file_may_use_the_on_disk_spelling(url: str, tmp_path: Path) -> None:
+    engine = get_engine(url)
+    with session_scope(engine) as s:
+        rows = s.connection().execute(text("SELECT id, uid FROM execution_block ORDER BY id LIMIT 2")).all()
+    on_disk = rows[0][1].replace("uid://", "uid___").replace("/", "_")  # uid___A002_X1_X2, as in file names
+    f = tmp_path / "uids.txt"
+    f.write_text(f"{on_disk}\n{rows[1][1]}\n")
+    assert predict.check_uids(engine, f) == [rows[0][0], rows[1][0]]
