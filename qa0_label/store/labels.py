@@ -29,6 +29,9 @@ from qa0_label.store.models import (
     utcnow,
 )
 from qa0_label.store.names import (
+    MAX_COMMENT_CHARS as MAX_COMMENT_CHARS,
+)
+from qa0_label.store.names import (
     SYSTEM_LABELERS as SYSTEM_LABELERS,
 )
 from qa0_label.store.names import (
@@ -42,6 +45,9 @@ from qa0_label.store.names import (
 )
 from qa0_label.store.names import (
     name_key as name_key,
+)
+from qa0_label.store.names import (
+    normalize_comment as normalize_comment,
 )
 from qa0_label.store.names import (
     normalize_name as normalize_name,
@@ -176,6 +182,7 @@ def record_label(
     value = normalize_value(value)
     if kind not in ("review", "adjudication"):
         raise LabelError(f"unknown label kind {kind!r}")
+    comment, reason = normalize_comment(comment), normalize_comment(reason, what="reason")
     try:
         name, bad_name = normalize_name(labeler, system_ok=system), None
     except LabelError as exc:  # reported after the click-id and EB checks, in the order callers have relied on

@@ -74,6 +74,32 @@ def normalize_name(name: str, *, system_ok: bool = False) -> str:
     return clean
 
 
+MAX_COMMENT_CHARS = 2000
+"""Longest comment or adjudication reason (the Label page's box holds as many)."""
+_BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def normalize_comment(text: str | None, *, what: str = "comment") -> str | None:
+    """A comment (or reason) in its stored form: NFC and trimmed, None when empty; LabelError when unusable.
+
+    Refused: longer than MAX_COMMENT_CHARS, control characters other than line breaks and tabs (a terminal
+    escape in an exported CSV), bidi overrides (they make a comment read differently from what it says),
+    surrogates and unassigned characters. Other formatting characters (an emoji's zero-width joiner) pass.
+    """
+    if text is None:
+        return None
+    clean = unicodedata.normalize("NFC", str(text)).strip()
+    for ch in clean:
+        category = unicodedata.category(ch)
+        if (category == "Cf" and ch in _BIDI_CONTROLS) or (
+            category in _BAD_CATEGORIES and category != "Cf" and not ch.isspace()
+        ):
+            raise LabelError(f"{what} contains {_BAD_CATEGORIES[category]} (U+{ord(ch):04X})")
+    if len(clean) > MAX_COMMENT_CHARS:
+        raise LabelError(f"{what} is longer than {MAX_COMMENT_CHARS:,} characters ({len(clean):,})")
+    return clean or None
+
+
 def find_labeler(*, session: Session, name: str) -> Labeler | None:
     """The labeler NAME refers to: the same name in any case, or the person it was renamed or merged into."""
     clean = normalize_name(name, system_ok=True)

@@ -23,7 +23,7 @@ from qa0_label.review.browse import eb_id_for_uid, eb_labels, uid_of
 from qa0_label.review.bundle import BundleCache, ReviewBundle, likely_next
 from qa0_label.review.charts import review_panel
 from qa0_label.store.db import get_engine, session_scope
-from qa0_label.store.labels import LabelError, record_label, record_skip, undo_last_action
+from qa0_label.store.labels import MAX_COMMENT_CHARS, LabelError, record_label, record_skip, undo_last_action
 from qa0_label.ui import auto as auto_ui
 from qa0_label.ui import keys
 from qa0_label.ui import widgets as w
@@ -495,7 +495,7 @@ def draw_actions(assignment: dict[str, Any], who: str, url: str) -> None:
         st.text_input(
             "Comment (optional)",
             key=K_COMMENT,
-            max_chars=2000,
+            max_chars=MAX_COMMENT_CHARS,
             placeholder=COMMENT_PLACEHOLDER,
             label_visibility="collapsed",
             width=310,

@@ -279,3 +279,32 @@ def test_undo_takes_back_the_newest_action_skip_or_label(engine) -> None:
         assert labels.undo_last_action(session=s, labeler="ana") is None
         assert labels.undo_last_action(session=s, labeler="nobody") is None
         assert len(s.exec(select(Skip)).all()) == 1
+
+
+@pytest.mark.parametrize(
+    ("comment", "refused"),
+    [
+        ("x" * 2001, "longer than 2,000"),
+        ("red \x1b[31malert\x1b[0m", "control character"),
+        ("looks fine \u202egnol", "bidi"),
+        ("bad \udcff byte", "surrogate"),
+    ],
+    ids=["too-long", "terminal-escape", "bidi-override", "undecodable-argument"],
+)
+def test_comments_are_checked_like_names(engine, comment: str, refused: str) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    with session_scope(engine) as s:
+        with pytest.raises(labels.LabelError, match=refused):
+            labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass", comment=comment)
+    with session_scope(engine) as s:
+        assert labels.current_labels(s).empty
+
+
+def test_a_comment_keeps_its_lines_and_emoji_and_is_trimmed(engine) -> None:
+    (eb,) = _add_ebs(engine, 1)
+    text = "DV12 Tsys spike\n\tscan 3 \U0001f469\u200d\U0001f52c"  # a line break, a tab, a ZWJ emoji
+    with session_scope(engine) as s:
+        labels.record_label(session=s, eb_id=eb, labeler="ana", value="Pass", comment=f"  {text}  ")
+        labels.record_label(session=s, eb_id=eb, labeler="bob", value="Pass", comment="   ")
+    with session_scope(engine) as s:
+        assert sorted(s.exec(select(Label.comment)).all(), key=str) == [text, None]
