@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, bindparam, func, select
+from sqlalchemy import String, bindparam, delete, func, select
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
 
 from qa0_label.learning import features
 from qa0_label.sim.aods import aod_profiles, simulate_aod_labels
@@ -358,6 +359,20 @@ def _producer(
         put((_DONE, None, None))
 
 
+MAX_SIMULATED_EBS = 1_000_000
+"""Most EBs one simulate call adds (the largest pool the README measures); more is run in several calls."""
+
+
+def _remove_ebs(engine: Engine, ids: list[int], progress: ProgressFn | None) -> None:
+    if not ids:
+        return
+    if progress:
+        progress(0.0, f"stopping: removing the {len(ids):,} EBs written so far")
+    with db.writer(engine).begin() as conn:
+        for start in range(0, len(ids), 900):
+            conn.execute(delete(ExecutionBlock).where(col(ExecutionBlock.id).in_(ids[start : start + 900])))
+
+
 def simulate(
     *,
     engine: Engine,
@@ -379,6 +394,10 @@ def simulate(
     """
     if n < 0 or aods < 0 or labeled < 0 or (details_for is not None and details_for < 0):
         raise ValueError("n, aods, labeled and details_for must not be negative")
+    if n > MAX_SIMULATED_EBS:
+        raise ValueError(
+            f"n = {n:,} is more than {MAX_SIMULATED_EBS:,} EBs at once (a typo?); run simulate again to add more"
+        )
     details_for = n if details_for is None else min(details_for, n)
     if labeled and not aods:
         raise ValueError("labels need at least one simulated AoD (aods > 0)")
@@ -399,50 +418,58 @@ def simulate(
     worker = threading.Thread(target=_producer, args=(q, stop, seed, existing, n, sqlite, details_for), daemon=True)
     worker.start()
     written = 0
-    try:
-        while True:
-            kind, batch, info = q.get()
-            if kind is _DONE:
-                break
-            if kind == "error":
-                raise batch
-            assert kind == "batch"
-            extra, det = info
-            with db.writer(engine).connect() as conn:
-                if sqlite:
-                    ids = _write_sqlite_batch(conn, batch, q, seed, det)
-                else:
-                    with conn.begin():
-                        ids = write_batch(conn=conn, batch=batch, seed=seed)
-                        _store_cache(conn, batch, ids, det)
-                    kind, _, _ = q.get()  # "end"
-            id_of_eb.update(zip(batch.ebs.index.tolist(), ids.tolist()))
-            counts.append(extra)
-            if labeled:
-                # Labels go to EBs with details when those can carry them all (see the docstring).
-                mine = batch.ebs.index.to_numpy() < existing + (details_for if labeled <= details_for * aods else n)
-                keep_ebs.append(batch.ebs.loc[mine, ["start_time", "duration_s"]])
-                keep_sev.append(batch.severity.loc[mine])
-            keep_out.append(batch.outcomes[["eb", "value", "reasons"]] if labeled else batch.outcomes[["eb", "value"]])
-            written += len(batch.ebs)
-            if progress:
-                progress(written / max(n, 1) * (0.97 if labeled else 1.0), f"{written}/{n} EBs written")
-    finally:
-        stop.set()
-        worker.join(timeout=30)
     n_labels = 0
-    if aods:
-        frame = pd.DataFrame()
-        if labeled:
-            frame = simulate_aod_labels(
-                ebs=pd.concat(keep_ebs),
-                severity=pd.concat(keep_sev),
-                outcomes=pd.concat(keep_out, ignore_index=True),
-                aods=aods,
-                labeled=labeled,
-                seed=seed,
-            )
-        n_labels = _write_labels(engine, frame, id_of_eb, aods)
+    try:
+        try:
+            while True:
+                kind, batch, info = q.get()
+                if kind is _DONE:
+                    break
+                if kind == "error":
+                    raise batch
+                assert kind == "batch"
+                extra, det = info
+                with db.writer(engine).connect() as conn:
+                    if sqlite:
+                        ids = _write_sqlite_batch(conn, batch, q, seed, det)
+                    else:
+                        with conn.begin():
+                            ids = write_batch(conn=conn, batch=batch, seed=seed)
+                            _store_cache(conn, batch, ids, det)
+                        kind, _, _ = q.get()  # "end"
+                id_of_eb.update(zip(batch.ebs.index.tolist(), ids.tolist()))
+                counts.append(extra)
+                if labeled:
+                    # Labels go to EBs with details when those can carry them all (see the docstring).
+                    mine = batch.ebs.index.to_numpy() < existing + (details_for if labeled <= details_for * aods else n)
+                    keep_ebs.append(batch.ebs.loc[mine, ["start_time", "duration_s"]])
+                    keep_sev.append(batch.severity.loc[mine])
+                keep_out.append(
+                    batch.outcomes[["eb", "value", "reasons"]] if labeled else batch.outcomes[["eb", "value"]]
+                )
+                written += len(batch.ebs)
+                if progress:
+                    progress(written / max(n, 1) * (0.97 if labeled else 1.0), f"{written}/{n} EBs written")
+        finally:
+            stop.set()
+            worker.join(timeout=30)
+        if aods:
+            frame = pd.DataFrame()
+            if labeled:
+                frame = simulate_aod_labels(
+                    ebs=pd.concat(keep_ebs),
+                    severity=pd.concat(keep_sev),
+                    outcomes=pd.concat(keep_out, ignore_index=True),
+                    aods=aods,
+                    labeled=labeled,
+                    seed=seed,
+                )
+            n_labels = _write_labels(engine, frame, id_of_eb, aods)
+    except BaseException:
+        # All or nothing, like an import: an interrupted or failed run takes back the EBs it wrote (their
+        # details, reference outcomes and labels go with them: ON DELETE CASCADE), then says why it stopped.
+        _remove_ebs(engine, list(id_of_eb.values()), progress)
+        raise
     per_eb = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
     values = pd.concat(keep_out, ignore_index=True)["value"] if keep_out else pd.Series([], dtype=object)
     shares = {v: (round(float((values == v).mean()), 4) if len(values) else 0.0) for v in LABEL_VALUES}

@@ -172,3 +172,38 @@ def test_seed_demo_skips_a_database_with_ebs(engine) -> None:
     sim.simulate(engine=engine, n=5, seed=1)
     assert sim.seed_demo_if_empty(engine=engine) is False
     assert _count(engine, "execution_block") == 5
+
+
+def test_an_absurd_n_is_refused_before_anything_is_written(engine) -> None:
+    def started(fraction: float, message: str) -> None:  # a regression fails here instead of running for hours
+        raise AssertionError(f"simulate started: {message}")
+
+    with pytest.raises(ValueError, match="more than 1,000,000 EBs"):
+        sim.simulate(engine=engine, n=99_999_999_999, progress=started)
+    assert _count(engine, "execution_block") == 0
+
+
+@pytest.mark.parametrize("stop_at", ["ebs", "labels"], ids=["while-writing-ebs", "after-the-labels"])
+def test_an_interrupted_simulate_takes_back_what_it_wrote(
+    engine, stop_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa0_label.sim import database
+
+    sim.simulate(engine=engine, n=30, seed=1, aods=2, labeled=20)  # what was there before stays
+    before = {t: _count(engine, t) for t in ("execution_block", "eb_detail", "reference_outcome", "label")}
+
+    def ctrl_c(fraction: float, message: str) -> None:  # right after the first batch of EBs is committed
+        if stop_at == "ebs" and message.startswith(f"{sim.CHUNK_EBS}/"):
+            raise KeyboardInterrupt
+
+    real = database._write_labels
+
+    def labels_then_ctrl_c(*args, **kwargs) -> int:  # the labels are committed, then Ctrl-C
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    if stop_at == "labels":
+        monkeypatch.setattr(database, "_write_labels", labels_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        sim.simulate(engine=engine, n=sim.CHUNK_EBS + 200, seed=2, aods=2, labeled=300, details_for=40, progress=ctrl_c)
+    assert {t: _count(engine, t) for t in before} == before
