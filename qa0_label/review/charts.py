@@ -24,6 +24,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from qa0_label.review import limits
 from qa0_label.review.chart_style import (
     HEATMAP_SCHEMES,
     LEGEND_DASH,
@@ -444,6 +445,7 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
             out[col] = d[col].fillna(False).astype(bool)
         else:
             out[col] = pd.to_numeric(d[col], errors="coerce").astype(float)
+    out["shade"] = _shade(out["value"], metric)
     reach = None
     if metric == "phase_deg":
         # Symmetric about 0 and at least +-30 deg (in 10 deg steps, so few templates), so noise stays pale
@@ -451,6 +453,20 @@ def heatmap_parts(df: pd.DataFrame | None, metric: str) -> ChartParts | None:
         top = float(np.nanmax(np.abs(out["value"].to_numpy(dtype=float)), initial=0.0))
         reach = min(180.0, max(30.0, math.ceil(top / 10.0) * 10.0))
     return ChartParts("heatmap", (metric, reach, tuple(optional)), out.reset_index(drop=True), _heatmap_title(metric))
+
+
+def _shade(values: pd.Series, metric: str) -> pd.Series:
+    """The value the colour shows: past the AoD limit (Tsys above 1.5 x, amplitude below 0.5 x the median) it is
+    held at the limit, so one hot or dead antenna does not squeeze every other cell into one colour (its row
+    is outlined, and the tooltip keeps the real value)."""
+    med = float(np.nanmedian(values.to_numpy(dtype=float))) if values.notna().any() else float("nan")
+    if not (math.isfinite(med) and med > 0):
+        return values
+    if metric == "tsys_k":
+        return values.clip(upper=med * limits.TSYS_OUTLIER_RATIO)
+    if metric == "amplitude":
+        return values.clip(lower=med * limits.AMPLITUDE_LOW_RATIO)
+    return values
 
 
 HEATMAP_ROW_PX = 10
@@ -498,7 +514,7 @@ def _heatmap_template(metric: str, reach: float | None, optional: tuple[str, ...
             x=x,
             y=y,
             tooltip=tips,
-            color=alt.Color("value:Q", title=axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
+            color=alt.Color("shade:Q", title=axis_title(metric), scale=scale, legend=alt.Legend(format=fmt)),
         )
     ]
     if "outlier" in optional:

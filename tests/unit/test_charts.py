@@ -469,7 +469,7 @@ def test_heatmap_is_antenna_by_scan_with_flag_marks() -> None:
     assert enc["y"]["field"] == "antenna" and enc["y"]["sort"] == "ascending"
     # Every antenna named: Vega must not drop labels that would overlap, nor cut long names.
     assert enc["y"]["axis"]["labelOverlap"] is False and enc["y"]["axis"]["labelLimit"] == 0
-    assert enc["color"]["field"] == "value" and enc["color"]["title"] == "Tsys (K)"
+    assert enc["color"]["field"] == "shade" and enc["color"]["title"] == "Tsys (K)"
     assert {"antenna", "scan", "value", "vs_array", "flagged_fraction"} <= tooltip_fields(spec)
     assert any(t["field"] == "value" and t["format"] == ".0f" for t in tooltips(spec))
     assert len(visible_rows(spec, rect)) == 9
@@ -802,3 +802,17 @@ def test_review_panel_leaves_out_charts_without_data() -> None:
     ]
     assert set(panel["datasets"]) == {f"{charts.REVIEW_DATA}_light_curve", f"{charts.REVIEW_DATA}_context"}
     assert charts.review_panel({"spectrum": None, "light_curve": None}) is None
+
+
+@pytest.mark.parametrize(("metric", "dead_or_hot", "held_at"), [("tsys_k", 4.0, 1.5), ("amplitude", 0.05, 0.5)])
+def test_one_bad_antenna_does_not_take_the_whole_colour_scale(metric: str, dead_or_hot: float, held_at: float) -> None:
+    df = heatmap_df(antennas=("DA41", "DA42", "DA43", "DA44", "DV01"))
+    df["value"] = 60.0 + df["scan"]  # 61-63: the normal spread
+    df.loc[df["antenna"] == "DV01", "value"] = 62.0 * dead_or_hot
+    spec = spec_of(charts.heatmap_chart(df, metric))
+    rect = next(u for u in units_of(spec, "rect") if u["mark"].get("filled") is not False)
+    rows = visible_rows(spec, rect)
+    shades = {r["antenna"]: r["shade"] for r in rows if r["antenna"] == "DV01"}
+    assert shades == {"DV01": pytest.approx(62.0 * held_at)}  # held at the AoD limit ...
+    assert {r["value"] for r in rows if r["antenna"] == "DV01"} == {62.0 * dead_or_hot}  # ... the tooltip is not
+    assert sorted({r["shade"] for r in rows if r["antenna"] != "DV01"}) == [61.0, 62.0, 63.0]
