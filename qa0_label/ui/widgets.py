@@ -149,6 +149,15 @@ STYLE = """
     > [data-testid="stColumn"] { flex: 1 1 100% !important; width: 100% !important; min-width: 100%; }
 }
 .st-key-qa0-tiles [data-testid="stMarkdownContainer"] { overflow-x: auto; }
+/* Every page in a narrow main area: a row of columns wraps (a metric keeps at least 9rem, so "0.609" is not cut
+   to "0.…"), and a column holding a chart takes the whole width instead of squeezing the chart. */
+[data-testid="stMainBlockContainer"] { container-type: inline-size; }
+@container (max-width: 860px) {
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]) { flex-wrap: wrap; }
+  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: 9rem; }
+  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]) {
+    min-width: 100%; }
+}
 </style>
 """
 
