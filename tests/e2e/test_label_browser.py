@@ -333,3 +333,21 @@ def test_enter_in_the_passphrase_box_unlocks_lead_actions(server: tuple[str, str
     page.get_by_text("Lock lead actions", exact=True).wait_for(timeout=30_000)
     assert page.get_by_text("Unlock lead actions", exact=True).count() == 0
     page.close()
+
+
+def test_a_narrow_window_puts_why_this_eb_under_the_eb(server: tuple[str, str], browser: object) -> None:
+    base, _ = server
+    page = browser.new_page(viewport={"width": 800, "height": 700})  # type: ignore[attr-defined]
+    page.goto(f"{base}/?labeler=e2e_narrow", wait_until="domcontentloaded")
+    if page.wait_for_selector(f"{UID}, .st-key-qa0_confirm_new", timeout=60_000) and page.query_selector(
+        ".st-key-qa0_confirm_new"
+    ):
+        page.click(".st-key-qa0_confirm_new button")
+    page.wait_for_selector(".st-key-qa0-why", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=60_000)
+    actions = page.locator(".st-key-qa0-actions").bounding_box()
+    why = page.locator(".st-key-qa0-why").bounding_box()
+    assert why["y"] >= actions["y"] + actions["height"], "'Why this EB' sits under the decision bar, not over it"
+    tiles = page.locator(".st-key-qa0-tiles").bounding_box()
+    assert tiles["x"] + tiles["width"] <= 800, "the metrics table stays inside the window (it scrolls)"
+    page.close()
