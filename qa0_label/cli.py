@@ -15,35 +15,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from qa0_label.cli_checks import (
+    Failure,
+    UserError,
+    check_utf8_arguments,
+    end_progress_line,
+    input_path,
+    non_empty,
+    non_negative_float,
+    non_negative_int,
+    open_engine,
+    output_path,
+    positive_int,
+    progress_line,
+    reading,
+    say,
+    silence_stdout,
+    writing,
+)
+
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 
-class UserError(Exception):
-    """A problem with what the user asked for; printed without a traceback, exit code 2."""
-
-
 def _engine(args: argparse.Namespace, *, must_exist: bool = False) -> Any:
-    """The engine for --db; MUST_EXIST (commands that only read) refuses a SQLite file that is not there."""
-    from qa0_label.store.db import get_engine
-
-    if must_exist:
-        missing = _missing_sqlite_file(args.db)
-        if missing is not None:
-            # Creating folders and an empty database would turn a typo into "nothing left to review".
-            raise UserError(f"no database at {missing}; create one with simulate or import")
-    return get_engine(args.db)
-
-
-def _missing_sqlite_file(cli_db: str | None) -> str | None:
-    from sqlalchemy.engine import make_url
-
-    from qa0_label.config import database_url
-
-    url = make_url(database_url(cli_db))
-    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
-        return None
-    path = Path(str(url.database))
-    return None if path.exists() else str(path)
+    """The engine for --db (see open_engine); MUST_EXIST for every command that does not add data."""
+    return open_engine(args, must_exist=must_exist)
 
 
 def _labeler_arg(name: str) -> str:
@@ -71,9 +67,9 @@ def _progress_printer(quiet: bool) -> Callable[[float, str], None] | None:
         return None
 
     def show(fraction: float, message: str) -> None:
-        print(f"\r[{fraction * 100:5.1f}%] {message:<60}", end="", file=sys.stderr, flush=True)
+        progress_line(f"[{fraction * 100:5.1f}%] {message:<60}")
         if fraction >= 1.0:
-            print(file=sys.stderr)
+            end_progress_line()
 
     return show
 
@@ -118,8 +114,7 @@ def _bar_printer() -> Callable[[float, str], None]:
     def show(fraction: float, message: str) -> None:
         frac = min(max(float(fraction), 0.0), 1.0)
         done = int(round(frac * width))
-        print(f"\r[{'#' * done}{'.' * (width - done)}] {frac * 100:3.0f}% {message[:60]:<60}", end="", file=sys.stderr)
-        sys.stderr.flush()
+        progress_line(f"[{'#' * done}{'.' * (width - done)}] {frac * 100:3.0f}% {message[:60]:<60}")
 
     return show
 
@@ -147,18 +142,26 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import EBs (and optionally detail rows) from CSV or Parquet, all or nothing."""
-    from qa0_label.ingest import ImportRefused, import_file
+    from qa0_label.ingest import ImportInterrupted, ImportRefused, import_file
 
     try:
         summary = import_file(
             engine=_engine(args),
-            path=Path(args.path),
-            details_path=Path(args.details) if args.details else None,
+            path=args.path,
+            details_path=args.details,
             progress=_progress_printer(args.quiet),
         )
     except ImportRefused as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ImportInterrupted as exc:
+        # The import is one transaction: interrupted before its commit, it rolled back.
+        end_progress_line()
+        if exc.committed:
+            print("interrupted after the import was written: its EBs are in the database", file=sys.stderr)
+        else:
+            print("interrupted: nothing was imported", file=sys.stderr)
+        return EXIT_FAILURE
     for key, value in summary.items():
         print(f"{key}: {value}")
     return EXIT_OK
@@ -166,14 +169,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export label events (or current labels) to CSV or Parquet."""
-    out = Path(args.out)
+    out: Path = args.out
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UserError(f"{out}: --out must end in .csv or .parquet")
+    alpha = _alpha_arg(args.alpha)
+    if alpha is not None and not args.predictions:
+        raise UserError("--alpha applies to --predictions only")
     if args.predictions or args.catalogue:
-        return _export_auto(args, out)
+        return _export_auto(args, out, alpha)
     from qa0_label.ingest import export_labels
 
-    n = export_labels(engine=_engine(args, must_exist=True), out=out, current=args.current)
+    engine = _engine(args, must_exist=True)
+    with writing("--out", out):
+        n = export_labels(engine=engine, out=out, current=args.current)
     print(f"wrote {n} {'current labels' if args.current else 'label events'} to {out}")
     return EXIT_OK
 
@@ -189,7 +197,7 @@ def _alpha_arg(raw: str | None) -> float | None:
         raise UserError(f"--alpha: {exc}") from None
 
 
-def _export_auto(args: argparse.Namespace, out: Path) -> int:
+def _export_auto(args: argparse.Namespace, out: Path, alpha: float | None) -> int:
     """export --predictions / --catalogue (auto-QA0)."""
     if args.predictions and args.catalogue:
         raise UserError("--predictions and --catalogue are two exports: give one of them")
@@ -200,13 +208,18 @@ def _export_auto(args: argparse.Namespace, out: Path) -> int:
     engine = _engine(args, must_exist=True)
     if args.catalogue:
         frame = ap.catalogue_frame(engine=engine)
-        n = ap.write_table(frame, out)
+        with writing("--out", out):
+            n = ap.write_table(frame, out)
         counts = frame["qa0_basis"].value_counts().to_dict() if n else {}
         detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         print(f"wrote {n} Pass EBs to {out}" + (f" ({detail})" if detail else ""))
         return EXIT_OK
-    result = ap.predictions(engine=engine, alpha=_alpha_arg(args.alpha))
-    n = ap.write_table(ap.predictions_frame(result), out)
+    result = ap.predictions(engine=engine, alpha=alpha)
+    if result["model_version"] is None:
+        # A file of "needs_aod" for every EB would read as the model's verdict downstream; there is no model yet.
+        raise UserError("no model yet: run retrain first (nothing was written)")
+    with writing("--out", out):
+        n = ap.write_table(ap.predictions_frame(result), out)
     print(f"wrote {n} predictions to {out} (alpha {result['alpha']:g}, model v{result['model_version']})")
     if result["why_none"]:
         print(f"note: no EB is auto-decided: {result['why_none']}", file=sys.stderr)
@@ -220,16 +233,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     engine = _engine(args, must_exist=True)
     eb_ids = None
-    if args.uids:
-        path = Path(args.uids)
-        if not path.is_file():
-            raise UserError(f"{path}: no such file (--uids)")
+    if args.uids is not None:
+        path: Path = args.uids
         try:
-            eb_ids = ap.check_uids(engine, path)
+            with reading("--uids", path):
+                eb_ids = ap.check_uids(engine, path)
         except ap.UnknownUids as exc:
             raise UserError(str(exc)) from None
         except UnicodeDecodeError:
-            raise UserError(f"{path}: not UTF-8 text (--uids)") from None
+            raise UserError(f"--uids {path}: not UTF-8 text") from None
     result = ap.predictions(engine=engine, eb_ids=eb_ids, alpha=alpha)
     if result["why_none"]:
         print(f"note: no EB is auto-decided: {result['why_none']}", file=sys.stderr)
@@ -240,10 +252,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for item in result["items"]:
         counts[item["decision"]] = counts.get(item["decision"], 0) + 1
-    print(
-        f"model v{result['model_version']}, alpha {result['alpha']:g}: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    )
+    model = "no model yet" if result["model_version"] is None else f"model v{result['model_version']}"
+    print(f"{model}, alpha {result['alpha']:g}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for item in result["items"][:20]:
         why = "; ".join(r["text"] for r in item["top_reasons"])
         print(f"  {item['uid']}  {item['decision']}  {'|'.join(item['set'])}  {why}")
@@ -306,8 +316,10 @@ def cmd_role(args: argparse.Namespace) -> int:
         raise UserError("--set-passphrase goes with the lead role: role NAME lead --set-passphrase")
     passphrase = _read_passphrase() if args.set_passphrase else None
     write = args.role is not None
+    # Only `lead` may start a database (the owner names its first lead); showing or `aod` need a roster.
+    engine = _engine(args, must_exist=args.role != "lead")
     try:
-        with session_scope(_engine(args), write=write) as session:
+        with session_scope(engine, write=write) as session:
             if args.role is None:
                 person = find_labeler(session=session, name=name)
                 if person is None:
@@ -405,16 +417,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     try:
         result = retrain(
-            engine=_engine(args),
+            engine=_engine(args, must_exist=True),
             settings=_settings(args),
             trigger="cli",
             progress=_progress_printer(args.quiet or args.json),
         )
-    except RetrainRunning as exc:
-        # Not bad input: the system is busy. Exit 1, naming the run so the user can wait for it or check it.
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except RetrainRefused as exc:
+    except (RetrainRunning, RetrainRefused) as exc:
+        # Refusals (docs/cli.md): too few labels, or another run in progress (named, so the user can wait for it).
         raise UserError(str(exc)) from None
     if args.json:
         _print_json(result)
@@ -480,8 +489,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """Consistent copy of a live SQLite database."""
     from qa0_label.store.db import backup_sqlite
 
+    engine = _engine(args, must_exist=True)
     try:
-        size = backup_sqlite(_engine(args), Path(args.out))
+        with writing("--out", args.out):
+            size = backup_sqlite(engine, args.out)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     print(f"backed up to {args.out} ({size / 1e6:.1f} MB)")
@@ -494,13 +505,11 @@ def _benchmark_al(args: argparse.Namespace) -> int:
     from qa0_label.bench.datasets import BenchInputError, csv_table, parse_map
 
     try:
-        if args.seeds < 1:
-            raise BenchInputError("--seeds must be at least 1")
         table = None
         if args.csv:
             if not args.label_column:
                 raise BenchInputError(f"{args.csv}: --label-column COL is needed with --csv")
-            table = csv_table(Path(args.csv), args.label_column, parse_map(args.map))
+            table = csv_table(args.csv, args.label_column, parse_map(args.map))
         elif args.label_column or args.map:
             raise BenchInputError("--label-column and --map go with --csv PATH")
         result = al.run_benchmark(
@@ -534,26 +543,29 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.what == "al":
         return _benchmark_al(args)
     elif args.what == "scale":
-        if args.pool <= 0 or args.writers < 0 or args.calls <= 0 or args.details_for < 0 or args.think_ms < 0:
-            raise UserError("--pool and --calls must be positive; --writers, --details-for, --think-ms not negative")
         from qa0_label.bench.scale import run_scale_benchmark
         from qa0_label.config import database_url
+        from qa0_label.learning.training import RetrainRefused
 
-        result = run_scale_benchmark(
-            url=database_url(args.db),
-            pool=args.pool,
-            details_for=args.details_for,
-            aods=args.aods,
-            labels=args.labels,
-            calls=args.calls,
-            writers=args.writers,
-            writer_iterations=args.writer_iterations,
-            think_ms=args.think_ms,
-            retrain=not args.no_retrain,
-            seed=args.seed,
-            progress=_progress_printer(args.json),
-            cli_main=main,
-        )
+        _engine(args)  # the pool is built in --db (created if missing): refuse a bad URL before any work
+        try:
+            result = run_scale_benchmark(
+                url=database_url(args.db),
+                pool=args.pool,
+                details_for=args.details_for,
+                aods=args.aods,
+                labels=args.labels,
+                calls=args.calls,
+                writers=args.writers,
+                writer_iterations=args.writer_iterations,
+                think_ms=args.think_ms,
+                retrain=not args.no_retrain,
+                seed=args.seed,
+                progress=_progress_printer(args.json),
+                cli_main=main,
+            )
+        except RetrainRefused as exc:  # a new pool with too few labels to train on
+            raise UserError(f"{exc} (give --labels N, or --no-retrain)") from None
     else:
         raise UserError(f"unknown benchmark {args.what!r}")
     if args.json:
@@ -573,10 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     from qa0_label import bench  # the dataset names only (no pandas)
 
     parser = argparse.ArgumentParser(prog="python -m qa0_label", description="QA0 labelling with active learning")
-    parser.add_argument("--db", help="database URL (default: $QA0_DATABASE_URL or sqlite:///db/qa0.sqlite)")
+    parser.add_argument(
+        "--db", type=non_empty, help="database URL (default: $QA0_DATABASE_URL or sqlite:///db/qa0.sqlite)"
+    )
     # --db is accepted before or after the command name; after it, it overrides.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--db", type=non_empty, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
 
@@ -607,13 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_seed_demo)
 
     p = sub.add_parser("import", help="import EBs from CSV or Parquet (all or nothing)")
-    p.add_argument("path")
-    p.add_argument("--details", help="CSV or Parquet of per antenna x spw x scan rows")
+    p.add_argument("path", type=input_path)
+    p.add_argument("--details", type=input_path, help="CSV or Parquet of per antenna x spw x scan rows")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="export label events or current labels")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=output_path, required=True)
     p.add_argument("--current", action="store_true", help="only each labeler's current label per EB")
     p.add_argument("--predictions", action="store_true", help="the model's decision per EB (auto-QA0)")
     p.add_argument("--catalogue", action="store_true", help="Pass EBs as Source Catalogue rows")
@@ -621,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="the model's decision per EB at error rate alpha (auto-QA0)")
-    p.add_argument("--uids", default=None, help="file with one uid per line (default: every EB)")
+    p.add_argument("--uids", type=input_path, default=None, help="file with one uid per line (default: every EB)")
     p.add_argument("--alpha", default=None, help="max error rate of auto-decisions, in (0, 0.5) (default: the lead's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
@@ -679,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_agreement)
 
     p = sub.add_parser("backup", help="consistent copy of a live SQLite database")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=output_path, required=True)
     p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("benchmark", help="performance figures")
@@ -688,35 +702,46 @@ def build_parser() -> argparse.ArgumentParser:
         "al", parents=[common], help="the app's active-learning loop against random order and plain modAL"
     )
     b.add_argument("--dataset", default="qa0-sim", choices=list(bench.AL_DATASETS))
-    b.add_argument("--csv", metavar="PATH", help="your own labelled table instead of --dataset (numeric columns)")
+    b.add_argument(
+        "--csv", type=input_path, metavar="PATH", help="your own labelled table instead of --dataset (numeric columns)"
+    )
     b.add_argument("--label-column", metavar="COL", help="the --csv column holding Pass/SemiPass/Fail")
     b.add_argument("--map", metavar="V=QA0,...", help="translate --csv label values, e.g. good=Pass,bad=Fail")
-    b.add_argument("--budget", type=int, default=None, help="labels per arm for AUC / F1 (default per dataset)")
-    b.add_argument("--strategy", default=None, help="the app arm's strategy (default: the app's default)")
-    b.add_argument("--seeds", type=int, default=8)
     b.add_argument(
-        "--horizon", type=int, default=None, help="labels scanned for labels-to-98%% (default: five times the budget)"
+        "--budget", type=positive_int, default=None, help="labels per arm for AUC / F1 (default per dataset)"
     )
-    b.add_argument("--first-seed", type=int, default=1, help="seeds FIRST..FIRST+SEEDS-1 (split a long run)")
+    b.add_argument("--strategy", default=None, help="the app arm's strategy (default: the app's default)")
+    b.add_argument("--seeds", type=positive_int, default=8)
+    b.add_argument(
+        "--horizon",
+        type=positive_int,
+        default=None,
+        help="labels scanned for labels-to-98%% (default: five times the budget)",
+    )
+    b.add_argument(
+        "--first-seed", type=non_negative_int, default=1, help="seeds FIRST..FIRST+SEEDS-1 (split a long run)"
+    )
     b.add_argument("--json", action="store_true")
     b.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     b.set_defaults(func=cmd_benchmark)
     b = bsub.add_parser("scale", parents=[common], help="next/label/retrain/detail latency on a pool of N EBs")
-    b.add_argument("--pool", type=int, required=True, help="EBs in the pool (built with the simulator, or reused)")
-    b.add_argument("--details-for", type=int, default=7500, help="EBs that get detail rows when building")
-    b.add_argument("--aods", type=int, default=4, help="simulated AoDs labelling the new pool")
-    b.add_argument("--labels", type=int, default=5000, help="labels the simulated AoDs give the new pool")
-    b.add_argument("--calls", type=int, default=300, help="sequential next + label calls")
-    b.add_argument("--writers", type=int, default=0, help="concurrent AoDs (threads, then processes)")
-    b.add_argument("--writer-iterations", type=int, default=30, help="next + label rounds per concurrent AoD")
+    b.add_argument(
+        "--pool", type=positive_int, required=True, help="EBs in the pool (built with the simulator, or reused)"
+    )
+    b.add_argument("--details-for", type=non_negative_int, default=7500, help="EBs that get detail rows when building")
+    b.add_argument("--aods", type=positive_int, default=4, help="simulated AoDs labelling the new pool")
+    b.add_argument("--labels", type=non_negative_int, default=5000, help="labels the simulated AoDs give the new pool")
+    b.add_argument("--calls", type=positive_int, default=300, help="sequential next + label calls")
+    b.add_argument("--writers", type=non_negative_int, default=0, help="concurrent AoDs (threads, then processes)")
+    b.add_argument("--writer-iterations", type=positive_int, default=30, help="next + label rounds per concurrent AoD")
     b.add_argument(
         "--think-ms",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="pause after each concurrent label (0.5-1.5 x this; 0 = back-to-back stress)",
     )
     b.add_argument("--no-retrain", action="store_true", help="skip the retrain phase (uses the last model)")
-    b.add_argument("--seed", type=int, default=100)
+    b.add_argument("--seed", type=non_negative_int, default=100)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_benchmark)
     return parser
@@ -748,16 +773,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed its usage message
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
     try:
+        check_utf8_arguments(parser, args)
         _sweep_spools()
-        return int(args.func(args))
+        code = int(args.func(args))
+        # Flush here, not at interpreter exit, so that a reader that went away is handled below.
+        sys.stdout.flush()
+        return code
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return EXIT_BAD_INPUT
+    except Failure as exc:
+        say(f"error: {exc}")
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`, `| true`): stop quietly, like other Unix tools, with
+        # exit 1 (docs/cli.md). stdout points at devnull so the interpreter's last flush does not fail again.
+        silence_stdout()
+        return EXIT_FAILURE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted")
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        say(f"error: {type(exc).__name__}: {exc}")
         if __import__("os").environ.get("QA0_DEBUG"):
             raise
         return EXIT_FAILURE

@@ -503,9 +503,14 @@ def run_benchmark(
 
     table = _resolve(dataset, table, seeds, strategy)
     name = table.name if table is not None else str(dataset)
-    budget = int(budget or BUDGETS.get(name, DEFAULT_BUDGET))
+    # `is None`, not `or`: a budget of 0 is a mistake to refuse, not a request for the default.
+    budget = int(BUDGETS.get(name, DEFAULT_BUDGET) if budget is None else budget)
     if budget < 1:
         raise BenchInputError("--budget must be positive")
+    if horizon is not None and horizon < 1:
+        raise BenchInputError("--horizon must be positive")
+    if first_seed < 0:
+        raise BenchInputError("--first-seed must not be negative")  # scikit-learn's seeds are 0 .. 2**32-1
     settings = Settings()
     batch = int(settings.auto_retrain_every)
     say = progress or (lambda _f, _m: None)

@@ -87,6 +87,12 @@ def csv_table(path: Path, label_column: str, mapping: dict[str, str] | None = No
         frame = pd.read_csv(path)
     except FileNotFoundError:
         raise BenchInputError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise BenchInputError(f"{where}: is a directory, not a file") from None
+    except PermissionError:
+        raise BenchInputError(f"{where}: permission denied") from None
+    except OSError as exc:  # any other reason the file cannot be read: the message names the file, not a class
+        raise BenchInputError(f"{where}: cannot read it ({exc.strerror or exc})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchInputError(f"{where}: not a readable CSV ({exc})") from None
     if label_column not in frame.columns:

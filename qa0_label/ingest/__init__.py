@@ -7,7 +7,7 @@ The public surface; the modules behind it follow the path of a file: `columns` (
 from qa0_label.ingest.columns import EXPORT_COLUMNS, LINE_COLUMN
 from qa0_label.ingest.export import export_labels, export_labels_frame, spreadsheet_safe
 from qa0_label.ingest.importer import import_file, import_frames
-from qa0_label.ingest.problems import ImportRefused, Problem, upload_problem
+from qa0_label.ingest.problems import ImportInterrupted, ImportRefused, Problem, upload_problem
 from qa0_label.ingest.read import read_chunks, read_table
 from qa0_label.ingest.validate import validate_details, validate_ebs
 from qa0_label.store.models import ARCHIVE_LABELER
@@ -16,6 +16,7 @@ __all__ = [
     "ARCHIVE_LABELER",
     "EXPORT_COLUMNS",
     "LINE_COLUMN",
+    "ImportInterrupted",
     "ImportRefused",
     "Problem",
     "export_labels",

@@ -50,7 +50,7 @@ from qa0_label.ingest.columns import (
     STATUS_COLUMN,
     Progress,
 )
-from qa0_label.ingest.problems import ImportRefused, Problem, _row_word
+from qa0_label.ingest.problems import ImportInterrupted, ImportRefused, Problem, _row_word
 from qa0_label.ingest.read import Chunk, _frame_chunks, _normalize_name, _suffix, read_chunks
 from qa0_label.ingest.spool import spool_directory
 from qa0_label.ingest.validate import _as_text, _number_counts, _present, validate_details, validate_ebs
@@ -426,6 +426,27 @@ def _detail_uids(details: pd.DataFrame) -> set[str]:
 def _import(
     *, engine: Engine, ebs: _Input, details: _Input | None, progress: Progress | None, chunk_rows: int
 ) -> dict[str, Any]:
+    # Whether the one write transaction has committed, so that an interrupt can say truthfully whether the
+    # import is in the database (ImportInterrupted.committed). Only the write transaction writes: validation
+    # reads, and the spool is temporary files.
+    written: list[bool] = []
+    try:
+        return _validate_and_write(
+            engine=engine, ebs=ebs, details=details, progress=progress, chunk_rows=chunk_rows, written=written
+        )
+    except KeyboardInterrupt as exc:
+        raise ImportInterrupted(committed=bool(written)) from exc
+
+
+def _validate_and_write(
+    *,
+    engine: Engine,
+    ebs: _Input,
+    details: _Input | None,
+    progress: Progress | None,
+    chunk_rows: int,
+    written: list[bool],
+) -> dict[str, Any]:
     report = progress or _quiet
     chunk_rows = int(chunk_rows) or DEFAULT_CHUNK_ROWS
     report(0.0, "validating")
@@ -488,6 +509,8 @@ def _import(
                         detail_rows += _insert_details(conn, block, ids)
                         fraction = ebs_done + (0.99 - ebs_done) * detail_rows / n_details
                         report(fraction, f"wrote {detail_rows:,} of {n_details:,} detail rows")
+            # Marked as soon as the commit returns: nothing after it (removing the spool) undoes the import.
+            written.append(True)
             return inserted, updated, labels_added, detail_rows
 
         driver_integrity_error = getattr(engine.dialect.dbapi, "IntegrityError", IntegrityError)

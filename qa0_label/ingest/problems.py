@@ -45,6 +45,18 @@ class ImportRefused(Exception):
         return "\n".join(lines)
 
 
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, which the CLI turns into Ctrl-C) stopped an import; `.committed` says whether it was written.
+
+    A KeyboardInterrupt, so callers that only know Ctrl-C still stop. Before the commit the write transaction
+    rolls back and the database is as it was; after it (the spool was being removed) the import is complete.
+    """
+
+    def __init__(self, *, committed: bool) -> None:
+        self.committed = committed
+        super().__init__("import interrupted after it was written" if committed else "import interrupted")
+
+
 def upload_problem(*, name: str, size: int | None, limit_mb: float) -> Problem | None:
     """The problem with an upload of SIZE bytes over LIMIT_MB (MiB), or None when it fits."""
     limit = int(limit_mb * 1024 * 1024)

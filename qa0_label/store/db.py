@@ -455,6 +455,9 @@ def backup_sqlite(engine: Engine, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     tmp.unlink(missing_ok=True)
+    # Create the file first: a place that cannot be written fails as an OSError (permission denied, ...)
+    # instead of SQLite's bare "unable to open database file".
+    tmp.touch()
     src = sqlite3.connect(source_path, timeout=BUSY_TIMEOUT_MS / 1000)
     dst = sqlite3.connect(tmp)
     try:

@@ -118,7 +118,7 @@ def test_benchmark_al_replays_the_app_beside_both_baselines(
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--seeds", "0"], "--seeds must be at least 1"),
+        (["--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
         (["--csv", "missing.csv", "--label-column", "qa0"], "missing.csv: no such file"),
         (["--csv", "archive.csv", "--label-column", "grade"], "label column 'grade' is missing"),
         (["--csv", "archive.csv", "--label-column", "qa0"], "column 'qa0' has values other than"),

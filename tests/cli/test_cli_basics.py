@@ -126,10 +126,10 @@ def test_simulate_asking_for_impossible_labels_is_bad_input(db_url: str, capsys:
 
 
 def test_role_sets_and_shows_and_refuses_unknown(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--db", db_url, "role", "  Carolina   Méndez ", "lead"]) == 0  # the first lead starts a database
+    assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
     assert cli.main(["--db", db_url, "role", "Nobody Yet"]) == 2
     assert "no labeler named" in capsys.readouterr().err
-    assert cli.main(["--db", db_url, "role", "  Carolina   Méndez ", "lead"]) == 0
-    assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
     assert cli.main(["--db", db_url, "role", "Carolina Méndez"]) == 0
     assert capsys.readouterr().out.strip() == "Carolina Méndez: lead"
     assert cli.main(["--db", db_url, "role", "Carolina Méndez", "aod"]) == 2  # the only lead stays one

@@ -107,6 +107,9 @@ def test_merge_and_rename_need_a_lead(db_url: str, capsys: pytest.CaptureFixture
         ["export", "--out", "OUT/p.csv", "--predictions"],
         ["export", "--out", "OUT/c.csv", "--catalogue"],
         ["show", UID],
+        ["retrain"],
+        ["backup", "--out", "OUT/b.sqlite"],
+        ["role", "Ana"],
     ],
     ids=lambda a: a[0],
 )
@@ -121,7 +124,9 @@ def test_read_commands_refuse_a_missing_database_and_create_nothing(
     assert not (tmp_path / "no").exists()
 
 
-def test_retrain_while_one_runs_exits_1_naming_it(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_retrain_while_one_runs_is_refused_with_exit_2_naming_it(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         started = utcnow()
@@ -129,7 +134,7 @@ def test_retrain_while_one_runs_exits_1_naming_it(db_url: str, capsys: pytest.Ca
             s.add(
                 ModelRun(version=7, status="running", started_at=started, heartbeat_at=started, pid=busy.pid, host=HOST)
             )
-        assert cli.main(["--db", db_url, "retrain", "--quiet"]) == 1
+        assert cli.main(["--db", db_url, "retrain", "--quiet"]) == 2  # a refusal, as docs/cli.md says
         err = capsys.readouterr().err
         assert "already running (version 7, started " + started.strftime("%Y-%m-%d %H:%M") in err
     finally:
