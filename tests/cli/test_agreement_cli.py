@@ -30,21 +30,21 @@ def _seed(db_url: str, rows: list[tuple[int, str, str]]) -> None:
             labels.record_label(session=s, eb_id=ebs[i].id, labeler=who, value=value, system=who == "archive")
 
 
+ANA_AND_BOB = [
+    (0, "ana", "Pass"),
+    (0, "bob", "Pass"),
+    (1, "ana", "Fail"),
+    (1, "bob", "SemiPass"),
+    (2, "ana", "Pass"),
+    (2, "bob", "Pass"),
+    (2, "archive", "Fail"),
+    (3, "ana", "Fail"),
+    (3, "ana", "Pass"),  # ana's revision on EB 3 leaves it with one labeler
+]
+
+
 def test_agreement_json_contract(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _seed(
-        db_url,
-        [
-            (0, "ana", "Pass"),
-            (0, "bob", "Pass"),
-            (1, "ana", "Fail"),
-            (1, "bob", "SemiPass"),
-            (2, "ana", "Pass"),
-            (2, "bob", "Pass"),
-            (2, "archive", "Fail"),
-            (3, "ana", "Fail"),
-            (3, "ana", "Pass"),
-        ],
-    )  # ana's revision on EB 3 leaves it with one labeler
+    _seed(db_url, ANA_AND_BOB)
     assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n_items"] == 3
@@ -96,20 +96,7 @@ def _strict_json(text: str) -> dict:
 
 
 def test_agreement_gives_the_lead_pages_per_aod_figures(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _seed(
-        db_url,
-        [
-            (0, "ana", "Pass"),
-            (0, "bob", "Pass"),
-            (1, "ana", "Fail"),
-            (1, "bob", "SemiPass"),
-            (2, "ana", "Pass"),
-            (2, "bob", "Pass"),
-            (2, "archive", "Fail"),
-            (3, "ana", "Fail"),
-            (3, "ana", "Pass"),
-        ],
-    )
+    _seed(db_url, ANA_AND_BOB)
     assert cli.main(["--db", db_url, "agreement", "--json"]) == 0
     report = _strict_json(capsys.readouterr().out)  # no NaN: nothing to compare is null
     rows = {r["labeler"]: r for r in report["per_aod"]}
