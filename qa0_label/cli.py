@@ -99,6 +99,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # e.g. more labels asked for than EBs x AoDs can give
         raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        # simulate removed what it had written before letting the interrupt through (all or nothing).
+        end_progress_line()
+        print("interrupted: nothing was added (the EBs written so far were removed)", file=sys.stderr)
+        return EXIT_FAILURE
     if args.json:
         _print_json(summary)
     else:

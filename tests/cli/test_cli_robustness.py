@@ -365,3 +365,17 @@ def test_ctrl_c_after_the_commit_says_the_import_was_written(
     assert cli.main(["--db", db_url, "import", str(ebs)]) == 1
     assert "\ninterrupted after the import was written" in capsys.readouterr().err
     assert _count(db_url, "execution_block") == 2
+
+
+def test_ctrl_c_during_simulate_says_nothing_was_added(
+    db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa0_label.sim.database import CHUNK_EBS
+
+    assert cli.main(["--db", db_url, "simulate", "--n", "20", "--quiet"]) == 0
+    capsys.readouterr()
+    _interrupt_at(f"{CHUNK_EBS}/", monkeypatch)  # after the first batch was committed
+    assert cli.main(["--db", db_url, "simulate", "--n", str(CHUNK_EBS + 50), "--details-for", "0"]) == 1
+    lines = capsys.readouterr().err.split("\n")
+    assert lines[-2:] == ["interrupted: nothing was added (the EBs written so far were removed)", ""]
+    assert _count(db_url, "execution_block") == 20
