@@ -613,8 +613,7 @@ def review_area(url: str, who: str) -> None:
         eb_id = int(assignment["eb_id"])
         with w.timed(f"bundle {eb_id} ({'hit' if bundle_cache().peek(url, eb_id) else 'miss'})"):
             bundle = bundle_cache().get(url, eb_id)
-        with st.container(key="qa0-review"):  # a hook for the narrow-window layout (widgets.STYLE)
-            head, why = st.columns([3, 1.25], gap="medium")
+        head, why = st.columns([3, 1.25], gap="medium")
         with head:
             draw_header(bundle.header, str(assignment.get("uid") or bundle.header.get("uid")))
             draw_actions(assignment, who, url)

@@ -70,7 +70,10 @@ def keep_across_pages(key: str, default: Any, allowed: Sequence[Any] | None = No
     if allowed is not None and value not in allowed:
         value = default
     st.session_state[_KEPT + key] = value
-    st.session_state[key] = value
+    if key not in st.session_state or st.session_state[key] != value:
+        # Only when Streamlit dropped it (another page): a widget value set from the script is sent to the
+        # browser again on every run, which redraws the widget on every key press.
+        st.session_state[key] = value
     return {"key": key, "on_change": _store_kept, "args": (key,)}
 
 
@@ -140,22 +143,17 @@ STYLE = """
 .st-key-qa0-why td, .st-key-qa0-why th { padding: 0.05rem 0.4rem; white-space: nowrap; font-weight: normal; }
 .st-key-qa0-why p { font-size: 0.92rem; margin-bottom: 0.3rem; line-height: 1.35; }
 /* A narrow window (a laptop with the sidebar open): "Why this EB" goes under the EB instead of being squeezed
-   beside it, and a metrics table wider than its column scrolls instead of running under its neighbour. */
-.st-key-qa0-review { container-type: inline-size; }
-@container (max-width: 860px) {
-  .st-key-qa0-review [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-qa0-why) {
-    flex-wrap: wrap; }
-  .st-key-qa0-review [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-qa0-why)
-    > [data-testid="stColumn"] { flex: 1 1 100% !important; width: 100% !important; min-width: 100%; }
-}
-.st-key-qa0-tiles [data-testid="stMarkdownContainer"] { overflow-x: auto; }
-/* Every page in a narrow main area: a row of columns wraps (a metric keeps at least 9rem, so "0.609" is not cut
-   to "0.…"), and a column holding a chart takes the whole width instead of squeezing the chart. */
-[data-testid="stMainBlockContainer"] { container-type: inline-size; }
-@container (max-width: 860px) {
-  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]) { flex-wrap: wrap; }
-  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: 9rem; }
-  [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]) {
+   beside it, and a metrics table wider than its column scrolls instead of running under its neighbour. Every
+   page: a row of columns wraps (a metric keeps at least 9rem, so "0.609" is not cut to "0.…"), and a column
+   holding a chart takes the whole width. Only below 1100 px: at the Label page's design width nothing changes. */
+@media (max-width: 1100px) {
+  .st-key-qa0-tiles [data-testid="stMarkdownContainer"] { overflow-x: auto; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-qa0-why) { flex-wrap: wrap; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-qa0-why) > [data-testid="stColumn"] {
+    flex: 1 1 100% !important; width: 100% !important; min-width: 100%; }
+  [data-testid="stMain"] [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]) { flex-wrap: wrap; }
+  [data-testid="stMain"] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: 9rem; }
+  [data-testid="stMain"] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:has([data-testid="stVegaLiteChart"]) {
     min-width: 100%; }
 }
 </style>
