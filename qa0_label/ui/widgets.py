@@ -345,9 +345,12 @@ def refresh_roster() -> None:
 def _known_name(url: str, name: str) -> str | None:
     """NAME as the roster spells it (compared case-insensitively), or None for a new name."""
     key = name.casefold()
-    for known, _role in _roster(url):
-        if known.casefold() == key:
-            return known
+    for fresh in (False, True):
+        if fresh:  # not in the cached roster: it may have been added in the last 10 s (CLI, another app host)
+            _roster.clear()
+        for known, _role in _roster(url):
+            if known.casefold() == key:
+                return known
     return None
 
 

@@ -389,3 +389,17 @@ def test_undo_takes_back_a_skip_and_works_at_the_end_of_the_queue(empty_db: str)
     at.button(key="qa0-btn-undo").click().run()  # then the Pass before it
     assert _shown_uid(at) == first
     assert _current(empty_db, "t_end") == {}
+
+
+def test_a_name_added_elsewhere_a_moment_ago_is_known(seeded_db: str) -> None:
+    from qa0_label.store.labels import get_or_create_labeler
+
+    _open(_app("t_first"), "label")  # the app has read (and cached) the roster
+    with session_scope(get_engine(seeded_db), write=True) as s:  # e.g. the CLI makes a lead meanwhile
+        get_or_create_labeler(session=s, name="t_added_now")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["labeler"] = "t_added_now"  # no confirmation in the session: a new name would be asked about
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("New labeler" in t.value for t in at.title)
+    assert _shown_uid(at).startswith("uid://")

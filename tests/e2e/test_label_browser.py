@@ -291,6 +291,7 @@ def test_the_first_key_after_choosing_a_name_labels(server: tuple[str, str], bro
     page.goto(base, wait_until="domcontentloaded")
     picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
     picker.click()
+    page.keyboard.type("e2e_picker")  # the list is virtualised: with many names the option may not be drawn yet
     page.get_by_role("option", name="e2e_picker").click()
     page.wait_for_selector(UID, timeout=60_000)
     page.wait_for_function(IDLE, timeout=60_000)
@@ -323,7 +324,7 @@ def test_enter_in_the_passphrase_box_unlocks_lead_actions(server: tuple[str, str
 
     base, db_url = server
     with session_scope(get_engine(db_url), write=True) as session:
-        set_role(session=session, name="e2e_lead", role="lead")
+        set_role(session=session, name="e2e_lead", role="lead", create=True)  # as `role NAME lead` does
         set_passphrase(session=session, name="e2e_lead", passphrase="correct horse battery")
     page = browser.new_page(viewport={"width": 1500, "height": 950})  # type: ignore[attr-defined]
     page.goto(f"{base}/agreement?labeler=e2e_lead", wait_until="domcontentloaded")
