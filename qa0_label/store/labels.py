@@ -242,7 +242,16 @@ def undo_last(
         existing = session.exec(select(Label).where(Label.client_event_id == client_event_id)).first()
         if existing is not None:
             return existing
-    target, events, reverted = _newest_in_force(session, row_id(who))
+    return _undo_newest(session, row_id(who), _newest_in_force(session, row_id(who)), client_event_id, lease_minutes)
+
+
+_InForce = tuple[Label | None, list[Label], set[int | None]]  # the newest review in force, the events, the undone ids
+
+
+def _undo_newest(
+    session: Session, who_id: int, in_force: _InForce, client_event_id: str | None, lease_minutes: float
+) -> Label | None:
+    target, events, reverted = in_force
     if target is None:
         return None
     previous = next(
@@ -255,7 +264,7 @@ def undo_last(
     )
     event = Label(
         eb_id=target.eb_id,
-        labeler_id=row_id(who),
+        labeler_id=who_id,
         value=previous.value if previous else None,
         kind="undo",
         reverts_id=target.id,
@@ -263,11 +272,11 @@ def undo_last(
     )
     session.add(event)
     session.flush()
-    _lease_back(session, int(target.eb_id), int(who.id), lease_minutes)  # type: ignore[arg-type]
+    _lease_back(session, int(target.eb_id), who_id, lease_minutes)
     return event
 
 
-def _newest_in_force(session: Session, labeler_id: int) -> tuple[Label | None, list[Label], set[int | None]]:
+def _newest_in_force(session: Session, labeler_id: int) -> _InForce:
     # Undo walks back through this labeler's review events that are still in force.
     events = list(
         session.exec(
@@ -296,13 +305,14 @@ def undo_last_action(
         if done is not None:
             return "label", int(done.eb_id)
     skip = session.exec(select(Skip).where(Skip.labeler_id == who.id).order_by(col(Skip.id).desc())).first()
-    target, _, _ = _newest_in_force(session, row_id(who))
+    in_force = _newest_in_force(session, row_id(who))
+    target = in_force[0]
     if skip is not None and (target is None or _aware(skip.created_at) >= _aware(target.created_at)):
         session.delete(skip)
         session.flush()
         _lease_back(session, int(skip.eb_id), row_id(who), lease_minutes)
         return "skip", int(skip.eb_id)
-    event = undo_last(session=session, labeler=labeler, client_event_id=client_event_id, lease_minutes=lease_minutes)
+    event = _undo_newest(session, row_id(who), in_force, client_event_id, lease_minutes)
     return None if event is None else ("label", int(event.eb_id))
 
 
